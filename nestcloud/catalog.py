@@ -1,0 +1,266 @@
+"""The instance-type catalog: models, parsing (pure), loading (thin I/O) and queries.
+
+The catalog is a cache of what the clouds say about each instance type: size, architecture,
+whether it can run a hypervisor (``nesting``), where it is offered and what it costs. Every
+fact names the source it rests on; ``scripts/gen_catalog.py`` regenerates the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import ValidationError, model_validator
+
+from nestcloud._yamlio import load_yaml, pydantic_problems
+from nestcloud.errors import CatalogError
+
+SCHEMA_VERSION = 1
+
+Nesting = Literal["nested", "native", "none"]
+Arch = Literal["x86_64", "arm64"]
+CpuVendor = Literal["intel", "amd", "aws", "ampere", "unknown"]
+HyperVGeneration = Literal["V1", "V2"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """Where a set of facts came from and when."""
+
+    description: str
+    date: dt.date | None = None
+    date_note: str | None = None
+
+
+class RegionPrice(_Strict):
+    """USD per hour in one region (Linux), and the price source that gives its date."""
+
+    on_demand: NonNegativeFloat | None = None
+    spot: NonNegativeFloat | None = None
+    source: str
+
+
+class InstanceType(_Strict):
+    """One instance type (AWS) or VM size (Azure)."""
+
+    provider: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    family: str = Field(min_length=1)
+    vcpus: PositiveInt
+    memory_gib: PositiveFloat
+    arch: Arch
+    cpu_vendor: CpuVendor
+    nesting: Nesting
+    nesting_source: str
+    verified: dt.date
+    bare_metal: bool = False
+    hyperv_generations: list[HyperVGeneration] | None = None
+    security_type: Literal["Standard"] | None = None
+    regions: list[str] = Field(default_factory=list)
+    prices: dict[str, RegionPrice] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.provider, self.name)
+
+    def price(self, region: str, *, spot: bool = False) -> float | None:
+        p = self.prices.get(region)
+        if p is None:
+            return None
+        return p.spot if spot else p.on_demand
+
+
+class Catalog(_Strict):
+    """The whole catalog file."""
+
+    schema_version: Literal[1]
+    generated_by: str | None = None
+    generated_at: dt.date | None = None
+    sources: dict[str, Source]
+    types: list[InstanceType]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        problems: list[str] = []
+        seen: dict[tuple[str, str], int] = {}
+        for i, t in enumerate(self.types):
+            if t.key in seen:
+                problems.append(f"types[{i}]: duplicate type {t.provider}/{t.name} "
+                                f"(first at types[{seen[t.key]}])")
+            else:
+                seen[t.key] = i
+            if t.nesting_source not in self.sources:
+                problems.append(f"types[{i}].nesting_source: unknown source "
+                                f"{t.nesting_source!r} (known: {', '.join(sorted(self.sources))})")
+            for region, p in t.prices.items():
+                if p.source not in self.sources:
+                    problems.append(f"types[{i}].prices.{region}.source: unknown source "
+                                    f"{p.source!r}")
+                if t.regions and region not in t.regions:
+                    problems.append(f"types[{i}].prices.{region}: priced in a region the type "
+                                    f"does not list in regions")
+            if t.arch == "arm64" and t.nesting != "none" and not t.bare_metal:
+                problems.append(f"types[{i}]: {t.name} is arm64 but nesting is {t.nesting!r}; "
+                                "no cloud offers nesting on Arm")
+            if t.bare_metal != (t.nesting == "native"):
+                problems.append(f"types[{i}]: bare_metal={t.bare_metal} contradicts "
+                                f"nesting={t.nesting!r} (native means bare metal)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @cached_property
+    def _index(self) -> dict[tuple[str, str], InstanceType]:
+        return {t.key: t for t in self.types}
+
+    @cached_property
+    def providers(self) -> list[str]:
+        return sorted({t.provider for t in self.types})
+
+    def get(self, provider: str, name: str) -> InstanceType | None:
+        return self._index.get((provider, name))
+
+    def find(self, name: str, provider: str | None = None) -> list[InstanceType]:
+        """Every type with that name (case-insensitive), optionally for one provider."""
+        low = name.lower()
+        return [t for t in self.types
+                if t.name.lower() == low and (provider is None or t.provider == provider)]
+
+    def of(self, provider: str) -> list[InstanceType]:
+        return [t for t in self.types if t.provider == provider]
+
+    def regions(self, provider: str) -> list[str]:
+        return sorted({r for t in self.of(provider) for r in t.regions})
+
+    def closest_names(self, name: str, provider: str | None = None, n: int = 3) -> list[str]:
+        names = [t.name for t in self.types if provider is None or t.provider == provider]
+        by_lower = {x.lower(): x for x in names}
+        return [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=n,
+                                                                cutoff=0.5)]
+
+    def source_date(self, source: str) -> str:
+        """The date a price source is valid for, or its note when the date is unknown."""
+        src = self.sources.get(source)
+        if src is None:
+            return "unknown"
+        if src.date is not None:
+            return src.date.isoformat()
+        return src.date_note or "unknown"
+
+    def cheapest_nested(self, provider: str, *, min_vcpus: int, min_memory_gib: float,
+                        region: str | None, spot: bool = False,
+                        arch: Arch = "x86_64") -> tuple[InstanceType, float | None] | None:
+        """The cheapest type that can run a hypervisor with at least these resources.
+
+        Priced candidates win over unpriced ones; among unpriced, the smallest.
+        """
+        best: tuple[tuple[int, float, int, float, str], InstanceType, float | None] | None = None
+        for t in self.of(provider):
+            if t.nesting == "none" or t.arch != arch:
+                continue
+            if t.vcpus < min_vcpus or t.memory_gib < min_memory_gib:
+                continue
+            if region is not None and t.regions and region not in t.regions:
+                continue
+            price = t.price(region, spot=spot) if region else _min_price(t, spot)
+            rank = (0 if price is not None else 1, price if price is not None else 0.0,
+                    t.vcpus, t.memory_gib, t.name)
+            if best is None or rank < best[0]:
+                best = (rank, t, price)
+        return (best[1], best[2]) if best else None
+
+
+def _min_price(t: InstanceType, spot: bool) -> float | None:
+    vals = [v for v in ((p.spot if spot else p.on_demand) for p in t.prices.values())
+            if v is not None]
+    return min(vals) if vals else None
+
+
+# -- parsing (pure) ------------------------------------------------------------------------
+
+
+def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
+    """Parse and validate catalog YAML text; raise CatalogError listing every problem."""
+    data, err = load_yaml(text, source)
+    if err:
+        raise CatalogError(source, [err])
+    if not isinstance(data, dict):
+        raise CatalogError(source, [f"{source}: the top level must be a mapping with "
+                                    f"schema_version, sources and types (got {type(data).__name__})"])
+    version = data.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        raise CatalogError(source, [f"{source}: schema_version: this nestcloud reads version "
+                                    f"{SCHEMA_VERSION} (got {version!r})"])
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        raise CatalogError(source, _catalog_problems(exc, text, source)) from None
+
+
+def _catalog_problems(exc: ValidationError, text: str, source: str) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors(include_url=False):
+        if err.get("type") == "value_error" and not err.get("loc"):
+            # The cross-field validator joins its findings with "; ".
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+            problems.extend(f"{source}: {m}" for m in msg.split("; "))
+    rest = [e for e in exc.errors(include_url=False)
+            if not (e.get("type") == "value_error" and not e.get("loc"))]
+    problems.extend(pydantic_problems(rest, text, source))
+    return problems
+
+
+def dump_catalog(catalog: Catalog) -> str:
+    """Readable YAML for a catalog (used by the generator and by price refresh)."""
+    from nestcloud._catalog_dump import dump
+
+    return dump(catalog)
+
+
+# -- loading (thin I/O) --------------------------------------------------------------------
+
+ENV_CATALOG = "NESTCLOUD_CATALOG"
+
+
+def default_catalog_path() -> Path:
+    """The catalog in use: $NESTCLOUD_CATALOG, the packaged copy, or the checkout's root file."""
+    env = os.environ.get(ENV_CATALOG)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    packaged = here / "catalog.yaml"
+    if packaged.is_file():
+        return packaged
+    return here.parent / "catalog.yaml"
+
+
+_cache: dict[tuple[str, float, int], Catalog] = {}
+
+
+def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
+    """Read and parse a catalog file (the default one when ``path`` is None)."""
+    p = Path(path) if path is not None else default_catalog_path()
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_mtime, st.st_size)
+        if key in _cache:
+            return _cache[key]
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError(str(p), [f"{p}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(str(p), [f"{p}: cannot read: {exc}"]) from None
+    cat = parse_catalog(text, str(p))
+    _cache[key] = cat
+    return cat

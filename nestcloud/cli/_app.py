@@ -1,0 +1,99 @@
+"""The typer app, its error boundary and the output helpers every command uses."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from nestcloud.errors import NestcloudError
+
+_json_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("json_mode", default=False)
+
+
+class _Group(TyperGroup):
+    """Translates nestcloud errors into one message and the documented exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        token = _json_mode.set(False)
+        try:
+            return super().invoke(ctx)
+        except NestcloudError as exc:
+            _report(exc.to_dict(), str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _report({"error": "Interrupted", "message": "interrupted", "exit_code": 130},
+                    "interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:  # a bug in nestcloud: still no traceback unless asked for
+            if os.environ.get("NESTCLOUD_DEBUG"):
+                raise
+            msg = (f"internal error: {type(exc).__name__}: {exc} (this is a nestcloud bug; "
+                   "set NESTCLOUD_DEBUG=1 to see the traceback)")
+            _report({"error": "InternalError", "message": msg, "exit_code": 1}, msg)
+            raise typer.Exit(1) from None
+        finally:
+            _json_mode.reset(token)
+
+
+def _report(doc: dict[str, Any], text: str) -> None:
+    if _json_mode.get():
+        typer.echo(json.dumps(doc, indent=2))
+    typer.echo(f"error: {text}", err=True)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="nestcloud",
+    help="Launch cloud VMs that can run their own hypervisor (nested virtualization).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def json_mode(enabled: bool) -> None:
+    """Commands call this first so errors also come out as one JSON document on stdout."""
+    _json_mode.set(enabled)
+
+
+def emit_json(doc: Any) -> None:
+    """The one JSON document a --json command prints on stdout."""
+    typer.echo(json.dumps(doc, indent=2, default=str))
+
+
+def info(text: str) -> None:
+    """Progress and notes: always stderr, so stdout stays clean for data."""
+    typer.echo(text, err=True)
+
+
+def bad_input(message: str) -> NestcloudError:
+    from nestcloud.errors import InputError
+
+    return InputError(message)
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain aligned text table (no colour: it must read the same in logs)."""
+    cols = [headers, *rows]
+    widths = [max(len(str(r[i])) for r in cols) for i in range(len(headers))]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # outside a command (e.g. during import)
+        sys.exit(130)

@@ -1,0 +1,80 @@
+"""`nestcloud check`: the pre-launch rules, without launching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nestcloud.cli._app import emit_json, json_mode
+from nestcloud.errors import InputError
+
+
+def spec_or_input_error(**fields: object):  # type: ignore[no-untyped-def]
+    """Build a LaunchSpec; a validation problem becomes one InputError naming the flag."""
+    from pydantic import ValidationError
+
+    from nestcloud.spec import LaunchSpec
+
+    try:
+        return LaunchSpec(**fields)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors(include_url=False):
+            flag = "--" + str(err["loc"][0]).replace("_", "-") if err.get("loc") else "input"
+            parts.append(f"{flag} {err.get('input')!r}: {err['msg']}")
+        raise InputError("; ".join(parts)) from None
+
+
+def render_findings(findings: list, ok: bool, label: str) -> str:  # type: ignore[type-arg]
+    lines = [f"{label}: {'launchable' if ok else 'refused'}"]
+    for f in findings:
+        lines.append(f"  [{f.severity}] {f.rule}: {f.message}")
+        if f.suggestion:
+            lines.append(f"      -> {f.suggestion}")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check")
+    def check(
+        provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+        type_name: str = typer.Option(..., "--type", "-t", help="Instance type / VM size."),
+        region: Optional[str] = typer.Option(None, "--region", "-r"),
+        os_alias: str = typer.Option("ubuntu-24.04", "--os"),
+        hypervisor: str = typer.Option("kvm", "--hypervisor"),
+        depth: int = typer.Option(2, "--depth", help="Level of the guests you will run (L2=2)."),
+        spot: bool = typer.Option(False, "--spot"),
+        security_type: str = typer.Option("Standard", "--security-type",
+                                          help="Azure: Standard, TrustedLaunch or "
+                                               "ConfidentialVM."),
+        image_generation: Optional[str] = typer.Option(None, "--image-generation",
+                                                       help="Azure image generation: V1 or V2."),
+        as_json: bool = typer.Option(False, "--json"),
+        catalog_path: Optional[Path] = typer.Option(None, "--catalog",
+                                                    envvar="NESTCLOUD_CATALOG"),
+    ) -> None:
+        """Would this launch work? Exit 0 when launchable, 3 when refused."""
+        json_mode(as_json)
+        from nestcloud.catalog import load_catalog
+        from nestcloud.checks import refused, run_checks
+        from nestcloud.provider import available
+
+        if provider not in available():
+            raise InputError(f"--provider {provider!r}: unknown provider "
+                             f"(known: {', '.join(available())})")
+        spec = spec_or_input_error(provider=provider, type=type_name, region=region,
+                                   os=os_alias, hypervisor=hypervisor, depth=depth, spot=spot,
+                                   security_type=security_type,
+                                   image_generation=image_generation)
+        findings = run_checks(spec, load_catalog(catalog_path))
+        ok = not refused(findings)
+        if as_json:
+            emit_json({"ok": ok, "provider": provider, "type": type_name, "region": region,
+                       "findings": [f.model_dump() for f in findings]})
+        else:
+            typer.echo(render_findings(findings, ok, f"{provider}/{type_name}"
+                                       + (f" in {region}" if region else "")))
+        if not ok:
+            raise typer.Exit(3)

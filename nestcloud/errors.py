@@ -1,0 +1,142 @@
+"""The nestcloud error tree. Every error a user can see is one of these.
+
+    NestcloudError                      exit 1 unless a subclass says otherwise
+    ├── InputError                      exit 2: bad flags, bad files, unknown names
+    │   ├── CatalogError                a catalog file that does not parse or validate
+    │   ├── LabFileError                a lab file that does not parse or validate
+    │   └── UnknownProviderError        a provider name no plugin registers
+    ├── RefusedError                    exit 3: pre-launch checks or budget said no
+    │   └── BudgetError                 the plan costs more than the budget allows
+    ├── ProviderError                   exit 1: anything a cloud or plugin reported
+    │   ├── MissingDependencyError      the provider's SDK is not installed
+    │   ├── CredentialsError            no, expired or rejected credentials
+    │   ├── CapacityError               the cloud has no capacity there now (zone scope)
+    │   ├── QuotaError                  an account or subscription limit (region scope)
+    │   ├── UnsupportedError            the cloud refused the type/feature combination
+    │   ├── ThrottledError              still throttled after the SDK's own retries
+    │   └── CleanupError                removing what we created failed; lists what is left
+    └── ReadinessTimeout                exit 4: the L1 did not report ready in time
+
+Library code raises these and never exits; the CLI catches NestcloudError once, prints
+``str(error)`` and exits with ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NestcloudError(Exception):
+    """Base of every error nestcloud reports to a user."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "message": self.message, "hint": self.hint,
+                "exit_code": self.exit_code}
+
+
+class InputError(NestcloudError):
+    """Bad input: flags, files or names the user gave."""
+
+    exit_code = 2
+
+
+class CatalogError(InputError):
+    """A catalog file that cannot be used; ``problems`` lists every one found."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid catalog ({len(problems)} problem(s)):\n{lines}")
+
+
+class LabFileError(InputError):
+    """A lab file that cannot be used; ``problems`` lists every one found."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid lab file ({len(problems)} problem(s)):\n{lines}")
+
+
+class UnknownProviderError(InputError):
+    """A provider name that no installed plugin registers."""
+
+
+class RefusedError(NestcloudError):
+    """A launch refused before anything was created."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 findings: list[Any] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.findings = findings or []
+
+
+class BudgetError(RefusedError):
+    """The plan costs more than the budget allows."""
+
+
+class ProviderError(NestcloudError):
+    """Something a cloud or a provider plugin reported."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None,
+                 provider: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.provider = provider
+
+
+class MissingDependencyError(ProviderError):
+    """The SDK a provider needs is not installed."""
+
+
+class CredentialsError(ProviderError):
+    """Credentials are missing, expired or rejected."""
+
+
+class CapacityError(ProviderError):
+    """No capacity for the type in that zone right now."""
+
+
+class QuotaError(ProviderError):
+    """An account or subscription limit was reached."""
+
+
+class UnsupportedError(ProviderError):
+    """The cloud refused the type or feature combination."""
+
+
+class ThrottledError(ProviderError):
+    """The cloud kept throttling after the SDK's retries."""
+
+
+class CleanupError(ProviderError):
+    """Removing what we created failed; ``leftovers`` names what still exists."""
+
+    def __init__(self, message: str, *, leftovers: list[str], hint: str | None = None,
+                 provider: str | None = None) -> None:
+        super().__init__(message, hint=hint, provider=provider)
+        self.leftovers = leftovers
+
+
+class ReadinessTimeout(NestcloudError):
+    """The L1 hypervisor did not report ready before the deadline."""
+
+    exit_code = 4

@@ -1,0 +1,49 @@
+"""Operating systems nestcloud knows by alias, and what each can host as an L1."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Family = Literal["linux", "windows"]
+Hypervisor = Literal["kvm", "firecracker", "hyperv", "wsl2", "none"]
+HYPERVISORS: tuple[str, ...] = ("kvm", "firecracker", "hyperv", "wsl2", "none")
+
+
+class OsInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    alias: str
+    family: Family
+    title: str
+    hypervisors: tuple[str, ...]
+    why_not: dict[str, str] = {}
+
+
+_LINUX_ALL = ("kvm", "firecracker", "none")
+_WINDOWS = ("hyperv", "wsl2", "none")
+
+OSES: dict[str, OsInfo] = {
+    o.alias: o
+    for o in (
+        OsInfo(alias="ubuntu-24.04", family="linux", title="Ubuntu 24.04 LTS",
+               hypervisors=_LINUX_ALL),
+        OsInfo(alias="debian-12", family="linux", title="Debian 12", hypervisors=_LINUX_ALL),
+        OsInfo(alias="rhel-9", family="linux", title="Red Hat Enterprise Linux 9",
+               hypervisors=_LINUX_ALL),
+        OsInfo(alias="al2023", family="linux", title="Amazon Linux 2023",
+               hypervisors=("firecracker", "none"),
+               why_not={"kvm": "Amazon Linux 2023 ships no qemu or libvirt; use "
+                               "--hypervisor firecracker there, or ubuntu-24.04/debian-12/rhel-9 "
+                               "for KVM with libvirt"}),
+        OsInfo(alias="windows-2022", family="windows", title="Windows Server 2022",
+               hypervisors=_WINDOWS),
+        OsInfo(alias="windows-2025", family="windows", title="Windows Server 2025",
+               hypervisors=_WINDOWS),
+    )
+}
+
+
+def os_info(alias: str) -> OsInfo | None:
+    return OSES.get(alias)

@@ -1,0 +1,132 @@
+"""The Provider protocol and the registry that finds providers by entry point.
+
+Providers live outside the core and register under the entry-point group
+``nestcloud.providers``; the built-in ``aws`` and ``azure`` do so from pyproject.toml exactly
+as a third-party plugin would. A provider module may import its cloud SDK at module level: the
+registry imports it only when that provider is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from nestcloud.catalog import Catalog
+from nestcloud.errors import MissingDependencyError, UnknownProviderError
+from nestcloud.models import DownResult, Instance, LaunchResult, VerifyResult
+from nestcloud.spec import LaunchSpec
+
+GROUP = "nestcloud.providers"
+
+# The pip extra that brings each built-in provider's SDK.
+EXTRAS: dict[str, str] = {"aws": "aws", "azure": "azure"}
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One cloud. Every verb acts on a *named group* of instances found by their tags.
+
+    Contract, for every implementation:
+
+    - ``launch(spec, catalog, dry_run)`` makes the group ``spec.name`` have ``spec.count``
+      running instances of ``spec.type``: it reuses what already runs under that name and
+      launches only what is missing, so re-running converges and never duplicates. Every
+      resource it creates carries the tags ``nestcloud:name``, ``nestcloud:owner``,
+      ``nestcloud:expires`` (when a TTL is set) and the user's tags, written with or before the
+      create call. With ``dry_run`` it sends nothing that creates or changes anything and
+      returns the requests it would send in ``LaunchResult.requests``.
+    - ``list(name)`` returns the instances nestcloud created (all names when ``name`` is None),
+      from the cloud's tags only: there is no local state.
+    - ``down(name)`` removes every resource of that name and waits until they are gone;
+      running it again when nothing is left is harmless and succeeds.
+    - ``console(instance)`` returns the latest serial-console text of an instance (``""`` when
+      the cloud has none yet) so readiness can be read without SSH.
+    - ``verify_catalog(catalog, region)`` compares the catalog with the live API.
+    - Errors are raised as ``nestcloud.errors`` types (``from`` the SDK's exception), never as
+      SDK exceptions.
+    """
+
+    name: str
+
+    def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False
+               ) -> LaunchResult: ...
+
+    def list(self, name: str | None = None) -> list[Instance]: ...
+
+    def down(self, name: str) -> DownResult: ...
+
+    def console(self, instance: Instance) -> str: ...
+
+    def verify_catalog(self, catalog: Catalog, region: str) -> VerifyResult: ...
+
+
+ProviderFactory = Callable[..., Provider]
+
+_extra: dict[str, ProviderFactory] = {}
+
+
+def register(name: str, factory: ProviderFactory) -> None:
+    """Register a provider in-process (tests, notebooks); entry points are the normal way."""
+    _extra[name] = factory
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def available() -> list[str]:
+    """Names of every provider that can be asked for (nothing is imported)."""
+    return sorted(set(_entry_points()) | set(_extra))
+
+
+def describe() -> list[dict[str, Any]]:
+    """Name, origin and whether the SDK can be imported, for `nestcloud providers`."""
+    import importlib.util
+
+    out = []
+    eps = _entry_points()
+    for name in available():
+        if name in _extra:
+            out.append({"name": name, "origin": "registered in-process", "installed": True,
+                        "extra": None})
+            continue
+        ep = eps[name]
+        module = ep.value.split(":", 1)[0]
+        sdk = {"aws": "boto3", "azure": "azure.mgmt.compute"}.get(name)
+        installed = True
+        if sdk is not None:
+            try:
+                installed = importlib.util.find_spec(sdk) is not None
+            except (ImportError, ValueError):
+                installed = False
+        dist = getattr(ep, "dist", None)
+        out.append({"name": name, "origin": f"{module} ({dist.name if dist else 'entry point'})",
+                    "installed": installed, "extra": EXTRAS.get(name)})
+    return out
+
+
+def load_factory(name: str) -> ProviderFactory:
+    """The provider class (or factory) registered as ``name``."""
+    if name in _extra:
+        return _extra[name]
+    eps = _entry_points()
+    if name not in eps:
+        known = ", ".join(available()) or "none installed"
+        raise UnknownProviderError(f"unknown provider {name!r} (known: {known})",
+                                   hint="third-party providers register under the "
+                                        f"'{GROUP}' entry-point group")
+    try:
+        return eps[name].load()  # type: ignore[no-any-return]
+    except ImportError as exc:
+        extra = EXTRAS.get(name)
+        hint = (f"pip install 'nestcloud[{extra}]'" if extra
+                else f"install the package that provides the {name!r} provider")
+        raise MissingDependencyError(
+            f"provider {name!r} needs a package that is not installed ({exc.name or exc})",
+            hint=hint, provider=name) from exc
+
+
+def get_provider(name: str, **options: Any) -> Provider:
+    """Instantiate a provider by name with provider-specific options (region, endpoint...)."""
+    return load_factory(name)(**options)
