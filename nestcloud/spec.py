@@ -42,6 +42,8 @@ class LaunchSpec(BaseModel):
     ttl_seconds: int | None = Field(default=None, gt=0)
     tags: dict[str, str] = Field(default_factory=dict)
     user_data: str | None = None
+    public_ip: bool = False
+    l2_smoke: bool = False
 
     @field_validator("name")
     @classmethod
