@@ -7,9 +7,10 @@ modules stay small and none of them imports a cloud SDK at import time.
 from __future__ import annotations
 
 from nestcloud.cli._app import app, main
-from nestcloud.cli import bootstrap_cmd, catalog_cmd, check_cmd, cloud_cmd, plan_cmd
+from nestcloud.cli import (bootstrap_cmd, catalog_cmd, check_cmd, cloud_cmd, plan_cmd,
+                           security_cmd)
 
-for _module in (catalog_cmd, check_cmd, cloud_cmd, bootstrap_cmd, plan_cmd):
+for _module in (catalog_cmd, check_cmd, cloud_cmd, bootstrap_cmd, plan_cmd, security_cmd):
     _module.register(app)
 
 __all__ = ["app", "main"]
