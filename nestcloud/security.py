@@ -1,0 +1,253 @@
+"""Secret scanning for user data: refuse to ship credentials inside a VM's user data.
+
+User data is not a secret store. On EC2 it is readable by every process on the instance
+through the metadata service and by anyone allowed ``ec2:DescribeInstanceAttribute``; on
+Azure custom data lands on the VM's disk. So before a launch sends the user's ``--user-data``
+we look for the credentials people most often paste there by mistake and refuse, naming the
+file, line and kind, and never echoing the secret itself.
+
+The rules aim for few false positives: public material (``ssh-rsa AAAA...`` keys,
+``BEGIN PUBLIC KEY``, ``BEGIN CERTIFICATE``), variable references (``$AZURE_CLIENT_SECRET``,
+``${{ secrets.X }}``, ``<your-secret>``) and bare PEM headers without a key body pass.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from nestcloud.errors import InputError
+
+__all__ = ["KINDS", "SecretFinding", "refuse_secrets", "scan_user_data"]
+
+#: Kind id -> what the user is told was found.
+KINDS: dict[str, str] = {
+    "aws-access-key-id": "an AWS access key id",
+    "aws-secret-access-key": "an AWS secret access key",
+    "azure-storage-key": "an Azure storage/connection-string account key",
+    "azure-client-secret": "an Azure client secret",
+    "gcp-service-account-key": "a GCP service-account private key",
+    "private-key": "a PEM/OpenSSH private key",
+    "github-token": "a GitHub token",
+}
+
+_REDACTED = "[REDACTED]"
+_EXCERPT_MAX = 120
+
+
+@dataclass(frozen=True)
+class SecretFinding:
+    """One secret found: its kind, 1-based line and column, and a redacted excerpt."""
+
+    kind: str
+    line: int
+    column: int
+    excerpt: str
+
+    @property
+    def description(self) -> str:
+        return KINDS.get(self.kind, self.kind)
+
+
+@dataclass(frozen=True)
+class _Hit:
+    kind: str
+    start: int  # offset in the text of the secret value (what gets redacted)
+    end: int
+    report_at: int  # offset whose line/column the finding reports
+
+
+# -- the rules ----------------------------------------------------------------------------
+
+# Access key ids: 4-letter prefix + 16 upper-case letters/digits. AKIA = long-term user key,
+# ASIA = temporary STS key. The prefix itself is not secret and stays visible.
+_AWS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)([A-Z0-9]{16})(?![A-Za-z0-9])")
+
+# aws_secret_access_key = <40 chars> in any of the spellings of the CLI config, env vars,
+# and the JSON of `aws iam create-access-key` / `aws sts ...` ("SecretAccessKey").
+_AWS_SECRET = re.compile(
+    r"""(?ix)(?:aws[_-]?)?secret[_-]?access[_-]?key["']?\s*[:=]\s*["']?
+        (?-i:([A-Za-z0-9/+]{40}))(?![A-Za-z0-9/+=])""")
+
+# Storage (AccountKey=) and Service Bus / Event Hubs (SharedAccessKey=) connection strings.
+_AZURE_CONN = re.compile(r"(?i)(?:AccountKey|SharedAccessKey)\s*=\s*([A-Za-z0-9+/]{30,}={0,2})")
+
+# Microsoft Entra client secrets in an obvious assignment (env var, CLI flag, JSON, YAML).
+# "--client-secret VALUE" counts; prose such as "store the client secret in Key Vault" does not.
+_AZURE_SECRET_ASSIGN = re.compile(
+    r"""(?ix)(?:--client-secret(?:\s+|=)["']?
+              |(?:azure[_-]?)?client[_-]?secret["']?\s*(?:[:=]|\s(?=["']))\s*["']?)
+        (?=([A-Za-z0-9_~.+/=@?*:-]+))\1(?![(\[])""")  # lookahead = no backtracking
+# The current secret format has a recognisable "Q~" at position 4-5; found anywhere.
+_AZURE_SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9_~.-])([A-Za-z0-9_~.-]{3}[0-9]Q~"
+                                 r"[A-Za-z0-9_~.-]{31,34})(?![A-Za-z0-9_~.-])")
+
+# GCP service-account key JSON: "private_key": "-----BEGIN PRIVATE KEY-----\nMII...".
+_GCP_KEY = re.compile(r'"private_key"\s*:\s*"(-----BEGIN [A-Z ]*PRIVATE KEY-----[^"]*)')
+
+# PEM / OpenSSH / PGP private key headers. Public keys and certificates never say PRIVATE.
+_PEM_HEADER = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----")
+# After the header: optional RFC 1421 headers (Proc-Type:, DEK-Info:, Comment:), then body.
+_PEM_BODY = re.compile(r"(?:\s|\\n|\\r)*(?:[A-Za-z-]+:[^\n\\]*(?:\s|\\n|\\r)+)*"
+                       r"([A-Za-z0-9+/]{20,}={0,2})")
+
+# GitHub classic (ghp_/gho_/ghu_/ghs_/ghr_ + 36) and fine-grained (github_pat_ + 82) tokens.
+_GITHUB = re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_([A-Za-z0-9]{36})|"
+                     r"github_pat_([A-Za-z0-9_]{60,255}))(?![A-Za-z0-9_])")
+
+# Values in an assignment that are references or placeholders, not secrets.
+_PLACEHOLDER = re.compile(r"""(?x)^(?:
+    \$.*                    # $VAR, ${VAR}, $(cmd), ${{ secrets.X }}
+  | %[A-Za-z_][A-Za-z0-9_]*%  # %VAR% (cmd.exe)
+  | \{\{.*                  # {{ template }}
+  | <.*                     # <your-secret>
+  | (?:x+|\*+|\.+|-+)       # xxxx, ****, ...
+  | (?:none|null|nil|true|false|changeme|redacted|secret|password|your[_-].*|example.*)
+)$""", re.IGNORECASE)
+
+
+def _aws_key_ids(text: str) -> Iterator[_Hit]:
+    for m in _AWS_KEY_ID.finditer(text):
+        yield _Hit("aws-access-key-id", m.start(1), m.end(1), m.start())
+
+
+def _aws_secrets(text: str) -> Iterator[_Hit]:
+    for m in _AWS_SECRET.finditer(text):
+        yield _Hit("aws-secret-access-key", m.start(1), m.end(1), m.start())
+
+
+def _azure_conn(text: str) -> Iterator[_Hit]:
+    for m in _AZURE_CONN.finditer(text):
+        yield _Hit("azure-storage-key", m.start(1), m.end(1), m.start())
+
+
+def _azure_secrets(text: str) -> Iterator[_Hit]:
+    for m in _AZURE_SECRET_ASSIGN.finditer(text):
+        value = m.group(1)
+        # Real client secrets are long random strings; code (os.environ.get(...)) and
+        # placeholders are not.
+        if (len(value) < 16 or _PLACEHOLDER.match(value) or not re.search(r"[0-9]", value)
+                or not re.search(r"[A-Za-z]", value)):
+            continue
+        yield _Hit("azure-client-secret", m.start(1), m.end(1), m.start())
+    for m in _AZURE_SECRET_SHAPE.finditer(text):
+        yield _Hit("azure-client-secret", m.start(1), m.end(1), m.start(1))
+
+
+def _gcp_keys(text: str) -> Iterator[_Hit]:
+    for m in _GCP_KEY.finditer(text):
+        yield _Hit("gcp-service-account-key", m.start(1), m.end(1), m.start())
+
+
+def _pem_keys(text: str) -> Iterator[_Hit]:
+    for m in _PEM_HEADER.finditer(text):
+        # A header alone (a grep pattern, documentation) is not a key: require a body.
+        body = _PEM_BODY.match(text, m.end())
+        if body is None:
+            continue
+        end = text.find("-----END", m.end())
+        yield _Hit("private-key", m.end(), end if end != -1 else body.end(), m.start())
+
+
+def _github(text: str) -> Iterator[_Hit]:
+    for m in _GITHUB.finditer(text):
+        group = 1 if m.group(1) is not None else 2
+        yield _Hit("github-token", m.start(group), m.end(group), m.start())
+
+
+_RULES: tuple[Callable[[str], Iterator[_Hit]], ...] = (
+    _gcp_keys, _pem_keys, _aws_key_ids, _aws_secrets, _azure_conn, _azure_secrets, _github)
+
+
+# -- scanning -----------------------------------------------------------------------------
+
+
+def scan_user_data(text: str) -> list[SecretFinding]:
+    """Every secret found in ``text``, in order of position; each excerpt is redacted."""
+    hits: list[_Hit] = []
+    for rule in _RULES:
+        for hit in rule(text):
+            # One secret, one finding: the first (most specific) rule that covers it wins,
+            # e.g. a GCP key JSON is not reported again as a bare PEM key.
+            if any(h.start <= hit.start < h.end or hit.start <= h.start < hit.end
+                   for h in hits):
+                continue
+            hits.append(hit)
+    hits.sort(key=lambda h: h.report_at)
+    line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    return [_finding(text, line_starts, hit, hits) for hit in hits]
+
+
+def _line_of(line_starts: list[int], offset: int) -> int:
+    lo, hi = 0, len(line_starts) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if line_starts[mid] <= offset:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo  # 0-based index
+
+
+def _finding(text: str, line_starts: list[int], hit: _Hit, hits: list[_Hit]) -> SecretFinding:
+    idx = _line_of(line_starts, hit.report_at)
+    start = line_starts[idx]
+    end = line_starts[idx + 1] - 1 if idx + 1 < len(line_starts) else len(text)
+    # Redact every secret touching this line, not only this finding's, so an excerpt never
+    # leaks a neighbour.
+    pieces: list[str] = []
+    pos = start
+    for h in sorted(hits, key=lambda h: h.start):
+        if h.end <= start or h.start > end:
+            continue
+        a, b = max(h.start, start), min(h.end, end)
+        if a < pos:
+            continue
+        pieces.append(text[pos:a])
+        # A key body that starts on the next line still gets a marker after its header.
+        pieces.append(_REDACTED if a < end else " " + _REDACTED)
+        pos = b
+    pieces.append(text[pos:end])
+    line = "".join(pieces).strip()
+    column = hit.report_at - start + 1
+    if len(line) > _EXCERPT_MAX:
+        # Keep the redaction marker in view on long (e.g. one-line JSON) lines.
+        mark = line.find(_REDACTED)
+        lo = max(0, min(mark - 40, len(line) - _EXCERPT_MAX))
+        line = ("..." if lo else "") + line[lo:lo + _EXCERPT_MAX] + "..."
+    return SecretFinding(kind=hit.kind, line=idx + 1, column=column, excerpt=line)
+
+
+def _as_text(data: str | bytes) -> str:
+    if isinstance(data, str):
+        return data
+    if data[:2] == b"\x1f\x8b":  # gzip: cloud-init unpacks it, so the secret would ship
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            pass
+    return data.decode("utf-8", errors="replace")
+
+
+HOW_TO_PASS_SECRETS = (
+    "user data is not a secret store (anything on the instance, and anyone allowed to "
+    "describe it, can read it back): give the VM its cloud access through an instance "
+    "profile (AWS IAM role) or a managed identity (Azure), and fetch other secrets at boot "
+    "from a secret store (AWS Secrets Manager or SSM Parameter Store SecureString, "
+    "Azure Key Vault)")
+
+
+def refuse_secrets(data: str | bytes, source: str) -> None:
+    """Raise InputError (exit 2) naming ``source``, line and kind if ``data`` holds a secret."""
+    findings = scan_user_data(_as_text(data))
+    if not findings:
+        return
+    lines = [f"{source}:{f.line}:{f.column}: {f.description} ({f.kind}): {f.excerpt}"
+             for f in findings]
+    head = (f"{source}: user data contains {len(findings)} secret(s); refusing to send it"
+            if len(findings) > 1 else
+            f"{source}: user data contains {findings[0].description}; refusing to send it")
+    raise InputError(head + "\n" + "\n".join(f"  {line}" for line in lines),
+                     hint=HOW_TO_PASS_SECRETS)
