@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from pydantic import ValidationError, model_validator
 
-from nestcloud._yamlio import load_yaml, pydantic_problems
+from nestcloud._yamlio import line_of, load_yaml, pydantic_problems
 from nestcloud.errors import CatalogError
 
 SCHEMA_VERSION = 1
@@ -115,7 +116,8 @@ class Catalog(_Strict):
                 problems.append(f"types[{i}]: bare_metal={t.bare_metal} contradicts "
                                 f"nesting={t.nesting!r} (native means bare metal)")
         if problems:
-            raise ValueError("; ".join(problems))
+            # Newline-joined: the messages themselves contain "; ".
+            raise ValueError("\n".join(problems))
         return self
 
     # -- queries ---------------------------------------------------------------------------
@@ -200,7 +202,8 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
                                     f"schema_version, sources and types (got {type(data).__name__})"])
     version = data.get("schema_version")
     if version is not None and version != SCHEMA_VERSION:
-        raise CatalogError(source, [f"{source}: schema_version: this nestcloud reads version "
+        where = _where(text, source, ("schema_version",))
+        raise CatalogError(source, [f"{where}: schema_version: this nestcloud reads version "
                                     f"{SCHEMA_VERSION} (got {version!r})"])
     try:
         return Catalog.model_validate(data)
@@ -212,13 +215,28 @@ def _catalog_problems(exc: ValidationError, text: str, source: str) -> list[str]
     problems: list[str] = []
     for err in exc.errors(include_url=False):
         if err.get("type") == "value_error" and not err.get("loc"):
-            # The cross-field validator joins its findings with "; ".
+            # The cross-field validator joins its findings with newlines; each starts with
+            # its YAML path ("types[3].nesting_source: ..."), which gives the line.
             msg = str(err.get("msg", "")).removeprefix("Value error, ")
-            problems.extend(f"{source}: {m}" for m in msg.split("; "))
+            problems.extend(f"{_where(text, source, _path_loc(m))}: {m}"
+                            for m in msg.split("\n"))
     rest = [e for e in exc.errors(include_url=False)
             if not (e.get("type") == "value_error" and not e.get("loc"))]
     problems.extend(pydantic_problems(rest, text, source))
     return problems
+
+
+def _path_loc(message: str) -> tuple[str | int, ...]:
+    """'types[3].prices.us-east-1: ...' -> ('types', 3, 'prices', 'us-east-1')."""
+    loc: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", message.split(":", 1)[0]):
+        loc.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(loc)
+
+
+def _where(text: str, source: str, loc: tuple[str | int, ...]) -> str:
+    line = line_of(text, loc) if loc else None
+    return f"{source}:{line}" if line else source
 
 
 def dump_catalog(catalog: Catalog) -> str:
