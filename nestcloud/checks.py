@@ -29,40 +29,76 @@ class Finding(BaseModel):
     suggestion: str | None = None
 
 
-def _fmt_price(catalog: Catalog, t: InstanceType, region: str | None, spot: bool) -> str:
-    if region is None:
-        return ""
-    p = t.prices.get(region)
-    val = None if p is None else (p.spot if spot else p.on_demand)
-    if p is None or val is None:
-        return f" (no price known in {region})"
+def _where_cheapest(t: InstanceType, spot: bool) -> tuple[str, float, str] | None:
+    """(region, USD/h, price source) of the type's lowest known price."""
+    best: tuple[str, float, str] | None = None
+    for region, p in sorted(t.prices.items()):
+        val = p.spot if spot else p.on_demand
+        if val is not None and (best is None or val < best[1]):
+            best = (region, val, p.source)
+    return best
+
+
+def _price_text(catalog: Catalog, t: InstanceType, region: str | None, spot: bool) -> str:
+    """' $0.0123/h on-demand in R (price date: D)', or that no price is known."""
     kind = "spot" if spot else "on-demand"
-    return f" at ${val:.4f}/h {kind} in {region} (price date: {catalog.source_date(p.source)})"
+    if region is not None:
+        p = t.prices.get(region)
+        val = None if p is None else (p.spot if spot else p.on_demand)
+        if p is None or val is None:
+            return f" no {kind} price known in {region}"
+        return f" ${val:.4f}/h {kind} in {region} (price date: {catalog.source_date(p.source)})"
+    where = _where_cheapest(t, spot)
+    if where is None:
+        return f" no {kind} price known"
+    r, val, src = where
+    return f" from ${val:.4f}/h {kind} in {r} (price date: {catalog.source_date(src)})"
 
 
 def suggest_nested(catalog: Catalog, spec: LaunchSpec, want_vcpus: int, want_mem: float
                    ) -> str | None:
-    """The cheapest nested-capable type of the provider that covers the wanted size."""
+    """The cheapest nested-capable type of the provider that covers the wanted size.
+
+    Looks in the spec's region first; when nothing there fits, says so and names the cheapest
+    one offered elsewhere. The text always carries the price and its date (or says none is known).
+    """
+    size = f"at least {want_vcpus} vCPU and {want_mem:g} GiB"
     hit = catalog.cheapest_nested(spec.provider, min_vcpus=want_vcpus, min_memory_gib=want_mem,
                                   region=spec.region, spot=spec.spot)
-    if hit is None and spec.region is not None:
-        hit = catalog.cheapest_nested(spec.provider, min_vcpus=want_vcpus,
-                                      min_memory_gib=want_mem, region=None, spot=spec.spot)
+    if hit is not None:
+        t, _ = hit
+        return (f"use {t.name} ({t.vcpus} vCPU, {t.memory_gib:g} GiB, nesting {t.nesting}): the "
+                f"cheapest {spec.provider} type able to run a hypervisor with {size},"
+                f"{_price_text(catalog, t, spec.region, spec.spot)}")
+    if spec.region is None:
+        return None
+    hit = catalog.cheapest_nested(spec.provider, min_vcpus=want_vcpus, min_memory_gib=want_mem,
+                                  region=None, spot=spec.spot)
     if hit is None:
         return None
     t, _ = hit
-    return (f"use {t.name} ({t.vcpus} vCPU, {t.memory_gib:g} GiB, {t.nesting})"
-            f"{_fmt_price(catalog, t, spec.region, spec.spot)}")
+    return (f"no {spec.provider} type that can run a hypervisor with {size} is offered in "
+            f"{spec.region}; elsewhere: {t.name} ({t.vcpus} vCPU, {t.memory_gib:g} GiB, nesting "
+            f"{t.nesting}),{_price_text(catalog, t, None, spec.spot)}")
 
 
 Rule = Callable[[LaunchSpec, Catalog, InstanceType | None], list[Finding]]
 
 
+def rule_unknown_provider(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
+                          ) -> list[Finding]:
+    if spec.provider in catalog.providers:
+        return []
+    return [Finding(rule="unknown-provider", severity="error",
+                    message=f"the catalog has no provider {spec.provider!r}",
+                    suggestion="known providers: " + ", ".join(catalog.providers))]
+
+
 def rule_unknown_type(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
                       ) -> list[Finding]:
-    if t is not None:
+    if t is not None or spec.provider not in catalog.providers:
         return []
-    other = [x.provider for x in catalog.find(spec.type) if x.provider != spec.provider]
+    other = sorted({x.provider for x in catalog.find(spec.type) if x.provider != spec.provider})
     if other:
         return [Finding(rule="unknown-type", severity="error",
                         message=f"{spec.type} is a {other[0]} type, not a {spec.provider} one",
@@ -77,9 +113,13 @@ def rule_unknown_type(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
 def rule_arch(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None) -> list[Finding]:
     if t is None or t.arch != "arm64":
         return []
-    return [Finding(rule="arm64", severity="error",
-                    message=f"{t.name} is an Arm (arm64) type: AWS and Azure offer no nested "
-                            "virtualization on Arm",
+    if t.nesting == "native":
+        what = (f"{t.name} is Arm (arm64) bare metal: nestcloud launches x86_64 L1 hosts only, "
+                "and neither AWS nor Azure offers nested virtualization on Arm")
+    else:
+        what = (f"{t.name} is an Arm (arm64) type: AWS and Azure offer no nested "
+                "virtualization on Arm")
+    return [Finding(rule="arm64", severity="error", message=what,
                     suggestion=suggest_nested(catalog, spec, t.vcpus, t.memory_gib))]
 
 
@@ -87,11 +127,10 @@ def rule_nesting_none(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
                       ) -> list[Finding]:
     if t is None or t.nesting != "none" or t.arch == "arm64":
         return []
-    src = catalog.sources.get(t.nesting_source)
-    why = f" (source: {src.description})" if src else ""
     return [Finding(rule="no-nesting", severity="error",
                     message=f"{t.name} cannot run a hypervisor: {spec.provider} does not offer "
-                            f"nested virtualization on it{why}",
+                            f"nested virtualization on it (catalog source "
+                            f"{t.nesting_source!r}, verified {t.verified.isoformat()})",
                     suggestion=suggest_nested(catalog, spec, t.vcpus, t.memory_gib))]
 
 
@@ -124,16 +163,16 @@ def rule_os_hypervisor(spec: LaunchSpec, catalog: Catalog, t: InstanceType | Non
                         suggestion="one of " + ", ".join(OSES))]
     if spec.hypervisor in info.hypervisors:
         return []
+    alts = [o.alias for o in OSES.values() if spec.hypervisor in o.hypervisors]
     reason = info.why_not.get(spec.hypervisor)
     if reason is None:
         need = "Windows" if spec.hypervisor in ("hyperv", "wsl2") else "Linux"
-        reason = f"{spec.hypervisor} needs a {need} L1, and {info.title} is {info.family}"
-        alts = [o.alias for o in OSES.values() if spec.hypervisor in o.hypervisors]
-        suggestion = f"use --os {alts[0]}" if alts else None
-    else:
-        suggestion = None
+        reason = f"{spec.hypervisor} needs a {need} L1, and {info.title} is not {need}"
+    others = [h for h in info.hypervisors if h != "none"]
+    suggestion = " or ".join(
+        ([f"--os {alts[0]}"] if alts else []) + [f"--hypervisor {h}" for h in others[:1]])
     return [Finding(rule="os-hypervisor", severity="error", message=reason,
-                    suggestion=suggestion)]
+                    suggestion=f"use {suggestion}" if suggestion else None)]
 
 
 def rule_trusted_launch(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
@@ -147,6 +186,9 @@ def rule_trusted_launch(spec: LaunchSpec, catalog: Catalog, t: InstanceType | No
                     suggestion="use security type Standard (nestcloud's default)")]
 
 
+_GEN = {"V1": "Gen1", "V2": "Gen2"}
+
+
 def rule_generation(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
                     ) -> list[Finding]:
     gen = spec.image_generation
@@ -154,30 +196,36 @@ def rule_generation(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
         return []
     if gen in t.hyperv_generations:
         return []
-    only = "/".join(t.hyperv_generations)
-    want = "Gen1" if gen == "V1" else "Gen2"
+    only = "/".join(_GEN[g] for g in t.hyperv_generations)
     return [Finding(rule="generation", severity="error",
-                    message=f"{t.name} boots {only} images only, and the image is {want}",
-                    suggestion=f"use a {'Gen1' if 'V1' in t.hyperv_generations else 'Gen2'} "
-                               "image (nestcloud picks the right one for an OS alias)")]
+                    message=f"{t.name} boots {only} images only, and the image is {_GEN[gen]}",
+                    suggestion=f"use a {_GEN[t.hyperv_generations[0]]} image (nestcloud picks "
+                               "the right one for an OS alias when no image is given)")]
+
+
+def rule_unknown_region(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
+                        ) -> list[Finding]:
+    if spec.region is None:
+        return []
+    known = catalog.regions(spec.provider)
+    if not known or spec.region in known:
+        return []
+    close = difflib.get_close_matches(spec.region, known, n=3, cutoff=0.5)
+    return [Finding(rule="unknown-region", severity="error",
+                    message=f"unknown {spec.provider} region {spec.region!r}",
+                    suggestion=("did you mean " + ", ".join(close) + "?") if close else
+                    "known regions: " + ", ".join(known))]
 
 
 def rule_region(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None) -> list[Finding]:
-    if t is None or spec.region is None:
+    if t is None or spec.region is None or not t.regions or spec.region in t.regions:
         return []
-    known = catalog.regions(spec.provider)
-    if spec.region not in known and known:
-        close = difflib.get_close_matches(spec.region, known, n=3, cutoff=0.5)
-        return [Finding(rule="unknown-region", severity="error",
-                        message=f"unknown {spec.provider} region {spec.region!r}",
-                        suggestion=("did you mean " + ", ".join(close) + "?") if close else
-                        "known regions: " + ", ".join(known))]
-    if t.regions and spec.region not in t.regions:
-        offered = ", ".join(t.regions[:8]) + (" ..." if len(t.regions) > 8 else "")
-        return [Finding(rule="region", severity="error",
-                        message=f"{t.name} is not offered in {spec.region}",
-                        suggestion=f"regions that offer it: {offered}")]
-    return []
+    if spec.region not in catalog.regions(spec.provider):
+        return []  # rule_unknown_region reports it
+    offered = ", ".join(t.regions[:8]) + (" ..." if len(t.regions) > 8 else "")
+    return [Finding(rule="region", severity="error",
+                    message=f"{t.name} is not offered in {spec.region}",
+                    suggestion=f"regions that offer it: {offered}")]
 
 
 def rule_amd(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None) -> list[Finding]:
@@ -213,9 +261,9 @@ def rule_windows_aws_vcpus(spec: LaunchSpec, catalog: Catalog, t: InstanceType |
 
 
 RULES: tuple[Rule, ...] = (
-    rule_unknown_type, rule_arch, rule_nesting_none, rule_native, rule_depth,
-    rule_os_hypervisor, rule_trusted_launch, rule_generation, rule_region, rule_amd,
-    rule_spot, rule_windows_aws_vcpus,
+    rule_unknown_provider, rule_unknown_type, rule_unknown_region, rule_arch, rule_nesting_none,
+    rule_native, rule_depth, rule_os_hypervisor, rule_trusted_launch, rule_generation,
+    rule_region, rule_amd, rule_spot, rule_windows_aws_vcpus,
 )
 
 

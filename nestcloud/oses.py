@@ -34,9 +34,8 @@ OSES: dict[str, OsInfo] = {
                hypervisors=_LINUX_ALL),
         OsInfo(alias="al2023", family="linux", title="Amazon Linux 2023",
                hypervisors=("firecracker", "none"),
-               why_not={"kvm": "Amazon Linux 2023 ships no qemu or libvirt; use "
-                               "--hypervisor firecracker there, or ubuntu-24.04/debian-12/rhel-9 "
-                               "for KVM with libvirt"}),
+               why_not={"kvm": "Amazon Linux 2023 ships no qemu or libvirt, so it cannot "
+                               "host KVM guests the libvirt way (Firecracker works there)"}),
         OsInfo(alias="windows-2022", family="windows", title="Windows Server 2022",
                hypervisors=_WINDOWS),
         OsInfo(alias="windows-2025", family="windows", title="Windows Server 2025",

@@ -13,14 +13,22 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from nestcloud.catalog import Catalog
-from nestcloud.errors import MissingDependencyError, UnknownProviderError
+from nestcloud.errors import MissingDependencyError, ProviderError, UnknownProviderError
 from nestcloud.models import DownResult, Instance, LaunchResult, VerifyResult
 from nestcloud.spec import LaunchSpec
 
 GROUP = "nestcloud.providers"
 
-# The pip extra that brings each built-in provider's SDK.
+# The pip extra that brings each built-in provider's SDK, and the distributions that extra
+# installs (checked through installed metadata, so asking never imports an SDK).
 EXTRAS: dict[str, str] = {"aws": "aws", "azure": "azure"}
+SDK_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "aws": ("boto3",),
+    "azure": ("azure-mgmt-compute", "azure-mgmt-network", "azure-mgmt-resource",
+              "azure-identity"),
+}
+# Top-level modules whose absence means "install the extra", not "the plugin is broken".
+SDK_MODULES: dict[str, tuple[str, ...]] = {"aws": ("boto3", "botocore"), "azure": ("azure",)}
 
 
 @runtime_checkable
@@ -80,30 +88,41 @@ def available() -> list[str]:
     return sorted(set(_entry_points()) | set(_extra))
 
 
-def describe() -> list[dict[str, Any]]:
-    """Name, origin and whether the SDK can be imported, for `nestcloud providers`."""
-    import importlib.util
+def missing_sdk(name: str) -> list[str]:
+    """The SDK distributions provider ``name`` needs that are not installed (no import)."""
+    from importlib.metadata import PackageNotFoundError, distribution
 
-    out = []
+    missing = []
+    for dist in SDK_DISTRIBUTIONS.get(name, ()):
+        try:
+            distribution(dist)
+        except PackageNotFoundError:
+            missing.append(dist)
+    return missing
+
+
+def describe() -> list[dict[str, Any]]:
+    """Name, origin and whether the SDK is installed, for `nestcloud providers` (no import)."""
+    out: list[dict[str, Any]] = []
     eps = _entry_points()
     for name in available():
         if name in _extra:
             out.append({"name": name, "origin": "registered in-process", "installed": True,
-                        "extra": None})
+                        "missing": [], "extra": None})
             continue
         ep = eps[name]
-        module = ep.value.split(":", 1)[0]
-        sdk = {"aws": "boto3", "azure": "azure.mgmt.compute"}.get(name)
-        installed = True
-        if sdk is not None:
-            try:
-                installed = importlib.util.find_spec(sdk) is not None
-            except (ImportError, ValueError):
-                installed = False
         dist = getattr(ep, "dist", None)
-        out.append({"name": name, "origin": f"{module} ({dist.name if dist else 'entry point'})",
-                    "installed": installed, "extra": EXTRAS.get(name)})
+        missing = missing_sdk(name)
+        out.append({"name": name, "origin": f"{ep.value} ({dist.name if dist else 'entry point'})",
+                    "installed": not missing, "missing": missing, "extra": EXTRAS.get(name)})
     return out
+
+
+def _install_hint(name: str) -> str:
+    extra = EXTRAS.get(name)
+    if extra:
+        return f"pip install 'nestcloud[{extra}]'"
+    return f"install the package that provides the {name!r} provider"
 
 
 def load_factory(name: str) -> ProviderFactory:
@@ -116,15 +135,26 @@ def load_factory(name: str) -> ProviderFactory:
         raise UnknownProviderError(f"unknown provider {name!r} (known: {known})",
                                    hint="third-party providers register under the "
                                         f"'{GROUP}' entry-point group")
+    ep = eps[name]
     try:
-        return eps[name].load()  # type: ignore[no-any-return]
+        return ep.load()  # type: ignore[no-any-return]
     except ImportError as exc:
-        extra = EXTRAS.get(name)
-        hint = (f"pip install 'nestcloud[{extra}]'" if extra
-                else f"install the package that provides the {name!r} provider")
-        raise MissingDependencyError(
-            f"provider {name!r} needs a package that is not installed ({exc.name or exc})",
-            hint=hint, provider=name) from exc
+        missing = exc.name or ""
+        own = ep.value.split(":", 1)[0]
+        is_own = bool(missing) and (own == missing or own.startswith(missing + "."))
+        if missing.split(".", 1)[0] in SDK_MODULES.get(name, ()) or (
+                name not in SDK_MODULES and missing and not is_own):
+            raise MissingDependencyError(
+                f"provider {name!r} needs the module {missing!r}, which is not installed",
+                hint=_install_hint(name), provider=name) from exc
+        # The plugin's own code is missing or broken: installing an extra would not help.
+        raise ProviderError(
+            f"provider {name!r} is registered as {ep.value!r} but cannot be imported: {exc}",
+            hint="reinstall the package that provides it", provider=name) from exc
+    except AttributeError as exc:
+        raise ProviderError(
+            f"provider {name!r} is registered as {ep.value!r}, which does not exist: {exc}",
+            hint="reinstall the package that provides it", provider=name) from exc
 
 
 def get_provider(name: str, **options: Any) -> Provider:

@@ -23,8 +23,8 @@ class LaunchSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: str
-    type: str
+    provider: str = Field(min_length=1)
+    type: str = Field(min_length=1)
     region: str | None = None
     os: str = "ubuntu-24.04"
     hypervisor: Hypervisor = "kvm"

@@ -14,10 +14,28 @@ from typer.core import TyperGroup
 from nestcloud.errors import NestcloudError
 
 _json_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("json_mode", default=False)
+# Whether the command line asked for --json: usage errors happen before a command runs and
+# calls json_mode(), and they must still come out as one JSON document.
+_json_argv: contextvars.ContextVar[bool] = contextvars.ContextVar("json_argv", default=False)
+
+
+def _wants_json(args: list[str]) -> bool:
+    head = args[:args.index("--")] if "--" in args else args
+    return "--json" in head
 
 
 class _Group(TyperGroup):
     """Translates nestcloud errors into one message and the documented exit code."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        if parent is None:
+            _json_argv.set(_wants_json(list(args)))
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:  # bad usage of the top-level command
+            _report_usage(exc)
+            raise
 
     def invoke(self, ctx: Any) -> Any:
         token = _json_mode.set(False)
@@ -27,26 +45,41 @@ class _Group(TyperGroup):
             _report(exc.to_dict(), str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            _report({"error": "Interrupted", "message": "interrupted", "exit_code": 130},
-                    "interrupted")
+            _report({"error": "Interrupted", "message": "interrupted", "hint": None,
+                     "exit_code": 130}, "interrupted")
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, typer.TyperException):
+        except typer.TyperException as exc:  # usage errors: typer prints them on stderr
+            _report_usage(exc)
+            raise
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a bug in nestcloud: still no traceback unless asked for
             if os.environ.get("NESTCLOUD_DEBUG"):
                 raise
             msg = (f"internal error: {type(exc).__name__}: {exc} (this is a nestcloud bug; "
                    "set NESTCLOUD_DEBUG=1 to see the traceback)")
-            _report({"error": "InternalError", "message": msg, "exit_code": 1}, msg)
+            _report({"error": "InternalError", "message": msg, "hint": None, "exit_code": 1},
+                    msg)
             raise typer.Exit(1) from None
         finally:
             _json_mode.reset(token)
 
 
+def _json_wanted() -> bool:
+    return _json_mode.get() or _json_argv.get()
+
+
 def _report(doc: dict[str, Any], text: str) -> None:
-    if _json_mode.get():
+    if _json_wanted():
         typer.echo(json.dumps(doc, indent=2))
     typer.echo(f"error: {text}", err=True)
+
+
+def _report_usage(exc: typer.TyperException) -> None:
+    """The JSON half of a usage error; typer itself prints the message on stderr."""
+    if _json_wanted():
+        typer.echo(json.dumps({"error": "UsageError", "message": exc.format_message(),
+                               "hint": None, "exit_code": exc.exit_code}, indent=2))
 
 
 app = typer.Typer(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from nestcloud.cli._app import emit_json, json_mode, table
+from nestcloud.cli._app import emit_json, info, json_mode, table
 from nestcloud.errors import CatalogError, InputError
 
 catalog_app = typer.Typer(help="Inspect, validate and verify the instance-type catalog.",
@@ -50,7 +51,12 @@ def catalog_list(
     if region is not None:
         known = {r for p in ([provider] if provider else cat.providers) for r in cat.regions(p)}
         if region not in known:
-            raise InputError(f"--region {region!r}: no catalog type is offered there")
+            close = difflib.get_close_matches(region, sorted(known), n=3, cutoff=0.5)
+            where = f" for provider {provider!r}" if provider else ""
+            raise InputError(f"--region {region!r}: unknown region{where}; no catalog type "
+                             "is offered there",
+                             hint=(f"did you mean {', '.join(close)}?" if close else
+                                   f"known regions: {', '.join(sorted(known))}"))
     rows = [t for t in cat.types
             if (provider is None or t.provider == provider)
             and (region is None or region in t.regions)
@@ -89,7 +95,8 @@ def catalog_show(
         raise InputError(f"unknown instance type {type_name!r}"
                          + (f" for provider {provider!r}" if provider else ""), hint=hint)
     if len(hits) > 1:
-        raise InputError(f"{type_name!r} exists for several providers; add --provider")
+        raise InputError(f"{type_name!r} exists for several providers; add --provider",
+                         hint="one of " + ", ".join(sorted(h.provider for h in hits)))
     t = hits[0]
     doc = t.model_dump(mode="json")
     doc["nesting_source_description"] = cat.sources[t.nesting_source].description
@@ -129,7 +136,8 @@ def catalog_validate(
     except CatalogError as exc:
         if as_json:
             emit_json({"ok": False, "file": str(path), "problems": exc.problems})
-            raise typer.Exit(2) from None
+            info(f"error: {exc}")
+            raise typer.Exit(exc.exit_code) from None
         raise
     if as_json:
         emit_json({"ok": True, "file": str(path), "types": len(cat.types)})

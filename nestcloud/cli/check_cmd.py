@@ -12,19 +12,31 @@ from nestcloud.errors import InputError
 
 
 def spec_or_input_error(**fields: object):  # type: ignore[no-untyped-def]
-    """Build a LaunchSpec; a validation problem becomes one InputError naming the flag."""
+    """Build a LaunchSpec; a bad value becomes one InputError naming the flag and the choices."""
     from pydantic import ValidationError
 
+    from nestcloud.oses import HYPERVISORS, OSES
     from nestcloud.spec import LaunchSpec
 
+    parts = []
+    os_alias = fields.get("os")
+    if os_alias is not None and os_alias not in OSES:
+        parts.append(f"--os {os_alias!r}: unknown OS (one of {', '.join(OSES)})")
+        fields = {k: v for k, v in fields.items() if k != "os"}
+    hypervisor = fields.get("hypervisor")
+    if hypervisor is not None and hypervisor not in HYPERVISORS:
+        parts.append(f"--hypervisor {hypervisor!r}: unknown hypervisor "
+                     f"(one of {', '.join(HYPERVISORS)})")
+        fields = {k: v for k, v in fields.items() if k != "hypervisor"}
     try:
-        return LaunchSpec(**fields)  # type: ignore[arg-type]
+        spec = LaunchSpec(**fields)  # type: ignore[arg-type]
     except ValidationError as exc:
-        parts = []
         for err in exc.errors(include_url=False):
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err.get("loc") else "input"
             parts.append(f"{flag} {err.get('input')!r}: {err['msg']}")
-        raise InputError("; ".join(parts)) from None
+    if parts:
+        raise InputError("; ".join(parts))
+    return spec
 
 
 def render_findings(findings: list, ok: bool, label: str) -> str:  # type: ignore[type-arg]
@@ -36,14 +48,19 @@ def render_findings(findings: list, ok: bool, label: str) -> str:  # type: ignor
     return "\n".join(lines)
 
 
+# Literal strings, not imports: the help must not cost an import of the OS table.
+_OS_HELP = "L1 OS: ubuntu-24.04, debian-12, rhel-9, al2023, windows-2022 or windows-2025."
+_HV_HELP = "L1 hypervisor: kvm, firecracker, hyperv, wsl2 or none."
+
+
 def register(app: typer.Typer) -> None:
     @app.command("check")
     def check(
         provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
         type_name: str = typer.Option(..., "--type", "-t", help="Instance type / VM size."),
         region: Optional[str] = typer.Option(None, "--region", "-r"),
-        os_alias: str = typer.Option("ubuntu-24.04", "--os"),
-        hypervisor: str = typer.Option("kvm", "--hypervisor"),
+        os_alias: str = typer.Option("ubuntu-24.04", "--os", help=_OS_HELP),
+        hypervisor: str = typer.Option("kvm", "--hypervisor", help=_HV_HELP),
         depth: int = typer.Option(2, "--depth", help="Level of the guests you will run (L2=2)."),
         spot: bool = typer.Option(False, "--spot"),
         security_type: str = typer.Option("Standard", "--security-type",
