@@ -1,0 +1,82 @@
+"""Run the pre-launch checks, then hand the launch to a provider.
+
+The CLI, lab files and the Python API all launch through :func:`launch`, so a launch the
+checks refuse never reaches a cloud, whoever asked for it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import TYPE_CHECKING, Any
+
+from nestcloud.checks import Finding, refused, run_checks
+from nestcloud.errors import InputError, RefusedError
+from nestcloud.models import LaunchResult
+from nestcloud.spec import LaunchSpec
+
+if TYPE_CHECKING:
+    from nestcloud.catalog import Catalog
+    from nestcloud.provider import Provider
+
+WORLD_CIDRS = ("0.0.0.0/0", "::/0")
+
+
+def default_name(spec: LaunchSpec) -> str:
+    """A deterministic name for an unnamed launch, so re-running the command reconciles."""
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{spec.type}-{spec.hypervisor}".lower()).strip("-")
+    slug = slug[:40].rstrip("-")
+    return slug if slug and slug[0].isalpha() else f"nc-{slug}"[:40].rstrip("-")
+
+
+def check_ssh_cidr(cidr: str | None, allow_world: bool) -> str | None:
+    """Normalise ``--ssh-cidr``; refuse a malformed or world-open one unless allowed."""
+    if cidr is None:
+        return None
+    try:
+        net = ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        raise InputError(f"--ssh-cidr {cidr!r}: not an IPv4 or IPv6 network "
+                         "(use e.g. 203.0.113.7/32)") from None
+    text = str(net)
+    if net.prefixlen == 0 and not allow_world:
+        raise InputError(f"--ssh-cidr {cidr!r} opens SSH to the whole internet",
+                         hint="use your own address (e.g. 203.0.113.7/32), or add "
+                              "--allow-world-ssh if you really mean it")
+    return text
+
+
+def refusal_message(findings: list[Finding]) -> str:
+    lines = ["launch refused by the pre-launch checks (nothing was created):"]
+    for f in findings:
+        if f.severity != "error":
+            continue
+        lines.append(f"  [{f.severity}] {f.rule}: {f.message}")
+        if f.suggestion:
+            lines.append(f"      -> {f.suggestion}")
+    return "\n".join(lines)
+
+
+def prepare(spec: LaunchSpec, catalog: Catalog) -> tuple[LaunchSpec, list[Finding]]:
+    """Checks and input normalisation, no I/O: the spec to launch and the non-fatal findings."""
+    findings = run_checks(spec, catalog)
+    if refused(findings):
+        raise RefusedError(refusal_message(findings), findings=findings)
+    cidr = check_ssh_cidr(spec.ssh_cidr, spec.allow_world_ssh)
+    updates: dict[str, Any] = {"ssh_cidr": cidr}
+    if spec.name is None:
+        updates["name"] = default_name(spec)
+    return spec.model_copy(update=updates), findings
+
+
+def launch(spec: LaunchSpec, catalog: Catalog, provider: Provider | None = None, *,
+           dry_run: bool = False, **provider_options: Any) -> LaunchResult:
+    """Check, then launch ``spec`` (through ``provider`` or the registered one)."""
+    ready, findings = prepare(spec, catalog)
+    if provider is None:
+        from nestcloud.provider import get_provider
+
+        provider = get_provider(spec.provider, **provider_options)
+    result = provider.launch(ready, catalog, dry_run=dry_run)
+    extra = [f"[{f.severity}] {f.rule}: {f.message}" for f in findings]
+    return result.model_copy(update={"notes": extra + list(result.notes)})

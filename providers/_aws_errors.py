@@ -1,0 +1,131 @@
+"""botocore exceptions -> nestcloud errors, each with what to do next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    TokenRetrievalError,
+)
+
+from nestcloud.errors import (
+    CapacityError,
+    CredentialsError,
+    InputError,
+    NestcloudError,
+    ProviderError,
+    QuotaError,
+    ThrottledError,
+    UnsupportedError,
+)
+
+P = "aws"
+
+CREDENTIAL_HINT = ("configure credentials as for any AWS tool (`aws configure`, `aws sso login`, "
+                   "AWS_PROFILE, environment variables), or try everything locally with --sandbox")
+
+_EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
+_REJECTED = {"AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch",
+             "UnrecognizedClientException", "InvalidAccessKeyId", "MissingAuthenticationToken"}
+_THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded",
+              "TooManyRequestsException", "RequestThrottled", "SlowDown"}
+
+
+def translate(exc: Exception, *, action: str, region: str | None = None,
+              type_name: str | None = None) -> NestcloudError:
+    """The nestcloud error for an SDK exception raised while doing ``action``."""
+    where = f" in {region}" if region else ""
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return CredentialsError(f"no AWS credentials found while trying to {action}",
+                                hint=CREDENTIAL_HINT, provider=P)
+    if isinstance(exc, TokenRetrievalError) or type(exc).__name__ in (
+            "SSOTokenLoadError", "UnauthorizedSSOTokenError"):
+        return CredentialsError(f"AWS SSO credentials could not be loaded ({exc})",
+                                hint="run `aws sso login` (with --profile if you use one)",
+                                provider=P)
+    if isinstance(exc, NoRegionError):
+        return InputError("no AWS region: pass --region or set AWS_DEFAULT_REGION / a profile "
+                          "region")
+    if isinstance(exc, EndpointConnectionError):
+        return ProviderError(f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url')} "
+                             f"to {action}", hint="check the network, AWS_ENDPOINT_URL, or "
+                             "`nestcloud sandbox status` when using --sandbox", provider=P)
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", "Unknown"))
+        msg = str(err.get("Message", "")).strip()
+        said = f" (AWS: {code}: {msg})" if msg else f" (AWS: {code})"
+        if code == "UnsupportedOperation":
+            return UnsupportedError(
+                f"AWS refused to {action}{where}{said}",
+                hint="this type/feature combination is not offered there; run `nestcloud "
+                     f"catalog verify --provider aws --region {region or 'REGION'}` and pick a "
+                     "type that reports nested-virtualization (c8i/m8i/r8i, c7i/m7i...) or a "
+                     ".metal type", code=code, provider=P)
+        if code in ("InsufficientInstanceCapacity", "InsufficientHostCapacity",
+                    "InsufficientCapacity"):
+            return CapacityError(
+                f"AWS has no capacity for {type_name or 'this type'}{where} right now{said}",
+                hint="retry later, or choose another availability zone, an equivalent type "
+                     "or another region", code=code, provider=P)
+        if code in ("VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"):
+            return QuotaError(
+                f"your AWS account limit{where} does not allow this launch{said}",
+                hint="request a higher 'Running On-Demand Standard instances' (or Spot) vCPU "
+                     "quota in Service Quotas, use a smaller type or --count, or another region",
+                code=code, provider=P)
+        if code in _EXPIRED:
+            return CredentialsError(f"your AWS credentials have expired{said}",
+                                    hint="refresh them (e.g. `aws sso login`) and retry",
+                                    code=code, provider=P)
+        if code in _REJECTED:
+            return CredentialsError(f"AWS rejected the credentials while trying to {action}{said}",
+                                    hint=CREDENTIAL_HINT, code=code, provider=P)
+        if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
+            return CredentialsError(f"these AWS credentials may not {action}{said}",
+                                    hint="ask for the permissions nestcloud needs "
+                                         "(EC2 run/describe/terminate, SSM GetParameter, "
+                                         "STS GetCallerIdentity)", code=code, provider=P)
+        if code in _THROTTLED:
+            return ThrottledError(f"AWS kept throttling the requests to {action}{where}{said}",
+                                  hint="wait a minute and run the same command again (it "
+                                       "resumes where it stopped)", code=code, provider=P)
+        if code.startswith("InvalidParameter") or code in ("InvalidBlockDeviceMapping",
+                                                           "InvalidAMIID.Malformed",
+                                                           "InvalidAMIID.NotFound"):
+            return ProviderError(f"AWS rejected a parameter while trying to {action}{where}"
+                                 f"{said}", hint="check --image, --key-name, --disk-gib and "
+                                 "--type; `--dry-run` prints the exact request", code=code,
+                                 provider=P)
+        return ProviderError(f"AWS error while trying to {action}{where}{said}", code=code,
+                             provider=P)
+    if isinstance(exc, BotoCoreError):
+        return ProviderError(f"AWS SDK error while trying to {action}: {exc}", provider=P)
+    return ProviderError(f"unexpected error while trying to {action}: {exc}", provider=P)
+
+
+@contextmanager
+def aws_errors(action: str, *, region: str | None = None,
+               type_name: str | None = None) -> Iterator[None]:
+    """Raise SDK exceptions inside the block as nestcloud errors, ``from`` the original."""
+    try:
+        yield
+    except NestcloudError:
+        raise
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, action=action, region=region, type_name=type_name) from exc
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code behind a (translated) exception, if any."""
+    cause = exc if isinstance(exc, ClientError) else exc.__cause__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code"))
+    return None

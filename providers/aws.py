@@ -1,0 +1,765 @@
+"""The AWS provider: EC2 instances that can run their own hypervisor.
+
+Every verb acts on a named group found by the ``nestcloud:name`` tag. A launch is built from
+small functions (``resolve_*``, ``run_instances_params``, ``client_token``) so the fleet path
+and failover can reuse them. boto3 is imported here only; the registry loads this module
+lazily.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from nestcloud.catalog import Catalog, InstanceType
+from nestcloud.errors import (
+    CleanupError,
+    InputError,
+    ProviderError,
+    RefusedError,
+    UnsupportedError,
+)
+from nestcloud.models import DownResult, Instance, LaunchResult, PlannedRequest, VerifyResult
+from nestcloud.models import CatalogDiff
+from nestcloud.oses import OSES
+from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec
+from providers._aws_errors import aws_errors, error_code
+
+NESTED_FEATURE = "nested-virtualization"
+NESTED_CPU_OPTIONS = {"NestedVirtualization": "enabled"}
+
+# FACTS.md (AWS): public SSM parameters per OS alias. windows-2025 follows the same published
+# naming as windows-2022 (it is not in FACTS.md; the API says so if a region lacks it).
+SSM_IMAGE_PARAMETERS: dict[str, str] = {
+    "ubuntu-24.04": "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/"
+                    "ebs-gp3/ami-id",
+    "debian-12": "/aws/service/debian/release/12/latest/amd64",
+    "al2023": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+    "windows-2022": "/aws/service/ami-windows-latest/Windows_Server-2022-English-Full-Base",
+    "windows-2025": "/aws/service/ami-windows-latest/Windows_Server-2025-English-Full-Base",
+}
+RHEL_OWNER = "309956199498"  # Red Hat (FACTS.md): RHEL has no SSM alias
+RHEL_NAME = {"rhel-9": "RHEL-9.*"}
+
+USER_DATA_LIMIT = 16 * 1024  # FACTS.md: 16 KB raw, before base64
+LIVE_STATES = ("pending", "running")
+FOUND_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+MAX_TOKEN_GENERATIONS = 20
+SG_PREFIX = "nestcloud-"
+SANDBOX_NOTES = (
+    "sandbox: this is a local EC2 endpoint (moto), not AWS: no guest boots and nothing is "
+    "billed; the requests are the real ones",
+)
+
+
+def _tags(d: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in d.items()]
+
+
+def _tag_dict(tags: Iterable[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in (tags or [])}
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00",
+                                                                                    "Z")
+
+
+# -- pure pieces -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NestingDecision:
+    """What the launch sends for nesting, after the catalog and the live API were compared."""
+
+    cpu_options: dict[str, str] | None
+    mode: str  # "nested" | "native"
+    notes: tuple[str, ...] = ()
+
+
+def decide_nesting(t: InstanceType, live: dict[str, Any] | None, region: str) -> NestingDecision:
+    """Catalog vs DescribeInstanceTypes: the live answer wins, and the user is told."""
+    if live is None:
+        raise UnsupportedError(f"{t.name} is not offered in {region} (DescribeInstanceTypes "
+                               "does not know it there)",
+                               hint=f"pick a region that offers it, or run `nestcloud catalog "
+                                    f"verify --provider aws --region {region}`", provider="aws")
+    features = live.get("ProcessorInfo", {}).get("SupportedFeatures") or []
+    metal = bool(live.get("BareMetal"))
+    if metal:
+        notes = () if t.nesting == "native" else (
+            f"catalog says {t.name} is {t.nesting!r} but the live API reports bare metal: "
+            "launching without the nested switch (the API wins)",)
+        return NestingDecision(cpu_options=None, mode="native", notes=notes)
+    if NESTED_FEATURE in features:
+        notes = () if t.nesting == "nested" else (
+            f"catalog says {t.name} is {t.nesting!r} but the live API reports "
+            f"{NESTED_FEATURE}: sending the nested switch (the API wins)",)
+        return NestingDecision(cpu_options=dict(NESTED_CPU_OPTIONS), mode="nested", notes=notes)
+    raise RefusedError(
+        f"catalog says {t.name} is {t.nesting!r}, but DescribeInstanceTypes in {region} reports "
+        f"neither bare metal nor {NESTED_FEATURE} for it: it cannot run a hypervisor there "
+        "(the live API wins; nothing was created)",
+        hint=f"run `nestcloud catalog verify --provider aws --region {region}` and pick another "
+             "type")
+
+
+def spec_digest(spec: LaunchSpec, image_id: str, user_data: bytes | None) -> str:
+    """What makes two launches "the same request" (not the expiry time, which moves)."""
+    doc = {"type": spec.type, "region": spec.region, "image": image_id, "os": spec.os,
+           "hypervisor": spec.hypervisor, "disk": spec.disk_gib, "spot": spec.spot,
+           "key": spec.key_name, "ssh": spec.ssh_cidr, "public_ip": spec.public_ip,
+           "ttl": spec.ttl_seconds, "tags": sorted(spec.tags.items()),
+           "user_data": hashlib.sha256(user_data or b"").hexdigest()}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def client_token(name: str, seat: int, type_name: str, region: str, digest: str,
+                 generation: int = 0) -> str:
+    """Deterministic RunInstances ClientToken (max 64 ASCII): same launch, same token.
+
+    ``generation`` moves on only when AWS answers a token with an instance that is already
+    terminated (a token stays bound for a while after termination), so a relaunch after
+    ``down`` gets new instances while a retried command still gets the same ones.
+    """
+    raw = f"{name}|{seat}|{type_name}|{region}|{digest}|{generation}"
+    return "nc-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
+
+
+def resource_tags(spec: LaunchSpec, name: str, owner: str, seat: int | None,
+                  now: dt.datetime) -> dict[str, str]:
+    tags = dict(spec.tags)
+    tags["Name"] = tags.get("Name", name if seat is None else f"{name}-{seat}")
+    tags[TAG_NAME] = name
+    tags[TAG_OWNER] = owner
+    if spec.ttl_seconds:
+        tags[TAG_EXPIRES] = _iso(now + dt.timedelta(seconds=spec.ttl_seconds))
+    if seat is not None:
+        tags[TAG_SEAT] = str(seat)
+    return tags
+
+
+def security_group_name(name: str) -> str:
+    return SG_PREFIX + name
+
+
+def ssh_permission(cidr: str) -> dict[str, Any]:
+    ranges: dict[str, Any] = ({"Ipv6Ranges": [{"CidrIpv6": cidr, "Description": "nestcloud ssh"}]}
+                              if ":" in cidr else
+                              {"IpRanges": [{"CidrIp": cidr, "Description": "nestcloud ssh"}]})
+    return {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, **ranges}
+
+
+@dataclass
+class LaunchPlan:
+    """Everything a launch resolved by reading (no writes yet)."""
+
+    spec: LaunchSpec
+    name: str
+    region: str
+    nesting: NestingDecision
+    image_id: str
+    root_device: str
+    disk_gib: int
+    user_data: bytes | None
+    user_data_kind: str
+    owner: str
+    vpc_id: str
+    sg_id: str | None
+    existing: list[dict[str, Any]]
+    missing_seats: list[int]
+    digest: str
+    notes: list[str] = field(default_factory=list)
+
+
+def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime,
+                         generation: int = 0) -> dict[str, Any]:
+    """The exact RunInstances request for one seat."""
+    spec = plan.spec
+    tags = _tags(resource_tags(spec, plan.name, plan.owner, seat, now))
+    params: dict[str, Any] = {
+        "ImageId": plan.image_id,
+        "InstanceType": spec.type,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "ClientToken": client_token(plan.name, seat, spec.type, plan.region, plan.digest,
+                                    generation),
+        # IMDSv2 only; hop limit 1 keeps L2 guests behind the L1 away from its credentials.
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
+                            "HttpPutResponseHopLimit": 1},
+        "BlockDeviceMappings": [{"DeviceName": plan.root_device,
+                                 "Ebs": {"VolumeSize": plan.disk_gib, "VolumeType": "gp3",
+                                         "Encrypted": True, "DeleteOnTermination": True}}],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+                              {"ResourceType": "volume", "Tags": tags}],
+    }
+    if plan.nesting.cpu_options is not None:
+        params["CpuOptions"] = dict(plan.nesting.cpu_options)
+    if spec.public_ip:
+        params["NetworkInterfaces"] = [{"DeviceIndex": 0, "AssociatePublicIpAddress": True,
+                                        "Groups": [sg_id], "DeleteOnTermination": True}]
+    else:
+        params["SecurityGroupIds"] = [sg_id]
+    if spec.key_name:
+        params["KeyName"] = spec.key_name
+    if plan.user_data:
+        params["UserData"] = plan.user_data
+    if spec.ttl_seconds:
+        params["InstanceInitiatedShutdownBehavior"] = "terminate"
+    if spec.spot:
+        params["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {"SpotInstanceType": "one-time",
+                            "InstanceInterruptionBehavior": "terminate"}}
+    return params
+
+
+def to_instance(raw: dict[str, Any], region: str) -> Instance:
+    tags = _tag_dict(raw.get("Tags"))
+    seat = tags.get(TAG_SEAT)
+    nv = (raw.get("CpuOptions") or {}).get("NestedVirtualization")
+    launched = raw.get("LaunchTime")
+    return Instance(
+        provider="aws", id=raw["InstanceId"], name=tags.get(TAG_NAME, ""), region=region,
+        type=raw.get("InstanceType", ""), state=raw.get("State", {}).get("Name", "unknown"),
+        zone=(raw.get("Placement") or {}).get("AvailabilityZone"),
+        seat=int(seat) if seat and seat.isdigit() else None,
+        nested=None if nv is None else nv == "enabled",
+        private_ip=raw.get("PrivateIpAddress"), public_ip=raw.get("PublicIpAddress"),
+        launched_at=_iso(launched) if isinstance(launched, dt.datetime) else
+        (str(launched) if launched else None),
+        expires=tags.get(TAG_EXPIRES), tags=tags)
+
+
+def printable(params: dict[str, Any]) -> dict[str, Any]:
+    """Request params as JSON-safe data: UserData as the base64 text boto3 would send."""
+    import base64
+
+    out = dict(params)
+    if isinstance(out.get("UserData"), bytes):
+        out["UserData"] = base64.b64encode(out["UserData"]).decode("ascii")
+    return out
+
+
+# -- the provider ------------------------------------------------------------------------------
+
+
+def _warn(text: str) -> None:
+    print(f"nestcloud: {text}", file=sys.stderr)
+
+
+class AwsProvider:
+    """EC2 through boto3, with the standard credential chain and standard retries."""
+
+    name = "aws"
+
+    def __init__(self, region: str | None = None, endpoint_url: str | None = None,
+                 session: boto3.Session | None = None) -> None:
+        self.session = session if session is not None else boto3.Session()
+        self.region = region or self.session.region_name
+        self.endpoint_url = endpoint_url
+        self.config = Config(retries={"mode": "standard"}, user_agent_extra="nestcloud")
+        self._clients: dict[tuple[str, str], Any] = {}
+        self.concurrency = 8
+        self.waiter_delay: float = 1.0 if endpoint_url else 5.0
+        self.sg_delete_timeout_s: float = 10.0 if endpoint_url else 300.0
+        self.sleep: Callable[[float], None] = time.sleep
+        self.warn: Callable[[str], None] = _warn
+
+    @property
+    def sandbox(self) -> bool:
+        return bool(self.endpoint_url)
+
+    # clients -------------------------------------------------------------------------------
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        region = self._region(region)
+        key = (service, region)
+        if key not in self._clients:
+            kwargs: dict[str, Any] = {"region_name": region, "config": self.config}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            with aws_errors(f"create the {service} client", region=region):
+                self._clients[key] = self.session.client(service, **kwargs)
+        return self._clients[key]
+
+    def _region(self, region: str | None) -> str:
+        r = region or self.region
+        if not r:
+            raise InputError("no AWS region: pass --region or set AWS_DEFAULT_REGION (or a "
+                             "region in your AWS profile)")
+        return r
+
+    # reads ---------------------------------------------------------------------------------
+
+    def describe_type(self, type_name: str, region: str) -> dict[str, Any] | None:
+        """DescribeInstanceTypes for one type, or None when the region does not offer it."""
+        ec2 = self.client("ec2", region)
+        try:
+            with aws_errors(f"describe instance type {type_name}", region=region):
+                got = ec2.describe_instance_types(InstanceTypes=[type_name])["InstanceTypes"]
+        except ProviderError as exc:
+            if error_code(exc) == "InvalidInstanceType":
+                return None
+            raise
+        return got[0] if got else None
+
+    def resolve_image(self, spec: LaunchSpec, region: str) -> tuple[str, str]:
+        """(AMI id, how it was found)."""
+        if spec.image:
+            return spec.image, "--image"
+        if spec.os in SSM_IMAGE_PARAMETERS:
+            param = SSM_IMAGE_PARAMETERS[spec.os]
+            ssm = self.client("ssm", region)
+            try:
+                with aws_errors(f"read the SSM parameter {param}", region=region):
+                    value = ssm.get_parameter(Name=param)["Parameter"]["Value"]
+            except ProviderError as exc:
+                if error_code(exc) in ("ParameterNotFound", "ParameterVersionNotFound"):
+                    hint = ("the local sandbox endpoint answers only the al2023 parameter: use "
+                            "--os al2023 --hypervisor firecracker (or none), or --image AMI"
+                            if self.sandbox else "pass --image AMI, or pick another --os")
+                    raise ProviderError(f"no image for --os {spec.os} in {region}: the public "
+                                        f"SSM parameter {param} does not exist there",
+                                        hint=hint, code=error_code(exc), provider="aws") from exc
+                raise
+            return value, f"SSM parameter {param}"
+        if spec.os in RHEL_NAME:
+            ec2 = self.client("ec2", region)
+            pattern = RHEL_NAME[spec.os]
+            with aws_errors("find the newest RHEL image", region=region):
+                images = ec2.describe_images(
+                    Owners=[RHEL_OWNER],
+                    Filters=[{"Name": "name", "Values": [pattern]},
+                             {"Name": "architecture", "Values": ["x86_64"]},
+                             {"Name": "state", "Values": ["available"]}])["Images"]
+            if not images:
+                raise ProviderError(f"no image for --os {spec.os} in {region}: DescribeImages "
+                                    f"(owner {RHEL_OWNER}, name {pattern}) found none",
+                                    hint="pass --image AMI", provider="aws")
+            newest = max(images, key=lambda i: i.get("CreationDate", ""))
+            return newest["ImageId"], f"newest {pattern} from owner {RHEL_OWNER}"
+        raise InputError(f"--os {spec.os!r}: no AWS image alias (known: "
+                         f"{', '.join([*SSM_IMAGE_PARAMETERS, *RHEL_NAME])}); pass --image AMI")
+
+    def describe_image(self, image_id: str, region: str) -> dict[str, Any]:
+        ec2 = self.client("ec2", region)
+        try:
+            with aws_errors(f"describe image {image_id}", region=region):
+                images = ec2.describe_images(ImageIds=[image_id])["Images"]
+        except ProviderError as exc:
+            if error_code(exc) in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed",
+                                   "InvalidAMIID.Unavailable"):
+                raise InputError(f"image {image_id!r} does not exist in {region} (or is not "
+                                 "visible to this account)") from exc
+            raise
+        if not images:
+            raise InputError(f"image {image_id!r} does not exist in {region}")
+        return images[0]  # type: ignore[no-any-return]
+
+    def default_vpc(self, region: str) -> str:
+        ec2 = self.client("ec2", region)
+        with aws_errors("find the default VPC", region=region):
+            vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+        if not vpcs:
+            raise ProviderError(f"no default VPC in {region}: nestcloud launches into the "
+                                "default VPC",
+                                hint=f"create one with `aws ec2 create-default-vpc --region "
+                                     f"{region}`, or use another region", provider="aws")
+        return vpcs[0]["VpcId"]  # type: ignore[no-any-return]
+
+    def find_security_groups(self, name: str, region: str) -> list[dict[str, Any]]:
+        ec2 = self.client("ec2", region)
+        with aws_errors("find the security group", region=region):
+            return ec2.describe_security_groups(Filters=[  # type: ignore[no-any-return]
+                {"Name": "group-name", "Values": [security_group_name(name)]},
+                {"Name": f"tag:{TAG_NAME}", "Values": [name]}])["SecurityGroups"]
+
+    def owner(self, region: str) -> str:
+        """Who launches: the caller's ARN (the same on every machine), else the local user."""
+        sts = self.client("sts", region)
+        try:
+            with aws_errors("identify the caller (STS GetCallerIdentity)", region=region):
+                return str(sts.get_caller_identity()["Arn"])
+        except ProviderError as exc:
+            if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
+                return os.environ.get("USER") or getpass.getuser()
+            raise
+
+    def raw_instances(self, region: str, name: str | None = None,
+                      states: Iterable[str] = FOUND_STATES) -> list[dict[str, Any]]:
+        ec2 = self.client("ec2", region)
+        filters = [{"Name": "instance-state-name", "Values": list(states)}]
+        filters.append({"Name": f"tag:{TAG_NAME}", "Values": [name]} if name else
+                       {"Name": "tag-key", "Values": [TAG_NAME]})
+        out: list[dict[str, Any]] = []
+        with aws_errors("list instances", region=region):
+            for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+                for res in page["Reservations"]:
+                    out.extend(res["Instances"])
+        return out
+
+    def render_user_data(self, spec: LaunchSpec) -> tuple[bytes | None, str]:
+        from nestcloud.bootstrap import render_user_data
+
+        try:
+            rendered = render_user_data("aws", spec.os, spec.hypervisor, extra=spec.user_data,
+                                        l2_smoke=spec.l2_smoke)
+        except NotImplementedError as exc:
+            raise ProviderError("this nestcloud build cannot render the L1 bootstrap "
+                                f"(user data) yet: {exc}", provider="aws") from exc
+        if rendered.kind == "none" or not rendered.body:
+            return None, "none"
+        if len(rendered.body) > USER_DATA_LIMIT:
+            raise InputError(f"user data is {len(rendered.body)} bytes after rendering; EC2 "
+                             f"accepts at most {USER_DATA_LIMIT} bytes (before base64)",
+                             hint="shorten --user-data (cloud-init also accepts gzip)")
+        kind = rendered.kind + (", gzip" if rendered.gzipped else "")
+        return rendered.body, kind
+
+    # launch --------------------------------------------------------------------------------
+
+    def plan(self, spec: LaunchSpec, catalog: Catalog) -> LaunchPlan:
+        """Every read a launch needs, and the decisions made from them. Creates nothing."""
+        from nestcloud.launch import check_ssh_cidr, default_name
+
+        region = self._region(spec.region)
+        spec = spec.model_copy(update={"region": region,
+                                       "ssh_cidr": check_ssh_cidr(spec.ssh_cidr,
+                                                                  spec.allow_world_ssh)})
+        name = spec.name or default_name(spec)
+        t = catalog.get("aws", spec.type)
+        if t is None:
+            raise InputError(f"unknown aws instance type {spec.type!r} (not in the catalog)",
+                             hint="see `nestcloud catalog list --provider aws --nested-only`")
+        live = self.describe_type(spec.type, region)
+        nesting = decide_nesting(t, live, region)
+        notes = list(nesting.notes)
+        for n in nesting.notes:
+            self.warn(n)
+        image_id, how = self.resolve_image(spec, region)
+        image = self.describe_image(image_id, region)
+        arch = image.get("Architecture")
+        if arch and arch != t.arch:
+            raise InputError(f"image {image_id} is {arch} but {t.name} is {t.arch}")
+        root = image.get("RootDeviceName") or "/dev/xvda"
+        snap = max((m.get("Ebs", {}).get("VolumeSize") or 0
+                    for m in image.get("BlockDeviceMappings", [])
+                    if m.get("DeviceName") == root), default=0)
+        disk = spec.disk_gib
+        if snap > disk:
+            notes.append(f"root disk raised from {disk} to {snap} GiB: the image's root "
+                         "snapshot is that large")
+            disk = snap
+        notes.append(f"image {image_id} ({how})")
+        user_data, kind = self.render_user_data(spec)
+        vpc = self.default_vpc(region)
+        sgs = [g for g in self.find_security_groups(name, region) if g.get("VpcId") == vpc]
+        existing = self.raw_instances(region, name)
+        live_seats: set[int] = set()
+        for raw in existing:
+            inst = to_instance(raw, region)
+            if inst.state not in LIVE_STATES:
+                continue
+            if inst.type != spec.type:
+                raise InputError(f"{name!r} already runs {inst.type} ({inst.id}); this launch "
+                                 f"asks for {spec.type}",
+                                 hint=f"use another --name, or `nestcloud down {name}` first")
+            if inst.seat is not None:
+                live_seats.add(inst.seat)
+        missing = [s for s in range(spec.count) if s not in live_seats]
+        extra = sorted(s for s in live_seats if s >= spec.count)
+        if extra:
+            notes.append(f"seats {extra} of {name!r} run beyond --count {spec.count}; left as "
+                         f"they are (`nestcloud down {name}` removes every seat)")
+        stopped = [to_instance(r, region).id for r in existing
+                   if r.get("State", {}).get("Name") in ("stopping", "stopped")]
+        if stopped:
+            notes.append(f"stopped instances of {name!r} are not reused: {', '.join(stopped)}")
+        return LaunchPlan(spec=spec, name=name, region=region, nesting=nesting,
+                          image_id=image_id, root_device=root, disk_gib=disk,
+                          user_data=user_data, user_data_kind=kind,
+                          owner=self.owner(region), vpc_id=vpc,
+                          sg_id=sgs[0]["GroupId"] if sgs else None, existing=existing,
+                          missing_seats=missing,
+                          digest=spec_digest(spec, image_id, user_data), notes=notes)
+
+    def security_group_requests(self, plan: LaunchPlan, now: dt.datetime
+                                ) -> list[PlannedRequest]:
+        """CreateSecurityGroup (+ one ingress rule when --ssh-cidr) for a new group."""
+        tags = _tags(resource_tags(plan.spec, plan.name, plan.owner, None, now))
+        reqs = [PlannedRequest(service="ec2", operation="CreateSecurityGroup", params={
+            "GroupName": security_group_name(plan.name),
+            "Description": f"nestcloud {plan.name}: no inbound except SSH from --ssh-cidr",
+            "VpcId": plan.vpc_id,
+            "TagSpecifications": [{"ResourceType": "security-group", "Tags": tags}]})]
+        if plan.spec.ssh_cidr:
+            reqs.append(PlannedRequest(service="ec2", operation="AuthorizeSecurityGroupIngress",
+                                       params={"GroupId": "<new group>",
+                                               "IpPermissions": [ssh_permission(
+                                                   plan.spec.ssh_cidr)]}))
+        return reqs
+
+    def ensure_security_group(self, plan: LaunchPlan, now: dt.datetime) -> tuple[str, list[str]]:
+        """The group's id, creating it (tagged) if needed; SSH rule only from --ssh-cidr."""
+        ec2 = self.client("ec2", plan.region)
+        created: list[str] = []
+        sg_id = plan.sg_id
+        if sg_id is None:
+            req = self.security_group_requests(plan, now)[0]
+            try:
+                with aws_errors("create the security group", region=plan.region):
+                    sg_id = ec2.create_security_group(**req.params)["GroupId"]
+                created.append(sg_id)
+            except ProviderError as exc:
+                if error_code(exc) != "InvalidGroup.Duplicate":
+                    raise
+                # A concurrent launch of the same name made it first: use theirs.
+                sg_id = self.find_security_groups(plan.name, plan.region)[0]["GroupId"]
+        if plan.spec.ssh_cidr:
+            perm = ssh_permission(plan.spec.ssh_cidr)
+            try:
+                with aws_errors("allow SSH in the security group", region=plan.region):
+                    ec2.authorize_security_group_ingress(GroupId=sg_id, IpPermissions=[perm])
+            except ProviderError as exc:
+                if error_code(exc) != "InvalidPermission.Duplicate":
+                    raise
+        return str(sg_id), created
+
+    def run_seat(self, plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime
+                 ) -> dict[str, Any]:
+        """RunInstances for one seat; idempotent through its ClientToken."""
+        ec2 = self.client("ec2", plan.region)
+        for generation in range(MAX_TOKEN_GENERATIONS):
+            params = run_instances_params(plan, seat, sg_id, now, generation)
+            with aws_errors(f"launch {plan.spec.type} (seat {seat} of {plan.name!r})",
+                            region=plan.region, type_name=plan.spec.type):
+                inst: dict[str, Any] = ec2.run_instances(**params)["Instances"][0]
+            if inst.get("State", {}).get("Name") not in ("shutting-down", "terminated"):
+                return inst
+            # The token still points at an instance a previous `down` removed.
+        raise ProviderError(f"seat {seat} of {plan.name!r}: every ClientToken generation "
+                            "returned a terminated instance", provider="aws")
+
+    def readback(self, plan: LaunchPlan, ids: list[str]) -> tuple[list[Instance], list[str]]:
+        """Describe what we launched; terminate and fail if AWS dropped the nested switch."""
+        if not ids:
+            return [], []
+        ec2 = self.client("ec2", plan.region)
+        with aws_errors("read back the new instances", region=plan.region):
+            raws = [i for page in ec2.get_paginator("describe_instances").paginate(
+                InstanceIds=ids) for r in page["Reservations"] for i in r["Instances"]]
+        notes: list[str] = []
+        if plan.nesting.mode == "nested":
+            disabled = [r["InstanceId"] for r in raws
+                        if (r.get("CpuOptions") or {}).get("NestedVirtualization") == "disabled"]
+            if disabled:
+                with aws_errors("terminate instances launched without nesting",
+                                region=plan.region):
+                    ec2.terminate_instances(InstanceIds=disabled)
+                raise UnsupportedError(
+                    f"AWS launched {', '.join(disabled)} with CpuOptions.NestedVirtualization "
+                    "= disabled although the request enabled it; they were terminated",
+                    hint="this launch path dropped the nested switch; report it, and use a "
+                         ".metal type meanwhile", provider="aws")
+            unreported = [r["InstanceId"] for r in raws
+                          if (r.get("CpuOptions") or {}).get("NestedVirtualization") is None]
+            if unreported:
+                where = ("the local sandbox endpoint never echoes it" if self.sandbox else
+                         "the API did not report it")
+                notes.append(f"nested switch not confirmed for {', '.join(unreported)}: "
+                             f"CpuOptions.NestedVirtualization not reported ({where})")
+        order = {iid: n for n, iid in enumerate(ids)}
+        return sorted((to_instance(r, plan.region) for r in raws),
+                      key=lambda i: order.get(i.id, 0)), notes
+
+    def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False
+               ) -> LaunchResult:
+        plan = self.plan(spec, catalog)
+        now = dt.datetime.now(dt.timezone.utc)
+        reused = [to_instance(r, plan.region) for r in plan.existing
+                  if r.get("State", {}).get("Name") in LIVE_STATES]
+        notes = list(plan.notes)
+        if plan.user_data is not None:
+            notes.append(f"user data: {len(plan.user_data)} bytes ({plan.user_data_kind})")
+        base = dict(provider="aws", name=plan.name, region=plan.region, type=spec.type,
+                    sandbox=self.sandbox)
+        if dry_run:
+            reqs: list[PlannedRequest] = []
+            sg = plan.sg_id or "<new group>"
+            if plan.sg_id is None:
+                reqs += self.security_group_requests(plan, now)
+            reqs += [PlannedRequest(service="ec2", operation="RunInstances",
+                                    params=printable(run_instances_params(plan, s, sg, now)))
+                     for s in plan.missing_seats]
+            notes.append("dry run: nothing was created")
+            return LaunchResult(**base, instances=reused, reused=[i.id for i in reused],
+                                notes=notes, dry_run=True, requests=reqs)
+        sg_id, created = self.ensure_security_group(plan, now)
+        launched = self._run_seats(plan, sg_id, now)
+        new, read_notes = self.readback(plan, [i["InstanceId"] for i in launched])
+        notes += read_notes
+        if self.sandbox:
+            notes += SANDBOX_NOTES
+        for n in read_notes:
+            self.warn(n)
+        instances = sorted([*reused, *new], key=lambda i: (i.seat is None, i.seat or 0))
+        return LaunchResult(**base, instances=instances,
+                            created=created + [i.id for i in new],
+                            reused=[i.id for i in reused], notes=notes)
+
+    def _run_seats(self, plan: LaunchPlan, sg_id: str, now: dt.datetime
+                   ) -> list[dict[str, Any]]:
+        seats = plan.missing_seats
+        if not seats:
+            return []
+        workers = max(1, min(self.concurrency, len(seats)))
+        if workers == 1:
+            return [self.run_seat(plan, s, sg_id, now) for s in seats]
+        done: list[dict[str, Any]] = []
+        first_error: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(self.run_seat, plan, s, sg_id, now) for s in seats]
+            for fut in futures:
+                try:
+                    done.append(fut.result())
+                except BaseException as exc:  # keep collecting: report what exists
+                    first_error = first_error or exc
+        if first_error is not None:
+            if isinstance(first_error, ProviderError) and done:
+                ids = ", ".join(i["InstanceId"] for i in done)
+                first_error.hint = ((first_error.hint + "; ") if first_error.hint else "") + (
+                    f"launched before the failure (tagged, still running): {ids}; run the "
+                    f"same command again to complete, or `nestcloud down {plan.name}`")
+            raise first_error
+        return done
+
+    # list / down / console -----------------------------------------------------------------
+
+    def list(self, name: str | None = None) -> list[Instance]:
+        region = self._region(None)
+        raws = self.raw_instances(region, name)
+        return sorted((to_instance(r, region) for r in raws),
+                      key=lambda i: (i.name, i.seat if i.seat is not None else 1 << 30, i.id))
+
+    def down(self, name: str) -> DownResult:
+        region = self._region(None)
+        ec2 = self.client("ec2", region)
+        ids = [r["InstanceId"] for r in self.raw_instances(region, name)]
+        result = DownResult(provider="aws", name=name)
+        if ids:
+            with aws_errors(f"terminate the instances of {name!r}", region=region):
+                ec2.terminate_instances(InstanceIds=ids)
+            try:
+                with aws_errors(f"wait for the instances of {name!r} to terminate",
+                                region=region):
+                    ec2.get_waiter("instance_terminated").wait(
+                        InstanceIds=ids,
+                        WaiterConfig={"Delay": self.waiter_delay,
+                                      "MaxAttempts": max(1, int(600 / self.waiter_delay))})
+            except ProviderError as exc:
+                raise CleanupError(f"the instances of {name!r} did not terminate in time",
+                                   leftovers=ids, hint=f"run `nestcloud down {name}` again",
+                                   provider="aws") from exc
+            result.terminated = ids
+        for sg in self.find_security_groups(name, region):
+            self._delete_security_group(sg["GroupId"], region)
+            result.deleted.append(sg["GroupId"])
+        if not ids and not result.deleted:
+            result.notes.append(f"nothing named {name!r} in {region}")
+        return result
+
+    def _delete_security_group(self, group_id: str, region: str) -> None:
+        """Delete, retrying while ENIs of just-terminated instances still hold the group."""
+        ec2 = self.client("ec2", region)
+        deadline = time.monotonic() + self.sg_delete_timeout_s
+        delay = 1.0
+        while True:
+            try:
+                with aws_errors(f"delete security group {group_id}", region=region):
+                    ec2.delete_security_group(GroupId=group_id)
+                return
+            except ProviderError as exc:
+                code = error_code(exc)
+                if code == "InvalidGroup.NotFound":
+                    return
+                if code != "DependencyViolation" or time.monotonic() >= deadline:
+                    raise CleanupError(f"could not delete security group {group_id}: {exc}",
+                                       leftovers=[group_id],
+                                       hint=f"retry later: aws ec2 delete-security-group "
+                                            f"--group-id {group_id} --region {region}",
+                                       provider="aws") from exc
+                self.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    def console(self, instance: Instance) -> str:
+        ec2 = self.client("ec2", instance.region)
+        with aws_errors(f"read the console of {instance.id}", region=instance.region):
+            out = ec2.get_console_output(InstanceId=instance.id, Latest=True)
+        return str(out.get("Output") or "")
+
+    # catalog -------------------------------------------------------------------------------
+
+    def verify_catalog(self, catalog: Catalog, region: str) -> VerifyResult:
+        ec2 = self.client("ec2", region)
+        live: dict[str, dict[str, Any]] = {}
+        with aws_errors("list instance types", region=region):
+            for page in ec2.get_paginator("describe_instance_types").paginate():
+                for it in page["InstanceTypes"]:
+                    live[it["InstanceType"]] = it
+        mine = [t for t in catalog.of("aws") if not t.regions or region in t.regions]
+        diffs: list[CatalogDiff] = []
+        missing: list[str] = []
+        for t in mine:
+            it = live.get(t.name)
+            if it is None:
+                missing.append(t.name)
+                continue
+            diffs += diff_type(t, it)
+        return VerifyResult(provider="aws", region=region, checked=len(mine), diffs=diffs,
+                            missing_live=missing)
+
+
+def live_nesting(it: dict[str, Any]) -> str:
+    if it.get("BareMetal"):
+        return "native"
+    feats = (it.get("ProcessorInfo") or {}).get("SupportedFeatures") or []
+    return "nested" if NESTED_FEATURE in feats else "none"
+
+
+def diff_type(t: InstanceType, it: dict[str, Any]) -> list[CatalogDiff]:
+    """Catalog vs one DescribeInstanceTypes entry: nesting, metal, arch, vCPUs, memory."""
+    out: list[CatalogDiff] = []
+
+    def d(fieldname: str, cat: Any, lv: Any) -> None:
+        if cat != lv:
+            out.append(CatalogDiff(type=t.name, field=fieldname, catalog=cat, live=lv))
+
+    d("nesting", t.nesting, live_nesting(it))
+    d("bare_metal", t.bare_metal, bool(it.get("BareMetal")))
+    archs = (it.get("ProcessorInfo") or {}).get("SupportedArchitectures") or []
+    if t.arch not in archs:
+        out.append(CatalogDiff(type=t.name, field="arch", catalog=t.arch, live=archs))
+    d("vcpus", t.vcpus, (it.get("VCpuInfo") or {}).get("DefaultVCpus"))
+    mib = (it.get("MemoryInfo") or {}).get("SizeInMiB")
+    gib = round(mib / 1024, 3) if mib is not None else None
+    if gib is None or abs(gib - t.memory_gib) > 0.01:
+        out.append(CatalogDiff(type=t.name, field="memory_gib", catalog=t.memory_gib, live=gib))
+    return out
+
+
+__all__ = ["AwsProvider", "client_token", "decide_nesting", "diff_type", "run_instances_params",
+           "spec_digest", "LaunchPlan", "NestingDecision", "SSM_IMAGE_PARAMETERS"]
+
