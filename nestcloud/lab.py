@@ -1,0 +1,525 @@
+"""Labs: many identical seats launched as one named group, with a TTL and a budget.
+
+A lab file is parsed strictly (unknown keys are errors naming file, line and YAML path). ``up``
+plans, checks and prices the lab, refuses before creating anything when the budget is too
+small, then launches every seat as one group named after the lab. The cloud's tags are the only
+state: re-running ``up`` finds the seats that already run (wherever the first run put them)
+and launches only the missing ones there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import ValidationError, field_validator, model_validator
+
+from nestcloud._yamlio import load_yaml, pydantic_problems
+from nestcloud.errors import BudgetError, InputError, LabFileError, RefusedError
+from nestcloud.oses import OSES, Hypervisor
+from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
+from nestcloud.spec import NAME_RE, TAG_LAB, TAG_PREFIX, LaunchSpec, parse_duration
+
+from nestcloud.models import DownResult, Instance, LaunchResult
+
+if TYPE_CHECKING:
+    from nestcloud.catalog import Catalog
+    from nestcloud.provider import Provider
+
+DEFAULT_READY_TIMEOUT_S = 1200.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SeatSpec(_Strict):
+    """What one seat needs: a size (the planner picks the type) or one explicit type."""
+
+    vcpus: PositiveInt | None = None
+    memory_gib: PositiveFloat | None = None
+    type: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SeatSpec:
+        sized = self.vcpus is not None or self.memory_gib is not None
+        if self.type is not None and sized:
+            raise ValueError("give either type or vcpus + memory_gib, not both")
+        if self.type is None and (self.vcpus is None or self.memory_gib is None):
+            raise ValueError("give vcpus and memory_gib, or an explicit type")
+        return self
+
+
+class UserDataFile(_Strict):
+    file: str = Field(min_length=1)
+
+
+class LabFile(_Strict):
+    """The lab file schema."""
+
+    name: str
+    seats: int = Field(ge=1, le=1000)
+    seat: SeatSpec
+    providers: list[str] | None = Field(default=None, min_length=1)
+    regions: list[str] | None = Field(default=None, min_length=1)
+    hypervisor: Hypervisor = "kvm"
+    os: str = "ubuntu-24.04"
+    spot: bool = False
+    ttl: str | PositiveFloat
+    budget: NonNegativeFloat | None = None
+    ssh_cidr: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    user_data: str | UserDataFile | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("lab names are 1-40 characters: lowercase letters, digits and '-', "
+                             "starting with a letter and not ending with '-'")
+        return v
+
+    @field_validator("os")
+    @classmethod
+    def _os(cls, v: str) -> str:
+        if v not in OSES:
+            raise ValueError(f"unknown OS; one of {', '.join(OSES)}")
+        return v
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, v: str | float) -> str | float:
+        if isinstance(v, str):
+            parse_duration(v)  # ValueError names the bad text
+        return v
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ipaddress.ip_network(v, strict=False)
+            except ValueError:
+                raise ValueError("not an IP network in CIDR form (e.g. 203.0.113.0/24)") from None
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if k.lower().startswith(TAG_PREFIX) or k.lower().startswith("aws:"):
+                raise ValueError(f"tag {k!r}: the '{k.split(':')[0]}:' prefix is reserved")
+        return v
+
+    @property
+    def ttl_seconds(self) -> int:
+        if isinstance(self.ttl, str):
+            return parse_duration(self.ttl)
+        return int(round(self.ttl * 3600))
+
+
+def parse_lab(text: str, source: str = "<lab>", base_dir: Path | None = None
+              ) -> tuple[LabFile, str | None]:
+    """Validate lab YAML; return the model and the resolved user data (file read relative to
+    ``base_dir``). Raise LabFileError listing every problem with file:line and YAML path."""
+    data, err = load_yaml(text, source)
+    if err:
+        raise LabFileError(source, [err])
+    if not isinstance(data, dict):
+        raise LabFileError(source, [f"{source}: the top level must be a mapping with name, "
+                                    f"seats, seat and ttl (got {type(data).__name__})"])
+    try:
+        lab = LabFile.model_validate(data)
+    except ValidationError as exc:
+        raise LabFileError(source, pydantic_problems(
+            [_clean(e) for e in exc.errors(include_url=False)], text, source)) from None
+    user_data: str | None = None
+    if isinstance(lab.user_data, UserDataFile):
+        path = Path(lab.user_data.file)
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        try:
+            user_data = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            from nestcloud._yamlio import line_of
+
+            line = line_of(text, ("user_data", "file"))
+            where = f"{source}:{line}" if line else source
+            reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
+            raise LabFileError(source, [f"{where}: user_data.file: cannot read {str(path)!r}: "
+                                        f"{reason}"]) from None
+    else:
+        user_data = lab.user_data
+    return lab, user_data
+
+
+def _clean(err: Any) -> Any:
+    """Union errors carry the union member in the loc ('user_data', 'str'); drop it so the
+    path is the YAML one, and make validator messages read as plain sentences."""
+    err = dict(err)
+    loc = tuple(err.get("loc", ()))
+    if loc and loc[0] in ("ttl", "user_data") and len(loc) > 1 and loc[1] in (
+            "str", "float", "UserDataFile", "constrained-float"):
+        err["loc"] = (loc[0], *loc[2:])
+    msg = str(err.get("msg", ""))
+    err["msg"] = msg.removeprefix("Value error, ")
+    return err
+
+
+def load_lab(path: str | os.PathLike[str]) -> tuple[LabFile, str | None]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LabFileError(str(p), [f"{p}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabFileError(str(p), [f"{p}: cannot read: {exc}"]) from None
+    return parse_lab(text, str(p), p.parent)
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class LabCost(_Result):
+    """What the lab costs for its TTL at the chosen place, and the date of that price."""
+
+    lab: str
+    seats: int
+    hours: float
+    option: PlanOption
+    total_usd: float
+    price_date: str
+    budget: float | None
+    within_budget: bool
+
+    def _repr_html_(self) -> str:
+        o = self.option
+        rows = [[self.lab, str(self.seats), f"{o.provider}/{o.type}", o.region,
+                 f"{o.usd_per_hour:.4f}", f"{self.hours:g}", f"{self.total_usd:.2f}",
+                 "-" if self.budget is None else f"{self.budget:.2f}", self.price_date]]
+        return html_table(["lab", "seats", "type", "region", "USD/h each", "hours",
+                           "total USD", "budget USD", "price date"], rows)
+
+
+def _instance_rows(instances: list[Instance]) -> list[list[str]]:
+    return [[str(i.seat if i.seat is not None else "-"), i.name, i.id, i.provider, i.region,
+             i.type, i.state, i.public_ip or i.private_ip or "-", i.expires or "-"]
+            for i in sorted(instances, key=lambda i: (i.seat or 0, i.id))]
+
+
+_INSTANCE_HEADS = ["seat", "name", "id", "provider", "region", "type", "state", "ip", "expires"]
+
+
+class LabStatus(_Result):
+    lab: str
+    seats: int
+    instances: list[Instance] = Field(default_factory=list)
+    running: int = 0
+    missing: int = 0
+    notes: list[str] = Field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        return html_table(_INSTANCE_HEADS, _instance_rows(self.instances),
+                          f"lab {self.lab}: {self.running}/{self.seats} running")
+
+
+class LabUpResult(_Result):
+    lab: str
+    dry_run: bool
+    cost: LabCost
+    launch: LaunchResult | None = None
+    ready: Any = None
+    reused_placement: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        inst = self.launch.instances if self.launch else []
+        cap = (f"lab {self.lab}: {'dry run, ' if self.dry_run else ''}"
+               f"{self.cost.option.provider}/{self.cost.option.type} in "
+               f"{self.cost.option.region}, ${self.cost.total_usd:.2f} for "
+               f"{self.cost.hours:g} h (price date: {self.cost.price_date})")
+        return html_table(_INSTANCE_HEADS, _instance_rows(inst), cap)
+
+
+class LabDownResult(_Result):
+    lab: str
+    results: list[DownResult] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def terminated(self) -> list[str]:
+        return [i for r in self.results for i in r.terminated]
+
+    def _repr_html_(self) -> str:
+        rows = [[r.provider, r.name, ", ".join(r.terminated) or "-", ", ".join(r.deleted) or "-"]
+                for r in self.results]
+        return html_table(["provider", "name", "terminated", "deleted"], rows,
+                          f"lab {self.lab} removed")
+
+
+# -- the lab -------------------------------------------------------------------------------
+
+ProviderFactory = Any  # (provider_name, region) -> Provider
+
+
+class Lab:
+    """A lab: plan it, price it, bring it up, look at it, take it down."""
+
+    def __init__(self, name: str, seats: int, *, vcpus: int | None = None,
+                 memory_gib: float | None = None, type: str | None = None,
+                 providers: list[str] | None = None, regions: list[str] | None = None,
+                 hypervisor: str = "kvm", os: str = "ubuntu-24.04", spot: bool = False,
+                 ttl: str | float = "4h", budget: float | None = None,
+                 ssh_cidr: str | None = None, tags: dict[str, str] | None = None,
+                 user_data: str | None = None, catalog: Catalog | None = None) -> None:
+        try:
+            self.spec = LabFile.model_validate(dict(
+                name=name, seats=seats, seat={k: v for k, v in (
+                    ("vcpus", vcpus), ("memory_gib", memory_gib), ("type", type))
+                    if v is not None},
+                providers=providers, regions=regions, hypervisor=hypervisor, os=os, spot=spot,
+                ttl=ttl, budget=budget, ssh_cidr=ssh_cidr, tags=tags or {},
+                user_data=user_data))
+        except ValidationError as exc:
+            raise InputError("; ".join(
+                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                f" (got {e.get('input')!r})" for e in map(_clean, exc.errors(include_url=False))
+            )) from None
+        self.user_data = user_data
+        self._catalog = catalog
+        self.source = "<python>"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], catalog: Catalog | None = None) -> Lab:
+        spec, user_data = load_lab(path)
+        lab = cls.__new__(cls)
+        lab.spec, lab.user_data, lab._catalog, lab.source = spec, user_data, catalog, str(path)
+        return lab
+
+    def __repr__(self) -> str:
+        s = self.spec
+        return f"Lab({s.name!r}, seats={s.seats}, source={self.source!r})"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def hours(self) -> float:
+        return self.spec.ttl_seconds / 3600
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            from nestcloud.catalog import load_catalog
+
+            self._catalog = load_catalog()
+        return self._catalog
+
+    def request(self, *, budget: bool = True, providers: list[str] | None = None,
+                regions: list[str] | None = None, type: str | None = None) -> PlanRequest:
+        s = self.spec
+        return PlanRequest(vcpus=s.seat.vcpus, memory_gib=s.seat.memory_gib,
+                           type=type or s.seat.type, hypervisor=s.hypervisor, os=s.os,
+                           providers=providers or s.providers, regions=regions or s.regions,
+                           spot=s.spot, hours=self.hours, seats=s.seats,
+                           budget=s.budget if budget else None)
+
+    def plan(self) -> PlanResult:
+        """Every feasible place for the whole lab over its TTL, cheapest first (no budget cut:
+        ``cost()`` compares the cheapest with the budget)."""
+        return plan(self.catalog, self.request(budget=False))
+
+    def cost(self, option: PlanOption | None = None) -> LabCost:
+        """The cost of the cheapest option (or ``option``) against the budget."""
+        if option is None:
+            option = self.plan().require()
+        b = self.spec.budget
+        return LabCost(lab=self.name, seats=self.spec.seats, hours=self.hours, option=option,
+                       total_usd=option.total_usd, price_date=option.price_date, budget=b,
+                       within_budget=b is None or option.total_usd <= b + 1e-9)
+
+    def launch_spec(self, option: PlanOption) -> LaunchSpec:
+        s = self.spec
+        spec = LaunchSpec(provider=option.provider, type=option.type, region=option.region,
+                          os=s.os, hypervisor=s.hypervisor, name=s.name, count=s.seats,
+                          spot=s.spot, ssh_cidr=s.ssh_cidr, ttl_seconds=s.ttl_seconds,
+                          tags=dict(s.tags), user_data=self.user_data)
+        # The lab tag uses the reserved prefix that user tags may not; set it after validation.
+        return spec.model_copy(update={"tags": {**spec.tags, TAG_LAB: s.name}})
+
+    # -- cloud verbs ---------------------------------------------------------------------
+
+    def places(self) -> list[tuple[str, str]]:
+        """(provider, region) pairs where this lab's seats could be: where to look for them."""
+        res = plan(self.catalog, self.request(budget=False))
+        seen = dict.fromkeys((o.provider, o.region) for o in res.options)
+        if self.spec.regions:
+            for p in self.spec.providers or self.catalog.providers:
+                for r in self.spec.regions:
+                    if r in self.catalog.regions(p):
+                        seen.setdefault((p, r), None)
+        return sorted(seen)
+
+    def _providers(self, sandbox: bool, factory: ProviderFactory | None
+                   ) -> ProviderFactory:
+        if factory is not None:
+            return factory
+        cache: dict[tuple[str, str], Provider] = {}
+
+        def make(provider: str, region: str) -> Provider:
+            if (provider, region) not in cache:
+                cache[(provider, region)] = open_provider(provider, region, sandbox=sandbox)
+            return cache[(provider, region)]
+
+        return make
+
+    def status(self, *, sandbox: bool = False, providers: ProviderFactory | None = None
+               ) -> LabStatus:
+        """The lab's instances, found by tag in every place it could be."""
+        make = self._providers(sandbox, providers)
+        found: dict[str, Instance] = {}
+        for prov, region in self._search_places(sandbox):
+            for inst in make(prov, region).list(self.name):
+                found.setdefault(f"{inst.provider}:{inst.id}", inst)
+        insts = sorted(found.values(), key=lambda i: (i.seat or 0, i.id))
+        live = [i for i in insts if i.state not in ("terminated", "shutting-down", "deleting")]
+        return LabStatus(lab=self.name, seats=self.spec.seats, instances=live,
+                         running=sum(1 for i in live if i.state == "running"),
+                         missing=max(0, self.spec.seats - len(live)))
+
+    def _search_places(self, sandbox: bool) -> list[tuple[str, str]]:
+        places = self.places()
+        if sandbox:
+            places = [(p, r) for p, r in places if p == "aws"]
+        return places
+
+    def up(self, *, dry_run: bool = False, sandbox: bool = False, wait: bool = True,
+           timeout_s: float = DEFAULT_READY_TIMEOUT_S, interval_s: float = 10.0,
+           providers: ProviderFactory | None = None, progress: Any = None) -> LabUpResult:
+        """Plan, check, budget, launch every missing seat as one group, wait for readiness.
+
+        Refuses (BudgetError, exit 3) before anything is created when the cost of the whole
+        lab for its TTL exceeds the budget. ``dry_run`` calls no cloud at all.
+        """
+        from nestcloud.checks import refused, run_checks
+
+        step = progress.step if progress is not None else (lambda _t: None)
+        notes: list[str] = []
+        req_providers = self.spec.providers
+        if sandbox:
+            if req_providers and "aws" not in req_providers:
+                raise InputError(f"lab {self.name}: --sandbox runs on the local EC2 endpoint "
+                                 "only, and the lab allows no aws")
+            req_providers = ["aws"]
+            notes.append("sandbox: planned on AWS prices, launched on the local EC2 endpoint")
+        step("planning")
+        reused = False
+        existing: list[Instance] = []
+        if not dry_run:
+            step("looking for seats that already run")
+            existing = self.status(sandbox=sandbox, providers=providers).instances
+        if existing:
+            # Re-run: stay where the first run put the lab, whatever is cheapest today.
+            first = existing[0]
+            res = plan(self.catalog, self.request(budget=False, providers=[first.provider],
+                                                  regions=[first.region], type=first.type))
+            reused = True
+            notes.append(f"{len(existing)} seat(s) already run in {first.provider} "
+                         f"{first.region} ({first.type}); launching only the missing ones there")
+        else:
+            res = plan(self.catalog, self.request(budget=False, providers=req_providers))
+        option = res.require()
+        cost = self.cost(option)
+        if not cost.within_budget:
+            raise BudgetError(
+                f"lab {self.name}: {self.spec.seats} seat(s) for {self.hours:g} h cost "
+                f"${cost.total_usd:.2f} with the cheapest option ({option.line()}), over the "
+                f"${cost.budget:.2f} budget; nothing was created",
+                hint=res_hint(res, self.spec.budget or 0.0))
+        spec = self.launch_spec(option)
+        findings = run_checks(spec, self.catalog)
+        if refused(findings):
+            errors = [f for f in findings if f.severity == "error"]
+            raise RefusedError(f"lab {self.name}: refused by pre-launch checks: "
+                               + "; ".join(f.message for f in errors),
+                               hint=next((f.suggestion for f in errors if f.suggestion), None),
+                               findings=findings)
+        notes += [f.message for f in findings if f.severity == "warning"]
+        if dry_run:
+            return LabUpResult(lab=self.name, dry_run=True, cost=cost, notes=notes,
+                               reused_placement=reused)
+        from nestcloud.launch import launch
+
+        make = self._providers(sandbox, providers)
+        prov = make(option.provider, option.region)
+        missing = max(0, self.spec.seats - len(existing))
+        step(f"launching {missing} seat(s) of {option.type} in {option.region}")
+        result = launch(spec, self.catalog, prov)
+        ready = None
+        if wait and result.instances:
+            from nestcloud.bootstrap.wait import wait_for_ready
+
+            step(f"waiting for {len(result.instances)} seat(s) to report ready")
+            ready = wait_for_ready(prov, result.instances, timeout_s=timeout_s,
+                                   interval_s=interval_s, sandbox=sandbox)
+        return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
+                           ready=_plain(ready), notes=notes, reused_placement=reused)
+
+    def down(self, *, sandbox: bool = False, providers: ProviderFactory | None = None
+             ) -> LabDownResult:
+        """Remove every seat of the lab wherever it runs; harmless when nothing is left."""
+        make = self._providers(sandbox, providers)
+        st = self.status(sandbox=sandbox, providers=providers)
+        places = sorted({(i.provider, i.region) for i in st.instances})
+        results = [make(p, r).down(self.name) for p, r in places]
+        notes = [] if places else [f"lab {self.name}: nothing to remove"]
+        return LabDownResult(lab=self.name, results=results, notes=notes)
+
+
+def _plain(report: Any) -> Any:
+    if report is None:
+        return None
+    dump = getattr(report, "model_dump", None)
+    if dump is not None:
+        return dump(mode="json")
+    to_dict = getattr(report, "to_dict", None)
+    return to_dict() if to_dict is not None else report
+
+
+def res_hint(res: PlanResult, budget: float) -> str:
+    if not res.options:
+        return "raise the budget"
+    o = res.options[0]
+    parts = [f"raise the budget to at least ${o.total_usd:.2f}"]
+    if o.hourly_usd:
+        parts.append(f"or shorten the ttl to {int(budget / o.hourly_usd * 60)} minutes")
+    if o.usd_per_hour and o.hours:
+        n = int(budget // (o.usd_per_hour * o.hours)) * o.seats_per_instance
+        if n >= 1:
+            parts.append(f"or cut seats to {n}")
+    return ", ".join(parts)
+
+
+def open_provider(provider: str, region: str, *, sandbox: bool = False) -> Provider:
+    """A provider for one region; with ``sandbox`` AWS talks to the local EC2 endpoint."""
+    from nestcloud.provider import get_provider
+
+    if sandbox:
+        if provider != "aws":
+            raise InputError(f"--sandbox runs on the local EC2 endpoint only, not {provider}")
+        from nestcloud.sandbox import ensure_endpoint
+
+        return get_provider("aws", region=region, endpoint_url=ensure_endpoint())
+    return get_provider(provider, region=region)
+
