@@ -468,8 +468,15 @@ class Lab:
         result = launch(spec, self.catalog, prov)
         ready = None
         if wait and result.instances:
-            from nestcloud.bootstrap.wait import wait_for_ready
-
+            try:
+                from nestcloud.bootstrap.wait import wait_for_ready
+            except ModuleNotFoundError as exc:
+                if exc.name != "nestcloud.bootstrap.wait":
+                    raise
+                notes.append("readiness not checked: this nestcloud build has no readiness "
+                             "waiter (nestcloud.bootstrap.wait)")
+                return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
+                                   notes=notes, reused_placement=reused)
             step(f"waiting for {len(result.instances)} seat(s) to report ready")
             ready = wait_for_ready(prov, result.instances, timeout_s=timeout_s,
                                    interval_s=interval_s, sandbox=sandbox)

@@ -1,9 +1,366 @@
-"""Commands filled in by a later issue."""
+"""`nestcloud plan`, `nestcloud lab up|status|down`, `nestcloud reap` and
+`nestcloud catalog refresh-prices`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+
+from nestcloud.cli._app import emit_json, info, json_mode, table
+from nestcloud.errors import InputError
+
+CatalogOpt = typer.Option(None, "--catalog", envvar="NESTCLOUD_CATALOG",
+                          help="Catalog file to use instead of the built-in one.")
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    return items or None
+
+
+def _check_names(cat: Any, providers: Optional[list[str]], regions: Optional[list[str]]
+                 ) -> None:
+    import difflib
+
+    for p in providers or []:
+        if p not in cat.providers:
+            raise InputError(f"--providers {p!r}: the catalog has no such provider "
+                             f"(known: {', '.join(cat.providers)})")
+    known = sorted({r for p in (providers or cat.providers) for r in cat.regions(p)})
+    for r in regions or []:
+        if r not in known:
+            close = difflib.get_close_matches(r, known, n=3, cutoff=0.5)
+            raise InputError(f"--regions {r!r}: no catalog type of "
+                             f"{', '.join(providers or cat.providers)} is offered there",
+                             hint=("did you mean " + ", ".join(close) + "?") if close else
+                             "known regions: " + ", ".join(known))
+
+
+def _request(**fields: Any) -> Any:
+    from pydantic import ValidationError
+
+    from nestcloud.planner import PlanRequest
+
+    try:
+        return PlanRequest(**fields)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors(include_url=False):
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err.get("loc"):
+                flag = "--" + str(err["loc"][0]).replace("_", "-").replace("memory-gib",
+                                                                             "memory")
+                parts.append(f"{flag} {err.get('input')!r}: {msg}")
+            else:
+                parts.append(msg.replace("vcpus and memory_gib", "--vcpus and --memory")
+                             .replace("an explicit type", "--type"))
+        raise InputError("; ".join(parts)) from None
+
+
+def _option_rows(options: list[Any]) -> list[list[str]]:
+    return [[str(i + 1), o.provider, o.region, o.type, o.nesting, str(o.vcpus),
+             f"{o.memory_gib:g}",
+             str(o.instances) + (f" ({o.seats_per_instance}/host)"
+                                 if o.seats_per_instance > 1 else ""),
+             f"{o.usd_per_hour:.4f}", f"{o.total_usd:.2f}", o.price_date]
+            for i, o in enumerate(options)]
+
+
+OPTION_HEADS = ["#", "provider", "region", "type", "nesting", "vCPU", "GiB", "instances",
+                "USD/h each", "total USD", "price date"]
+
+
+def render_plan(res: Any, limit: int, explain: bool) -> str:
+    req = res.request
+    lines = [f"Plan for {req.describe()}"
+             + (f", budget ${req.budget:.2f}" if req.budget is not None else "")
+             + (f", max ${req.max_hourly:.4f}/h per seat" if req.max_hourly is not None else "")]
+    shown = res.options[:limit] if limit > 0 else res.options
+    if shown:
+        lines.append(table(_option_rows(shown), OPTION_HEADS))
+        if len(res.options) > len(shown):
+            lines.append(f"... {len(res.options) - len(shown)} more (--limit 0 shows all)")
+        best = res.options[0]
+        lines.append(f"cheapest: {best.line()}")
+        lines += [f"  note: {n}" for n in best.notes]
+    if explain:
+        lines.append(f"rejected ({len(res.rejected)}):")
+        for r in res.rejected:
+            where = r.region or "any region"
+            lines.append(f"  {r.provider}/{r.type} ({where}): {r.code}: {r.reason}")
+    return "\n".join(lines)
+
+
+def _lab(file: Path, catalog_path: Optional[Path]) -> Any:
+    from nestcloud.catalog import load_catalog
+    from nestcloud.lab import Lab
+
+    lab = Lab.from_file(file)
+    lab._catalog = load_catalog(catalog_path)
+    return lab
+
+
+def _instance_table(instances: list[Any]) -> str:
+    from nestcloud.lab import _INSTANCE_HEADS, _instance_rows
+
+    return table(_instance_rows(instances), _INSTANCE_HEADS)
+
+
+lab_app = typer.Typer(help="Labs: many identical seats from one lab file, with TTL and budget.",
+                      no_args_is_help=True)
+
+
+@lab_app.command("up")
+def lab_up(
+    file: Path = typer.Argument(..., help="The lab file (YAML)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and cost; create "
+                                                          "nothing, call no cloud."),
+    sandbox: bool = typer.Option(False, "--sandbox", help="Launch on the local EC2 endpoint."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Do not wait for readiness."),
+    timeout: float = typer.Option(1200.0, "--timeout", help="Seconds to wait for readiness."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    catalog_path: Optional[Path] = CatalogOpt,
+) -> None:
+    """Plan, check and budget the lab, then launch every missing seat and wait until ready.
+
+    Exit 3 (nothing created) when the lab costs more than its budget."""
+    json_mode(as_json)
+    from nestcloud._progress import progress
+    from nestcloud.sandbox import enabled
+
+    lab = _lab(file, catalog_path)
+    sandbox = enabled(sandbox)
+    with progress(as_json) as prog:
+        res = lab.up(dry_run=dry_run, sandbox=sandbox, wait=not no_wait, timeout_s=timeout,
+                     progress=prog)
+    if as_json:
+        emit_json(res.to_dict())
+        return
+    c = res.cost
+    o = c.option
+    budget = f" (budget ${c.budget:.2f})" if c.budget is not None else ""
+    typer.echo(f"lab {res.lab}: {c.seats} seat(s) of {o.provider}/{o.type} in {o.region}, "
+               f"{o.vcpus} vCPU / {o.memory_gib:g} GiB, {o.nesting}")
+    typer.echo(f"cost: ${o.usd_per_hour:.4f}/h x {o.instances} x {c.hours:g} h = "
+               f"${c.total_usd:.2f}{budget} (price date: {c.price_date})")
+    for n in res.notes:
+        info(f"note: {n}")
+    if res.dry_run:
+        typer.echo("dry run: nothing was created")
+        return
+    if res.launch is not None:
+        typer.echo(_instance_table(res.launch.instances))
+        typer.echo(f"created {len(res.launch.created)}, reused {len(res.launch.reused)}")
+
+
+@lab_app.command("status")
+def lab_status(
+    file: Path = typer.Argument(..., help="The lab file (YAML)."),
+    sandbox: bool = typer.Option(False, "--sandbox"),
+    as_json: bool = typer.Option(False, "--json"),
+    catalog_path: Optional[Path] = CatalogOpt,
+) -> None:
+    """The lab's seats as the cloud reports them (found by tag)."""
+    json_mode(as_json)
+    from nestcloud.sandbox import enabled
+
+    st = _lab(file, catalog_path).status(sandbox=enabled(sandbox))
+    if as_json:
+        emit_json(st.to_dict())
+        return
+    typer.echo(f"lab {st.lab}: {st.running}/{st.seats} running, {st.missing} missing")
+    if st.instances:
+        typer.echo(_instance_table(st.instances))
+
+
+@lab_app.command("down")
+def lab_down(
+    file: Path = typer.Argument(..., help="The lab file (YAML)."),
+    sandbox: bool = typer.Option(False, "--sandbox"),
+    as_json: bool = typer.Option(False, "--json"),
+    catalog_path: Optional[Path] = CatalogOpt,
+) -> None:
+    """Remove every seat of the lab; harmless when nothing is left."""
+    json_mode(as_json)
+    from nestcloud._progress import progress
+    from nestcloud.sandbox import enabled
+
+    with progress(as_json) as prog:
+        prog.step("removing the lab's seats")
+        res = _lab(file, catalog_path).down(sandbox=enabled(sandbox))
+    if as_json:
+        emit_json({"lab": res.lab, "terminated": res.terminated,
+                   "results": [r.to_dict() for r in res.results], "notes": res.notes})
+        return
+    typer.echo(f"lab {res.lab}: terminated {len(res.terminated)} instance(s)"
+               + (f": {', '.join(res.terminated)}" if res.terminated else ""))
+    for n in res.notes:
+        info(n)
+
+
+def refresh_prices_cmd(
+    provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+    region: Optional[list[str]] = typer.Option(None, "--region", "-r",
+                                               help="Region to refresh (repeatable; default: "
+                                                    "every region in the catalog)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Write here instead of over the catalog."),
+    as_json: bool = typer.Option(False, "--json"),
+    catalog_path: Optional[Path] = CatalogOpt,
+) -> None:
+    """Update catalog prices from the AWS Price List / Azure Retail Prices APIs, dated today."""
+    json_mode(as_json)
+    from nestcloud.catalog import default_catalog_path, load_catalog
+    from nestcloud.prices import dump, refresh_prices
+
+    path = catalog_path or default_catalog_path()
+    cat = load_catalog(path)
+    new, res = refresh_prices(cat, provider, region or None)
+    target = output or path
+    text = dump(new)
+    try:
+        Path(target).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the catalog to {target}: {exc}") from None
+    if as_json:
+        emit_json({**res.to_dict(), "file": str(target)})
+        return
+    typer.echo(f"{target}: {res.updated} {provider} price(s) in {', '.join(res.regions)} "
+               f"now from {res.source} (price date: {res.date}); {len(res.changed)} changed")
+    if res.not_found:
+        info(f"no price returned for {len(res.not_found)} entr(ies), kept as they were: "
+             + ", ".join(res.not_found[:10]) + (" ..." if len(res.not_found) > 10 else ""))
+    for n in res.notes:
+        info(f"note: {n}")
+
+
+def _open(sandbox: bool) -> Any:
+    from nestcloud.lab import open_provider
+
+    cache: dict[tuple[str, str], Any] = {}
+
+    def make(provider: str, region: str) -> Any:
+        if (provider, region) not in cache:
+            cache[(provider, region)] = open_provider(provider, region, sandbox=sandbox)
+        return cache[(provider, region)]
+
+    return make
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    from nestcloud.cli.catalog_cmd import catalog_app
+
+    catalog_app.command("refresh-prices")(refresh_prices_cmd)
+    app.add_typer(lab_app, name="lab")
+
+    @app.command("plan")
+    def plan_cmd(
+        vcpus: Optional[int] = typer.Option(None, "--vcpus", help="vCPUs per seat."),
+        memory: Optional[float] = typer.Option(None, "--memory", help="GiB of memory per seat."),
+        type_name: Optional[str] = typer.Option(None, "--type", "-t",
+                                                help="Price one explicit type instead."),
+        providers: Optional[str] = typer.Option(None, "--providers",
+                                                help="Comma-separated, e.g. aws,azure."),
+        regions: Optional[str] = typer.Option(None, "--regions",
+                                              help="Comma-separated, e.g. us-east-1,eastus."),
+        hypervisor: str = typer.Option("kvm", "--hypervisor"),
+        os_alias: str = typer.Option("ubuntu-24.04", "--os"),
+        hours: float = typer.Option(1.0, "--hours", help="How long the seats run."),
+        seats: int = typer.Option(1, "--seats", help="How many identical seats."),
+        spot: bool = typer.Option(False, "--spot", help="Price spot capacity."),
+        max_hourly: Optional[float] = typer.Option(None, "--max-hourly",
+                                                   help="Ceiling in USD/hour per seat."),
+        budget: Optional[float] = typer.Option(None, "--budget",
+                                               help="Ceiling in USD for all seats and hours."),
+        pack_metal: bool = typer.Option(False, "--pack-metal",
+                                        help="Count several seats per bare-metal host (you "
+                                             "run the seat VMs on it yourself)."),
+        explain: bool = typer.Option(False, "--explain", help="Also list every rejected "
+                                                              "candidate and why."),
+        limit: int = typer.Option(10, "--limit", help="Rows to print (0: all); JSON has all."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+        catalog_path: Optional[Path] = CatalogOpt,
+    ) -> None:
+        """Where to run it, cheapest first. Exit 3 when nothing fits or the budget is short."""
+        json_mode(as_json)
+        from nestcloud.catalog import load_catalog
+        from nestcloud.planner import plan
+
+        req = _request(vcpus=vcpus, memory_gib=memory, type=type_name,
+                       providers=_csv(providers), regions=_csv(regions), hypervisor=hypervisor,
+                       os=os_alias, hours=hours, seats=seats, spot=spot,
+                       max_hourly=max_hourly, budget=budget, pack_metal=pack_metal)
+        cat = load_catalog(catalog_path)
+        _check_names(cat, req.providers, req.regions)
+        res = plan(cat, req)
+        if not res.options:
+            if explain and not as_json:
+                info(render_plan(res, limit, explain=True))
+            raise res.refusal()
+        if as_json:
+            doc: dict[str, Any] = {"request": req.to_dict(),
+                                   "options": [o.to_dict() for o in res.options]}
+            if explain:
+                doc["rejected"] = [r.to_dict() for r in res.rejected]
+            emit_json(doc)
+            return
+        typer.echo(render_plan(res, limit, explain))
+
+    @app.command("reap")
+    def reap_cmd(
+        dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; remove "
+                                                              "nothing."),
+        providers: Optional[str] = typer.Option(None, "--providers",
+                                                help="Comma-separated (default: every "
+                                                     "installed provider)."),
+        regions: Optional[str] = typer.Option(None, "--regions",
+                                              help="Comma-separated (default: every region "
+                                                   "the catalog knows for each provider)."),
+        sandbox: bool = typer.Option(False, "--sandbox", help="Reap the local EC2 endpoint."),
+        as_json: bool = typer.Option(False, "--json"),
+        catalog_path: Optional[Path] = CatalogOpt,
+    ) -> None:
+        """Remove every nestcloud group whose nestcloud:expires has passed. Safe for cron:
+        it never touches anything without nestcloud's tags. Exit 1 if any place failed."""
+        json_mode(as_json)
+        import datetime as dt
+
+        from nestcloud.catalog import load_catalog
+        from nestcloud.provider import describe
+        from nestcloud.reap import reap
+        from nestcloud.sandbox import enabled
+
+        sandbox = enabled(sandbox)
+        cat = load_catalog(catalog_path)
+        chosen = _csv(providers)
+        if chosen is None:
+            chosen = ["aws"] if sandbox else [d["name"] for d in describe() if d["installed"]
+                                              and d["name"] in cat.providers]
+        if sandbox and chosen != ["aws"]:
+            raise InputError("--sandbox reaps the local EC2 endpoint: --providers aws only")
+        wanted = _csv(regions)
+        places = [(p, r) for p in chosen for r in (wanted or cat.regions(p))
+                  if wanted is None or r in cat.regions(p) or sandbox]
+        res = reap(places, _open(sandbox), now=dt.datetime.now(dt.timezone.utc),
+                   dry_run=dry_run)
+        if as_json:
+            emit_json(res.to_dict())
+        else:
+            rows = [[g.provider, g.region, g.name, str(len(g.instances)), g.expires or "-",
+                     ("would remove" if dry_run else "removed") if g.expired else "kept",
+                     g.reason] for g in res.expired + res.kept]
+            if rows:
+                typer.echo(table(rows, ["provider", "region", "name", "instances", "expires",
+                                        "action", "why"]))
+            typer.echo(f"{len(res.expired)} expired group(s) "
+                       + ("would be removed (dry run)" if dry_run else "removed")
+                       + f", {len(res.kept)} kept; scanned {len(places)} place(s)")
+            for e in res.errors:
+                info(f"error: {e}")
+        if res.errors:
+            raise typer.Exit(1)
