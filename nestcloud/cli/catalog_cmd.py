@@ -51,7 +51,7 @@ def catalog_list(
     if region is not None:
         known = {r for p in ([provider] if provider else cat.providers) for r in cat.regions(p)}
         if region not in known:
-            close = difflib.get_close_matches(region, sorted(known), n=3, cutoff=0.5)
+            close = difflib.get_close_matches(region, sorted(known), n=3, cutoff=0.6)
             where = f" for provider {provider!r}" if provider else ""
             raise InputError(f"--region {region!r}: unknown region{where}; no catalog type "
                              "is offered there",
