@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 from pydantic import ValidationError, field_validator, model_validator
 
 from nestcloud._yamlio import load_yaml, pydantic_problems
+from nestcloud.checks import Finding
 from nestcloud.errors import BudgetError, InputError, LabFileError, RefusedError
 from nestcloud.oses import OSES, Hypervisor
 from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
@@ -265,6 +266,33 @@ class LabDownResult(_Result):
                 for r in self.results]
         return html_table(["provider", "name", "terminated", "deleted"], rows,
                           f"lab {self.lab} removed")
+
+
+class CheckResult(_Result):
+    """What ``nestcloud.check`` found for one launch."""
+
+    provider: str
+    type: str
+    region: str | None
+    ok: bool
+    findings: list[Finding]
+
+    def _repr_html_(self) -> str:
+        where = f" in {self.region}" if self.region else ""
+        rows = [[f.severity, f.rule, f.message, f.suggestion or ""] for f in self.findings]
+        return html_table(["severity", "rule", "message", "suggestion"], rows,
+                          f"{self.provider}/{self.type}{where}: "
+                          f"{'launchable' if self.ok else 'refused'}")
+
+
+class LaunchReport(LaunchResult):
+    """A LaunchResult that renders as a table in notebooks."""
+
+    def _repr_html_(self) -> str:
+        cap = (f"{self.provider}/{self.type} {self.name} in {self.region}"
+               + (" (dry run: nothing created)" if self.dry_run else "")
+               + (" (sandbox)" if self.sandbox else ""))
+        return html_table(_INSTANCE_HEADS, _instance_rows(self.instances), cap)
 
 
 # -- the lab -------------------------------------------------------------------------------
@@ -518,7 +546,7 @@ def res_hint(res: PlanResult, budget: float) -> str:
     return ", ".join(parts)
 
 
-def open_provider(provider: str, region: str, *, sandbox: bool = False) -> Provider:
+def open_provider(provider: str, region: str | None, *, sandbox: bool = False) -> Provider:
     """A provider for one region; with ``sandbox`` AWS talks to the local EC2 endpoint."""
     from nestcloud.provider import get_provider
 

@@ -1,0 +1,182 @@
+"""nestcloud: launch cloud VMs that can run their own hypervisor (nested virtualization).
+
+The Python API, for scripts and notebooks::
+
+    import nestcloud
+    nestcloud.plan(vcpus=4, memory_gib=16, seats=12, hours=6, budget=50)
+    nestcloud.check("aws", "c8i.xlarge", region="us-east-1")
+    nestcloud.launch("aws", "c8i.xlarge", region="us-east-1", ttl="4h", sandbox=True)
+    lab = nestcloud.Lab.from_file("lab.yaml"); lab.cost(); lab.up(); lab.status(); lab.down()
+
+Every result is a pydantic model: ``.to_dict()`` gives plain data, and Jupyter shows it as a
+table. Errors are ``nestcloud.errors`` types. Importing this package imports no cloud SDK;
+pydantic and the catalog load on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+from nestcloud.errors import (BudgetError, InputError, NestcloudError, ProviderError,
+                              ReadinessTimeout, RefusedError)
+
+if TYPE_CHECKING:
+    from nestcloud.catalog import Catalog
+    from nestcloud.lab import CheckResult, Lab, LaunchReport
+    from nestcloud.planner import PlanResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetError",
+    "InputError",
+    "Lab",
+    "NestcloudError",
+    "ProviderError",
+    "ReadinessTimeout",
+    "RefusedError",
+    "__version__",
+    "check",
+    "launch",
+    "load_catalog",
+    "plan",
+]
+
+
+def _catalog(catalog: Catalog | str | None) -> Catalog:
+    from nestcloud.catalog import Catalog, load_catalog
+
+    if isinstance(catalog, Catalog):
+        return catalog
+    return load_catalog(catalog)
+
+
+def load_catalog(path: str | None = None) -> Catalog:
+    """The instance-type catalog (the built-in one, $NESTCLOUD_CATALOG, or ``path``)."""
+    return _catalog(path)
+
+
+def plan(vcpus: int | None = None, memory_gib: float | None = None, *,
+         type: str | None = None, providers: list[str] | None = None,
+         regions: list[str] | None = None, hypervisor: str = "kvm", os: str = "ubuntu-24.04",
+         spot: bool = False, hours: float = 1.0, seats: int = 1,
+         max_hourly: float | None = None, budget: float | None = None,
+         pack_metal: bool = False, catalog: Catalog | str | None = None) -> PlanResult:
+    """Feasible places for ``seats`` seats of this size, cheapest total first.
+
+    An empty result is not an error: ``result.require()`` raises the RefusedError or
+    BudgetError that says what to relax."""
+    from pydantic import ValidationError
+
+    from nestcloud.planner import PlanRequest
+    from nestcloud.planner import plan as _plan
+
+    try:
+        req = PlanRequest(vcpus=vcpus, memory_gib=memory_gib, type=type, providers=providers,
+                          regions=regions, hypervisor=hypervisor, os=os, spot=spot, hours=hours,
+                          seats=seats, max_hourly=max_hourly, budget=budget,
+                          pack_metal=pack_metal)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise InputError(_problems(exc)) from None
+    return _plan(_catalog(catalog), req)
+
+
+def check(provider: str, type: str, *, region: str | None = None, os: str = "ubuntu-24.04",
+          hypervisor: str = "kvm", depth: int = 2, spot: bool = False,
+          security_type: str = "Standard", image_generation: str | None = None,
+          catalog: Catalog | str | None = None) -> CheckResult:
+    """The pre-launch findings for one launch, without launching."""
+    from nestcloud.checks import refused, run_checks
+    from nestcloud.lab import CheckResult
+
+    spec = _spec(provider=provider, type=type, region=region, os=os, hypervisor=hypervisor,
+                 depth=depth, spot=spot, security_type=security_type,
+                 image_generation=image_generation)
+    findings = run_checks(spec, _catalog(catalog))
+    return CheckResult(provider=provider, type=type, region=region,
+                       ok=not refused(findings), findings=findings)
+
+
+def launch(provider: str, type: str, *, region: str | None = None, name: str | None = None,
+           count: int = 1, os: str = "ubuntu-24.04", hypervisor: str = "kvm",
+           ttl: str | float | None = "4h", spot: bool = False, ssh_cidr: str | None = None,
+           tags: dict[str, str] | None = None, user_data: str | None = None,
+           dry_run: bool = False, sandbox: bool = False,
+           catalog: Catalog | str | None = None, **fields: Any) -> LaunchReport:
+    """Check and launch ``count`` L1 hosts as the group ``name`` (re-running converges).
+
+    ``ttl`` is a duration ("90m", "4h") or hours; the instances carry nestcloud:expires and
+    ``nestcloud reap`` removes them after it. ``sandbox`` uses the local EC2 endpoint."""
+    from nestcloud.lab import LaunchReport, open_provider
+    from nestcloud.launch import launch as _launch
+    from nestcloud.spec import parse_duration
+
+    ttl_seconds: int | None
+    if ttl is None:
+        ttl_seconds = None
+    elif isinstance(ttl, str):
+        try:
+            ttl_seconds = parse_duration(ttl)
+        except ValueError as exc:
+            raise InputError(f"ttl: {exc}") from None
+    else:
+        ttl_seconds = int(round(float(ttl) * 3600))
+    spec = _spec(provider=provider, type=type, region=region, name=name, count=count, os=os,
+                 hypervisor=hypervisor, spot=spot, ssh_cidr=ssh_cidr, ttl_seconds=ttl_seconds,
+                 tags=tags or {}, user_data=user_data, **fields)
+    cat = _catalog(catalog)
+    prov = open_provider(provider, region, sandbox=sandbox)
+    result = _launch(spec, cat, prov, dry_run=dry_run)
+    return LaunchReport.model_validate(result.model_dump())
+
+
+def _spec(**fields: Any) -> Any:
+    from pydantic import ValidationError
+
+    from nestcloud.spec import LaunchSpec
+
+    try:
+        return LaunchSpec(**fields)
+    except ValidationError as exc:
+        raise InputError(_problems(exc)) from None
+
+
+def _problems(exc: Any) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg} (got {err.get('input')!r})" if loc else msg)
+    return "; ".join(parts)
+
+
+def __getattr__(name: str) -> Any:
+    # Lab pulls in pydantic and the planner: load it when first used, not on `import nestcloud`.
+    if name == "Lab":
+        from nestcloud.lab import Lab
+
+        return Lab
+    raise AttributeError(f"module 'nestcloud' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``nestcloud.launch`` the function after the submodule ``nestcloud.launch`` loads.
+
+    Importing a submodule binds it on its package under the same name, which would replace
+    the public ``launch()`` with a module. ``from nestcloud.launch import ...`` and
+    ``sys.modules["nestcloud.launch"]`` still reach the module.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "launch" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
