@@ -1,0 +1,483 @@
+"""Pure helpers for the Azure provider: names, images, ARM request bodies, SKU facts, errors.
+
+Nothing here does I/O or imports the Azure SDK: every function takes data and returns data, so
+the request bodies the provider sends (and ``--dry-run`` shows) are built and tested in one place.
+Bodies are ARM JSON (camelCase, ``properties`` nesting) exactly as they go on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from nestcloud.errors import (CapacityError, CredentialsError, InputError, ProviderError,
+                              QuotaError, ThrottledError, UnsupportedError)
+from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT
+
+PROVIDER = "azure"
+ADMIN_USER = "nestcloud"
+VNET_CIDR = "10.42.0.0/16"
+SUBNET_CIDR = "10.42.0.0/20"
+SUBNET_NAME = "default"
+SCHEDULE_API_VERSION = "2018-09-15"  # FACTS.md: Microsoft.DevTestLab/schedules api 2018-09-15
+EXTENSION_NAME = "nestcloud-bootstrap"
+# FACTS.md: OSProfile.custom_data is at most 65,535 bytes once decoded.
+CUSTOM_DATA_MAX = 65535
+# Windows Server marketplace images carry a 127 GiB OS disk; a smaller diskSizeGB is rejected.
+WINDOWS_MIN_DISK_GIB = 127
+
+# OS alias -> Hyper-V generation -> image URN (publisher:offer:sku:version).
+# ubuntu-24.04, debian-12, windows-2022: FACTS.md (Azure, Images).
+# rhel-9: the RedHat "RHEL" offer's 9-lvm-gen2 / 9-lvm SKUs, as used by public deployment code
+#   (e.g. az CLI image alias lists and terraform samples) (unconfirmed: re-check with
+#   `az vm image list -p RedHat -f RHEL --all`).
+# windows-2025: GoogleCloudPlatform/PerfKitBenchmarker providers/azure/azure_virtual_machine.py
+#   (Windows2025DesktopAzureVirtualMachine GEN2_IMAGE_URN / GEN1_IMAGE_URN), the same scheme
+#   FACTS.md confirms for 2022 (unconfirmed).
+IMAGES: dict[str, dict[str, str]] = {
+    "ubuntu-24.04": {"V2": "Canonical:ubuntu-24_04-lts:server:latest",
+                     "V1": "Canonical:ubuntu-24_04-lts:server-gen1:latest"},
+    "debian-12": {"V2": "Debian:debian-12:12-gen2:latest",
+                  "V1": "Debian:debian-12:12:latest"},
+    "rhel-9": {"V2": "RedHat:RHEL:9-lvm-gen2:latest",
+               "V1": "RedHat:RHEL:9-lvm:latest"},
+    "windows-2022": {"V2": "MicrosoftWindowsServer:WindowsServer:2022-datacenter-g2:latest",
+                     "V1": "MicrosoftWindowsServer:WindowsServer:2022-datacenter:latest"},
+    "windows-2025": {"V2": "MicrosoftWindowsServer:WindowsServer:2025-datacenter-g2:latest",
+                     "V1": "MicrosoftWindowsServer:WindowsServer:2025-datacenter:latest"},
+}
+
+WORLD_CIDRS = {"*", "any", "internet", "0.0.0.0/0", "::/0"}
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+def group_name(name: str, region: str) -> str:
+    return f"nestcloud-{name}-{region}"
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names of everything one launch creates inside its resource group."""
+
+    name: str
+    region: str
+    group: str
+
+    @property
+    def vnet(self) -> str:
+        return f"nestcloud-{self.name}-vnet"
+
+    @property
+    def nsg(self) -> str:
+        return f"nestcloud-{self.name}-nsg"
+
+    def vm(self, seat: int) -> str:
+        return f"{self.name}-{seat}"
+
+    def nic(self, seat: int) -> str:
+        return f"{self.vm(seat)}-nic"
+
+    def pip(self, seat: int) -> str:
+        return f"{self.vm(seat)}-pip"
+
+    def disk(self, seat: int) -> str:
+        return f"{self.vm(seat)}-osdisk"
+
+    def schedule(self, seat: int) -> str:
+        # FACTS.md: the auto-shutdown schedule of a VM is named shutdown-computevm-<vm>.
+        return f"shutdown-computevm-{self.vm(seat)}"
+
+    def computer_name(self, seat: int, windows: bool) -> str:
+        if not windows:
+            return self.vm(seat)
+        # Windows computer names are at most 15 characters.
+        suffix = f"-{seat}"
+        return (self.name[: 15 - len(suffix)].rstrip("-") + suffix)
+
+
+class Ids:
+    """ARM resource ids under one subscription and group."""
+
+    def __init__(self, subscription: str, group: str) -> None:
+        self.sub = subscription
+        self.group = group
+
+    @property
+    def group_id(self) -> str:
+        return f"/subscriptions/{self.sub}/resourceGroups/{self.group}"
+
+    def of(self, provider_type: str, name: str) -> str:
+        return f"{self.group_id}/providers/{provider_type}/{name}"
+
+    def subnet(self, vnet: str) -> str:
+        return f"{self.of('Microsoft.Network/virtualNetworks', vnet)}/subnets/{SUBNET_NAME}"
+
+
+def parse_id(resource_id: str) -> dict[str, str]:
+    """'/subscriptions/s/resourceGroups/g/providers/P/T/n' -> {subscription, group, type, name}."""
+    parts = [p for p in resource_id.split("/") if p]
+    low = [p.lower() for p in parts]
+    try:
+        sub = parts[low.index("subscriptions") + 1]
+        group = parts[low.index("resourcegroups") + 1]
+        pi = low.index("providers")
+        rtype = f"{parts[pi + 1]}/{parts[pi + 2]}"
+        name = parts[pi + 3]
+    except (ValueError, IndexError):
+        raise InputError(f"not an Azure resource id: {resource_id!r}") from None
+    return {"subscription": sub, "group": group, "type": rtype, "name": name}
+
+
+# -- tags --------------------------------------------------------------------------------------
+
+
+def expiry(now: dt.datetime, ttl_seconds: int | None) -> dt.datetime | None:
+    if ttl_seconds is None:
+        return None
+    return (now + dt.timedelta(seconds=ttl_seconds)).replace(microsecond=0)
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def base_tags(name: str, owner: str, expires: dt.datetime | None,
+              user: dict[str, str]) -> dict[str, str]:
+    tags = dict(user)
+    tags[TAG_NAME] = name
+    tags[TAG_OWNER] = owner
+    if expires is not None:
+        tags[TAG_EXPIRES] = iso(expires)
+    return tags
+
+
+def seat_tags(tags: dict[str, str], seat: int) -> dict[str, str]:
+    return {**tags, TAG_SEAT: str(seat)}
+
+
+# -- images and generations --------------------------------------------------------------------
+
+
+def parse_urn(text: str) -> dict[str, str]:
+    """'publisher:offer:sku:version' -> an ARM imageReference; InputError naming the value."""
+    parts = text.split(":")
+    if len(parts) != 4 or not all(p.strip() for p in parts):
+        raise InputError(f"--image {text!r}: expected publisher:offer:sku:version "
+                         "(e.g. Canonical:ubuntu-24_04-lts:server:latest)")
+    publisher, offer, sku, version = (p.strip() for p in parts)
+    return {"publisher": publisher, "offer": offer, "sku": sku, "version": version}
+
+
+def choose_generation(size: str, size_generations: list[str] | None, forced: str | None) -> str:
+    """The Hyper-V generation to boot: the forced one if the size takes it, else Gen2 when
+    the size supports it (the newer default), else Gen1."""
+    gens = [g.upper() for g in (size_generations or [])]
+    if forced is not None:
+        if gens and forced not in gens:
+            only = "/".join(gens)
+            raise InputError(f"--image-generation {forced}: {size} boots {only} images only",
+                             hint=f"use --image-generation {gens[0]} or leave it out")
+        return forced
+    if not gens or "V2" in gens:
+        return "V2"
+    return "V1"
+
+
+def image_reference(os_alias: str, image: str | None, generation: str) -> dict[str, str]:
+    if image:
+        return parse_urn(image)
+    by_gen = IMAGES.get(os_alias)
+    if by_gen is None:
+        raise InputError(f"no Azure image known for --os {os_alias!r}",
+                         hint="pass --image publisher:offer:sku:version")
+    urn = by_gen.get(generation)
+    if urn is None:
+        gen = "Gen1" if generation == "V1" else "Gen2"
+        raise InputError(f"no {gen} Azure image known for --os {os_alias!r}",
+                         hint="pass --image publisher:offer:sku:version")
+    return parse_urn(urn)
+
+
+# -- network security --------------------------------------------------------------------------
+
+
+def ssh_rules(ssh_cidr: str | None, allow_world: bool) -> list[dict[str, Any]]:
+    """NSG rules: none by default; SSH from one CIDR; the whole world only when allowed."""
+    if ssh_cidr is None:
+        return []
+    cidr = ssh_cidr.strip()
+    if cidr.lower() in WORLD_CIDRS:
+        source = "*"
+    else:
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise InputError(f"--ssh-cidr {ssh_cidr!r}: not an IP network "
+                             "(e.g. 203.0.113.7/32)") from None
+        source = str(net)
+        if net.prefixlen == 0:
+            source = "*"
+    if source == "*" and not allow_world:
+        raise InputError(f"--ssh-cidr {ssh_cidr}: opens SSH to the whole internet",
+                         hint="give your own address (e.g. 203.0.113.7/32), or add "
+                              "--allow-world-ssh if you really mean it")
+    return [{
+        "name": "nestcloud-ssh",
+        "properties": {
+            "priority": 1000, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+            "sourceAddressPrefix": source, "sourcePortRange": "*",
+            "destinationAddressPrefix": "*", "destinationPortRange": "22",
+        },
+    }]
+
+
+# -- request bodies ----------------------------------------------------------------------------
+
+
+def group_body(region: str, tags: dict[str, str]) -> dict[str, Any]:
+    return {"location": region, "tags": tags}
+
+
+def nsg_body(region: str, tags: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"location": region, "tags": tags, "properties": {"securityRules": rules}}
+
+
+def vnet_body(region: str, tags: dict[str, str], nsg_id: str) -> dict[str, Any]:
+    return {"location": region, "tags": tags, "properties": {
+        "addressSpace": {"addressPrefixes": [VNET_CIDR]},
+        "subnets": [{"name": SUBNET_NAME, "properties": {
+            "addressPrefix": SUBNET_CIDR, "networkSecurityGroup": {"id": nsg_id}}}],
+    }}
+
+
+def pip_body(region: str, tags: dict[str, str]) -> dict[str, Any]:
+    # Standard SKU: Basic public IPs are retired, and Standard requires static allocation.
+    return {"location": region, "tags": tags, "sku": {"name": "Standard"},
+            "properties": {"publicIPAllocationMethod": "Static"}}
+
+
+def nic_body(region: str, tags: dict[str, str], subnet_id: str, pip_id: str | None
+             ) -> dict[str, Any]:
+    ipconf: dict[str, Any] = {"subnet": {"id": subnet_id}, "privateIPAllocationMethod": "Dynamic"}
+    if pip_id is not None:
+        ipconf["publicIPAddress"] = {"id": pip_id, "properties": {"deleteOption": "Delete"}}
+    return {"location": region, "tags": tags,
+            "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": ipconf}]}}
+
+
+@dataclass(frozen=True)
+class GuestData:
+    """What the guest runs at first boot, as the provider sends it."""
+
+    custom_data: bytes | None  # raw bytes before base64 (cloud-init or the PowerShell script)
+    windows: bool
+    kind: str
+
+
+def vm_body(*, region: str, tags: dict[str, str], size: str, image: dict[str, str],
+            nic_id: str, disk_name: str, disk_gib: int, computer_name: str, guest: GuestData,
+            ssh_public_key: str | None, admin_password: str | None, spot: bool
+            ) -> dict[str, Any]:
+    os_profile: dict[str, Any] = {"computerName": computer_name, "adminUsername": ADMIN_USER}
+    if guest.custom_data:
+        os_profile["customData"] = base64.b64encode(guest.custom_data).decode("ascii")
+    if guest.windows:
+        os_profile["adminPassword"] = admin_password
+        os_profile["windowsConfiguration"] = {"provisionVMAgent": True}
+    else:
+        os_profile["linuxConfiguration"] = {
+            "disablePasswordAuthentication": True,
+            "ssh": {"publicKeys": [{"path": f"/home/{ADMIN_USER}/.ssh/authorized_keys",
+                                    "keyData": ssh_public_key}]},
+        }
+    props: dict[str, Any] = {
+        "hardwareProfile": {"vmSize": size},
+        "storageProfile": {
+            "imageReference": image,
+            "osDisk": {"name": disk_name, "createOption": "FromImage", "deleteOption": "Delete",
+                       "diskSizeGB": max(disk_gib, WINDOWS_MIN_DISK_GIB) if guest.windows
+                       else disk_gib,
+                       "managedDisk": {"storageAccountType": "StandardSSD_LRS"}},
+        },
+        "osProfile": os_profile,
+        "networkProfile": {"networkInterfaces": [
+            {"id": nic_id, "properties": {"primary": True, "deleteOption": "Delete"}}]},
+        # Trusted Launch blocks Hyper-V/WSL2 in the L1 (FACTS.md): always Standard.
+        "securityProfile": {"securityType": "Standard"},
+        # No storageUri: managed boot-diagnostics storage, readable by retrieveBootDiagnosticsData.
+        "diagnosticsProfile": {"bootDiagnostics": {"enabled": True}},
+    }
+    if spot:
+        props["priority"] = "Spot"
+        props["evictionPolicy"] = "Delete"
+        props["billingProfile"] = {"maxPrice": -1}
+    return {"location": region, "tags": tags, "properties": props}
+
+
+# Runs the script that custom data dropped on disk; custom data is never executed on Windows.
+WINDOWS_COMMAND = (
+    "powershell -ExecutionPolicy Bypass -NoProfile -Command \""
+    "Copy-Item -Force $env:SystemDrive\\AzureData\\CustomData.bin "
+    "$env:SystemDrive\\AzureData\\nestcloud-bootstrap.ps1; "
+    "& $env:SystemDrive\\AzureData\\nestcloud-bootstrap.ps1\""
+)
+
+
+def extension_body(region: str, tags: dict[str, str]) -> dict[str, Any]:
+    return {"location": region, "tags": tags, "properties": {
+        "publisher": "Microsoft.Compute", "type": "CustomScriptExtension",
+        "typeHandlerVersion": "1.10", "autoUpgradeMinorVersion": True,
+        "protectedSettings": {"commandToExecute": WINDOWS_COMMAND},
+    }}
+
+
+def schedule_body(region: str, tags: dict[str, str], vm_id: str, at: dt.datetime
+                  ) -> dict[str, Any]:
+    at = at.astimezone(dt.timezone.utc)
+    return {"location": region, "tags": tags, "properties": {
+        "status": "Enabled", "taskType": "ComputeVmShutdownTask",
+        "dailyRecurrence": {"time": at.strftime("%H%M")}, "timeZoneId": "UTC",
+        "targetResourceId": vm_id, "notificationSettings": {"status": "Disabled"},
+    }}
+
+
+# -- Resource SKUs -----------------------------------------------------------------------------
+
+
+@dataclass
+class SkuFacts:
+    """What Resource SKUs say about one VM size in one region."""
+
+    name: str
+    vcpus: int | None = None
+    memory_gib: float | None = None
+    arch: str | None = None  # x86_64 | arm64
+    generations: list[str] = field(default_factory=list)
+    low_priority: bool | None = None
+    restricted: str | None = None  # reason code of a whole-region restriction
+
+
+def sku_facts(sku: dict[str, Any], region: str) -> SkuFacts:
+    caps = {c.get("name"): c.get("value") for c in sku.get("capabilities") or []}
+    facts = SkuFacts(name=str(sku.get("name")))
+    if caps.get("vCPUs"):
+        facts.vcpus = int(caps["vCPUs"])
+    if caps.get("MemoryGB"):
+        facts.memory_gib = float(caps["MemoryGB"])
+    arch = caps.get("CpuArchitectureType")
+    if arch:
+        facts.arch = {"x64": "x86_64", "arm64": "arm64"}.get(arch.lower(), arch)
+    if caps.get("HyperVGenerations"):
+        facts.generations = sorted(g.strip().upper() for g in caps["HyperVGenerations"].split(",")
+                                   if g.strip())
+    if caps.get("LowPriorityCapable") is not None:
+        facts.low_priority = str(caps["LowPriorityCapable"]).lower() == "true"
+    for r in sku.get("restrictions") or []:
+        locs = [v.lower() for v in r.get("values") or []]
+        if r.get("type") == "Location" and region.lower() in locs:
+            facts.restricted = r.get("reasonCode") or "Restricted"
+    return facts
+
+
+def vm_skus_in(skus: list[dict[str, Any]], region: str) -> dict[str, SkuFacts]:
+    """Lower-cased size name -> facts, for VM sizes offered in ``region``."""
+    out: dict[str, SkuFacts] = {}
+    for s in skus:
+        if str(s.get("resourceType", "")).lower() != "virtualmachines":
+            continue
+        if region.lower() not in [str(x).lower() for x in s.get("locations") or []]:
+            continue
+        out[str(s.get("name", "")).lower()] = sku_facts(s, region)
+    return out
+
+
+def preflight(size: str, region: str, facts: SkuFacts | None, *, spot: bool,
+              offered: list[str]) -> None:
+    """Refuse a launch the region cannot take, before anything is created."""
+    if facts is None:
+        close = [o for o in offered if o.lower().startswith(size.lower().rsplit("_", 1)[0])][:3]
+        raise UnsupportedError(
+            f"{size} is not offered in {region} (Resource SKUs)",
+            hint=("similar sizes there: " + ", ".join(close)) if close else
+                 "pick another region or size (`nestcloud catalog list --provider azure`)",
+            code="SkuNotAvailable", provider=PROVIDER)
+    if facts.restricted:
+        raise UnsupportedError(
+            f"{size} is restricted for this subscription in {region} ({facts.restricted})",
+            hint="pick another region or size, or ask Azure support to lift the restriction "
+                 "(a quota/region access request)",
+            code=facts.restricted, provider=PROVIDER)
+    if facts.arch and facts.arch != "x86_64":
+        raise UnsupportedError(f"{size} is {facts.arch}: Azure offers no nested "
+                               "virtualization on Arm", code="Arm64", provider=PROVIDER)
+    if spot and facts.low_priority is False:
+        raise UnsupportedError(f"{size} cannot run as Spot in {region}",
+                               hint="launch it without --spot", code="SpotNotCapable",
+                               provider=PROVIDER)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+_CAPACITY = {"skunotavailable", "allocationfailed", "zonalallocationfailed",
+             "overconstrainedallocationrequest", "overconstrainedzonalallocationrequest"}
+_QUOTA = {"quotaexceeded", "operationnotallowed", "totalregionalcoresquotaexceeded",
+          "spotquotaexceeded", "lowpriorityquotaexceeded"}
+_AUTH = {"authorizationfailed", "authenticationfailed", "invalidauthenticationtoken",
+         "expiredauthenticationtoken", "invalidauthenticationtokentenant",
+         "linkedauthorizationfailed"}
+# Failures that a second create of the same resource can cure.
+TRANSIENT = {"internalservererror", "internalexecutionerror", "osprovisioningtimedout",
+             "osprovisioninginternalerror", "retryableerror", "anotheroperationinprogress",
+             "conflictingoperation", "vmstartinternalerror", "provisioningfailed"}
+
+
+def translate(code: str | None, message: str, status: int | None, doing: str) -> ProviderError:
+    """An ARM error code -> the nestcloud error a user can act on."""
+    low = (code or "").lower()
+    text = f"{doing}: {message}" if message else doing
+    if code:
+        text += f" ({code})"
+    if low in _CAPACITY:
+        return CapacityError(text, hint="Azure has no capacity for this size there now: try "
+                                        "another region or an equivalent size, or retry later",
+                             code=code, provider=PROVIDER)
+    if low in _QUOTA:
+        return QuotaError(text, hint="raise the vCPU quota for this family in the region "
+                                     "(portal: Quotas > Compute) or pick another region/size",
+                          code=code, provider=PROVIDER)
+    if low in _AUTH or status in (401, 403):
+        return CredentialsError(text, hint="sign in with `az login` (or set AZURE_CLIENT_ID/"
+                                           "AZURE_TENANT_ID/AZURE_CLIENT_SECRET) and make sure "
+                                           "the identity has Contributor on the subscription",
+                                code=code, provider=PROVIDER)
+    if low in {"subscriptionnotfound", "invalidsubscriptionid"}:
+        return CredentialsError(text, hint="check --subscription / AZURE_SUBSCRIPTION_ID "
+                                           "(`az account list`)", code=code, provider=PROVIDER)
+    if low == "resourcegroupbeingdeleted":
+        return ProviderError(text, hint="a previous `nestcloud down` is still deleting this "
+                                        "group: wait for it to finish, then launch again",
+                             code=code, provider=PROVIDER)
+    if low == "nicreservedforanothervm":
+        return ProviderError(text, hint="Azure keeps a NIC reserved ~180 s after its VM is "
+                                        "deleted: wait a few minutes and run again",
+                             code=code, provider=PROVIDER)
+    if status == 429 or low in {"toomanyrequests", "throttled"}:
+        return ThrottledError(text, hint="Azure Resource Manager kept throttling after "
+                                         "retries: wait a minute and run again",
+                              code=code, provider=PROVIDER)
+    if low in {"invalidparameter", "badrequest", "invalidrequestcontent"}:
+        return UnsupportedError(text, hint="Azure rejected a parameter of this launch",
+                                code=code, provider=PROVIDER)
+    return ProviderError(text, code=code, provider=PROVIDER)
+
+
+def custom_data_ok(data: bytes) -> None:
+    if len(data) > CUSTOM_DATA_MAX:
+        raise InputError(f"user data is {len(data)} bytes: Azure custom data takes at most "
+                         f"{CUSTOM_DATA_MAX} bytes",
+                         hint="shorten --user-data or fetch the rest from the guest")

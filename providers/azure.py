@@ -1,0 +1,869 @@
+"""The Azure provider: nested-virtualization L1 hosts in one resource group per launch.
+
+Layout of one launch named N in region R (``nestcloud-N-R`` unless ``resource_group`` is given):
+an NSG (no inbound unless ``ssh_cidr``), a VNet whose subnet carries the NSG, then per seat an
+optional Standard public IP, a NIC and a VM (security type Standard, generation-matched image,
+boot diagnostics on, OS disk/NIC/public IP deleted with the VM), the CustomScriptExtension on
+Windows, and a DevTestLab auto-shutdown schedule when a TTL is set. Everything is tagged; tags
+are the only state. Request bodies come from ``providers._azure_plan`` (pure).
+
+The Azure SDK is imported here and only here; the registry imports this module on demand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import gzip
+import ipaddress
+import json
+import os
+import re
+import secrets
+import string
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
+                                   ResourceNotFoundError, ServiceRequestError)
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+
+from nestcloud.catalog import Catalog, InstanceType
+from nestcloud.errors import (CleanupError, CredentialsError, InputError, NestcloudError,
+                              ProviderError)
+from nestcloud.models import (CatalogDiff, DownResult, Instance, LaunchResult, PlannedRequest,
+                              VerifyResult)
+from nestcloud.oses import OSES
+from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_SEAT, LaunchSpec
+from providers import _azure_plan as plan
+
+ENV_ENDPOINT = "NESTCLOUD_AZURE_ARM_ENDPOINT"
+ENV_SUBSCRIPTION = "AZURE_SUBSCRIPTION_ID"
+# ARM throttles with 429 + Retry-After; azure-core's RetryPolicy honours the header. Tuned for
+# many concurrent creates: more attempts than the default, capped backoff.
+RETRY_DEFAULTS: dict[str, Any] = {"retry_total": 8, "retry_backoff_factor": 1.0,
+                                  "retry_backoff_max": 60}
+# Dependency order for removing our resources from a group we do not own.
+DELETE_ORDER = ("microsoft.devtestlab/schedules", "microsoft.compute/virtualmachines",
+                "microsoft.network/networkinterfaces", "microsoft.network/publicipaddresses",
+                "microsoft.compute/disks", "microsoft.network/virtualnetworks",
+                "microsoft.network/networksecuritygroups")
+
+
+# -- credentials and endpoint ------------------------------------------------------------------
+
+
+def resolve_subscription(explicit: str | None) -> str:
+    """--subscription, then AZURE_SUBSCRIPTION_ID, then the Azure CLI's default subscription."""
+    if explicit:
+        return explicit
+    env = os.environ.get(ENV_SUBSCRIPTION)
+    if env:
+        return env
+    config_dir = Path(os.environ.get("AZURE_CONFIG_DIR") or Path.home() / ".azure")
+    profile = config_dir / "azureProfile.json"
+    try:
+        # The Azure CLI writes this file with a UTF-8 byte-order mark.
+        data = json.loads(profile.read_text(encoding="utf-8-sig"))
+        for sub in data.get("subscriptions") or []:
+            if sub.get("isDefault") and sub.get("id"):
+                return str(sub["id"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise InputError("no Azure subscription: pass --subscription, set AZURE_SUBSCRIPTION_ID, or "
+                     "choose a default with `az account set --subscription <id>`")
+
+
+def _is_loopback_http(endpoint: str | None) -> bool:
+    if not endpoint:
+        return False
+    url = urlparse(endpoint)
+    if url.scheme != "http":
+        return False
+    host = url.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _LoopbackCredential:
+    """A placeholder token for an ARM endpoint on this machine (a local fake or emulator)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("nestcloud-loopback", 2**31 - 1)
+
+
+class _LoopbackAuthPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Bearer auth for a plain-http loopback endpoint, which azure-core's policy refuses."""
+
+    def __init__(self, credential: TokenCredential, scope: str) -> None:
+        self._credential = credential
+        self._scope = scope
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        token = self._credential.get_token(self._scope).token
+        request.http_request.headers["Authorization"] = f"Bearer {token}"
+
+
+def _owner() -> str:
+    try:
+        return os.environ.get("NESTCLOUD_OWNER") or getpass.getuser()
+    except Exception:  # getpass raises when no user name can be found (containers)
+        return "unknown"
+
+
+# -- error translation -------------------------------------------------------------------------
+
+
+def _code_message(exc: HttpResponseError) -> tuple[str | None, str]:
+    err = getattr(exc, "error", None)
+    code = getattr(err, "code", None) if err is not None else None
+    message = getattr(err, "message", None) if err is not None else None
+    return code, str(message or exc.message or exc).splitlines()[0]
+
+
+def translate(exc: Exception, doing: str) -> NestcloudError:
+    if isinstance(exc, NestcloudError):
+        return exc
+    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "response", None) is None:
+        # Raised by the credential itself: no login at all, or an expired one.
+        return CredentialsError(f"{doing}: no usable Azure credentials "
+                                f"({str(exc).splitlines()[0]})",
+                                hint="run `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/"
+                                     "AZURE_CLIENT_SECRET for a service principal",
+                                provider=plan.PROVIDER)
+    if isinstance(exc, HttpResponseError):
+        code, message = _code_message(exc)
+        return plan.translate(code, message, exc.status_code, doing)
+    if isinstance(exc, ServiceRequestError):
+        return ProviderError(f"{doing}: cannot reach Azure Resource Manager ({exc})",
+                             hint="check the network, or --arm-endpoint / "
+                                  f"{ENV_ENDPOINT} if you set one", provider=plan.PROVIDER)
+    return ProviderError(f"{doing}: {type(exc).__name__}: {exc}", provider=plan.PROVIDER)
+
+
+@contextmanager
+def _errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except NestcloudError:
+        raise
+    except Exception as exc:  # every SDK failure leaves as a nestcloud error
+        raise translate(exc, doing) from exc
+
+
+def _code_of(exc: BaseException) -> str:
+    if isinstance(exc, HttpResponseError):
+        return (_code_message(exc)[0] or "").lower()
+    return ""
+
+
+# -- the provider ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    """One write of a launch: what it sends (for --dry-run) and how to send it."""
+
+    service: str
+    operation: str
+    resource_id: str
+    body: dict[str, Any]
+    send: Callable[[], Any]
+
+    def planned(self) -> PlannedRequest:
+        return PlannedRequest(service=self.service, operation=self.operation,
+                              params={"id": self.resource_id, "body": _redact(self.body)})
+
+
+def _redact(body: dict[str, Any]) -> dict[str, Any]:
+    text = json.dumps(body)
+    out: dict[str, Any] = json.loads(text)
+    os_profile = out.get("properties", {}).get("osProfile", {})
+    if "adminPassword" in os_profile:
+        os_profile["adminPassword"] = "<generated at launch, never shown>"
+    return out
+
+
+class AzureProvider:
+    """Azure Resource Manager through the official SDK clients."""
+
+    name = "azure"
+
+    def __init__(self, region: str | None = None, subscription_id: str | None = None,
+                 arm_endpoint: str | None = None, resource_group: str | None = None,
+                 credential: TokenCredential | None = None, *,
+                 client_options: dict[str, Any] | None = None, max_workers: int = 8,
+                 seat_attempts: int = 2) -> None:
+        self.region = region
+        self.subscription_id = resolve_subscription(subscription_id)
+        endpoint = arm_endpoint or os.environ.get(ENV_ENDPOINT) or None
+        self.arm_endpoint = endpoint.rstrip("/") if endpoint else None
+        self.resource_group = resource_group
+        self._credential = credential
+        self._client_options = dict(client_options or {})
+        self.max_workers = max(1, max_workers)
+        self.seat_attempts = max(1, seat_attempts)
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> tuple[TokenCredential, dict[str, Any]]:
+        kw: dict[str, Any] = dict(RETRY_DEFAULTS)
+        credential = self._credential
+        if self.arm_endpoint:
+            scope = f"{self.arm_endpoint}/.default"
+            kw["base_url"] = self.arm_endpoint
+            kw["credential_scopes"] = [scope]
+            if _is_loopback_http(self.arm_endpoint):
+                credential = credential or _LoopbackCredential()
+                kw["authentication_policy"] = _LoopbackAuthPolicy(credential, scope)
+                kw["polling_interval"] = 0
+        if credential is None:
+            # Built lazily, only when a verb reaches Azure; it probes nothing until a token
+            # is needed.
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+            self._credential = credential
+        kw.update(self._client_options)
+        return credential, kw
+
+    def _client(self, kind: str) -> Any:
+        with self._lock:
+            if kind not in self._clients:
+                credential, kw = self._client_kwargs()
+                cls = {"resource": ResourceManagementClient, "network": NetworkManagementClient,
+                       "compute": ComputeManagementClient}[kind]
+                self._clients[kind] = cls(credential, self.subscription_id, **kw)
+            return self._clients[kind]
+
+    @property
+    def resources(self) -> Any:
+        return self._client("resource")
+
+    @property
+    def network(self) -> Any:
+        return self._client("network")
+
+    @property
+    def compute(self) -> Any:
+        return self._client("compute")
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _skus(self, region: str) -> dict[str, plan.SkuFacts]:
+        with _errors(f"reading Resource SKUs for {region}"):
+            raw = [s.as_dict() if hasattr(s, "as_dict") else dict(s)
+                   for s in self.compute.resource_skus.list(filter=f"location eq '{region}'")]
+        return plan.vm_skus_in([_camel_sku(s) for s in raw], region)
+
+    def _group_exists(self, group: str) -> bool:
+        with _errors(f"checking resource group {group}"):
+            return bool(self.resources.resource_groups.check_existence(group))
+
+    def _vms_in(self, group: str, name: str | None) -> list[Any]:
+        try:
+            vms = list(self.compute.virtual_machines.list(group))
+        except ResourceNotFoundError:
+            return []
+        return [v for v in vms if (v.tags or {}).get(TAG_NAME) is not None
+                and (name is None or (v.tags or {}).get(TAG_NAME) == name)]
+
+    # -- launch --------------------------------------------------------------------------------
+
+    def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False
+               ) -> LaunchResult:
+        region = spec.region or self.region
+        if not region:
+            raise InputError("Azure needs a region: pass --region (e.g. eastus)")
+        name = spec.name or _default_name(spec.type)
+        info = OSES.get(spec.os)
+        if info is None:
+            raise InputError(f"unknown OS {spec.os!r}", hint="one of " + ", ".join(OSES))
+        windows = info.family == "windows"
+        rules = plan.ssh_rules(spec.ssh_cidr, spec.allow_world_ssh)
+        notes: list[str] = []
+        guest = self._guest(spec, windows, notes)
+        ssh_key = None if windows else self._ssh_key(spec.key_name, notes, dry_run)
+
+        skus = self._skus(region)
+        facts = skus.get(spec.type.lower())
+        plan.preflight(spec.type, region, facts, spot=spec.spot,
+                       offered=sorted(f.name for f in skus.values()))
+        assert facts is not None
+        size = facts.name
+        cat_type = catalog.get(self.name, spec.type) or next(iter(catalog.find(spec.type,
+                                                                                self.name)), None)
+        gens = facts.generations or (cat_type.hyperv_generations if cat_type else None)
+        generation = plan.choose_generation(size, gens, spec.image_generation)
+        image = plan.image_reference(spec.os, spec.image, generation)
+
+        group = self.resource_group or plan.group_name(name, region)
+        names = plan.Names(name=name, region=region, group=group)
+        ids = plan.Ids(self.subscription_id, group)
+        now = dt.datetime.now(dt.timezone.utc)
+        expires = plan.expiry(now, spec.ttl_seconds)
+        tags = plan.base_tags(name, _owner(), expires, spec.tags)
+
+        group_exists = self._group_exists(group)
+        if self.resource_group and not group_exists:
+            raise InputError(f"resource group {group!r} does not exist in subscription "
+                             f"{self.subscription_id}",
+                             hint="create it first, or leave out --resource-group and nestcloud "
+                                  "creates (and later deletes) its own group")
+        existing: dict[int, Any] = {}
+        failed_seats: set[int] = set()
+        if group_exists:
+            with _errors(f"listing virtual machines in {group}"):
+                all_vms = list(self.compute.virtual_machines.list(group))
+            wanted = {names.vm(s).lower(): s for s in range(spec.count)}
+            for vm in all_vms:
+                vtags = vm.tags or {}
+                seat = wanted.get(str(vm.name).lower())
+                if seat is None:
+                    continue
+                if vtags.get(TAG_NAME) != name:
+                    raise InputError(f"resource group {group!r} already has a VM named "
+                                     f"{vm.name!r} that nestcloud did not create for {name!r}",
+                                     hint="pick another --name")
+                if str(vm.provisioning_state or "").lower() == "failed":
+                    failed_seats.add(seat)
+                else:
+                    existing[seat] = vm
+        missing = [s for s in range(spec.count) if s not in existing]
+        if failed_seats:
+            notes.append("re-creating seat(s) whose provisioning failed earlier: "
+                         + ", ".join(str(s) for s in sorted(failed_seats)))
+
+        shared: list[_Step] = []
+        if not group_exists:
+            shared.append(_Step("resource", "resource_groups.create_or_update", ids.group_id,
+                                plan.group_body(region, tags),
+                                lambda: self.resources.resource_groups.create_or_update(
+                                    group, plan.group_body(region, tags))))
+        nsg_id = ids.of("Microsoft.Network/networkSecurityGroups", names.nsg)
+        vnet_id = ids.of("Microsoft.Network/virtualNetworks", names.vnet)
+        need_net = bool(missing) and not (group_exists and self._exists(
+            lambda: self.network.virtual_networks.get(group, names.vnet)))
+        if need_net:
+            nsg = plan.nsg_body(region, tags, rules)
+            vnet = plan.vnet_body(region, tags, nsg_id)
+            shared.append(_Step("network", "network_security_groups.begin_create_or_update",
+                                nsg_id, nsg,
+                                lambda: self.network.network_security_groups
+                                .begin_create_or_update(group, names.nsg, nsg).result()))
+            shared.append(_Step("network", "virtual_networks.begin_create_or_update",
+                                vnet_id, vnet,
+                                lambda: self.network.virtual_networks
+                                .begin_create_or_update(group, names.vnet, vnet).result()))
+
+        seat_steps = {s: self._seat_steps(s, spec, region, size, image, names, ids, tags,
+                                          guest, windows, ssh_key, expires, dry_run)
+                      for s in missing}
+        if expires is not None and spec.ttl_seconds and spec.ttl_seconds > 86400 and missing:
+            notes.append(f"the auto-shutdown schedule runs daily at {expires:%H:%M} UTC: with a "
+                         "TTL over 24 h it first deallocates before the expiry tag's time")
+        if windows and guest.custom_data:
+            notes.append("Windows bootstrap runs through the CustomScriptExtension; launch "
+                         "waits for it to finish")
+
+        if dry_run:
+            steps = shared + [st for s in missing for st in seat_steps[s]]
+            return LaunchResult(provider=self.name, name=name, region=region, type=size,
+                                dry_run=True, requests=[st.planned() for st in steps],
+                                reused=[v.id for v in existing.values()], notes=notes)
+
+        created: list[str] = []
+        created_lock = threading.Lock()
+        made_group = not group_exists
+
+        def run(step: _Step) -> None:
+            with created_lock:
+                created.append(step.resource_id)
+            step.send()
+
+        try:
+            for st in shared:
+                with _errors(f"creating {st.resource_id.rsplit('/', 1)[-1]}"):
+                    run(st)
+            self._create_seats(missing, seat_steps, run, spec.count)
+        except BaseException as exc:
+            self._rollback(group if made_group else None, created, exc, name)
+            raise
+
+        instances = self._instances(group, name)
+        new_ids = {ids.of("Microsoft.Compute/virtualMachines", names.vm(s)).lower()
+                   for s in missing}
+        return LaunchResult(
+            provider=self.name, name=name, region=region, type=size, instances=instances,
+            created=[i.id for i in instances if i.id.lower() in new_ids],
+            reused=[i.id for i in instances if i.id.lower() not in new_ids], notes=notes)
+
+    def _exists(self, get: Callable[[], Any]) -> bool:
+        try:
+            with _errors("reading"):
+                get()
+            return True
+        except NestcloudError as err:
+            if isinstance(err.__cause__, ResourceNotFoundError):
+                return False
+            raise
+
+    def _seat_steps(self, seat: int, spec: LaunchSpec, region: str, size: str,
+                    image: dict[str, str], names: plan.Names, ids: plan.Ids,
+                    tags: dict[str, str], guest: plan.GuestData, windows: bool,
+                    ssh_key: str | None, expires: dt.datetime | None, dry_run: bool
+                    ) -> list[_Step]:
+        group = names.group
+        stags = plan.seat_tags(tags, seat)
+        steps: list[_Step] = []
+        pip_id = None
+        if spec.public_ip:
+            pip_id = ids.of("Microsoft.Network/publicIPAddresses", names.pip(seat))
+            pip = plan.pip_body(region, stags)
+            steps.append(_Step("network", "public_ip_addresses.begin_create_or_update", pip_id,
+                               pip, lambda: self.network.public_ip_addresses
+                               .begin_create_or_update(group, names.pip(seat), pip).result()))
+        nic_id = ids.of("Microsoft.Network/networkInterfaces", names.nic(seat))
+        nic = plan.nic_body(region, stags, ids.subnet(names.vnet), pip_id)
+        steps.append(_Step("network", "network_interfaces.begin_create_or_update", nic_id, nic,
+                           lambda: self.network.network_interfaces
+                           .begin_create_or_update(group, names.nic(seat), nic).result()))
+        vm_id = ids.of("Microsoft.Compute/virtualMachines", names.vm(seat))
+        password = None if (not windows or dry_run) else _windows_password()
+        vm = plan.vm_body(region=region, tags=stags, size=size, image=image, nic_id=nic_id,
+                          disk_name=names.disk(seat), disk_gib=spec.disk_gib,
+                          computer_name=names.computer_name(seat, windows), guest=guest,
+                          ssh_public_key=ssh_key, admin_password=password, spot=spec.spot)
+        steps.append(_Step("compute", "virtual_machines.begin_create_or_update", vm_id, vm,
+                           lambda: self._create_vm(group, names.vm(seat), vm)))
+        if windows and guest.custom_data:
+            ext_id = f"{vm_id}/extensions/{plan.EXTENSION_NAME}"
+            ext = plan.extension_body(region, stags)
+            steps.append(_Step("compute", "virtual_machine_extensions.begin_create_or_update",
+                               ext_id, ext, lambda: self.compute.virtual_machine_extensions
+                               .begin_create_or_update(group, names.vm(seat),
+                                                       plan.EXTENSION_NAME, ext).result()))
+        if expires is not None:
+            sched_id = ids.of("Microsoft.DevTestLab/schedules", names.schedule(seat))
+            sched = plan.schedule_body(region, stags, vm_id, expires)
+            steps.append(_Step("resource", "resources.begin_create_or_update_by_id", sched_id,
+                               sched, lambda: self.resources.resources
+                               .begin_create_or_update_by_id(
+                                   sched_id, api_version=plan.SCHEDULE_API_VERSION,
+                                   parameters=sched).result()))
+        return steps
+
+    def _create_vm(self, group: str, vm_name: str, body: dict[str, Any]) -> None:
+        """PUT the VM; a provisioning failure with a transient code gets another PUT (the
+        same idempotent request), capacity/quota/auth failures do not."""
+        for attempt in range(1, self.seat_attempts + 1):
+            try:
+                self.compute.virtual_machines.begin_create_or_update(group, vm_name, body).result()
+                return
+            except HttpResponseError as exc:
+                if _code_of(exc) in plan.TRANSIENT and attempt < self.seat_attempts:
+                    continue
+                raise
+
+    def _create_seats(self, seats: list[int], steps: dict[int, list[_Step]],
+                      run: Callable[[_Step], None], count: int) -> None:
+        if not seats:
+            return
+        failures: list[tuple[int, NestcloudError]] = []
+
+        def one(seat: int) -> None:
+            for st in steps[seat]:
+                try:
+                    run(st)
+                except Exception as exc:
+                    what = st.resource_id.rsplit("/", 1)[-1]
+                    failures.append((seat, translate(exc, f"seat {seat}: creating {what}")))
+                    failures[-1][1].__cause__ = exc
+                    return
+
+        workers = min(self.max_workers, len(seats))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nestcloud-az") as pool:
+            list(pool.map(one, seats))
+        if failures:
+            failures.sort(key=lambda f: f[0])
+            seat, err = failures[0]
+            others = len(failures) - 1
+            if others:
+                err.message += f" (and {others} more seat(s) of {count} failed)"
+            raise err from err.__cause__
+
+    def _rollback(self, group: str | None, created: list[str], exc: BaseException,
+                  name: str) -> None:
+        """Remove what this run created; on failure of that, say exactly what is left."""
+        if not created:
+            return
+        left: list[str] = []
+        if group is not None:
+            try:
+                self._delete_group(group)
+            except Exception:
+                left = [plan.Ids(self.subscription_id, group).group_id]
+        else:
+            for rid in reversed(created):
+                try:
+                    self._delete_id(rid)
+                except Exception:
+                    left.append(rid)
+        if isinstance(exc, NestcloudError):
+            exc.message += (f"; rolled back what this run created ({len(created)} resource(s))"
+                            if not left else "")
+        if left:
+            raise CleanupError(
+                f"the launch failed and removing what it created failed too; left: "
+                + ", ".join(left), leftovers=left, provider=self.name,
+                hint=f"run `nestcloud down {name} --provider azure`"
+                     + (f" or `az group delete -n {group}`" if group else "")) from exc
+
+    # -- deletes -------------------------------------------------------------------------------
+
+    def _delete_group(self, group: str) -> bool:
+        try:
+            self.resources.resource_groups.begin_delete(group).result()
+            return True
+        except ResourceNotFoundError:
+            return False
+
+    def _delete_id(self, rid: str) -> bool:
+        """Delete one resource by id and wait; False when it was already gone."""
+        p = plan.parse_id(rid)
+        group, rtype, rname = p["group"], p["type"].lower(), p["name"]
+        c, n = self.compute, self.network
+        tail = rid.rstrip("/").split("/")
+        try:
+            if rtype == "microsoft.compute/virtualmachines" and "extensions" in [
+                    t.lower() for t in tail[-2:]]:
+                c.virtual_machine_extensions.begin_delete(group, rname, tail[-1]).result()
+            elif rtype == "microsoft.compute/virtualmachines":
+                c.virtual_machines.begin_delete(group, rname).result()
+            elif rtype == "microsoft.compute/disks":
+                c.disks.begin_delete(group, rname).result()
+            elif rtype == "microsoft.network/networkinterfaces":
+                n.network_interfaces.begin_delete(group, rname).result()
+            elif rtype == "microsoft.network/publicipaddresses":
+                n.public_ip_addresses.begin_delete(group, rname).result()
+            elif rtype == "microsoft.network/virtualnetworks":
+                n.virtual_networks.begin_delete(group, rname).result()
+            elif rtype == "microsoft.network/networksecuritygroups":
+                n.network_security_groups.begin_delete(group, rname).result()
+            elif rtype == "microsoft.devtestlab/schedules":
+                self.resources.resources.begin_delete_by_id(
+                    rid, api_version=plan.SCHEDULE_API_VERSION).result()
+            elif rtype == "resourcegroups":
+                return self._delete_group(group)
+            else:
+                raise ProviderError(f"nestcloud does not delete {p['type']} resources ({rid})",
+                                    provider=self.name)
+            return True
+        except ResourceNotFoundError:
+            return False
+
+    def down(self, name: str) -> DownResult:
+        result = DownResult(provider=self.name, name=name)
+        if self.resource_group:
+            return self._down_in_group(self.resource_group, name, result)
+        with _errors(f"finding the resource groups of {name!r}"):
+            groups = [g for g in self.resources.resource_groups.list(
+                filter=f"tagName eq '{TAG_NAME}' and tagValue eq '{name}'")
+                if (g.tags or {}).get(TAG_NAME) == name]
+        if not groups:
+            result.notes.append(f"nothing named {name!r} is left in subscription "
+                                f"{self.subscription_id}")
+            return result
+        left: list[str] = []
+        errors: list[str] = []
+        for g in groups:
+            with _errors(f"listing virtual machines in {g.name}"):
+                vms = self._vms_in(g.name, name)
+            try:
+                gone = self._delete_group(g.name)
+            except Exception as exc:
+                left.append(g.id)
+                errors.append(str(translate(exc, f"deleting resource group {g.name}")))
+                continue
+            result.terminated.extend(v.id for v in vms)
+            if gone:
+                result.deleted.append(g.id)
+        if left:
+            raise CleanupError("could not delete: " + ", ".join(left) + "\n" + "\n".join(errors),
+                               leftovers=left, provider=self.name,
+                               hint=f"run `nestcloud down {name} --provider azure` again, or "
+                                    "`az group delete -n <group>`")
+        return result
+
+    def _down_in_group(self, group: str, name: str, result: DownResult) -> DownResult:
+        if not self._group_exists(group):
+            raise InputError(f"resource group {group!r} does not exist in subscription "
+                             f"{self.subscription_id}")
+        with _errors(f"listing nestcloud resources in {group}"):
+            found = [r for r in self.resources.resources.list_by_resource_group(
+                group, filter=f"tagName eq '{TAG_NAME}' and tagValue eq '{name}'")
+                if (r.tags or {}).get(TAG_NAME) == name]
+        if not found:
+            result.notes.append(f"nothing named {name!r} is left in resource group {group}")
+            return result
+        rank = {t: i for i, t in enumerate(DELETE_ORDER)}
+        found.sort(key=lambda r: rank.get(str(r.type).lower(), len(DELETE_ORDER)))
+        left: list[str] = []
+        vm_disks: list[str] = []
+        for r in found:
+            rtype = str(r.type).lower()
+            try:
+                self._delete_id(r.id)
+            except Exception as exc:
+                left.append(f"{r.id} ({translate(exc, 'deleting').message})")
+                continue
+            if rtype == "microsoft.compute/virtualmachines":
+                result.terminated.append(r.id)
+                # OS disks carry no tags of their own; ours are named after the VM.
+                vm_disks.append(plan.Ids(self.subscription_id, group).of(
+                    "Microsoft.Compute/disks", f"{r.name}-osdisk"))
+            else:
+                result.deleted.append(r.id)
+        for disk in vm_disks:
+            try:
+                if self._delete_id(disk):
+                    result.deleted.append(disk)
+            except Exception:
+                left.append(disk)
+        if left:
+            raise CleanupError("could not delete: " + "; ".join(left), leftovers=left,
+                               provider=self.name,
+                               hint=f"run `nestcloud down {name} --provider azure "
+                                    f"--resource-group {group}` again")
+        return result
+
+    # -- list / console ------------------------------------------------------------------------
+
+    def list(self, name: str | None = None) -> list[Instance]:
+        with _errors("listing virtual machines"):
+            if self.resource_group:
+                vms = self._vms_in(self.resource_group, name)
+            else:
+                vms = [v for v in self.compute.virtual_machines.list_all()
+                       if (v.tags or {}).get(TAG_NAME) is not None
+                       and (name is None or (v.tags or {}).get(TAG_NAME) == name)]
+            by_group: dict[str, list[Any]] = {}
+            for v in vms:
+                by_group.setdefault(plan.parse_id(v.id)["group"], []).append(v)
+            out: list[Instance] = []
+            for group, gvms in by_group.items():
+                out.extend(self._describe(group, gvms))
+        return sorted(out, key=lambda i: (i.name, i.seat if i.seat is not None else -1, i.id))
+
+    def _instances(self, group: str, name: str) -> list[Instance]:
+        with _errors(f"reading virtual machines in {group}"):
+            return sorted(self._describe(group, self._vms_in(group, name)),
+                          key=lambda i: (i.seat if i.seat is not None else -1, i.id))
+
+    def _describe(self, group: str, vms: list[Any]) -> list[Instance]:
+        nics = {str(n.id).lower(): n for n in self.network.network_interfaces.list(group)}
+        pips = {str(p.id).lower(): p for p in self.network.public_ip_addresses.list(group)}
+        out = []
+        for v in vms:
+            tags = dict(v.tags or {})
+            private_ip = public_ip = None
+            for ref in (v.network_profile.network_interfaces if v.network_profile else []) or []:
+                nic = nics.get(str(ref.id).lower())
+                for conf in (nic.ip_configurations if nic else []) or []:
+                    private_ip = private_ip or conf.private_ip_address
+                    if conf.public_ip_address is not None:
+                        pip = pips.get(str(conf.public_ip_address.id).lower())
+                        public_ip = public_ip or (pip.ip_address if pip else None)
+            seat = tags.get(TAG_SEAT)
+            created = getattr(v, "time_created", None)
+            out.append(Instance(
+                provider=self.name, id=v.id, name=tags.get(TAG_NAME, ""), region=v.location,
+                type=v.hardware_profile.vm_size if v.hardware_profile else "",
+                state=self._state(group, v), zone=(v.zones or [None])[0],
+                seat=int(seat) if seat and seat.isdigit() else None, private_ip=private_ip,
+                public_ip=public_ip,
+                launched_at=created.isoformat() if isinstance(created, dt.datetime) else None,
+                expires=tags.get(TAG_EXPIRES), tags=tags))
+        return out
+
+    def _state(self, group: str, vm: Any) -> str:
+        prov = str(vm.provisioning_state or "").lower()
+        if prov == "failed":
+            return "failed"
+        if prov == "deleting":
+            return "deleting"
+        try:
+            view = self.compute.virtual_machines.instance_view(group, vm.name)
+        except ResourceNotFoundError:
+            return "deleted"
+        for status in view.statuses or []:
+            code = str(status.code or "")
+            if code.startswith("PowerState/"):
+                return code.split("/", 1)[1]
+        return "pending" if prov in ("creating", "updating", "") else prov
+
+    def console(self, instance: Instance) -> str:
+        p = plan.parse_id(instance.id)
+        with _errors(f"reading the boot diagnostics of {p['name']}"):
+            try:
+                data = self.compute.virtual_machines.retrieve_boot_diagnostics_data(
+                    p["group"], p["name"])
+            except ResourceNotFoundError:
+                return ""
+        uri = getattr(data, "serial_console_log_blob_uri", None)
+        if not uri:
+            return ""
+        try:
+            # The blob URI carries its own SAS token: no ARM credential goes with it.
+            with urllib.request.urlopen(uri, timeout=30) as resp:  # noqa: S310 (https SAS URL)
+                return resp.read().decode("utf-8", errors="replace")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return ""  # the log blob appears only after the first boot output
+            raise ProviderError(f"reading the serial log of {p['name']}: HTTP {exc.code}",
+                                provider=self.name) from exc
+        except OSError as exc:
+            raise ProviderError(f"reading the serial log of {p['name']}: {exc}",
+                                provider=self.name) from exc
+
+    # -- catalog -------------------------------------------------------------------------------
+
+    def verify_catalog(self, catalog: Catalog, region: str) -> VerifyResult:
+        live = self._skus(region)
+        types = catalog.of(self.name)
+        diffs: list[CatalogDiff] = []
+        missing: list[str] = []
+        for t in types:
+            f = live.get(t.name.lower())
+            if f is None:
+                if not t.regions or region in t.regions:
+                    missing.append(t.name)
+                continue
+            diffs.extend(_diff_type(t, f, region))
+        return VerifyResult(provider=self.name, region=region, checked=len(types), diffs=diffs,
+                            missing_live=missing)
+
+    # -- guest data ----------------------------------------------------------------------------
+
+    def _guest(self, spec: LaunchSpec, windows: bool, notes: list[str]) -> plan.GuestData:
+        from nestcloud.bootstrap import render_user_data
+
+        try:
+            rendered = render_user_data("azure", spec.os, spec.hypervisor, extra=spec.user_data,
+                                        l2_smoke=spec.l2_smoke)
+            body, kind, gzipped = rendered.body, rendered.kind, rendered.gzipped
+        except NotImplementedError:
+            notes.append("hypervisor bootstrap rendering is not available in this build: only "
+                         "your --user-data is sent")
+            body = spec.user_data.encode() if spec.user_data else b""
+            kind, gzipped = ("powershell" if windows else "cloud-config"), False
+        if kind == "none" or not body:
+            return plan.GuestData(custom_data=None, windows=windows, kind="none")
+        if windows and gzipped:
+            # The script is run from disk by PowerShell, which does not gunzip.
+            body = gzip.decompress(body)
+        plan.custom_data_ok(body)
+        return plan.GuestData(custom_data=body, windows=windows, kind=kind)
+
+    def _ssh_key(self, key: str | None, notes: list[str], dry_run: bool) -> str:
+        if key:
+            text = key.strip()
+            if re.match(r"^(ssh-(rsa|ed25519)|ecdsa-sha2-)", text):
+                return text
+            path = Path(text).expanduser()
+            if path.is_file():
+                return path.read_text(encoding="utf-8").strip()
+            raise InputError(f"--key-name {key!r}: on Azure give an SSH public key file "
+                             "(e.g. ~/.ssh/id_ed25519.pub) or the key text itself")
+        for cand in ("id_ed25519.pub", "id_rsa.pub"):
+            path = Path.home() / ".ssh" / cand
+            if path.is_file():
+                notes.append(f"SSH login: {path}")
+                return path.read_text(encoding="utf-8").strip()
+        notes.append("no SSH public key given or found in ~/.ssh: the VM gets a throwaway key "
+                     "(no SSH login; readiness is read from the serial console)")
+        if dry_run:
+            return "<throwaway key generated at launch>"
+        return _throwaway_ssh_key()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _camel_sku(s: dict[str, Any]) -> dict[str, Any]:
+    """Resource SKU as_dict() may use snake_case keys; the pure code reads ARM's camelCase."""
+    out = dict(s)
+    if "resource_type" in s and "resourceType" not in s:
+        out["resourceType"] = s["resource_type"]
+    rest = []
+    for r in s.get("restrictions") or []:
+        r = dict(r)
+        if "reason_code" in r and "reasonCode" not in r:
+            r["reasonCode"] = r["reason_code"]
+        rest.append(r)
+    out["restrictions"] = rest
+    return out
+
+
+def _diff_type(t: InstanceType, f: plan.SkuFacts, region: str) -> list[CatalogDiff]:
+    diffs = []
+    if f.vcpus is not None and f.vcpus != t.vcpus:
+        diffs.append(CatalogDiff(type=t.name, field="vcpus", catalog=t.vcpus, live=f.vcpus))
+    if f.memory_gib is not None and abs(f.memory_gib - t.memory_gib) > 0.01:
+        diffs.append(CatalogDiff(type=t.name, field="memory_gib", catalog=t.memory_gib,
+                                 live=f.memory_gib))
+    if f.arch is not None and f.arch != t.arch:
+        diffs.append(CatalogDiff(type=t.name, field="arch", catalog=t.arch, live=f.arch))
+    if f.generations and t.hyperv_generations is not None and \
+            sorted(t.hyperv_generations) != f.generations:
+        diffs.append(CatalogDiff(type=t.name, field="hyperv_generations",
+                                 catalog=sorted(t.hyperv_generations), live=f.generations))
+    if f.restricted:
+        diffs.append(CatalogDiff(type=t.name, field="restrictions", catalog=None,
+                                 live=f"{f.restricted} in {region}"))
+    if t.regions and region not in t.regions:
+        diffs.append(CatalogDiff(type=t.name, field="regions", catalog=t.regions,
+                                 live=f"also offered in {region}"))
+    return diffs
+
+
+def _default_name(size: str) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", size.lower().removeprefix("standard_")).strip("-")
+    return ("nc-" + base)[:40].rstrip("-")
+
+
+def _windows_password() -> str:
+    # Azure wants 12-123 characters from at least three classes; never shown or stored.
+    alphabet = string.ascii_letters + string.digits
+    core = "".join(secrets.choice(alphabet) for _ in range(24))
+    return core + secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") + secrets.choice("abcdefghijkmnpqrstuvwxyz") \
+        + secrets.choice("23456789") + secrets.choice("!#%+-=?@")
+
+
+def _throwaway_ssh_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                        serialization.PublicFormat.OpenSSH)
+    return pub.decode("ascii") + " nestcloud-throwaway"

@@ -1,0 +1,612 @@
+"""A small local Azure Resource Manager that the real Azure SDK clients talk to.
+
+It keeps resources in memory by id and speaks the parts of ARM nestcloud uses: resource groups
+(with tag filters), generic resources by id, VNets, NSGs, public IPs, NICs, VMs (+ instance view
+and boot diagnostics), VM extensions, DevTestLab schedules, disks and Resource SKUs. Writes are
+long-running operations: a PUT answers 201 + ``Azure-AsyncOperation``, a DELETE 202 +
+``Location``; the operation finishes after ``polls`` polls. It enforces the dependencies real ARM
+enforces (an NSG used by a subnet, a subnet used by a NIC, a NIC used by a VM cannot be deleted)
+and honours ``deleteOption: Delete`` cascades, so delete ordering bugs show up here.
+
+Faults: ``fault(method, path_regex, status, code, times, retry_after)`` answers matching requests
+with an ARM error; ``fail_vm(name, *codes)`` makes the next PUTs of that VM end ``Failed``.
+Every request is recorded (method, path, query, JSON body, headers) for assertions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+SUB = "00000000-0000-0000-0000-000000000000"
+
+
+def vm_sku(name: str, *, vcpus: int = 2, memory: float = 8, gens: str = "V1,V2",
+           arch: str = "x64", locations: tuple[str, ...] = ("eastus",),
+           restricted_in: tuple[str, ...] = (), low_priority: bool = True) -> dict[str, Any]:
+    """A Resource SKU entry shaped like the live API's."""
+    restrictions = []
+    if restricted_in:
+        restrictions.append({"type": "Location", "values": list(restricted_in),
+                             "restrictionInfo": {"locations": list(restricted_in)},
+                             "reasonCode": "NotAvailableForSubscription"})
+    return {
+        "resourceType": "virtualMachines", "name": name, "tier": "Standard",
+        "size": name.removeprefix("Standard_"), "locations": list(locations),
+        "locationInfo": [{"location": loc, "zones": ["1", "2", "3"]} for loc in locations],
+        "capabilities": [
+            {"name": "vCPUs", "value": str(vcpus)},
+            {"name": "MemoryGB", "value": f"{memory:g}"},
+            {"name": "HyperVGenerations", "value": gens},
+            {"name": "CpuArchitectureType", "value": arch},
+            {"name": "LowPriorityCapable", "value": "True" if low_priority else "False"},
+        ],
+        "restrictions": restrictions,
+    }
+
+
+DEFAULT_SKUS = [
+    vm_sku("Standard_D2s_v5", vcpus=2, memory=8, gens="V1,V2"),
+    vm_sku("Standard_D4s_v5", vcpus=4, memory=16, gens="V1,V2"),
+    vm_sku("Standard_D2_v3", vcpus=2, memory=8, gens="V1"),
+    vm_sku("Standard_D2s_v6", vcpus=2, memory=8, gens="V2"),
+    vm_sku("Standard_D2ps_v5", vcpus=2, memory=8, gens="V2", arch="Arm64"),
+    vm_sku("Standard_E2s_v5", vcpus=2, memory=16, restricted_in=("eastus",)),
+    vm_sku("Standard_B2s", vcpus=2, memory=4, low_priority=False),
+    vm_sku("Standard_D2s_v5", vcpus=2, memory=8, locations=("westeurope",)),
+]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    code: str
+    message: str
+    times: int | None
+    retry_after: str | None
+    hits: int = 0
+
+
+@dataclass
+class _Op:
+    kind: str  # "async" (PUT) or "location" (DELETE)
+    remaining: int
+    finish: Any  # callable -> None | (code, message) for a failure
+    done: bool = False
+    error: tuple[str, str] | None = None
+
+
+@dataclass
+class ArmFake:
+    skus: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SKUS])
+    polls: int = 1
+    console_text: str = "cloud-init: nestcloud boot\nNESTCLOUD-READY kvm ok\n"
+
+    def __post_init__(self) -> None:
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.requests: list[Request] = []
+        self.faults: list[Fault] = []
+        self.vm_failures: dict[str, list[str]] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.crashes: list[str] = []
+        self._ops: dict[str, _Op] = {}
+        self._lock = threading.RLock()
+        self._ips = itertools.count(4)
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ArmFake:
+        fake = self
+
+        class Handler(_Handler):
+            arm = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True,
+                         name="arm-fake").start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # -- test helpers ----------------------------------------------------------------------
+
+    def fault(self, method: str, path_regex: str, status: int, code: str, *,
+              message: str = "injected fault", times: int | None = 1,
+              retry_after: str | None = None) -> Fault:
+        f = Fault(method.upper(), re.compile(path_regex, re.I), status, code, message, times,
+                  retry_after)
+        self.faults.append(f)
+        return f
+
+    def fail_vm(self, name: str, *codes: str) -> None:
+        """The next len(codes) PUTs of VM ``name`` end Failed with these error codes."""
+        self.vm_failures.setdefault(name.lower(), []).extend(codes)
+
+    def writes(self, method: str | None = None, type_: str | None = None) -> list[Request]:
+        out = []
+        for r in self.requests:
+            if r.method not in ("PUT", "DELETE", "PATCH", "POST") or "/operations/" in r.path:
+                continue
+            if r.method == "POST" and "retrievebootdiagnosticsdata" in r.path.lower():
+                continue
+            if method and r.method != method:
+                continue
+            if type_ and f"/{type_.lower()}/" not in r.path.lower() + "/":
+                continue
+            out.append(r)
+        return out
+
+    def bodies(self, type_: str) -> dict[str, Any]:
+        """Last PUT body per resource name of one type (e.g. 'virtualMachines')."""
+        return {r.path.rstrip("/").rsplit("/", 1)[-1]: r.body for r in self.writes("PUT", type_)}
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return sorted(r["id"] for r in self.resources.values())
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _group_of(self, rid: str) -> str:
+        return rid.split("/")[4].lower()
+
+    def _new_op(self, kind: str, finish: Any) -> str:
+        op_id = uuid.uuid4().hex
+        self._ops[op_id] = _Op(kind, self.polls, finish)
+        return op_id
+
+    def _run_op(self, op: _Op) -> None:
+        if not op.done:
+            op.error = op.finish()
+            op.done = True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    arm: ArmFake
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
+              raw: bytes | None = None) -> None:
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if raw is None and body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _error(self, status: int, code: str, message: str,
+               headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"error": {"code": code, "message": message}}, headers)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        arm = self.arm
+        url = urlparse(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        path = url.path.rstrip("/")
+        with arm._lock:
+            arm.requests.append(Request(self.command, path, query, body, dict(self.headers)))
+            for f in arm.faults:
+                if f.method == self.command and f.path.search(path) and (
+                        f.times is None or f.hits < f.times):
+                    f.hits += 1
+                    headers = {"Retry-After": f.retry_after} if f.retry_after is not None else {}
+                    self._error(f.status, f.code, f.message, headers)
+                    return
+            try:
+                self._route(path, query, body)
+            except _Reply as r:
+                self._send(r.status, r.body, r.headers)
+            except Exception as exc:  # a fake bug: answer 500 and keep it visible
+                import traceback
+                arm.crashes.append(traceback.format_exc())
+                self._error(500, "FakeCrashed", f"{type(exc).__name__}: {exc}")
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def _route(self, path: str, query: dict[str, str], body: Any) -> None:
+        arm = self.arm
+        low = path.lower()
+        parts = path.split("/")
+        lparts = low.split("/")
+        if low.startswith("/operations/"):
+            return self._poll(parts[2])
+        if low.startswith("/blobs/"):
+            blob = arm.blobs.get(parts[2])
+            if blob is None:
+                raise _Reply(404, {"error": {"code": "BlobNotFound", "message": "no blob"}})
+            return self._send(200, raw=blob, headers={"Content-Type": "text/plain"})
+        if len(lparts) < 3 or lparts[1] != "subscriptions" or lparts[2] != SUB:
+            raise _Reply(404, {"error": {"code": "SubscriptionNotFound",
+                                         "message": f"no subscription in {path}"}})
+        rest = lparts[3:]
+        if rest == ["resourcegroups"] and self.command == "GET":
+            groups = [g for g in arm.groups.values() if _tag_match(g, query.get("$filter"))]
+            return self._send(200, {"value": groups})
+        if rest == ["providers", "microsoft.compute", "skus"]:
+            loc = re.search(r"location eq '([^']+)'", query.get("$filter", ""))
+            skus = [s for s in arm.skus if loc is None or loc.group(1).lower() in
+                    [x.lower() for x in s["locations"]]]
+            return self._send(200, {"value": skus})
+        if rest == ["providers", "microsoft.compute", "virtualmachines"]:
+            return self._send(200, {"value": self._of_type("microsoft.compute/virtualmachines")})
+        if len(rest) >= 2 and rest[0] == "resourcegroups":
+            group = rest[1]
+            if len(rest) == 2:
+                return self._group(parts[4], body)
+            if group not in arm.groups:
+                raise _Reply(404, {"error": {"code": "ResourceGroupNotFound",
+                                             "message": f"Resource group '{parts[4]}' could not "
+                                                        "be found."}})
+            if rest[2:] == ["resources"]:
+                found = [r for r in arm.resources.values() if arm._group_of(r["id"]) == group
+                         and _tag_match(r, query.get("$filter"))]
+                return self._send(200, {"value": [_generic(r) for r in found]})
+            if len(rest) == 5 and rest[2] == "providers":
+                rtype = f"{rest[3]}/{rest[4]}"
+                return self._send(200, {"value": [
+                    r for r in self._of_type(rtype) if arm._group_of(r["id"]) == group]})
+            if len(rest) >= 6 and rest[2] == "providers":
+                return self._resource(path, rest, body)
+        raise _Reply(404, {"error": {"code": "NotFound", "message": f"no route {path}"}})
+
+    def _of_type(self, rtype: str) -> list[dict[str, Any]]:
+        return [r for r in self.arm.resources.values() if r["type"].lower() == rtype]
+
+    def _poll(self, op_id: str) -> None:
+        op = self.arm._ops.get(op_id)
+        if op is None:
+            raise _Reply(404, {"error": {"code": "NotFound", "message": "no such operation"}})
+        if op.remaining > 0:
+            op.remaining -= 1
+            if op.kind == "async":
+                return self._send(200, {"status": "InProgress"})
+            return self._send(202, None, {"Location": f"{self._base()}/operations/{op_id}"})
+        self.arm._run_op(op)
+        if op.kind == "async":
+            if op.error:
+                code, message = op.error
+                return self._send(200, {"status": "Failed",
+                                        "error": {"code": code, "message": message}})
+            return self._send(200, {"status": "Succeeded"})
+        if op.error:
+            code, message = op.error
+            return self._error(400, code, message)
+        return self._send(204)
+
+    def _base(self) -> str:
+        return f"http://{self.headers.get('Host')}"
+
+    def _lro(self, kind: str, finish: Any, status: int, body: Any) -> None:
+        op_id = self.arm._new_op(kind, finish)
+        header = "Azure-AsyncOperation" if kind == "async" else "Location"
+        self._send(status, body, {header: f"{self._base()}/operations/{op_id}"})
+
+    # -- resource groups -------------------------------------------------------------------
+
+    def _group(self, name: str, body: Any) -> None:
+        arm = self.arm
+        key = name.lower()
+        gid = f"/subscriptions/{SUB}/resourceGroups/{name}"
+        if self.command == "HEAD":
+            return self._send(204 if key in arm.groups else 404)
+        if self.command == "GET":
+            if key not in arm.groups:
+                raise _Reply(404, {"error": {"code": "ResourceGroupNotFound",
+                                             "message": f"Resource group '{name}' could not be "
+                                                        "found."}})
+            return self._send(200, arm.groups[key])
+        if self.command == "PUT":
+            existed = key in arm.groups
+            arm.groups[key] = {"id": gid, "name": name, "type": "Microsoft.Resources/"
+                               "resourceGroups", "location": body["location"],
+                               "tags": body.get("tags") or {},
+                               "properties": {"provisioningState": "Succeeded"}}
+            return self._send(200 if existed else 201, arm.groups[key])
+        if self.command == "DELETE":
+            if key not in arm.groups:
+                raise _Reply(404, {"error": {"code": "ResourceGroupNotFound",
+                                             "message": f"Resource group '{name}' could not be "
+                                                        "found."}})
+
+            def finish() -> None:
+                arm.groups.pop(key, None)
+                for rid in [k for k, r in arm.resources.items() if arm._group_of(r["id"]) == key]:
+                    arm.resources.pop(rid, None)
+            return self._lro("location", finish, 202, None)
+        raise _Reply(405, {"error": {"code": "MethodNotAllowed", "message": self.command}})
+
+    # -- resources -------------------------------------------------------------------------
+
+    def _resource(self, path: str, rest: list[str], body: Any) -> None:
+        arm = self.arm
+        rid = path  # as the client spelled it
+        key = rid.lower()
+        rtype = f"{rest[3]}/{rest[4]}"
+        if len(rest) == 8:
+            rtype = f"{rtype}/{rest[6]}"
+        action = rest[6] if len(rest) == 7 else None
+        if action is not None:
+            return self._action(key[: -len(action) - 1], action)
+        if self.command == "GET":
+            if key not in arm.resources:
+                raise _Reply(404, {"error": {"code": "ResourceNotFound",
+                                             "message": f"The Resource '{rid}' was not found."}})
+            return self._send(200, arm.resources[key])
+        if self.command == "PUT":
+            return self._put(rid, rtype, body)
+        if self.command == "DELETE":
+            return self._delete(key, rtype)
+        raise _Reply(405, {"error": {"code": "MethodNotAllowed", "message": self.command}})
+
+    def _action(self, vm_key: str, action: str) -> None:
+        arm = self.arm
+        vm = arm.resources.get(vm_key)
+        if vm is None:
+            raise _Reply(404, {"error": {"code": "ResourceNotFound", "message": vm_key}})
+        if action == "instanceview" and self.command == "GET":
+            state = vm["properties"].get("provisioningState", "Succeeded")
+            statuses = [{"code": f"ProvisioningState/{state.lower()}"}]
+            if state == "Succeeded":
+                statuses.append({"code": "PowerState/running"})
+            return self._send(200, {"statuses": statuses})
+        if action == "retrievebootdiagnosticsdata" and self.command == "POST":
+            blob = f"{vm['name']}.serialconsole.log"
+            return self._send(200, {
+                "consoleScreenshotBlobUri": f"{self._base()}/blobs/{vm['name']}.bmp?sv=x",
+                "serialConsoleLogBlobUri": f"{self._base()}/blobs/{blob}?sv=x&sig=fake"})
+        raise _Reply(404, {"error": {"code": "NotFound", "message": action}})
+
+    def _put(self, rid: str, rtype: str, body: dict[str, Any]) -> None:
+        arm = self.arm
+        key = rid.lower()
+        props = dict(body.get("properties") or {})
+        name = rid.rsplit("/", 1)[-1]
+        res = {"id": rid, "name": name, "type": _canon_type(rtype),
+               "location": body.get("location"), "tags": body.get("tags") or {},
+               "properties": props}
+        if "sku" in body:
+            res["sku"] = body["sku"]
+        finish: Any = lambda: None  # noqa: E731
+        if rtype == "microsoft.network/virtualnetworks":
+            for sn in props.get("subnets") or []:
+                sn["id"] = f"{rid}/subnets/{sn['name']}"
+        elif rtype == "microsoft.network/publicipaddresses":
+            props["ipAddress"] = f"20.1.0.{next(arm._ips)}"
+        elif rtype == "microsoft.network/networkinterfaces":
+            for conf in props.get("ipConfigurations") or []:
+                cp = conf.setdefault("properties", {})
+                subnet = cp.get("subnet", {}).get("id", "")
+                vnet_key = subnet.lower().split("/subnets/")[0]
+                vnet = arm.resources.get(vnet_key)
+                if vnet is None or not any(s["id"].lower() == subnet.lower()
+                                           for s in vnet["properties"].get("subnets", [])):
+                    raise _Reply(400, {"error": {"code": "InvalidResourceReference",
+                                                 "message": f"subnet {subnet} not found"}})
+                pip = (cp.get("publicIPAddress") or {}).get("id")
+                if pip and pip.lower() not in arm.resources:
+                    raise _Reply(400, {"error": {"code": "InvalidResourceReference",
+                                                 "message": f"public IP {pip} not found"}})
+                cp["privateIPAddress"] = f"10.42.0.{next(arm._ips)}"
+                conf["id"] = f"{rid}/ipConfigurations/{conf['name']}"
+        elif rtype == "microsoft.compute/virtualmachines":
+            finish = self._vm_put(rid, res, props)
+        elif rtype == "microsoft.compute/virtualmachines/extensions":
+            if key.rsplit("/extensions/", 1)[0] not in arm.resources:
+                raise _Reply(404, {"error": {"code": "ParentResourceNotFound",
+                                             "message": "no such VM"}})
+        elif rtype == "microsoft.devtestlab/schedules":
+            target = str(props.get("targetResourceId", "")).lower()
+            if target not in arm.resources:
+                raise _Reply(400, {"error": {"code": "InvalidResourceReference",
+                                             "message": f"target {target} not found"}})
+        existed = key in arm.resources
+        props["provisioningState"] = "Updating" if existed else "Creating"
+        arm.resources[key] = res
+
+        def done() -> tuple[str, str] | None:
+            err = finish()
+            if key in arm.resources:
+                arm.resources[key]["properties"]["provisioningState"] = (
+                    "Failed" if err else "Succeeded")
+            return err
+        self._lro("async", done, 200 if existed else 201, res)
+
+    def _vm_put(self, rid: str, res: dict[str, Any], props: dict[str, Any]) -> Any:
+        arm = self.arm
+        size = props.get("hardwareProfile", {}).get("vmSize", "")
+        loc = str(res["location"]).lower()
+        if not any(s["name"].lower() == size.lower() and loc in [x.lower() for x in s["locations"]]
+                   for s in arm.skus):
+            raise _Reply(409, {"error": {"code": "SkuNotAvailable",
+                                         "message": f"The requested size {size} is not "
+                                                    f"available in location '{loc}'."}})
+        for ref in props.get("networkProfile", {}).get("networkInterfaces", []):
+            if ref["id"].lower() not in arm.resources:
+                raise _Reply(400, {"error": {"code": "InvalidResourceReference",
+                                             "message": f"NIC {ref['id']} not found"}})
+        props["vmId"] = str(uuid.uuid4())
+        props["timeCreated"] = "2026-11-29T20:00:00+00:00"
+        failures = arm.vm_failures.get(res["name"].lower())
+        group_id = "/".join(rid.split("/")[:5])
+
+        def finish() -> tuple[str, str] | None:
+            disk = props.get("storageProfile", {}).get("osDisk", {})
+            dname = disk.get("name") or f"{res['name']}_OsDisk"
+            did = f"{group_id}/providers/Microsoft.Compute/disks/{dname}"
+            arm.resources[did.lower()] = {"id": did, "name": dname,
+                                          "type": "Microsoft.Compute/disks",
+                                          "location": res["location"], "tags": {},
+                                          "properties": {"provisioningState": "Succeeded"}}
+            if failures:
+                code = failures.pop(0)
+                return (code, f"injected provisioning failure of {res['name']}")
+            arm.blobs[f"{res['name']}.serialconsole.log"] = arm.console_text.encode()
+            return None
+        return finish
+
+    def _delete(self, key: str, rtype: str) -> None:
+        arm = self.arm
+        res = arm.resources.get(key)
+        if res is None:
+            return self._send(204)  # ARM answers 204 for a resource that is already gone
+        users = _users_of(arm, key, rtype)
+        if users:
+            code = {"microsoft.network/networksecuritygroups": "InUseNetworkSecurityGroup",
+                    "microsoft.network/virtualnetworks": "InUseSubnetCannotBeDeleted",
+                    "microsoft.network/networkinterfaces": "NicInUse",
+                    "microsoft.network/publicipaddresses": "PublicIPAddressInUse"}.get(
+                        rtype, "InUse")
+            raise _Reply(400, {"error": {"code": code,
+                                         "message": f"{res['name']} is in use by {users[0]}"}})
+
+        def finish() -> None:
+            _remove(arm, key)
+        return self._lro("location", finish, 202, None)
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers
+
+
+_CANON = {
+    "microsoft.network/virtualnetworks": "Microsoft.Network/virtualNetworks",
+    "microsoft.network/networksecuritygroups": "Microsoft.Network/networkSecurityGroups",
+    "microsoft.network/publicipaddresses": "Microsoft.Network/publicIPAddresses",
+    "microsoft.network/networkinterfaces": "Microsoft.Network/networkInterfaces",
+    "microsoft.compute/virtualmachines": "Microsoft.Compute/virtualMachines",
+    "microsoft.compute/virtualmachines/extensions": "Microsoft.Compute/virtualMachines/extensions",
+    "microsoft.compute/disks": "Microsoft.Compute/disks",
+    "microsoft.devtestlab/schedules": "Microsoft.DevTestLab/schedules",
+}
+
+
+def _canon_type(rtype: str) -> str:
+    return _CANON.get(rtype, rtype)
+
+
+def _generic(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: r[k] for k in ("id", "name", "type", "location", "tags") if k in r}
+
+
+def _tag_match(res: dict[str, Any], flt: str | None) -> bool:
+    if not flt:
+        return True
+    name = re.search(r"tagName eq '([^']*)'", flt)
+    value = re.search(r"tagValue eq '([^']*)'", flt)
+    tags = res.get("tags") or {}
+    if name and name.group(1) not in tags:
+        return False
+    if name and value and tags.get(name.group(1)) != value.group(1):
+        return False
+    return True
+
+
+def _users_of(arm: ArmFake, key: str, rtype: str) -> list[str]:
+    """Ids of resources that still reference ``key`` (which ARM would refuse to delete)."""
+    users = []
+    for r in arm.resources.values():
+        p = r.get("properties") or {}
+        t = r["type"].lower()
+        if rtype == "microsoft.network/networksecuritygroups" and t.endswith("virtualnetworks"):
+            if any((s.get("properties", {}).get("networkSecurityGroup") or {}).get("id", "")
+                   .lower() == key for s in p.get("subnets", [])):
+                users.append(r["id"])
+        if rtype == "microsoft.network/virtualnetworks" and t.endswith("networkinterfaces"):
+            if any(c.get("properties", {}).get("subnet", {}).get("id", "").lower()
+                   .startswith(key + "/subnets/") for c in p.get("ipConfigurations", [])):
+                users.append(r["id"])
+        if rtype == "microsoft.network/networkinterfaces" and t.endswith("virtualmachines"):
+            if any(n["id"].lower() == key
+                   for n in p.get("networkProfile", {}).get("networkInterfaces", [])):
+                users.append(r["id"])
+        if rtype == "microsoft.network/publicipaddresses" and t.endswith("networkinterfaces"):
+            if any((c.get("properties", {}).get("publicIPAddress") or {}).get("id", "").lower()
+                   == key for c in p.get("ipConfigurations", [])):
+                users.append(r["id"])
+    return users
+
+
+def _remove(arm: ArmFake, key: str) -> None:
+    """Delete one resource with its children and the deleteOption=Delete cascade."""
+    res = arm.resources.pop(key, None)
+    if res is None:
+        return
+    for child in [k for k in arm.resources if k.startswith(key + "/")]:
+        arm.resources.pop(child, None)
+    p = res.get("properties") or {}
+    t = res["type"].lower()
+    if t == "microsoft.compute/virtualmachines":
+        disk = p.get("storageProfile", {}).get("osDisk", {})
+        if disk.get("deleteOption") == "Delete" and disk.get("name"):
+            group_id = "/".join(res["id"].split("/")[:5])
+            _remove(arm, f"{group_id}/providers/Microsoft.Compute/disks/{disk['name']}".lower())
+        for ref in p.get("networkProfile", {}).get("networkInterfaces", []):
+            if (ref.get("properties") or {}).get("deleteOption") == "Delete":
+                _remove(arm, ref["id"].lower())
+    if t == "microsoft.network/networkinterfaces":
+        for conf in p.get("ipConfigurations", []):
+            pip = conf.get("properties", {}).get("publicIPAddress") or {}
+            if (pip.get("properties") or {}).get("deleteOption") == "Delete":
+                _remove(arm, pip["id"].lower())
