@@ -1,9 +1,393 @@
-"""Commands filled in by a later issue."""
+"""`nestcloud launch | ls | down`, `nestcloud sandbox ...` and `nestcloud catalog verify`.
+
+Parse, call the library, render. No cloud SDK is imported before a command runs.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
 
+from nestcloud.cli._app import emit_json, info, json_mode, table
+from nestcloud.errors import InputError
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+SandboxOpt = typer.Option(False, "--sandbox",
+                          help="Use the local EC2 endpoint (also NESTCLOUD_SANDBOX=1).")
+SubscriptionOpt = typer.Option(None, "--subscription", envvar="AZURE_SUBSCRIPTION_ID",
+                               help="Azure subscription id.")
+ArmEndpointOpt = typer.Option(None, "--arm-endpoint", envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
+                              help="Azure Resource Manager endpoint (a local fake in tests).")
+ResourceGroupOpt = typer.Option(None, "--resource-group", help="Azure resource group.")
+RegionOpt = typer.Option(None, "--region", "-r", help="Region (default: the SDK's default).")
+JsonOpt = typer.Option(False, "--json", help="One JSON document on stdout.")
+
+
+def make_provider(name: str, *, region: Optional[str], sandbox: bool,
+                  subscription: Optional[str] = None, arm_endpoint: Optional[str] = None,
+                  resource_group: Optional[str] = None) -> Any:
+    """The provider object for these CLI options (starting the sandbox when asked)."""
+    from nestcloud.provider import available, get_provider
+
+    if name not in available():
+        raise InputError(f"--provider {name!r}: unknown provider "
+                         f"(known: {', '.join(available())})")
+    if name == "aws":
+        if sandbox:
+            from nestcloud import sandbox as sb
+
+            st, started = sb.start()
+            if started:
+                info(f"sandbox: started the local EC2 endpoint at {st.url} "
+                     "(`nestcloud sandbox stop` removes it)")
+            return get_provider("aws", region=region or sb.DEFAULT_REGION,
+                                endpoint_url=st.url, session=sb.session())
+        return get_provider("aws", region=region)
+    if sandbox:
+        raise InputError(f"--sandbox is a local EC2 endpoint: it has no {name}",
+                         hint="for Azure, point --arm-endpoint at a local ARM fake")
+    if name == "azure":
+        return get_provider("azure", region=region, subscription_id=subscription,
+                            arm_endpoint=arm_endpoint, resource_group=resource_group)
+    return get_provider(name, region=region)
+
+
+def configured_providers(sandbox: bool, subscription: Optional[str]) -> list[str]:
+    """Providers `ls`/`down` ask when --provider is not given: installed and configured."""
+    if sandbox:
+        return ["aws"]
+    from nestcloud.provider import describe
+
+    rows = {r["name"]: r for r in describe()}
+    out: list[str] = []
+    if rows.get("aws", {}).get("installed"):
+        import boto3
+
+        if boto3.Session().get_credentials() is not None:
+            out.append("aws")
+    if rows.get("azure", {}).get("installed") and subscription:
+        out.append("azure")
+    if not out:
+        raise InputError("no provider is configured: no AWS credentials found and no Azure "
+                         "subscription set",
+                         hint="pass --provider, configure credentials, or try --sandbox")
+    return out
+
+
+def _instance_rows(instances: list[Any]) -> list[list[str]]:
+    return [[i.provider, i.name, "-" if i.seat is None else str(i.seat), i.id, i.type, i.region,
+             i.zone or "-", i.state, {True: "yes", False: "NO", None: "?"}[i.nested],
+             i.public_ip or "-", i.expires or "-"] for i in instances]
+
+
+INSTANCE_HEADERS = ["provider", "name", "seat", "id", "type", "region", "zone", "state",
+                    "nested", "public ip", "expires"]
+
+
+def _read_user_data(path: Optional[Path]) -> Optional[str]:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--user-data {str(path)!r}: cannot read it ({exc})") from None
+
+
+def _wait(provider: Any, instances: list[Any], timeout: float, sandbox: bool
+          ) -> tuple[Optional[dict[str, Any]], int]:
+    from nestcloud.bootstrap.wait import wait_for_ready
+
+    report = wait_for_ready(provider, instances, timeout_s=timeout, sandbox=sandbox)
+    code = getattr(report, "exit_code", 0)
+    code = code() if callable(code) else code
+    dump = getattr(report, "to_dict", None) or getattr(report, "model_dump", None)
+    doc = dump() if callable(dump) else None
+    text = getattr(report, "summary", None)
+    text = text() if callable(text) else text
+    if text:
+        info(str(text))
+    return doc, int(code or 0)
+
+
+def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command inside
+    @app.command("launch")
+    def launch_cmd(
+        provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+        type_name: str = typer.Option(..., "--type", "-t", help="Instance type / VM size."),
+        region: Optional[str] = RegionOpt,
+        os_alias: str = typer.Option("ubuntu-24.04", "--os", help="OS alias of the L1."),
+        hypervisor: str = typer.Option("kvm", "--hypervisor",
+                                       help="kvm, firecracker, hyperv, wsl2 or none."),
+        name: Optional[str] = typer.Option(None, "--name", "-n",
+                                           help="Group name (default: from type and "
+                                                "hypervisor, so re-runs reconcile)."),
+        count: int = typer.Option(1, "--count", help="Number of identical hosts (seats)."),
+        image: Optional[str] = typer.Option(None, "--image", help="Image (AMI) id."),
+        ssh_cidr: Optional[str] = typer.Option(None, "--ssh-cidr",
+                                               help="Allow SSH from this network only."),
+        allow_world_ssh: bool = typer.Option(False, "--allow-world-ssh",
+                                             help="Permit --ssh-cidr 0.0.0.0/0 or ::/0."),
+        key_name: Optional[str] = typer.Option(None, "--key-name", help="EC2 key pair."),
+        disk_gib: int = typer.Option(30, "--disk-gib", help="Root disk size (GiB)."),
+        spot: bool = typer.Option(False, "--spot", help="Spot capacity (can be reclaimed)."),
+        ttl: Optional[str] = typer.Option(None, "--ttl",
+                                          help="Time to live, e.g. 90m, 4h, 2d: the host "
+                                               "shuts itself down (terminates) then."),
+        tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE, repeatable."),
+        user_data: Optional[Path] = typer.Option(None, "--user-data",
+                                                 help="Your own cloud-config/script, merged "
+                                                      "with the bootstrap."),
+        l2_smoke: bool = typer.Option(False, "--l2-smoke",
+                                      help="Boot a tiny L2 guest as part of readiness."),
+        public_ip: bool = typer.Option(False, "--public-ip", help="Ask for a public IP."),
+        wait: bool = typer.Option(False, "--wait", help="Wait until the L1 reports ready."),
+        timeout: float = typer.Option(900.0, "--timeout", help="Seconds --wait waits."),
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="Print the exact requests; create nothing."),
+        sandbox: bool = SandboxOpt,
+        subscription: Optional[str] = SubscriptionOpt,
+        arm_endpoint: Optional[str] = ArmEndpointOpt,
+        resource_group: Optional[str] = ResourceGroupOpt,
+        as_json: bool = JsonOpt,
+        catalog_path: Optional[Path] = typer.Option(None, "--catalog",
+                                                    envvar="NESTCLOUD_CATALOG"),
+    ) -> None:
+        """Launch NAME: COUNT hosts that can run a hypervisor. Re-running reconciles."""
+        json_mode(as_json)
+        from nestcloud import sandbox as sb
+        from nestcloud.catalog import load_catalog
+        from nestcloud.cli.check_cmd import spec_or_input_error
+        from nestcloud.launch import launch, prepare
+        from nestcloud.spec import parse_duration, parse_tags
+
+        use_sandbox = sb.enabled(sandbox)
+        try:
+            ttl_s = parse_duration(ttl) if ttl is not None else None
+        except ValueError as exc:
+            raise InputError(f"--ttl: {exc}") from None
+        try:
+            tags = parse_tags(tag)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        spec = spec_or_input_error(
+            provider=provider, type=type_name, region=region, os=os_alias,
+            hypervisor=hypervisor, name=name, count=count, image=image, spot=spot,
+            ssh_cidr=ssh_cidr, allow_world_ssh=allow_world_ssh, key_name=key_name,
+            disk_gib=disk_gib, ttl_seconds=ttl_s, tags=tags,
+            user_data=_read_user_data(user_data), public_ip=public_ip, l2_smoke=l2_smoke)
+        catalog = load_catalog(catalog_path)
+        prepare(spec, catalog)  # refuse bad input before starting anything (sandbox included)
+        prov = make_provider(provider, region=region, sandbox=use_sandbox,
+                             subscription=subscription, arm_endpoint=arm_endpoint,
+                             resource_group=resource_group)
+        result = launch(spec, catalog, prov, dry_run=dry_run)
+        wait_doc: Optional[dict[str, Any]] = None
+        code = 0
+        if wait and not dry_run and result.instances:
+            wait_doc, code = _wait(prov, result.instances, timeout, use_sandbox)
+        if as_json:
+            doc = result.to_dict()
+            if wait:
+                doc["wait"] = wait_doc
+            emit_json(doc)
+        else:
+            _render_launch(result)
+        if code:
+            raise typer.Exit(code)
+
+    @app.command("ls")
+    def ls_cmd(
+        provider: Optional[str] = typer.Option(None, "--provider", "-p",
+                                               help="Default: every configured provider."),
+        name: Optional[str] = typer.Option(None, "--name", "-n", help="Only this group."),
+        region: Optional[str] = RegionOpt,
+        sandbox: bool = SandboxOpt,
+        subscription: Optional[str] = SubscriptionOpt,
+        arm_endpoint: Optional[str] = ArmEndpointOpt,
+        resource_group: Optional[str] = ResourceGroupOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """List what nestcloud launched, from the cloud's tags."""
+        json_mode(as_json)
+        from nestcloud import sandbox as sb
+
+        use_sandbox = sb.enabled(sandbox)
+        names = [provider] if provider else configured_providers(use_sandbox, subscription)
+        instances: list[Any] = []
+        for pname in names:
+            prov = make_provider(pname, region=region, sandbox=use_sandbox,
+                                 subscription=subscription, arm_endpoint=arm_endpoint,
+                                 resource_group=resource_group)
+            instances += prov.list(name)
+        if as_json:
+            emit_json({"instances": [i.to_dict() for i in instances]})
+            return
+        if not instances:
+            info("no nestcloud instances" + (f" named {name!r}" if name else "")
+                 + f" ({', '.join(names)})")
+            return
+        typer.echo(table(_instance_rows(instances), INSTANCE_HEADERS))
+
+    @app.command("down")
+    def down_cmd(
+        name: str = typer.Argument(..., metavar="NAME", help="The group to remove."),
+        provider: Optional[str] = typer.Option(None, "--provider", "-p",
+                                               help="Default: every configured provider."),
+        region: Optional[str] = RegionOpt,
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+        sandbox: bool = SandboxOpt,
+        subscription: Optional[str] = SubscriptionOpt,
+        arm_endpoint: Optional[str] = ArmEndpointOpt,
+        resource_group: Optional[str] = ResourceGroupOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Terminate every instance of NAME and remove its network rules. Safe to re-run."""
+        json_mode(as_json)
+        from nestcloud import sandbox as sb
+
+        use_sandbox = sb.enabled(sandbox)
+        names = [provider] if provider else configured_providers(use_sandbox, subscription)
+        provs = [make_provider(p, region=region, sandbox=use_sandbox, subscription=subscription,
+                               arm_endpoint=arm_endpoint, resource_group=resource_group)
+                 for p in names]
+        found = [i for prov in provs for i in prov.list(name)]
+        if found and not yes:
+            if as_json or not sys.stdin.isatty():
+                raise InputError(f"refusing to remove {len(found)} instance(s) of {name!r} "
+                                 "without --yes (no terminal to ask on)")
+            typer.echo(table(_instance_rows(found), INSTANCE_HEADERS), err=True)
+            if not typer.confirm(f"terminate these {len(found)} instance(s)?", err=True):
+                raise typer.Exit(1)
+        results = [prov.down(name) for prov in provs]
+        if as_json:
+            emit_json({"results": [r.to_dict() for r in results]})
+            return
+        for r in results:
+            if r.terminated or r.deleted:
+                typer.echo(f"{r.provider}: {name}: terminated {len(r.terminated)} instance(s)"
+                           + (f" ({', '.join(r.terminated)})" if r.terminated else "")
+                           + (f"; deleted {', '.join(r.deleted)}" if r.deleted else ""))
+            else:
+                typer.echo(f"{r.provider}: {name}: nothing to remove")
+            for n in r.notes:
+                info(n)
+
+    sandbox_app = typer.Typer(help="The local EC2 endpoint behind --sandbox.",
+                              no_args_is_help=True)
+    app.add_typer(sandbox_app, name="sandbox")
+
+    def _sandbox_doc(st: Any, running: bool) -> dict[str, Any]:
+        from nestcloud import sandbox as sb
+
+        doc: dict[str, Any] = {"running": running, "state_file": str(sb.state_path()),
+                               "limits": sb.LIMITS}
+        if st is not None:
+            doc.update(url=st.url, pid=st.pid, port=st.port, moto_version=st.moto_version)
+        return doc
+
+    @sandbox_app.command("start")
+    def sandbox_start(as_json: bool = JsonOpt) -> None:
+        """Start the local endpoint (a no-op when it already runs)."""
+        json_mode(as_json)
+        from nestcloud import sandbox as sb
+
+        st, started = sb.start()
+        if as_json:
+            emit_json({**_sandbox_doc(st, True), "started": started})
+            return
+        typer.echo(f"sandbox {'started' if started else 'already running'} at {st.url} "
+                   f"(pid {st.pid})")
+        info(sb.LIMITS)
+
+    @sandbox_app.command("status")
+    def sandbox_status(as_json: bool = JsonOpt) -> None:
+        """Is the local endpoint running? Exit 0 when it is, 1 when not."""
+        json_mode(as_json)
+        from nestcloud import sandbox as sb
+
+        st = sb.status()
+        if as_json:
+            emit_json(_sandbox_doc(st, st is not None))
+        elif st is None:
+            typer.echo("sandbox not running (the next --sandbox command starts it)")
+        else:
+            typer.echo(f"sandbox running at {st.url} (pid {st.pid}, moto {st.moto_version})")
+        if st is None:
+            raise typer.Exit(1)
+
+    @sandbox_app.command("stop")
+    def sandbox_stop(as_json: bool = JsonOpt) -> None:
+        """Stop the local endpoint; everything launched in it is gone."""
+        json_mode(as_json)
+        from nestcloud import sandbox as sb
+
+        st = sb.stop()
+        if as_json:
+            emit_json({"stopped": st is not None, **({"url": st.url} if st else {})})
+        else:
+            typer.echo(f"sandbox at {st.url} stopped" if st else "sandbox was not running")
+
+    from nestcloud.cli.catalog_cmd import catalog_app
+
+    @catalog_app.command("verify")
+    def catalog_verify(
+        provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+        region: str = typer.Option(..., "--region", "-r"),
+        sandbox: bool = SandboxOpt,
+        subscription: Optional[str] = SubscriptionOpt,
+        arm_endpoint: Optional[str] = ArmEndpointOpt,
+        resource_group: Optional[str] = ResourceGroupOpt,
+        as_json: bool = JsonOpt,
+        catalog_path: Optional[Path] = typer.Option(None, "--catalog",
+                                                    envvar="NESTCLOUD_CATALOG"),
+    ) -> None:
+        """Compare the catalog with the live API; exit 1 when they disagree."""
+        json_mode(as_json)
+        from nestcloud import sandbox as sb
+        from nestcloud.catalog import load_catalog
+
+        cat = load_catalog(catalog_path)
+        prov = make_provider(provider, region=region, sandbox=sb.enabled(sandbox),
+                             subscription=subscription, arm_endpoint=arm_endpoint,
+                             resource_group=resource_group)
+        res = prov.verify_catalog(cat, region)
+        if as_json:
+            emit_json({**res.to_dict(), "ok": res.ok})
+        else:
+            if res.diffs:
+                typer.echo(table([[d.type, d.field, json.dumps(d.catalog), json.dumps(d.live)]
+                                  for d in res.diffs], ["type", "field", "catalog", "live"]))
+            for m in res.missing_live:
+                typer.echo(f"{m}: in the catalog for {region} but the live API does not offer "
+                           "it there")
+            verdict = "agrees with" if res.ok else "DISAGREES with"
+            typer.echo(f"catalog {verdict} the live {provider} API in {region}: "
+                       f"{res.checked} type(s) checked, {len(res.diffs)} difference(s), "
+                       f"{len(res.missing_live)} missing")
+        if not res.ok:
+            raise typer.Exit(1)
+
+
+def _render_launch(result: Any) -> None:
+    for note in result.notes:
+        info(f"note: {note}")
+    if result.dry_run:
+        typer.echo(f"dry run: {len(result.requests)} request(s) would be sent "
+                   f"({result.provider}, {result.region}); nothing was created")
+        for req in result.requests:
+            params = dict(req.params)
+            if isinstance(params.get("UserData"), str) and len(params["UserData"]) > 80:
+                params["UserData"] = (f"<{len(params['UserData'])} base64 chars; "
+                                      "--json shows them>")
+            typer.echo(f"{req.service} {req.operation} {json.dumps(params, indent=2)}")
+        return
+    where = " (sandbox)" if result.sandbox else ""
+    typer.echo(f"{result.name}: {len(result.instances)} instance(s) of {result.type} in "
+               f"{result.region}{where}: {len(result.instances) - len(result.reused)} new, "
+               f"{len(result.reused)} reused")
+    if result.instances:
+        typer.echo(table(_instance_rows(result.instances), INSTANCE_HEADERS))
+

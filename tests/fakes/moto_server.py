@@ -1,0 +1,70 @@
+"""Helpers around the local moto endpoint: record what boto3 sent, inject AWS errors.
+
+Both work through botocore's event system on a boto3 Session, so the real client code path
+runs; only the wire answer is replaced when an error is injected.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+
+
+@dataclass
+class Recorder:
+    """Every API call made through a session: (operation, params as the caller passed them)."""
+
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append((model.name, copy.deepcopy(params)))
+
+    def ops(self) -> list[str]:
+        return [op for op, _ in self.calls]
+
+    def params(self, op: str) -> list[dict[str, Any]]:
+        return [p for o, p in self.calls if o == op]
+
+
+def recording_session(region: str = "us-east-1") -> tuple[boto3.Session, Recorder]:
+    session = boto3.Session(region_name=region)
+    rec = Recorder()
+    session.events.register("provide-client-params.*.*", rec)
+    return session, rec
+
+
+def client_error_response(code: str, message: str = "injected", status: int = 400
+                          ) -> tuple[AWSResponse, dict[str, Any]]:
+    http = AWSResponse("http://127.0.0.1/", status, {}, None)
+    return http, {"Error": {"Code": code, "Message": message},
+                  "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+def inject_error(session: boto3.Session, service: str, operation: str, code: str, *,
+                 message: str = "injected", times: int | None = None) -> list[int]:
+    """Make ``operation`` answer with AWS error ``code`` (``times`` times, or always)."""
+    hits = [0]
+
+    def handler(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if times is not None and hits[0] >= times:
+            return None
+        hits[0] += 1
+        return client_error_response(code, message)
+
+    session.events.register(f"before-call.{service}.{operation}", handler)
+    return hits
+
+
+def on_response(session: boto3.Session, service: str, operation: str,
+                edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit the parsed response of ``operation`` in place (what the SDK hands back)."""
+
+    def handler(parsed: dict[str, Any], **_: Any) -> None:
+        edit(parsed)
+
+    session.events.register(f"after-call.{service}.{operation}", handler)
