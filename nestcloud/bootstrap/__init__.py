@@ -1,25 +1,266 @@
 """L1 hypervisor bootstrap: profiles -> user data, and the in-guest readiness check.
 
-(Interface agreed between the launch path and the bootstrap work; the bodies are being
-written in the bootstrap issue.)
+``render_user_data`` is what providers call; ``wait.wait_for_ready`` reads the readiness marker
+back; ``l1check`` is the in-guest check (shipped verbatim in the user data, and run locally by
+``nestcloud doctor``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import email.parser
+import email.policy
+import gzip
+import hashlib
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, Literal
+
+import yaml
+
+from nestcloud.bootstrap.profiles import TAG_L1
+from nestcloud.errors import InputError, RefusedError
+from nestcloud.oses import HYPERVISORS, OSES
+
+# Raw bytes (before the base64 the APIs wrap around it). FACTS.md: EC2 16 KB raw; Azure
+# custom data <= 65,535 bytes decoded (user_data 64 KB): the smaller one holds for both.
+LIMITS: dict[str, int] = {"aws": 16 * 1024, "azure": 65535}
+
+# User cloud-config lists (runcmd, packages, write_files...) append to ours instead of
+# replacing them; the user's scalar settings win (cloud-init merge syntax).
+USER_MERGE_TYPE = "list(append)+dict(recurse_array)+str()"
+
+# How cloud-init recognises a user-data part by its first line (longest prefix first).
+_PART_TYPES: tuple[tuple[str, str], ...] = (
+    ("#cloud-config-archive", "cloud-config-archive"),
+    ("#cloud-config", "cloud-config"),
+    ("#cloud-boothook", "cloud-boothook"),
+    ("#include", "x-include-url"),
+    ("#part-handler", "part-handler"),
+    ("## template: jinja", "jinja2"),
+    ("#!", "x-shellscript"),
+)
+
+Kind = Literal["cloud-config", "mime", "powershell", "none"]
 
 
 @dataclass(frozen=True)
 class RenderedUserData:
     """What a provider sends: ``body`` as bytes (possibly gzipped), and how to describe it."""
 
-    kind: Literal["cloud-config", "mime", "powershell", "none"]
+    kind: Kind
     body: bytes
     gzipped: bool
+    provider: str = ""
+    os_alias: str = ""
+    hypervisor: str = ""
+    raw_size: int = 0             # bytes before gzip
+    limit: int = 0                # the provider's raw limit
+    parts: tuple[str, ...] = field(default_factory=tuple)  # MIME content types, in order
+    readiness: str = "console"    # where the marker appears: "console" or "tag:<name>"
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (file contents) as YAML literal blocks: readable and smaller."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def dump_cloud_config(cfg: dict[str, Any]) -> str:
+    """cloud-config data -> the text cloud-init reads."""
+    return "#cloud-config\n" + yaml.dump(cfg, Dumper=_Dumper, sort_keys=False,
+                                         default_flow_style=False, width=100,
+                                         allow_unicode=True)
+
+
+def _refuse_pair(provider: str, os_alias: str, hypervisor: str) -> None:
+    from nestcloud.checks import rule_os_hypervisor
+    from nestcloud.spec import LaunchSpec
+
+    if provider not in LIMITS:
+        raise InputError(f"provider {provider!r}: user data is rendered for "
+                         f"{', '.join(LIMITS)} only")
+    if os_alias not in OSES:
+        raise InputError(f"unknown OS {os_alias!r} (one of {', '.join(OSES)})")
+    if hypervisor not in HYPERVISORS:
+        raise InputError(f"unknown hypervisor {hypervisor!r} (one of {', '.join(HYPERVISORS)})")
+    spec = LaunchSpec(provider=provider, type="-", os=os_alias,
+                      hypervisor=hypervisor)  # type: ignore[arg-type]
+    # The same rule (and message) as the pre-launch checks; it does not read the catalog.
+    findings = rule_os_hypervisor(spec, None, None)  # type: ignore[arg-type]
+    if findings:
+        f = findings[0]
+        raise RefusedError(f.message, hint=f.suggestion, findings=findings)
+
+
+def _part_subtype(text: str) -> str | None:
+    head = text.lstrip("\ufeff")
+    for prefix, subtype in _PART_TYPES:
+        if head.startswith(prefix):
+            return subtype
+    return None
+
+
+def _is_mime(text: str) -> bool:
+    head = text.lstrip()[:200].lower()
+    return head.startswith("content-type: multipart") or head.startswith("mime-version:")
+
+
+def _text_part(text: str, subtype: str, filename: str, merge_type: str | None) -> EmailMessage:
+    part = EmailMessage()
+    cte = "7bit" if text.isascii() else "8bit"
+    part.set_content(text, subtype=subtype, charset="utf-8" if cte == "8bit" else "us-ascii",
+                     cte=cte)
+    part.add_header("Content-Disposition", "attachment", filename=filename)
+    if merge_type:
+        part["Merge-Type"] = merge_type
+    return part
+
+
+def _user_parts(extra: str) -> list[EmailMessage]:
+    """The user's --user-data as MIME parts, each checked the way cloud-init will read it."""
+    if _is_mime(extra):
+        msg = email.parser.Parser(policy=email.policy.default).parsestr(extra)
+        if not msg.is_multipart():
+            raise InputError("--user-data: a MIME document must be multipart")
+        parts: list[EmailMessage] = []
+        for i, sub in enumerate(msg.walk()):
+            if sub.is_multipart():
+                continue
+            assert isinstance(sub, EmailMessage)
+            if sub.get_content_type() == "text/cloud-config" and "Merge-Type" not in sub:
+                sub["Merge-Type"] = USER_MERGE_TYPE
+            parts.append(sub)
+        if not parts:
+            raise InputError("--user-data: the MIME document has no parts")
+        return parts
+    subtype = _part_subtype(extra)
+    if subtype is None:
+        first = extra.strip().splitlines()[0][:60] if extra.strip() else "(empty)"
+        raise InputError(f"--user-data: cloud-init would not know what {first!r} is; start "
+                         "the file with #cloud-config, #! (a script), #include or "
+                         "#cloud-boothook, or give a MIME multipart document")
+    if subtype == "cloud-config":
+        try:
+            data = yaml.safe_load(extra)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise InputError(f"--user-data: not valid YAML{where}: "
+                             f"{getattr(exc, 'problem', None) or exc}") from None
+        if data is not None and not isinstance(data, dict):
+            raise InputError("--user-data: a #cloud-config must be a YAML mapping "
+                             f"(got {type(data).__name__})")
+        return [_text_part(extra, subtype, "user-cloud-config.yaml", USER_MERGE_TYPE)]
+    return [_text_part(extra, subtype, "user-data-part", None)]
+
+
+def _mime(ours: str, extra: str) -> tuple[bytes, tuple[str, ...]]:
+    parts = [_text_part(ours, "cloud-config", "nestcloud-cloud-config.yaml", None)]
+    parts += _user_parts(extra)
+    root = EmailMessage()
+    root["MIME-Version"] = "1.0"
+    root.make_mixed()
+    for part in parts:
+        root.attach(part)
+    body = b"".join(p.as_bytes() for p in parts)
+    # A boundary derived from the content: the same input renders the same bytes.
+    root.set_boundary("nestcloud-" + hashlib.sha256(body).hexdigest()[:32])
+    data = root.as_bytes(policy=email.policy.SMTP.clone(linesep="\n"))
+    return data, tuple(p.get_content_type() for p in parts)
+
+
+def _strip_ec2_tags(script: str) -> str:
+    for tag in ("<powershell>", "</powershell>", "<persist>true</persist>",
+                "<persist>false</persist>"):
+        script = script.replace(tag, "")
+    return script.strip("\n") + "\n"
+
+
+def _fit(provider: str, raw: bytes, *, can_gzip: bool, what: str) -> tuple[bytes, bool]:
+    limit = LIMITS[provider]
+    if len(raw) <= limit:
+        return raw, False
+    if not can_gzip:
+        raise InputError(f"{what} is {len(raw)} bytes, over the {provider} user-data limit of "
+                         f"{limit} bytes (it cannot be gzipped: Windows does not unpack it)",
+                         hint="shorten the --user-data script")
+    packed = gzip.compress(raw, compresslevel=9, mtime=0)
+    if len(packed) <= limit:
+        return packed, True
+    raise InputError(f"{what} is {len(raw)} bytes ({len(packed)} gzipped), over the {provider} "
+                     f"user-data limit of {limit} bytes even gzipped",
+                     hint="shorten the --user-data file, or fetch big files at boot with "
+                          "#include or a script")
 
 
 def render_user_data(provider: str, os_alias: str, hypervisor: str, *,
-                     extra: str | None = None, l2_smoke: bool = False) -> RenderedUserData:
-    """User data for this provider/OS/hypervisor, merged with the user's own ``extra``."""
-    raise NotImplementedError("bootstrap rendering lands with the bootstrap issue")
+                     extra: str | None = None, l2_smoke: bool = False,
+                     hugepages: int = 0) -> RenderedUserData:
+    """User data for this provider/OS/hypervisor, merged with the user's own ``extra``.
+
+    Raises InputError (bad names, unreadable ``extra``, too big even gzipped, ``l2_smoke``
+    outside the kvm profile) or RefusedError (an OS that cannot host that hypervisor).
+    ``hugepages`` reserves that many 2 MiB pages for L2 guests (kvm profile).
+    """
+    _refuse_pair(provider, os_alias, hypervisor)
+    if l2_smoke and hypervisor != "kvm":
+        raise InputError(f"--l2-smoke boots a tiny L2 guest with QEMU: it exists for the kvm "
+                         f"profile only, not {hypervisor}"
+                         + (" (hyperv always starts a probe VM)" if hypervisor == "hyperv"
+                            else ""))
+    if hugepages < 0 or (hugepages and hypervisor != "kvm"):
+        raise InputError("--hugepages takes a positive number of 2 MiB pages, for the kvm "
+                         "profile only")
+    family = OSES[os_alias].family
+    if extra is not None and not extra.strip():
+        extra = None
+    if family == "windows":
+        from nestcloud.bootstrap.profiles import azure_windows_wrapper, windows_script
+
+        user = None
+        if extra is not None:
+            if _part_subtype(extra) == "cloud-config" or _is_mime(extra):
+                raise InputError("--user-data: Windows L1s take a PowerShell script, not "
+                                 "cloud-config or MIME")
+            user = _strip_ec2_tags(extra)
+        body = windows_script(provider, hypervisor, user_script=user)
+        if provider == "aws":
+            text = f"<powershell>\n{body}</powershell>\n<persist>true</persist>\n"
+        else:
+            text = azure_windows_wrapper(body)
+        raw = text.encode("utf-8")
+        data, gz = _fit(provider, raw, can_gzip=False, what="the PowerShell user data")
+        return RenderedUserData(kind="powershell", body=data, gzipped=gz, provider=provider,
+                                os_alias=os_alias, hypervisor=hypervisor, raw_size=len(raw),
+                                limit=LIMITS[provider], parts=("text/x-powershell",),
+                                readiness=f"tag:{TAG_L1}")
+
+    from nestcloud.bootstrap.profiles import linux_cloud_config
+
+    ours = dump_cloud_config(linux_cloud_config(os_alias, hypervisor, l2_smoke=l2_smoke,
+                                                hugepages=hugepages))
+    kind: Kind
+    if extra is None:
+        kind, raw, parts = "cloud-config", ours.encode("utf-8"), ("text/cloud-config",)
+    else:
+        kind = "mime"
+        raw, parts = _mime(ours, extra)
+    data, gz = _fit(provider, raw, can_gzip=True, what="the user data")
+    return RenderedUserData(kind=kind, body=data, gzipped=gz, provider=provider,
+                            os_alias=os_alias, hypervisor=hypervisor, raw_size=len(raw),
+                            limit=LIMITS[provider], parts=parts, readiness="console")
+
+
+__all__ = ["LIMITS", "RenderedUserData", "TAG_L1", "USER_MERGE_TYPE", "dump_cloud_config",
+           "render_user_data"]

@@ -1,0 +1,152 @@
+# nestcloud L1 bootstrap for Windows Server ($NcProfile: hyperv | wsl2 | none).
+# Hyper-V and WSL2 need a reboot between enabling the feature and using it, so this script runs
+# at every boot until it has reported (EC2: <persist>true</persist>; Azure: a startup task,
+# because CustomScriptExtension must not reboot inside the extension).
+# It reports like the Linux check: one line 'NESTCLOUD-L1 {json}' on stdout, the same JSON in
+# %ProgramData%\nestcloud\l1.json, and the same JSON as the instance tag $NcTag (EC2 console
+# output on Windows holds only event-log errors, so nestcloud reads the tag). Writing the tag
+# needs ec2:CreateTags on itself (EC2 instance profile) or Tag Contributor on the VM (Azure
+# managed identity).
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$NcDir = Join-Path $env:ProgramData 'nestcloud'
+New-Item -ItemType Directory -Force -Path $NcDir | Out-Null
+$NcDone = Join-Path $NcDir 'l1.done'
+if (Test-Path $NcDone) { exit 0 }
+Start-Transcript -Append -Path (Join-Path $NcDir 'bootstrap.log') | Out-Null
+
+function Set-NcTag([string]$Value) {
+  if ($NcCloud -eq 'aws') {
+    $tok = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{'X-aws-ec2-metadata-token-ttl-seconds' = '300'}
+    $h = @{'X-aws-ec2-metadata-token' = $tok}
+    $id = Invoke-RestMethod -Headers $h -Uri 'http://169.254.169.254/latest/meta-data/instance-id'
+    $region = Invoke-RestMethod -Headers $h -Uri 'http://169.254.169.254/latest/meta-data/placement/region'
+    New-EC2Tag -Region $region -Resource $id -Tag @{Key = $NcTag; Value = $Value}
+  } else {
+    $md = @{Metadata = 'true'}
+    $c = (Invoke-RestMethod -Headers $md -Uri 'http://169.254.169.254/metadata/instance?api-version=2021-02-01').compute
+    $tok = (Invoke-RestMethod -Headers $md -Uri 'http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/').access_token
+    $vm = "/subscriptions/$($c.subscriptionId)/resourceGroups/$($c.resourceGroupName)/providers/Microsoft.Compute/virtualMachines/$($c.name)"
+    $body = @{operation = 'Merge'; properties = @{tags = @{$NcTag = $Value}}} | ConvertTo-Json -Depth 5 -Compress
+    Invoke-RestMethod -Method Patch -Uri "https://management.azure.com$vm/providers/Microsoft.Resources/tags/default?api-version=2021-04-01" -Headers @{Authorization = "Bearer $tok"} -ContentType 'application/json' -Body $body | Out-Null
+  }
+}
+
+function Send-NcReport([string]$Status, $Checks) {
+  # Compact: an EC2 tag value holds at most 256 characters.
+  $json = [ordered]@{status = $Status; profile = $NcProfile; checks = $Checks; v = 1} | ConvertTo-Json -Compress -Depth 4
+  Set-Content -Path (Join-Path $NcDir 'l1.json') -Value $json
+  Write-Output "NESTCLOUD-L1 $json"
+  try { Set-NcTag $json } catch { Write-Output "nestcloud: could not set the $NcTag tag: $_" }
+}
+
+function Restart-Nc {
+  if ($NcCloud -eq 'aws') { Restart-Computer -Force }
+  else { shutdown.exe /r /t 30 /c 'nestcloud: reboot to enable the hypervisor' | Out-Null }
+}
+
+function Enable-NcFeatures {
+  # $true when something was enabled and a reboot must come before the checks.
+  if ($NcProfile -eq 'hyperv') {
+    if ((Get-WindowsFeature -Name Hyper-V).Installed) { return $false }
+    if ($NcCloud -eq 'aws') {
+      Install-WindowsFeature -Name Hyper-V -IncludeManagementTools -Restart | Out-Null
+    } else {
+      Install-WindowsFeature -Name Hyper-V -IncludeManagementTools | Out-Null
+    }
+    return $true
+  }
+  if ($NcProfile -eq 'wsl2') {
+    $changed = $false
+    foreach ($n in 'Microsoft-Windows-Subsystem-Linux', 'VirtualMachinePlatform') {
+      if ((Get-WindowsOptionalFeature -Online -FeatureName $n).State -ne 'Enabled') {
+        Enable-WindowsOptionalFeature -Online -FeatureName $n -All -NoRestart | Out-Null
+        $changed = $true
+      }
+    }
+    return $changed
+  }
+  return $false
+}
+
+$checks = [ordered]@{}
+function Test-Nc([string]$Name, [scriptblock]$Test) {
+  try {
+    $r = @(& $Test)
+    $checks[$Name] = ($r.Count -gt 0) -and [bool]$r[-1]
+  } catch {
+    $checks[$Name] = $false
+    Write-Output "nestcloud: check $Name failed: $_"
+  }
+}
+
+$tries = Join-Path $NcDir 'enable.tries'
+$n = 0
+if (Test-Path $tries) { $n = [int](Get-Content $tries) }
+if ($n -ge 2) {
+  # Enabled twice and still not on after a reboot: report instead of rebooting forever.
+  $checks['feature_enabled'] = $false
+} else {
+  Set-Content -Path $tries -Value ($n + 1)
+  if (Enable-NcFeatures) { Restart-Nc; exit 0 }
+}
+
+if ($NcProfile -ne 'none') {
+  Test-Nc 'hypervisor_present' { (Get-CimInstance Win32_ComputerSystem).HypervisorPresent }
+}
+if ($NcProfile -eq 'hyperv') {
+  Test-Nc 'vmms' { (Get-Service vmms).Status -eq 'Running' }
+  Test-Nc 'probe_vm' {
+    $p = 'nestcloud-probe'
+    Get-VM -Name $p -ErrorAction SilentlyContinue | Stop-VM -TurnOff -Force -ErrorAction SilentlyContinue
+    Get-VM -Name $p -ErrorAction SilentlyContinue | Remove-VM -Force
+    New-VM -Name $p -Generation 2 -MemoryStartupBytes 256MB -NoVHD | Out-Null
+    try {
+      Start-VM -Name $p
+      Start-Sleep -Seconds 5
+      (Get-VM -Name $p).State -eq 'Running'
+    } finally {
+      Stop-VM -Name $p -TurnOff -Force -ErrorAction SilentlyContinue
+      Remove-VM -Name $p -Force -ErrorAction SilentlyContinue
+    }
+  }
+  # L2 networking: a cloud L1 cannot MAC-spoof onto the cloud network, so guests get an
+  # internal switch behind NAT (best effort: not a readiness check).
+  try {
+    if (-not (Get-VMSwitch -Name 'nestcloud-nat' -ErrorAction SilentlyContinue)) {
+      New-VMSwitch -Name 'nestcloud-nat' -SwitchType Internal | Out-Null
+      New-NetIPAddress -IPAddress 192.168.100.1 -PrefixLength 24 -InterfaceAlias 'vEthernet (nestcloud-nat)' | Out-Null
+      New-NetNat -Name 'nestcloud-nat' -InternalIPInterfaceAddressPrefix 192.168.100.0/24 | Out-Null
+    }
+  } catch { Write-Output "nestcloud: NAT switch for L2 guests not created: $_" }
+}
+if ($NcProfile -eq 'wsl2') {
+  Test-Nc 'wsl_features' {
+    @('Microsoft-Windows-Subsystem-Linux', 'VirtualMachinePlatform' | Where-Object { (Get-WindowsOptionalFeature -Online -FeatureName $_).State -ne 'Enabled' }).Count -eq 0
+  }
+  Test-Nc 'wsl' {
+    & wsl.exe --update 2>&1 | Out-Null
+    & wsl.exe --status 2>&1 | Out-Null
+    $LASTEXITCODE -eq 0
+  }
+}
+if ($NcProfile -eq 'none') {
+  $cpu = Get-CimInstance Win32_Processor | Select-Object -First 1
+  Test-Nc 'vm_monitor_mode' { $cpu.VMMonitorModeExtensions }
+  Test-Nc 'virtualization_firmware' { $cpu.VirtualizationFirmwareEnabled }
+}
+
+$bad = @($checks.Keys | Where-Object { -not $checks[$_] })
+$status = 'ready'
+if ($bad.Count -gt 0) { $status = 'failed' }
+Send-NcReport $status $checks
+New-Item -ItemType File -Force -Path $NcDone | Out-Null
+if ($NcCloud -eq 'azure') { Unregister-ScheduledTask -TaskName 'nestcloud-l1' -Confirm:$false -ErrorAction SilentlyContinue }
+
+if ($NcUserScript) {
+  # The user's own script (--user-data), once, after the readiness report.
+  $us = Join-Path $NcDir 'user-script.ps1'
+  [IO.File]::WriteAllBytes($us, [Convert]::FromBase64String($NcUserScript))
+  & powershell.exe -NoProfile -ExecutionPolicy Bypass -File $us
+}
+Stop-Transcript | Out-Null

@@ -1,0 +1,185 @@
+"""Hypervisor profiles: what each L1 gets installed, as data (cloud-config) or PowerShell.
+
+Linux profiles return the cloud-config as a Python dict (dumped to YAML by the renderer); the
+Windows profiles return the PowerShell script text. Sources: FACTS.md, "The L1 hypervisor".
+"""
+
+from __future__ import annotations
+
+import base64
+from importlib import resources
+from typing import Any
+
+from nestcloud.bootstrap import fcinstall
+
+L1CHECK_PATH = "/usr/local/lib/nestcloud/l1check.py"
+FCINSTALL_PATH = "/usr/local/lib/nestcloud/fcinstall.py"
+L2_DEFAULTS_PATH = "/etc/nestcloud/l2-defaults.env"
+VIRT_INSTALL_WRAPPER_PATH = "/usr/local/bin/nestcloud-virt-install"
+L2_XML_EXAMPLE_PATH = "/etc/nestcloud/l2-guest-example.xml"
+HUGEPAGES_SYSCTL_PATH = "/etc/sysctl.d/80-nestcloud-hugepages.conf"
+
+# The instance tag a Windows L1 writes its readiness JSON to (same payload as the console
+# marker). Providers read it back through list(): Instance.tags[TAG_L1].
+TAG_L1 = "nestcloud:l1"
+
+# FACTS.md: Ubuntu 24.04 / Debian 12 "qemu-kvm (-> qemu-system-x86), libvirt-daemon-system,
+# libvirt-clients, virtinst, cpu-checker"; RHEL 9 "qemu-kvm libvirt virt-install".
+# qemu-kvm is only a virtual name on Debian and Ubuntu, so the real package is named.
+KVM_PACKAGES: dict[str, list[str]] = {
+    "ubuntu-24.04": ["qemu-system-x86", "qemu-utils", "libvirt-daemon-system",
+                     "libvirt-clients", "virtinst", "cpu-checker"],
+    "debian-12": ["qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients",
+                  "virtinst", "cpu-checker"],
+    "rhel-9": ["qemu-kvm", "libvirt", "virt-install"],
+}
+# RHEL 9 runs libvirt as modular, socket-activated daemons; Debian and Ubuntu as libvirtd.
+LIBVIRT_UNITS: dict[str, list[str]] = {
+    "ubuntu-24.04": ["libvirtd"],
+    "debian-12": ["libvirtd"],
+    "rhel-9": ["virtqemud.socket", "virtnetworkd.socket", "virtstoraged.socket",
+               "virtnodedevd.socket"],
+}
+
+HUGEPAGE_MIB = 2
+
+
+def module_source(name: str) -> str:
+    """Source text of a stdlib-only module in this package (shipped verbatim to the L1)."""
+    return resources.files("nestcloud.bootstrap").joinpath(name).read_text(encoding="utf-8")
+
+
+def _file(name: str) -> str:
+    return resources.files("nestcloud.bootstrap").joinpath("files", name).read_text(
+        encoding="utf-8")
+
+
+def l2_defaults_env(hugepages: int) -> str:
+    """/etc/nestcloud/l2-defaults.env: the settings and why (FACTS.md, overheads)."""
+    return "\n".join([
+        "# nestcloud: defaults for the L2 guests this L1 creates",
+        "# (used by nestcloud-virt-install; the same settings as libvirt XML are in",
+        f"# {L2_XML_EXAMPLE_PATH}).",
+        "#",
+        "# Why: guests of this machine run nested (L2), where every exit to a hypervisor is",
+        "# dearer than on bare metal. Nested guests measured within 6-8% of single-level for",
+        "# common work (Turtles, OSDI '10); GCP documents >=10% for CPU-bound work and more for",
+        "# I/O. The often-quoted 67% I/O loss (FAST '12) comes from file systems stacked on",
+        "# image files, which is why L2 disks here are raw.",
+        "# - CPU host-passthrough: the L2 sees the real CPU model and flags; nothing emulated.",
+        "# - virtio disk and network, vhost-net: paravirtual devices, packets handled in the",
+        "#   L1 kernel instead of the QEMU process.",
+        "# - raw disks, cache=none, io=native: no image-format layer, no second page cache,",
+        "#   asynchronous I/O (io=io_uring is the other good choice where QEMU supports it).",
+        "# - hugepages (optional, nestcloud userdata --hugepages N): fewer TLB misses for",
+        "#   guest memory; the pages are reserved at boot and unavailable to anything else.",
+        'L2_CPU="host-passthrough"',
+        'L2_NETWORK="network=default,model.type=virtio,driver.name=vhost"',
+        'L2_DISK_OPTS="bus=virtio,cache=none,io=native"',
+        'L2_MEMORYBACKING="%s"' % ("hugepages=on" if hugepages else ""),
+        "",
+    ])
+
+
+def _check_cmd(profile: str, l2_smoke: bool) -> list[str]:
+    return ["python3", L1CHECK_PATH, "--profile", profile] + (["--l2-smoke"] if l2_smoke
+                                                              else [])
+
+
+# Most kernels load the vendor module from the CPU flag; loading it explicitly costs nothing.
+_MODPROBE = ["sh", "-c", "modprobe kvm_intel 2>/dev/null || modprobe kvm_amd 2>/dev/null || true"]
+# The default cloud user (uid 1000) may use /dev/kvm (and libvirt) without sudo.
+_GROUPS = 'u=$(id -nu 1000 2>/dev/null) && for g in {groups}; do getent group "$g" ' \
+          '>/dev/null && usermod -aG "$g" "$u"; done; true'
+
+
+def linux_cloud_config(os_alias: str, hypervisor: str, *, l2_smoke: bool = False,
+                       hugepages: int = 0) -> dict[str, Any]:
+    """The cloud-config (as data) for a Linux L1."""
+    write_files: list[dict[str, Any]] = [
+        {"path": L1CHECK_PATH, "owner": "root:root", "permissions": "0755",
+         "content": module_source("l1check.py")},
+    ]
+    runcmd: list[Any] = [_MODPROBE]
+    cfg: dict[str, Any] = {}
+    if hypervisor == "kvm":
+        cfg["package_update"] = True
+        cfg["packages"] = list(KVM_PACKAGES[os_alias])
+        write_files += [
+            {"path": L2_DEFAULTS_PATH, "permissions": "0644",
+             "content": l2_defaults_env(hugepages)},
+            {"path": VIRT_INSTALL_WRAPPER_PATH, "permissions": "0755",
+             "content": _file("nestcloud-virt-install")},
+            {"path": L2_XML_EXAMPLE_PATH, "permissions": "0644",
+             "content": _file("l2-guest-example.xml")},
+            {"path": "/etc/modules-load.d/nestcloud-vhost-net.conf", "permissions": "0644",
+             "content": "vhost_net\n"},
+        ]
+        if hugepages:
+            write_files.append({"path": HUGEPAGES_SYSCTL_PATH, "permissions": "0644",
+                                "content": f"vm.nr_hugepages = {hugepages}\n"})
+            runcmd.append(["sysctl", "-p", HUGEPAGES_SYSCTL_PATH])
+        runcmd += [
+            ["modprobe", "vhost_net"],
+            ["systemctl", "enable", "--now", *LIBVIRT_UNITS[os_alias]],
+            # Debian does not autostart libvirt's NAT network; L2 guests need it.
+            ["sh", "-c", "virsh -c qemu:///system net-autostart default; "
+                         "virsh -c qemu:///system net-start default; true"],
+            ["sh", "-c", _GROUPS.format(groups="kvm libvirt")],
+        ]
+    elif hypervisor == "firecracker":
+        write_files.append({"path": FCINSTALL_PATH, "owner": "root:root", "permissions": "0755",
+                            "content": module_source("fcinstall.py")})
+        runcmd += [
+            ["python3", FCINSTALL_PATH, "--version", fcinstall.FIRECRACKER_VERSION],
+            ["sh", "-c", _GROUPS.format(groups="kvm")],
+        ]
+    runcmd.append(_check_cmd(hypervisor, l2_smoke))
+    cfg["write_files"] = write_files
+    cfg["runcmd"] = runcmd
+    return cfg
+
+
+def _ps_quote(value: str) -> str:
+    """A PowerShell single-quoted string literal (no expansion; ' doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def windows_script(provider: str, hypervisor: str, *, user_script: str | None = None) -> str:
+    """The PowerShell bootstrap for a Windows L1 (the body; wrapping is per provider)."""
+    header = [
+        "# Set by nestcloud:",
+        f"$NcCloud = {_ps_quote(provider)}",
+        f"$NcProfile = {_ps_quote(hypervisor)}",
+        f"$NcTag = {_ps_quote(TAG_L1)}",
+        "$NcUserScript = " + (_ps_quote(base64.b64encode(user_script.encode("utf-8"))
+                                        .decode("ascii")) if user_script else "$null"),
+    ]
+    return "\n".join(header) + "\n" + _file("l1-windows.ps1")
+
+
+def azure_windows_wrapper(body: str) -> str:
+    """Azure: save the bootstrap, run it at every startup until it reports, run it now."""
+    if "\n'@" in body:
+        raise ValueError("the script body would end the here-string early")
+    return "\n".join([
+        "# nestcloud: run by CustomScriptExtension. Saves the L1 bootstrap and registers it",
+        "# as a startup task, because enabling Hyper-V/WSL2 needs a reboot and the extension",
+        "# must not reboot inside itself.",
+        "$ErrorActionPreference = 'Stop'",
+        "$NcScript = Join-Path $env:ProgramData 'nestcloud\\l1.ps1'",
+        "New-Item -ItemType Directory -Force -Path (Split-Path $NcScript) | Out-Null",
+        "Set-Content -Path $NcScript -Encoding UTF8 -Value @'",
+        body.rstrip("\n"),
+        "'@",
+        "$a = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument "
+        "\"-NoProfile -ExecutionPolicy Bypass -File `\"$NcScript`\"\"",
+        "Register-ScheduledTask -TaskName 'nestcloud-l1' -Action $a "
+        "-Trigger (New-ScheduledTaskTrigger -AtStartup) -User 'SYSTEM' -RunLevel Highest "
+        "-Force | Out-Null",
+        "& powershell.exe -NoProfile -ExecutionPolicy Bypass -File $NcScript",
+        "exit $LASTEXITCODE",
+        "",
+    ])
+
+
