@@ -34,12 +34,31 @@ _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
 _RESOLVER = yaml.resolver.Resolver()
 
 
+def _printable(c: str) -> bool:
+    """Characters YAML takes literally inside quotes and block scalars (no line breaks)."""
+    o = ord(c)
+    return (0x20 <= o <= 0x7E or 0xA0 <= o <= 0xD7FF or 0xE000 <= o <= 0xFFFD
+            or o >= 0x10000) and c not in "\u2028\u2029\ufeff"
+
+
+def _quote(s: str) -> str:
+    """A double-quoted scalar: JSON escapes (valid YAML) plus \\u escapes for what YAML's
+    reader rejects or reads as a line break (DEL, C1 controls, NEL, LS/PS, BOM)."""
+    body = json.dumps(s, ensure_ascii=False)
+    if all(_printable(c) for c in body):
+        return body
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in s):
+        raise ValueError(f"{s!r}: a lone surrogate cannot be written as UTF-8 YAML")
+    return "".join(c if _printable(c) else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF
+                   else f"\\U{ord(c):08x}" for c in body)
+
+
 def _str(s: str) -> str:
-    """A plain scalar when YAML reads it back as the same string, else a JSON (= YAML) quote."""
+    """A plain scalar when YAML reads it back as the same string, else a quoted one."""
     if _PLAIN.match(s) and _RESOLVER.resolve(yaml.ScalarNode, s, (True, False)) == \
             "tag:yaml.org,2002:str":
         return s
-    return json.dumps(s, ensure_ascii=False)
+    return _quote(s)
 
 
 def _scalar(v: Any) -> str:
@@ -60,23 +79,25 @@ def _scalar(v: Any) -> str:
 
 
 def _flow_list(items: Sequence[Any], indent: int, first_col: int) -> str:
-    """``[a, b, c]``, wrapped at WIDTH with continuation lines indented past the key."""
+    """``[a, b, c]`` starting at column ``first_col``, wrapped at WIDTH; continuation lines
+    are indented past the key (``indent`` + 2), as YAML requires inside a block mapping."""
     parts = [_scalar(x) for x in items]
     if not parts:
         return "[]"
     lines: list[str] = []
     cur = "["
-    col = first_col
+    col = first_col + 1
+    at_start = True
     pad = " " * (indent + 2)
     for i, p in enumerate(parts):
         piece = p + ("," if i < len(parts) - 1 else "]")
-        if cur not in ("[", pad) and col + 1 + len(piece) > WIDTH:
-            lines.append(cur.rstrip())
-            cur = pad
-            col = len(pad)
-        sep = "" if cur in ("[", pad) else " "
+        if not at_start and col + 1 + len(piece) > WIDTH:
+            lines.append(cur)
+            cur, col, at_start = pad, len(pad), True
+        sep = "" if at_start else " "
         cur += sep + piece
         col += len(sep) + len(piece)
+        at_start = False
     lines.append(cur)
     return "\n".join(lines)
 
@@ -110,8 +131,7 @@ def _text(key: str, s: str, indent: int) -> str:
 
 def _foldable(s: str) -> bool:
     # Folding joins lines with one space: safe only for single-spaced, single-line prose.
-    return (s == s.strip() and "\n" not in s and "  " not in s and "\t" not in s
-            and not s.startswith(("#", "-", "?", ":", "[", "{", "'", '"', "|", ">", "!", "&", "*")))
+    return s == s.strip() and "  " not in s and all(_printable(c) for c in s)
 
 
 def _source(key: str, src: Source) -> list[str]:

@@ -21,6 +21,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nestcloud.catalog import (
     Catalog,
@@ -447,6 +449,28 @@ def test_dump_round_trips_awkward_strings_and_aliases() -> None:
     assert "regions: *null-regions\n" in text
     assert "regions: &null-regions-2 [zz-region-0, zz-region-1," in text
     assert max(len(line) for line in text.splitlines()) <= 100
+
+
+@settings(max_examples=60, deadline=None)
+@given(regions=st.lists(st.from_regex(r"[a-z]{2}-[a-z]{1,12}-[0-9]{1,2}", fullmatch=True),
+                        min_size=3, max_size=40, unique=True),
+       family=st.from_regex(r"[a-z][a-z0-9]{0,20}(-flex)?", fullmatch=True),
+       notes=st.lists(st.text(min_size=1, max_size=150), max_size=3),
+       description=st.text(min_size=1, max_size=400))
+def test_dump_round_trip_and_width_property(regions: list[str], family: str, notes: list[str],
+                                            description: str) -> None:
+    t = InstanceType(provider="aws", name=f"{family}.large", family=family, vcpus=2,
+                     memory_gib=4, arch="x86_64", cpu_vendor="intel", nesting="nested",
+                     nesting_source="s", verified=dt.date(2030, 1, 2), regions=sorted(regions),
+                     notes=notes)
+    c = Catalog(schema_version=1, sources={"s": Source(description=description)},
+                types=[t, t.model_copy(update={"name": f"{family}.xlarge"})])
+    text = dump_catalog(c)
+    assert parse_catalog(text, "prop") == c
+    region_lines = [line for line in text.splitlines()
+                    if line.startswith("    regions:") or re.fullmatch(r" {6}[a-z0-9, \-]+[,\]]", line)]
+    assert region_lines
+    assert all(len(line) <= 100 for line in region_lines), region_lines
 
 
 # -- bad files: one exact message each, naming file, line, YAML path and bad value --------------
