@@ -35,7 +35,13 @@ _STAGE: dict[str, int] = {"nesting": 0, "size": 1, "checks": 2, "region": 3, "no
 
 
 def _money(x: float) -> str:
+    """A rate: cents are too coarse below a dollar an hour."""
     return f"${x:,.2f}" if x >= 1 else f"${x:.4f}"
+
+
+def _usd(x: float) -> str:
+    """A total or a budget: cents, unless that would round a real cost to nothing."""
+    return f"${x:,.2f}" if x >= 0.01 or x == 0 else f"${x:.4f}"
 
 
 class _Model(BaseModel):
@@ -101,7 +107,7 @@ class PlanOption(_Model):
 
     def line(self) -> str:
         return (f"{self.provider}/{self.type} in {self.region} at {_money(self.usd_per_hour)}/h "
-                f"x {self.instances} x {self.hours:g} h = {_money(self.total_usd)} "
+                f"x {self.instances} x {self.hours:g} h = {_usd(self.total_usd)} "
                 f"(price date: {self.price_date})")
 
 
@@ -265,8 +271,8 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
             key = (total, round(per_seat, 6), instances, t.vcpus, t.memory_gib, t.provider,
                    region, t.name)
             if req.budget is not None and total > req.budget + 1e-9:
-                reject(t, "budget", f"{_money(total)} for {req.seats} seat(s) x {req.hours:g} h "
-                                    f"is over the {_money(req.budget)} budget "
+                reject(t, "budget", f"{_usd(total)} for {req.seats} seat(s) x {req.hours:g} h "
+                                    f"is over the {_usd(req.budget)} budget "
                                     f"(price date: {date})", region, round(per_seat, 6))
                 over_budget.append((key, opt))
                 continue
@@ -299,7 +305,7 @@ def _refusal(result: PlanResult) -> RefusedError:
         if cheapest is not None:
             o = cheapest
             budget = req.budget or 0.0
-            parts = [f"raise the budget to at least {_money(math.ceil(o.total_usd * 100) / 100)}"]
+            parts = [f"raise the budget to at least {_usd(math.ceil(o.total_usd * 100) / 100)}"]
             max_hours = budget / o.hourly_usd if o.hourly_usd else 0
             if max_hours >= 0.1:
                 parts.append(f"cut hours to {math.floor(max_hours * 10) / 10:g}")
@@ -310,7 +316,7 @@ def _refusal(result: PlanResult) -> RefusedError:
                 parts.append("try spot")
             return BudgetError(
                 f"over budget: the cheapest option for {what} is {o.line()}, over the "
-                f"{_money(budget)} budget",
+                f"{_usd(budget)} budget",
                 hint="; ".join(parts))
         return BudgetError(f"over budget: {hits[0].reason}")
     if code == "max-hourly":

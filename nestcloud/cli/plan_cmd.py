@@ -154,7 +154,9 @@ def lab_up(
         return
     if res.launch is not None:
         typer.echo(_instance_table(res.launch.instances))
-        typer.echo(f"created {len(res.launch.created)}, reused {len(res.launch.reused)}")
+        ids = {i.id for i in res.launch.instances}
+        new = [c for c in res.launch.created if c in ids]
+        typer.echo(f"{len(new)} seat(s) launched, {len(res.launch.reused)} already running")
 
 
 @lab_app.command("status")

@@ -70,7 +70,7 @@ def test_plan_over_budget_exit_3_with_json_error(cat_file: str) -> None:
     assert code == 3
     doc = json.loads(out)
     assert doc["error"] == "BudgetError" and doc["exit_code"] == 3
-    assert doc["message"].endswith("= $1.00 (price date: 2025-06-01), over the $0.5000 budget")
+    assert doc["message"].endswith("= $1.00 (price date: 2025-06-01), over the $0.50 budget")
     assert doc["hint"] == ("raise the budget to at least $1.00; cut hours to 1; cut seats to 1; "
                            "try spot")
     assert err.startswith("error: over budget: the cheapest option for 2 seat(s)")

@@ -101,7 +101,7 @@ def test_budget_edges(cat: Catalog) -> None:
     assert err.message == (
         "over budget: the cheapest option for 2 seat(s) of 4 vCPU / 16 GiB, kvm on "
         "ubuntu-24.04, 2 h, on-demand is aws/m8i.xlarge in us-east-1 at $0.2500/h x 2 x 2 h = "
-        "$1.00 (price date: 2025-06-01), over the $0.9900 budget")
+        "$1.00 (price date: 2025-06-01), over the $0.99 budget")
     assert err.hint == ("raise the budget to at least $1.00; cut hours to 1.9; cut seats to 1; "
                         "try spot")
     with pytest.raises(BudgetError):
