@@ -160,13 +160,13 @@ class ArmFake:
                 continue
             if method and r.method != method:
                 continue
-            if type_ and f"/{type_.lower()}/" not in r.path.lower() + "/":
+            if type_ and r.path.lower().rstrip("/").split("/")[-2] != type_.lower():
                 continue
             out.append(r)
         return out
 
     def bodies(self, type_: str) -> dict[str, Any]:
-        """Last PUT body per resource name of one type (e.g. 'virtualMachines')."""
+        """Last PUT body per resource name of one type (the path segment, e.g. 'extensions')."""
         return {r.path.rstrip("/").rsplit("/", 1)[-1]: r.body for r in self.writes("PUT", type_)}
 
     def ids(self) -> list[str]:
@@ -192,6 +192,7 @@ class ArmFake:
 class _Handler(BaseHTTPRequestHandler):
     arm: ArmFake
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass

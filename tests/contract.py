@@ -1,0 +1,107 @@
+"""The provider contract (nestcloud/provider.py docstring) as one reusable test suite.
+
+Every provider runs the same tests against its local endpoint, fsspec tests/abstract style:
+
+    from contract import ContractTarget, ProviderContract   # tests/ is on sys.path
+
+    class TestMyCloudContract(ProviderContract):
+        @pytest.fixture
+        def target(self, ...) -> ContractTarget:
+            return ContractTarget(provider=..., catalog=..., make_spec=..., leftovers=...)
+
+``make_spec(name, count)`` returns a LaunchSpec the provider can launch on its endpoint;
+``leftovers(name)`` lists whatever the endpoint still holds for that name (any resource kind,
+found without the provider's own code), so "down leaves nothing" is checked independently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from nestcloud.catalog import Catalog
+from nestcloud.provider import Provider
+from nestcloud.spec import TAG_NAME, TAG_OWNER, LaunchSpec
+
+
+@dataclass
+class ContractTarget:
+    provider: Provider
+    catalog: Catalog
+    make_spec: Callable[[str, int], LaunchSpec]
+    leftovers: Callable[[str], list[str]]
+
+
+class ProviderContract:
+    """Subclass it and provide a ``target`` fixture; every test here then runs for you."""
+
+    @pytest.fixture
+    def target(self) -> ContractTarget:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def test_is_a_provider(self, target: ContractTarget) -> None:
+        assert isinstance(target.provider, Provider)
+        assert isinstance(target.provider.name, str) and target.provider.name
+
+    def test_launch_then_list(self, target: ContractTarget) -> None:
+        p = target.provider
+        res = p.launch(target.make_spec("ct-one", 2), target.catalog)
+        assert not res.dry_run
+        assert len(res.created) == 2 and res.reused == []
+        listed = p.list("ct-one")
+        assert sorted(i.id for i in listed) == sorted(res.created)
+        for inst in listed:
+            assert inst.provider == p.name
+            assert inst.name == "ct-one"
+            assert inst.tags[TAG_NAME] == "ct-one"
+            assert inst.tags.get(TAG_OWNER)
+        assert sorted(i.seat for i in listed) == [0, 1]
+
+    def test_relaunch_converges(self, target: ContractTarget) -> None:
+        p = target.provider
+        first = p.launch(target.make_spec("ct-again", 2), target.catalog)
+        again = p.launch(target.make_spec("ct-again", 2), target.catalog)
+        assert again.created == []
+        assert sorted(again.reused) == sorted(first.created)
+        assert len(p.list("ct-again")) == 2
+        grown = p.launch(target.make_spec("ct-again", 3), target.catalog)
+        assert len(grown.created) == 1 and len(grown.reused) == 2
+        assert sorted(i.seat for i in p.list("ct-again")) == [0, 1, 2]
+
+    def test_down_removes_everything_and_repeats_harmlessly(self, target: ContractTarget
+                                                           ) -> None:
+        p = target.provider
+        res = p.launch(target.make_spec("ct-down", 2), target.catalog)
+        assert target.leftovers("ct-down")
+        gone = p.down("ct-down")
+        assert sorted(gone.terminated) == sorted(res.created)
+        assert p.list("ct-down") == []
+        assert target.leftovers("ct-down") == []
+        again = p.down("ct-down")
+        assert again.terminated == [] and again.deleted == []
+        assert p.list() == []
+
+    def test_list_filters_by_name(self, target: ContractTarget) -> None:
+        p = target.provider
+        p.launch(target.make_spec("ct-a", 1), target.catalog)
+        p.launch(target.make_spec("ct-b", 1), target.catalog)
+        assert [i.name for i in p.list("ct-a")] == ["ct-a"]
+        assert sorted(i.name for i in p.list()) == ["ct-a", "ct-b"]
+        assert p.list("ct-missing") == []
+        p.down("ct-a")
+        assert [i.name for i in p.list()] == ["ct-b"]
+
+    def test_dry_run_creates_nothing(self, target: ContractTarget) -> None:
+        p = target.provider
+        res = p.launch(target.make_spec("ct-dry", 2), target.catalog, dry_run=True)
+        assert res.dry_run and res.requests
+        assert res.created == []
+        assert p.list("ct-dry") == []
+        assert target.leftovers("ct-dry") == []
+
+    def test_console_is_text(self, target: ContractTarget) -> None:
+        p = target.provider
+        res = p.launch(target.make_spec("ct-console", 1), target.catalog)
+        assert isinstance(p.console(res.instances[0]), str)
