@@ -1,0 +1,255 @@
+"""`catalog refresh-prices` from recorded API responses served on loopback.
+
+Every payload here is a HAND-MADE example of each API's documented response shape (Azure
+Retail Prices: Items[] with armSkuName/armRegionName/meterName/productName/retailPrice and
+NextPageLink; AWS Price List GetProducts: PriceList[] of JSON strings with product.attributes
+and terms.OnDemand...priceDimensions...pricePerUnit.USD). The numbers are NOT real prices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from nestcloud.catalog import load_catalog, parse_catalog
+from nestcloud.cli import app
+from nestcloud.errors import InputError, ProviderError
+from nestcloud.prices import (apply_prices, azure_filter, parse_aws_price_list,
+                              parse_azure_items, refresh_prices)
+
+from .conftest import CATALOG_YAML
+
+TODAY = dt.date(2026, 11, 29)
+
+
+def az_item(sku: str, region: str, price: float, *, meter: str = "D4s v5",
+            product: str = "Virtual Machines Dsv5 Series", start: str = "2025-01-01T00:00:00Z"
+            ) -> dict[str, Any]:
+    return {"currencyCode": "USD", "tierMinimumUnits": 0.0, "retailPrice": price,
+            "unitPrice": price, "armRegionName": region, "location": "US East",
+            "effectiveStartDate": start, "meterId": "00000000-0000-0000-0000-000000000000",
+            "meterName": meter, "productId": "DZH318Z0BQPS", "skuId": "DZH318Z0BQPS/00TG",
+            "productName": product, "skuName": meter, "serviceName": "Virtual Machines",
+            "serviceId": "DZH313Z7MMC8", "serviceFamily": "Compute",
+            "unitOfMeasure": "1 Hour", "type": "Consumption", "isPrimaryMeterRegion": True,
+            "armSkuName": sku}
+
+
+AZ_PAGE_1 = [
+    az_item("Standard_D4s_v5", "eastus", 0.5),
+    az_item("Standard_D4s_v5", "eastus", 0.9, product="Virtual Machines Dsv5 Series Windows"),
+    az_item("Standard_D4s_v5", "eastus", 0.11, meter="D4s v5 Spot"),
+    az_item("Standard_D4s_v5", "eastus", 0.12, meter="D4s v5 Low Priority"),
+]
+AZ_PAGE_2 = [
+    # An older row for the same meter: the newer effective date wins.
+    az_item("Standard_D4s_v5", "eastus", 0.4, start="2023-01-01T00:00:00Z"),
+    az_item("Standard_D2as_v4", "eastus", 0.3, meter="D2as v4",
+            product="Virtual Machines Dasv4 Series"),
+    az_item("Standard_D8s_v5", "eastus", 1.0, meter="D8s v5"),  # not in the catalog
+]
+
+
+def test_parse_azure_items() -> None:
+    table = parse_azure_items(AZ_PAGE_1 + AZ_PAGE_2)
+    assert table == {("Standard_D4s_v5", "eastus"): (0.5, 0.11),
+                     ("Standard_D2as_v4", "eastus"): (0.3, None),
+                     ("Standard_D8s_v5", "eastus"): (1.0, None)}
+
+
+class Server:
+    """A loopback HTTP server that answers from a route table and records requests."""
+
+    def __init__(self, handler: Any) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def _do(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                outer.requests.append((self.path, dict(self.headers), body))
+                status, payload = handler(self.path, dict(self.headers), body, outer.url)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _do
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def azure_handler(path: str, headers: dict[str, str], body: bytes, base: str
+                  ) -> tuple[int, Any]:
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    if q.get("page") == ["2"]:
+        return 200, {"BillingCurrency": "USD", "CustomerEntityId": "Default",
+                     "CustomerEntityType": "Retail", "Items": AZ_PAGE_2, "NextPageLink": None,
+                     "Count": len(AZ_PAGE_2)}
+    region = "westus2" if "westus2" in q["$filter"][0] else "eastus"
+    items = AZ_PAGE_1 if region == "eastus" else [az_item("Standard_D4s_v5", "westus2", 0.6)]
+    nxt = (f"{base}/api/retail/prices?$filter={urllib.parse.quote(q['$filter'][0])}"
+           "&$skip=100&page=2") if region == "eastus" else None
+    return 200, {"BillingCurrency": "USD", "Items": items, "NextPageLink": nxt,
+                 "Count": len(items)}
+
+
+@pytest.fixture
+def azure_server() -> Iterator[Server]:
+    s = Server(azure_handler)
+    yield s
+    s.close()
+
+
+def test_refresh_azure_follows_pages_and_dates_prices(azure_server: Server) -> None:
+    cat = parse_catalog(CATALOG_YAML)
+    new, res = refresh_prices(cat, "azure", today=TODAY,
+                              azure_url=azure_server.url + "/api/retail/prices")
+    # What we sent: one filtered query per region, then the NextPageLink as given.
+    paths = [urllib.parse.urlsplit(p).query for p, _, _ in azure_server.requests]
+    assert [urllib.parse.parse_qs(q)["$filter"][0] for q in paths] == [
+        azure_filter("eastus"), azure_filter("eastus"), azure_filter("westus2")]
+    assert "page=2" in paths[1]
+    t = new.get("azure", "Standard_D4s_v5")
+    assert t is not None
+    assert (t.prices["eastus"].on_demand, t.prices["eastus"].spot) == (0.5, 0.11)
+    assert (t.prices["westus2"].on_demand, t.prices["westus2"].spot) == (0.6, None)
+    assert t.prices["eastus"].source == "azure-prices-2026-11-29"
+    assert new.source_date("azure-prices-2026-11-29") == "2026-11-29"
+    assert (res.updated, res.not_found) == (3, [])
+    # AWS entries untouched, with their old source.
+    assert new.get("aws", "c8i.large") == cat.get("aws", "c8i.large")
+
+
+def test_cli_refresh_azure_writes_the_catalog(azure_server: Server, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(CATALOG_YAML)
+    monkeypatch.setenv("NESTCLOUD_AZURE_PRICES_URL", azure_server.url + "/api/retail/prices")
+    r = CliRunner().invoke(app, ["catalog", "refresh-prices", "--provider", "azure",
+                                 "--region", "eastus", "--catalog", str(path)])
+    assert r.exit_code == 0, r.stderr
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    assert r.stdout == (f"{path}: 2 azure price(s) in eastus now from azure-prices-{today} "
+                        f"(price date: {today}); 2 changed\n")
+    cat = load_catalog(path)
+    assert cat.get("azure", "Standard_D4s_v5").prices["eastus"].on_demand == 0.5  # type: ignore
+    # westus2 was not asked for: its old price and source stay.
+    assert cat.get("azure", "Standard_D4s_v5").prices["westus2"].source == "pnodate"  # type: ignore
+    # The planner now shows today's date on eastus.
+    r = CliRunner().invoke(app, ["plan", "--vcpus", "4", "--memory", "16", "--providers",
+                                 "azure", "--regions", "eastus", "--json", "--catalog",
+                                 str(path)])
+    assert json.loads(r.stdout)["options"][0]["price_date"] == today
+
+
+def test_refresh_unknown_region_and_unreachable_endpoint() -> None:
+    cat = parse_catalog(CATALOG_YAML)
+    with pytest.raises(InputError, match=r"--region uksouth: the catalog lists no azure type"):
+        refresh_prices(cat, "azure", ["uksouth"])
+    with pytest.raises(ProviderError, match="Azure Retail Prices API: http://127.0.0.1:9/"):
+        refresh_prices(cat, "azure", ["eastus"], azure_url="http://127.0.0.1:9/prices")
+
+
+# -- AWS -----------------------------------------------------------------------------------
+
+
+def aws_product(itype: str, region: str, usd: str, **attrs: str) -> str:
+    a = {"instanceType": itype, "regionCode": region, "operatingSystem": "Linux",
+         "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used",
+         "licenseModel": "No License required", "vcpu": "2", "memory": "4 GiB"}
+    a.update(attrs)
+    return json.dumps({
+        "product": {"productFamily": "Compute Instance", "attributes": a, "sku": "SKU1"},
+        "serviceCode": "AmazonEC2",
+        "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
+            "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
+                "unit": "Hrs", "endRange": "Inf", "description": "made-up test price",
+                "appliesTo": [], "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "beginRange": "0",
+                "pricePerUnit": {"USD": usd}}},
+            "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "JRTCKXETXF",
+            "termAttributes": {}}}},
+        "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z"})
+
+
+AWS_PAGES = {
+    ("us-east-1", None): ([aws_product("c8i.large", "us-east-1", "0.0999000000"),
+                           aws_product("c8i.large", "us-east-1", "0.5", tenancy="Dedicated")],
+                          "tok2"),
+    ("us-east-1", "tok2"): ([aws_product("c8i.xlarge", "us-east-1", "0.1998000000")], None),
+}
+
+
+def test_parse_aws_price_list_keeps_only_the_wanted_rows() -> None:
+    rows = [e for page, _ in AWS_PAGES.values() for e in page]
+    assert parse_aws_price_list(rows) == {("c8i.large", "us-east-1"): (0.0999, None),
+                                          ("c8i.xlarge", "us-east-1"): (0.1998, None)}
+
+
+def test_refresh_aws_through_the_pricing_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    def handler(path: str, headers: dict[str, str], body: bytes, base: str
+                ) -> tuple[int, Any]:
+        req = json.loads(body)
+        region = next(f["Value"] for f in req["Filters"] if f["Field"] == "regionCode")
+        page, nxt = AWS_PAGES[(region, req.get("NextToken"))]
+        doc: dict[str, Any] = {"FormatVersion": "aws_v1", "PriceList": page}
+        if nxt:
+            doc["NextToken"] = nxt
+        return 200, doc
+
+    server = Server(handler)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", server.url)
+        cat = parse_catalog(CATALOG_YAML)
+        new, res = refresh_prices(cat, "aws", ["us-east-1"], today=TODAY)
+    finally:
+        server.close()
+    # What we sent: GetProducts for EC2 with the on-demand Linux filters, then the next page.
+    _, headers, body = server.requests[0]
+    assert headers["X-Amz-Target"] == "AWSPriceListService.GetProducts"
+    sent = json.loads(body)
+    assert sent["ServiceCode"] == "AmazonEC2" and sent["FormatVersion"] == "aws_v1"
+    assert {f["Field"]: f["Value"] for f in sent["Filters"]} == {
+        "regionCode": "us-east-1", "operatingSystem": "Linux", "tenancy": "Shared",
+        "preInstalledSw": "NA", "capacitystatus": "Used"}
+    assert all(f["Type"] == "TERM_MATCH" for f in sent["Filters"])
+    assert json.loads(server.requests[1][2])["NextToken"] == "tok2"
+    large = new.get("aws", "c8i.large")
+    assert large is not None and large.prices["us-east-1"].on_demand == 0.0999
+    # The Price List has no spot price: the old one goes rather than carry today's date.
+    assert large.prices["us-east-1"].spot is None
+    assert res.notes == ["2 AWS spot price(s) dropped: the Price List API has no spot prices, "
+                         "and keeping the old value would date it today"]
+    assert new.source_date("aws-prices-2026-11-29") == "2026-11-29"
+    # Not returned by the API: kept with its old price and date.
+    assert res.not_found == ["m8i.xlarge us-east-1", "c7i.metal-24xl us-east-1"]
+    assert new.get("aws", "m8i.xlarge").prices["us-east-1"].source == "p2025"  # type: ignore
+
+
+def test_apply_adds_a_region_the_type_did_not_list() -> None:
+    cat = parse_catalog(CATALOG_YAML)
+    new, _ = apply_prices(cat, "aws", ["eu-west-1"], {("m8i.xlarge", "eu-west-1"): (0.3, None)},
+                          TODAY)
+    assert new.get("aws", "m8i.xlarge").regions == ["eu-west-1", "us-east-1"]  # type: ignore
