@@ -253,8 +253,10 @@ class Host:
     def __init__(self, root: str = "/", *, stat_fn: Callable[[str], os.stat_result] = os.stat,
                  access_fn: Callable[[str, int], bool] = os.access,
                  run: Callable[[Sequence[str], float], Optional[RunResult]] = _run_real,
+                 which: Callable[[str], Optional[str]] = shutil.which,
                  kvm: Optional[KvmSys] = None) -> None:
         self.root = root
+        self.which = which
         self.stat_fn = stat_fn
         self.access_fn = access_fn
         self.run = run
@@ -440,8 +442,8 @@ def check_l2_boot(host: Host, timeout_s: float = 180) -> Dict[str, Any]:
     booted through early kernel start-up under hardware virtualization (accel=kvm has no
     software fallback, so QEMU refuses to start without working KVM).
     """
-    qemu = next((q for q in ("/usr/libexec/qemu-kvm", "qemu-system-x86_64")
-                 if os.path.exists(q) or shutil.which(q)), None)
+    qemu = next((q for q in ("/usr/libexec/qemu-kvm", "qemu-system-x86_64") if host.which(q)),
+                None)
     if qemu is None:
         return _check(False, "no QEMU binary found for the L2 boot")
     kernel = _guest_kernel(host)
