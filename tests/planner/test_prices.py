@@ -244,7 +244,8 @@ def test_refresh_aws_through_the_pricing_api(monkeypatch: pytest.MonkeyPatch) ->
                          "and keeping the old value would date it today"]
     assert new.source_date("aws-prices-2026-11-29") == "2026-11-29"
     # Not returned by the API: kept with its old price and date.
-    assert res.not_found == ["m8i.xlarge us-east-1", "c7i.metal-24xl us-east-1"]
+    assert res.not_found == ["m8i.xlarge us-east-1", "c7g.xlarge us-east-1",
+                             "c7i.metal-24xl us-east-1"]
     assert new.get("aws", "m8i.xlarge").prices["us-east-1"].source == "p2025"  # type: ignore
 
 
