@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
 
 Family = Literal["linux", "windows"]
 Hypervisor = Literal["kvm", "firecracker", "hyperv", "wsl2", "none"]
 HYPERVISORS: tuple[str, ...] = ("kvm", "firecracker", "hyperv", "wsl2", "none")
 
 
-class OsInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+# A dataclass, not a pydantic model: this fixed table is read on every `check`, and building a
+# pydantic model class costs start-up time for no validation we need.
+@dataclass(frozen=True)
+class OsInfo:
     alias: str
     family: Family
     title: str
     hypervisors: tuple[str, ...]
-    why_not: dict[str, str] = {}
+    why_not: dict[str, str] = field(default_factory=dict)
 
 
 _LINUX_ALL = ("kvm", "firecracker", "none")

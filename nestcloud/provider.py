@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from nestcloud.catalog import Catalog
 from nestcloud.errors import MissingDependencyError, ProviderError, UnknownProviderError
-from nestcloud.models import DownResult, Instance, LaunchResult, VerifyResult
-from nestcloud.spec import LaunchSpec
+
+if TYPE_CHECKING:  # only annotations: listing providers must not build these models
+    from nestcloud.catalog import Catalog
+    from nestcloud.models import DownResult, Instance, LaunchResult, VerifyResult
+    from nestcloud.spec import LaunchSpec
 
 GROUP = "nestcloud.providers"
 

@@ -1,0 +1,135 @@
+"""Start-up benchmark: nestcloud commands against importing the libraries they stand on.
+
+Measures, in one run, the median wall time of
+
+    nestcloud catalog list --json
+    nestcloud check --provider aws --type c8i.large --region us-east-1
+    python -c "import typer, pydantic, yaml"          (the baseline)
+
+each as a fresh subprocess, interleaved round-robin so a busy machine slows all three alike,
+and prints each command's ratio to the baseline (target <= 1.5) plus a line for the README.
+
+    python bench/bench_cli.py [--runs 21] [--json] [--strict]
+
+--strict exits 1 when a ratio misses the target. The first (warm-up) run of each command is
+not counted; it also fills nestcloud's parsed-catalog cache, as any first use does. The cold
+(no cache) time of `catalog list --json` is measured separately and reported for information.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET = 1.5
+
+
+def nestcloud_argv() -> list[str]:
+    """The console script next to this interpreter, else the one on PATH."""
+    here = Path(sys.executable).parent / "nestcloud"
+    if here.exists():
+        return [str(here)]
+    found = shutil.which("nestcloud")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from nestcloud.cli import main; main()"]
+
+
+def run_once(argv: list[str], env: dict[str, str], cpu: list[float] | None = None) -> float:
+    """Wall seconds of one run; appends the child's CPU seconds (user+sys) to ``cpu``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                          check=False)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"{' '.join(argv)} failed with exit {proc.returncode}:\n"
+                         f"{proc.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=21, help="timed runs per command (default 21)")
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a ratio misses")
+    args = ap.parse_args()
+
+    nc = nestcloud_argv()
+    commands: dict[str, list[str]] = {
+        "baseline": [sys.executable, "-c", "import typer, pydantic, yaml"],
+        "catalog list --json": [*nc, "catalog", "list", "--json"],
+        "check": [*nc, "check", "--provider", "aws", "--type", "c8i.large", "--region",
+                  "us-east-1"],
+    }
+    env = dict(os.environ)
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    cpu: dict[str, list[float]] = {k: [] for k in commands}
+    with tempfile.TemporaryDirectory() as cold_dir:
+        cold_env = {**env, "NESTCLOUD_CACHE_DIR": cold_dir}
+        cold = []
+        for _ in range(max(3, args.runs // 4)):
+            for f in Path(cold_dir).iterdir():
+                f.unlink()
+            cold.append(run_once(commands["catalog list --json"], cold_env))
+    for argv in commands.values():  # warm-up: page cache, .pyc files, the catalog cache
+        run_once(argv, env)
+    for _ in range(args.runs):
+        for name, argv in commands.items():
+            times[name].append(run_once(argv, env, cpu[name]))
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med["baseline"]
+    ratios = {k: med[k] / base for k in commands if k != "baseline"}
+    # CPU time is what the command costs; wall time also counts waiting for a busy CPU, so on
+    # a shared machine the CPU ratio is the steadier of the two.
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    cpu_ratios = {k: cpu_med[k] / cpu_med["baseline"] for k in commands if k != "baseline"}
+    ok = all(r <= TARGET for r in ratios.values())
+    cold_med = statistics.median(cold)
+    line = (f"Start-up, median of {args.runs} runs (Python {platform.python_version()}, "
+            f"{dt.date.today().isoformat()}): `nestcloud catalog list --json` "
+            f"{med['catalog list --json'] * 1000:.0f} ms ({ratios['catalog list --json']:.2f}x), "
+            f"`nestcloud check --provider aws --type c8i.large --region us-east-1` "
+            f"{med['check'] * 1000:.0f} ms ({ratios['check']:.2f}x) against "
+            f"`python -c \"import typer, pydantic, yaml\"` {base * 1000:.0f} ms; "
+            f"target <= {TARGET}x. First run without the parsed-catalog cache: "
+            f"{cold_med * 1000:.0f} ms.")
+    if args.json:
+        print(json.dumps({"runs": args.runs, "median_s": med, "ratios": ratios,
+                          "cpu_median_s": cpu_med, "cpu_ratios": cpu_ratios,
+                          "target": TARGET, "ok": ok, "cold_catalog_list_s": cold_med,
+                          "readme": line}, indent=2))
+    else:
+        width = max(len(k) for k in commands)
+        print(f"{'command'.ljust(width)}  wall median ms  min ms  cpu median ms  cpu ratio"
+              "  wall ratio")
+        for name in commands:
+            ratio = "1.00 (baseline)" if name == "baseline" else (
+                f"{ratios[name]:.2f} {'ok' if ratios[name] <= TARGET else 'MISS'}")
+            cr = 1.0 if name == "baseline" else cpu_ratios[name]
+            print(f"{name.ljust(width)}  {med[name] * 1000:14.1f}  {min(times[name]) * 1000:6.1f}"
+                  f"  {cpu_med[name] * 1000:13.1f}  {cr:9.2f}  {ratio}")
+        print(f"catalog list --json without the parsed-catalog cache: {cold_med * 1000:.1f} ms")
+        print(f"target: ratio <= {TARGET}: {'met' if ok else 'MISSED'}")
+        print()
+        print(line)
+    return 0 if ok or not args.strict else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
