@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import difflib
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -400,7 +401,9 @@ def preflight(size: str, region: str, facts: SkuFacts | None, *, spot: bool,
               offered: list[str]) -> None:
     """Refuse a launch the region cannot take, before anything is created."""
     if facts is None:
-        close = [o for o in offered if o.lower().startswith(size.lower().rsplit("_", 1)[0])][:3]
+        version = size.lower().rsplit("_", 1)[-1]
+        same = [o for o in offered if o.lower().rsplit("_", 1)[-1] == version]
+        close = sorted(difflib.get_close_matches(size, same or offered, n=3, cutoff=0.6))
         raise UnsupportedError(
             f"{size} is not offered in {region} (Resource SKUs)",
             hint=("similar sizes there: " + ", ".join(close)) if close else

@@ -307,7 +307,8 @@ class AzureProvider:
         skus = self._skus(region)
         facts = skus.get(spec.type.lower())
         plan.preflight(spec.type, region, facts, spot=spec.spot,
-                       offered=sorted(f.name for f in skus.values()))
+                       offered=sorted(f.name for f in skus.values()
+                                      if not f.restricted and f.arch in (None, "x86_64")))
         assert facts is not None
         size = facts.name
         cat_type = catalog.get(self.name, spec.type) or next(iter(catalog.find(spec.type,
@@ -517,20 +518,20 @@ class AzureProvider:
         if not created:
             return
         left: list[str] = []
+        removed = 0
         if group is not None:
             try:
-                self._delete_group(group)
+                removed = len(created) if self._delete_group(group) else 0
             except Exception:
                 left = [plan.Ids(self.subscription_id, group).group_id]
         else:
             for rid in reversed(created):
                 try:
-                    self._delete_id(rid)
+                    removed += self._delete_id(rid)
                 except Exception:
                     left.append(rid)
-        if isinstance(exc, NestcloudError):
-            exc.message += (f"; rolled back what this run created ({len(created)} resource(s))"
-                            if not left else "")
+        if isinstance(exc, NestcloudError) and removed and not left:
+            exc.message += f"; rolled back what this run created ({removed} resource(s))"
         if left:
             raise CleanupError(
                 f"the launch failed and removing what it created failed too; left: "

@@ -1,0 +1,220 @@
+"""Faults at the ARM fake: throttling, failed provisioning, capacity/quota/auth, rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from conftest import SSH_KEY
+from fakes.arm_fake import ArmFake
+
+from nestcloud.catalog import Catalog
+from nestcloud.errors import (CapacityError, CleanupError, CredentialsError, ProviderError,
+                              QuotaError, UnsupportedError)
+from nestcloud.spec import LaunchSpec
+
+
+def spec(**kw: Any) -> LaunchSpec:
+    base: dict[str, Any] = {"provider": "azure", "type": "Standard_D2s_v5", "region": "eastus",
+                            "name": "demo", "key_name": SSH_KEY}
+    base.update(kw)
+    return LaunchSpec(**base)
+
+
+def puts(arm: ArmFake, type_: str) -> int:
+    return len(arm.writes("PUT", type_))
+
+
+def test_429_with_retry_after_is_retried_by_the_sdk(provider: Any, arm: ArmFake,
+                                                     catalog: Catalog) -> None:
+    arm.fault("PUT", r"/networkInterfaces/", 429, "TooManyRequests", times=2, retry_after="0")
+    arm.fault("GET", r"/skus$", 429, "TooManyRequests", times=1, retry_after="1")
+    res = provider.launch(spec(count=2), catalog)
+    assert len(res.created) == 2
+    assert puts(arm, "networkInterfaces") == 4  # two throttled, then one each
+    assert len([r for r in arm.requests if r.path.endswith("/skus")]) == 2
+
+
+def test_endless_throttling_becomes_a_throttled_error(make_provider: Callable[..., Any],
+                                                      arm: ArmFake, catalog: Catalog,
+                                                      rendered: Any) -> None:
+    arm.fault("GET", r"/skus$", 429, "TooManyRequests", times=None, retry_after="0")
+    p = make_provider(client_options={"retry_total": 2})
+    with pytest.raises(ProviderError) as err:
+        p.launch(spec(), catalog)
+    assert type(err.value).__name__ == "ThrottledError"
+    assert "reading Resource SKUs for eastus" in err.value.message
+    assert isinstance(err.value.__cause__, HttpResponseError)
+    assert len(arm.requests) == 3  # the first try and retry_total=2 retries
+
+
+def test_409_with_retry_after_is_retried(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
+    arm.fault("PUT", r"/virtualNetworks/", 409, "AnotherOperationInProgress", retry_after="0")
+    provider.launch(spec(), catalog)
+    assert puts(arm, "virtualNetworks") == 2
+
+
+def test_409_group_being_deleted_says_what_to_do(provider: Any, arm: ArmFake,
+                                                 catalog: Catalog) -> None:
+    arm.fault("PUT", r"/resourcegroups/nestcloud-demo-eastus$", 409,
+              "ResourceGroupBeingDeleted", message="The resource group is being deleted.")
+    with pytest.raises(ProviderError) as err:
+        provider.launch(spec(), catalog)
+    assert str(err.value) == (
+        "creating nestcloud-demo-eastus: The resource group is being deleted. "
+        "(ResourceGroupBeingDeleted)\n  hint: a previous `nestcloud down` is still deleting "
+        "this group: wait for it to finish, then launch again")
+    assert arm.groups == {} and arm.resources == {}
+
+
+def test_transient_provisioning_failure_is_retried(provider: Any, arm: ArmFake,
+                                                   catalog: Catalog) -> None:
+    arm.fail_vm("demo-1", "OSProvisioningInternalError")
+    res = provider.launch(spec(count=2), catalog)
+    assert len(res.created) == 2
+    vm_puts = [r.path.rsplit("/", 1)[-1] for r in arm.writes("PUT", "virtualMachines")]
+    assert sorted(vm_puts) == ["demo-0", "demo-1", "demo-1"]
+    assert {i.state for i in res.instances} == {"running"}
+
+
+def test_allocation_failure_rolls_back_everything_this_run_created(
+        provider: Any, arm: ArmFake, catalog: Catalog) -> None:
+    arm.fail_vm("demo-2", "AllocationFailed")
+    with pytest.raises(CapacityError) as err:
+        provider.launch(spec(count=3, public_ip=True, ttl_seconds=3600), catalog)
+    e = err.value
+    assert e.code == "AllocationFailed"
+    assert e.message.startswith("seat 2: creating demo-2: injected provisioning failure of "
+                                "demo-2 (AllocationFailed); rolled back what this run created")
+    assert e.hint == ("Azure has no capacity for this size there now: try another region or "
+                      "an equivalent size, or retry later")
+    assert isinstance(e.__cause__, HttpResponseError)
+    # The run created the group, so one group delete removed everything.
+    assert arm.groups == {} and arm.resources == {}
+    assert [r.path.rsplit("/", 1)[-1] for r in arm.writes("DELETE")] == ["nestcloud-demo-eastus"]
+    assert provider.list("demo") == []
+
+
+@pytest.mark.parametrize(("status", "code", "cls", "hint_start"), [
+    (409, "OperationNotAllowed", QuotaError, "raise the vCPU quota"),
+    (409, "QuotaExceeded", QuotaError, "raise the vCPU quota"),
+    (409, "SkuNotAvailable", CapacityError, "Azure has no capacity"),
+    (403, "AuthorizationFailed", CredentialsError, "sign in with `az login`"),
+])
+def test_vm_create_errors_become_nestcloud_errors(provider: Any, arm: ArmFake,
+                                                  catalog: Catalog, status: int, code: str,
+                                                  cls: type, hint_start: str) -> None:
+    arm.fault("PUT", r"/virtualMachines/demo-0$", status, code,
+              message="Operation could not be completed")
+    with pytest.raises(cls) as err:
+        provider.launch(spec(), catalog)
+    assert err.value.message.startswith(
+        f"seat 0: creating demo-0: Operation could not be completed ({code})")
+    assert err.value.hint.startswith(hint_start)
+    assert err.value.exit_code == 1
+    assert arm.resources == {} and arm.groups == {}
+
+
+def test_rollback_in_a_user_group_removes_only_this_runs_resources(
+        make_provider: Callable[..., Any], arm: ArmFake, catalog: Catalog,
+        rendered: Any) -> None:
+    p = make_provider(resource_group="team-rg")
+    p.resources.resource_groups.create_or_update("team-rg", {"location": "eastus"})
+    p.network.network_security_groups.begin_create_or_update(
+        "team-rg", "theirs", {"location": "eastus"}).result()
+    first = p.launch(spec(count=1, public_ip=True), catalog)
+    arm.fail_vm("demo-2", "AllocationFailed")
+    before = set(arm.ids())
+    with pytest.raises(CapacityError):
+        p.launch(spec(count=3, public_ip=True), catalog)
+    assert set(arm.ids()) == before  # seat 0 and the foreign NSG survive, seats 1-2 are gone
+    assert "team-rg" in arm.groups
+    assert [i.id for i in p.list("demo")] == first.created
+    deleted = [r.path.rsplit("/", 2)[-2:] for r in arm.writes("DELETE")]
+    # Reverse creation order, each seat's VM before its NIC before its public IP.
+    for seat in (1, 2):
+        order = [d for d in deleted if d[1].startswith(f"demo-{seat}")]
+        assert order[0] == ["virtualMachines", f"demo-{seat}"]
+        assert order.index(["networkInterfaces", f"demo-{seat}-nic"]) < \
+            order.index(["publicIPAddresses", f"demo-{seat}-pip"])
+
+
+def test_failed_rollback_lists_what_is_left(provider: Any, arm: ArmFake, catalog: Catalog
+                                            ) -> None:
+    arm.fail_vm("demo-0", "AllocationFailed")
+    arm.fault("DELETE", r"/resourcegroups/nestcloud-demo-eastus$", 409, "Conflict",
+              times=None)
+    with pytest.raises(CleanupError) as err:
+        provider.launch(spec(), catalog)
+    gid = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/" \
+          "nestcloud-demo-eastus"
+    assert err.value.leftovers == [gid]
+    assert str(err.value) == (
+        f"the launch failed and removing what it created failed too; left: {gid}\n"
+        "  hint: run `nestcloud down demo --provider azure` or "
+        "`az group delete -n nestcloud-demo-eastus`")
+    assert isinstance(err.value.__cause__, CapacityError)
+
+
+def test_credential_failure_is_a_credentials_error(make_provider: Callable[..., Any],
+                                                   arm: ArmFake, catalog: Catalog,
+                                                   rendered: Any) -> None:
+    class NoLogin:
+        def get_token(self, *scopes: str, **kw: Any) -> Any:
+            raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
+
+    with pytest.raises(CredentialsError) as err:
+        make_provider(credential=NoLogin()).launch(spec(), catalog)
+    assert str(err.value) == (
+        "reading Resource SKUs for eastus: no usable Azure credentials (DefaultAzureCredential "
+        "failed to retrieve a token)\n  hint: run `az login`, or set AZURE_CLIENT_ID/"
+        "AZURE_TENANT_ID/AZURE_CLIENT_SECRET for a service principal")
+    assert arm.requests == []
+
+
+def test_rejected_token_is_a_credentials_error(provider: Any, arm: ArmFake, catalog: Catalog
+                                               ) -> None:
+    arm.fault("GET", r"/skus$", 401, "InvalidAuthenticationToken",
+              message="The access token is invalid.")
+    with pytest.raises(CredentialsError, match=r"The access token is invalid\. "
+                                               r"\(InvalidAuthenticationToken\)"):
+        provider.launch(spec(), catalog)
+
+
+@pytest.mark.parametrize(("kw", "message", "cls"), [
+    ({"type": "Standard_D4s_v5", "region": "westeurope"},
+     "Standard_D4s_v5 is not offered in westeurope (Resource SKUs)", UnsupportedError),
+    ({"type": "Standard_E2s_v5"},
+     "Standard_E2s_v5 is restricted for this subscription in eastus "
+     "(NotAvailableForSubscription)", UnsupportedError),
+    ({"type": "Standard_D2ps_v5"},
+     "Standard_D2ps_v5 is arm64: Azure offers no nested virtualization on Arm",
+     UnsupportedError),
+    ({"type": "Standard_B2s", "spot": True},
+     "Standard_B2s cannot run as Spot in eastus", UnsupportedError),
+])
+def test_preflight_from_resource_skus_refuses_before_any_write(
+        provider: Any, arm: ArmFake, catalog: Catalog, kw: dict[str, Any], message: str,
+        cls: type) -> None:
+    with pytest.raises(cls) as err:
+        provider.launch(spec(**kw), catalog)
+    assert err.value.message == message
+    assert arm.writes() == []
+
+
+def test_not_offered_suggests_similar_sizes(provider: Any, arm: ArmFake, catalog: Catalog
+                                            ) -> None:
+    with pytest.raises(UnsupportedError) as err:
+        provider.launch(spec(type="Standard_D8s_v5"), catalog)
+    assert err.value.hint == "similar sizes there: Standard_D2s_v5, Standard_D4s_v5"
+
+
+def test_unreachable_endpoint(make_provider: Callable[..., Any], catalog: Catalog,
+                              rendered: Any) -> None:
+    p = make_provider(arm_endpoint="http://127.0.0.1:9", client_options={"retry_total": 0})
+    with pytest.raises(ProviderError) as err:
+        p.launch(spec(), catalog)
+    assert err.value.message.startswith("reading Resource SKUs for eastus: cannot reach Azure "
+                                        "Resource Manager")
