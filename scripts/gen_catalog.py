@@ -22,10 +22,11 @@ Sources (nothing else is read; a fact none of them gives stays out of the catalo
   cannot be listed: the CSV is our only source for their vCPUs and memory.
 
 Azure cpu_vendor follows the size-name convention (learn.microsoft.com "Azure VM sizes naming
-conventions"): the additive-feature letter "a" means an AMD processor and "p" an Arm CPU (the
-Dpsv5/Dpsv6/Bpsv2 Arm sizes are Ampere Altra/AmpereOne, so vendor "ampere", arch arm64). The
-doc does not say what the absence of both letters means; the convention everyone relies on,
-and what we record, is Intel.
+conventions"): the additive-feature letter "a" means an AMD processor and "p" an Arm CPU, so
+arch arm64. Arm sizes up to v5 (Dpsv5, Epsv5, Bpsv2) run on Ampere Altra: vendor "ampere";
+v6 Arm sizes (Dpsv6, Dplsv6) run on Microsoft's Cobalt 100, which the catalog's CpuVendor
+cannot name: "unknown". The doc does not say what the absence of both letters means; the
+convention relied on, and what we record, is Intel.
 
 Output is deterministic: sorted input, no clocks except the date, which is --date (or
 SOURCE_DATE_EPOCH, or today in UTC) and lands in generated_at and every type's `verified`.
@@ -180,9 +181,10 @@ def azure_nesting(name: str) -> tuple[str, str | None] | None:
 
 def azure_cpu(name: str) -> tuple[str, str]:
     """(arch, cpu_vendor) from the additive-feature letters (see the module docstring)."""
-    feats = parse_azure_name(name).features
+    n = parse_azure_name(name)
+    feats = n.features
     if "p" in feats:
-        return "arm64", "ampere"
+        return "arm64", "ampere" if (n.version or 0) <= 5 else "unknown"
     if "a" in feats:
         return "x86_64", "amd"
     return "x86_64", "intel"
@@ -193,12 +195,14 @@ def azure_cpu(name: str) -> tuple[str, str]:
 
 def moto_dir(explicit: Path | None) -> tuple[Path, str]:
     """moto's ec2/resources directory and moto's version, without importing moto."""
-    version = importlib.metadata.version("moto")
+    try:
+        version = importlib.metadata.version("moto")
+    except importlib.metadata.PackageNotFoundError:
+        raise SystemExit("gen_catalog: moto is not installed (pip install 'moto==5.2.5')") from None
     if explicit is not None:
         return explicit, version
     spec = importlib.util.find_spec("moto")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("gen_catalog: moto is not installed (pip install 'moto>=5.2.5')")
+    assert spec is not None and spec.submodule_search_locations
     return Path(list(spec.submodule_search_locations)[0]) / "ec2" / "resources", version
 
 
@@ -439,6 +443,14 @@ def build(data_dir: Path, res: Path, moto_version: str, today: dt.date,
     return cat, header
 
 
+def _iso_date(text: str) -> str:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-29") from None
+    return text
+
+
 def _today(explicit: str | None) -> dt.date:
     if explicit:
         return dt.date.fromisoformat(explicit)
@@ -452,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO / "catalog.yaml",
                     help="where to write (default: the repo's catalog.yaml); '-' for stdout")
-    ap.add_argument("--date", help="verification date YYYY-MM-DD (default: SOURCE_DATE_EPOCH "
+    ap.add_argument("--date", type=_iso_date, help="verification date YYYY-MM-DD (default: SOURCE_DATE_EPOCH "
                                    "or today, UTC)")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                     help=f"directory with prices-aws.csv and prices-azure.csv "
@@ -463,6 +475,11 @@ def main(argv: list[str] | None = None) -> int:
 
     today = _today(args.date)
     res, moto_version = moto_dir(args.moto_resources)
+    for needed in (args.data_dir / "prices-aws.csv", args.data_dir / "prices-azure.csv",
+                   res / "instance_types.json.gz"):
+        if not needed.is_file():
+            raise SystemExit(f"gen_catalog: {needed}: not found (see --data-dir, "
+                             "--moto-resources)")
     report = Report([])
     cat, header = build(args.data_dir, res, moto_version, today, report)
     text = dump(cat, header_notes=header)

@@ -289,6 +289,7 @@ def test_azure_parser_rejects_other_names(name: str) -> None:
 
 @pytest.mark.parametrize(("name", "cpu"), [
     ("Standard_D2ps_v5", ("arm64", "ampere")), ("Standard_B2pts_v2", ("arm64", "ampere")),
+    ("Standard_D2ps_v6", ("arm64", "unknown")),  # Cobalt 100: no CpuVendor value for it
     ("Standard_D2as_v5", ("x86_64", "amd")), ("Standard_E16ads_v5", ("x86_64", "amd")),
     ("Standard_D2s_v5", ("x86_64", "intel")), ("Standard_F2s_v2", ("x86_64", "intel")),
 ])
