@@ -57,6 +57,7 @@ USER_DATA_LIMIT = 16 * 1024  # FACTS.md: 16 KB raw, before base64
 LIVE_STATES = ("pending", "running")
 FOUND_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 MAX_TOKEN_GENERATIONS = 20
+VERIFY_BATCH = 100
 SG_PREFIX = "nestcloud-"
 SANDBOX_NOTES = (
     "sandbox: this is a local EC2 endpoint (moto), not AWS: no guest boots and nothing is "
@@ -714,12 +715,18 @@ class AwsProvider:
 
     def verify_catalog(self, catalog: Catalog, region: str) -> VerifyResult:
         ec2 = self.client("ec2", region)
-        live: dict[str, dict[str, Any]] = {}
-        with aws_errors("list instance types", region=region):
-            for page in ec2.get_paginator("describe_instance_types").paginate():
-                for it in page["InstanceTypes"]:
-                    live[it["InstanceType"]] = it
         mine = [t for t in catalog.of("aws") if not t.regions or region in t.regions]
+        live: dict[str, dict[str, Any]] = {}
+        names = sorted({t.name for t in mine})
+        # A name filter (unlike InstanceTypes=[...]) does not fail the whole call on one type
+        # the region lacks; no processor-feature filter: we read SupportedFeatures ourselves.
+        with aws_errors("describe the catalog's instance types", region=region):
+            for i in range(0, len(names), VERIFY_BATCH):
+                batch = names[i:i + VERIFY_BATCH]
+                for page in ec2.get_paginator("describe_instance_types").paginate(
+                        Filters=[{"Name": "instance-type", "Values": batch}]):
+                    for it in page["InstanceTypes"]:
+                        live[it["InstanceType"]] = it
         diffs: list[CatalogDiff] = []
         missing: list[str] = []
         for t in mine:
