@@ -14,9 +14,9 @@ Sources (nothing else is read; a fact none of them gives stays out of the catalo
   otherwise "none".
 * AWS regions: moto's mirror of DescribeInstanceTypeOfferings (LocationType=region),
   moto/ec2/resources/instance_type_offerings/region/<region>.json.gz.
-* AWS prices: ../shared/data/prices-aws.csv. A price row is attached only when the offerings
+* AWS prices: data/prices-aws.csv (a copy of shared/data). A price row is attached only when the offerings
   data lists the type in that region; dropped rows are counted on stderr.
-* Azure sizes, generations, regions and prices: ../shared/data/prices-azure.csv.
+* Azure sizes, generations, regions and prices: data/prices-azure.csv (a copy of shared/data).
 * Azure nesting: the per-family lists in ../shared/FACTS.md, copied into AZURE_NESTED /
   AZURE_NOT_NESTED below (FACTS.md is prose, not data). Families the CSV lacks (v6, v7, M, Lasv3)
   cannot be listed: the CSV is our only source for their vCPUs and memory.
@@ -65,7 +65,7 @@ from nestcloud.catalog import (  # noqa: E402
 )
 
 GENERATED_BY = "scripts/gen_catalog.py"
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+DEFAULT_DATA_DIR = REPO / "data"
 
 # Source keys (referenced by nesting_source and prices.*.source).
 SRC_AWS_TYPES = "aws-describe-instance-types"
