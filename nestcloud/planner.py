@@ -17,7 +17,7 @@ import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
-from pydantic import model_validator
+from pydantic import PrivateAttr, computed_field, model_validator
 
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import BudgetError, RefusedError
@@ -122,14 +122,31 @@ class Rejected(_Model):
     usd_per_seat_hour: float | None = None
 
 
+# (provider, type, region, code, reason, usd_per_seat_hour)
+_RawReject = tuple[str, str, "str | None", str, str, "float | None"]
+
+
 class PlanResult(_Model):
     """Ranked options (cheapest first) and, for --explain, every rejected candidate."""
 
     request: PlanRequest
     options: list[PlanOption] = Field(default_factory=list)
-    rejected: list[Rejected] = Field(default_factory=list)
     closest: PlanOption | None = Field(
         default=None, description="the cheapest option the budget ruled out")
+    # Thousands of rejections per plan: kept as tuples until someone looks (--explain, a
+    # refusal message), so planning itself stays fast.
+    _raw_rejected: list[_RawReject] = PrivateAttr(default_factory=list)
+    _rejected: list[Rejected] | None = PrivateAttr(default=None)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def rejected(self) -> list[Rejected]:
+        if self._rejected is None:
+            self._rejected = [
+                Rejected.model_construct(provider=p, type=t, region=r, code=c, reason=why,
+                                         usd_per_seat_hour=u)
+                for p, t, r, c, why, u in self._raw_rejected]
+        return self._rejected
 
     @property
     def best(self) -> PlanOption | None:
@@ -191,14 +208,15 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
     regions = list(dict.fromkeys(req.regions)) if req.regions else None
     want_type = req.type.lower() if req.type else None
     options: list[tuple[tuple[Any, ...], PlanOption]] = []
-    rejected: list[Rejected] = []
-
-    over_budget: list[tuple[tuple[Any, ...], PlanOption]] = []
+    rejected: list[_RawReject] = []
+    closest: tuple[tuple[Any, ...], PlanOption] | None = None
+    # One validated spec, copied per type: model_copy is far cheaper than building a model.
+    template = LaunchSpec(provider="aws", type="-", os=req.os, hypervisor=req.hypervisor,
+                          spot=req.spot)
 
     def reject(t: InstanceType, code: RejectCode, reason: str, region: str | None = None,
                per_seat: float | None = None) -> None:
-        rejected.append(Rejected(provider=t.provider, type=t.name, region=region, code=code,
-                                 reason=reason, usd_per_seat_hour=per_seat))
+        rejected.append((t.provider, t.name, region, code, reason, per_seat))
 
     for t in catalog.types:
         if providers is not None and t.provider not in providers:
@@ -212,10 +230,7 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
             reject(t, "size", f"{t.vcpus} vCPU / {t.memory_gib:g} GiB is smaller than "
                               f"{req.vcpus} vCPU / {req.memory_gib:g} GiB per seat")
             continue
-        # Built without validation: every field comes from validated data, and this runs once
-        # per fitting type, so it must stay cheap.
-        spec = LaunchSpec.model_construct(provider=t.provider, type=t.name, os=req.os,
-                                          hypervisor=req.hypervisor, spot=req.spot)
+        spec = template.model_copy(update={"provider": t.provider, "type": t.name})
         findings = run_checks(spec, catalog)
         errors = [f for f in findings if f.severity == "error"]
         if errors:
@@ -258,7 +273,19 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
                 else:
                     notes.append("bare metal: the hypervisor runs on the hardware; one seat "
                                  "per instance")
-            opt = PlanOption(
+            # Ties: fewer spare resources first, then names, so the order never depends on
+            # the catalog's order.
+            key = (total, round(per_seat, 6), instances, t.vcpus, t.memory_gib, t.provider,
+                   region, t.name)
+            over = req.budget is not None and total > req.budget + 1e-9
+            if over:
+                reject(t, "budget", f"{_usd(total)} for {req.seats} seat(s) x {req.hours:g} h "
+                                    f"is over the {_usd(req.budget or 0)} budget "
+                                    f"(price date: {date})", region, round(per_seat, 6))
+                if closest is not None and closest[0] <= key:
+                    continue
+            # Not validated again: every value comes from the validated catalog and request.
+            opt = PlanOption.model_construct(
                 provider=t.provider, region=region, type=t.name, family=t.family,
                 nesting=t.nesting, vcpus=t.vcpus, memory_gib=t.memory_gib,
                 bare_metal=t.bare_metal, spot=req.spot, usd_per_hour=price,
@@ -266,21 +293,15 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
                 usd_per_seat_hour=round(per_seat, 6), hourly_usd=round(hourly, 6),
                 hours=req.hours, total_usd=total, price_date=date, price_source=rp.source,
                 notes=notes)
-            # Ties: fewer spare resources first, then names, so the order never depends on
-            # the catalog's order.
-            key = (total, round(per_seat, 6), instances, t.vcpus, t.memory_gib, t.provider,
-                   region, t.name)
-            if req.budget is not None and total > req.budget + 1e-9:
-                reject(t, "budget", f"{_usd(total)} for {req.seats} seat(s) x {req.hours:g} h "
-                                    f"is over the {_usd(req.budget)} budget "
-                                    f"(price date: {date})", region, round(per_seat, 6))
-                over_budget.append((key, opt))
+            if over:
+                closest = (key, opt)
                 continue
             options.append((key, opt))
     options.sort(key=lambda kv: kv[0])
-    closest = min(over_budget, key=lambda kv: kv[0])[1] if over_budget else None
-    return PlanResult(request=req, options=[o for _, o in options], rejected=rejected,
-                      closest=closest)
+    result = PlanResult.model_construct(request=req, options=[o for _, o in options],
+                                        closest=closest[1] if closest else None)
+    result._raw_rejected = rejected
+    return result
 
 
 def _refusal(result: PlanResult) -> RefusedError:
