@@ -281,7 +281,8 @@ class AzureProvider:
 
     def _vms_in(self, group: str, name: str | None) -> list[Any]:
         try:
-            vms = list(self.compute.virtual_machines.list(group))
+            # The instance view comes with the list: one call per group, not one per VM.
+            vms = list(self.compute.virtual_machines.list(group, expand="instanceView"))
         except ResourceNotFoundError:
             return []
         return [v for v in vms if (v.tags or {}).get(TAG_NAME) is not None
@@ -557,8 +558,8 @@ class AzureProvider:
         try:
             if rtype == "microsoft.compute/virtualmachines" and "extensions" in [
                     t.lower() for t in tail[-2:]]:
-                c.virtual_machine_extensions.begin_delete(group, rname, tail[-1]).result()
-            elif rtype == "microsoft.compute/virtualmachines":
+                return False  # an extension goes with its VM
+            if rtype == "microsoft.compute/virtualmachines":
                 c.virtual_machines.begin_delete(group, rname).result()
             elif rtype == "microsoft.compute/disks":
                 c.disks.begin_delete(group, rname).result()
@@ -664,7 +665,7 @@ class AzureProvider:
             if self.resource_group:
                 vms = self._vms_in(self.resource_group, name)
             else:
-                vms = [v for v in self.compute.virtual_machines.list_all()
+                vms = [v for v in self.compute.virtual_machines.list_all(expand="instanceView")
                        if (v.tags or {}).get(TAG_NAME) is not None
                        and (name is None or (v.tags or {}).get(TAG_NAME) == name)]
             by_group: dict[str, list[Any]] = {}
@@ -712,11 +713,8 @@ class AzureProvider:
             return "failed"
         if prov == "deleting":
             return "deleting"
-        try:
-            view = self.compute.virtual_machines.instance_view(group, vm.name)
-        except ResourceNotFoundError:
-            return "deleted"
-        for status in view.statuses or []:
+        view = vm.instance_view
+        for status in (view.statuses if view is not None else None) or []:
             code = str(status.code or "")
             if code.startswith("PowerState/"):
                 return code.split("/", 1)[1]

@@ -123,7 +123,7 @@ class ArmFake:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True,
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True,
                          name="arm-fake").start()
         return self
 
@@ -289,8 +289,10 @@ class _Handler(BaseHTTPRequestHandler):
             skus = [s for s in arm.skus if loc is None or loc.group(1).lower() in
                     [x.lower() for x in s["locations"]]]
             return self._send(200, {"value": skus})
+        expand = query.get("$expand", "").lower() == "instanceview"
         if rest == ["providers", "microsoft.compute", "virtualmachines"]:
-            return self._send(200, {"value": self._of_type("microsoft.compute/virtualmachines")})
+            vms = self._of_type("microsoft.compute/virtualmachines")
+            return self._send(200, {"value": [_viewed(v, expand) for v in vms]})
         if len(rest) >= 2 and rest[0] == "resourcegroups":
             group = rest[1]
             if len(rest) == 2:
@@ -306,7 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
             if len(rest) == 5 and rest[2] == "providers":
                 rtype = f"{rest[3]}/{rest[4]}"
                 return self._send(200, {"value": [
-                    r for r in self._of_type(rtype) if arm._group_of(r["id"]) == group]})
+                    _viewed(r, expand) for r in self._of_type(rtype)
+                    if arm._group_of(r["id"]) == group]})
             if len(rest) >= 6 and rest[2] == "providers":
                 return self._resource(path, rest, body)
         raise _Reply(404, {"error": {"code": "NotFound", "message": f"no route {path}"}})
@@ -406,11 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
         if vm is None:
             raise _Reply(404, {"error": {"code": "ResourceNotFound", "message": vm_key}})
         if action == "instanceview" and self.command == "GET":
-            state = vm["properties"].get("provisioningState", "Succeeded")
-            statuses = [{"code": f"ProvisioningState/{state.lower()}"}]
-            if state == "Succeeded":
-                statuses.append({"code": "PowerState/running"})
-            return self._send(200, {"statuses": statuses})
+            return self._send(200, _instance_view(vm))
         if action == "retrievebootdiagnosticsdata" and self.command == "POST":
             blob = f"{vm['name']}.serialconsole.log"
             return self._send(200, {
@@ -541,6 +540,21 @@ _CANON = {
     "microsoft.compute/disks": "Microsoft.Compute/disks",
     "microsoft.devtestlab/schedules": "Microsoft.DevTestLab/schedules",
 }
+
+
+def _instance_view(vm: dict[str, Any]) -> dict[str, Any]:
+    state = vm["properties"].get("provisioningState", "Succeeded")
+    statuses = [{"code": f"ProvisioningState/{state.lower()}"}]
+    if state == "Succeeded":
+        statuses.append({"code": vm.get("_power", "PowerState/running")})
+    return {"statuses": statuses}
+
+
+def _viewed(res: dict[str, Any], expand: bool) -> dict[str, Any]:
+    """A VM as a list with $expand=instanceView returns it."""
+    if not expand or res["type"] != "Microsoft.Compute/virtualMachines":
+        return res
+    return {**res, "properties": {**res["properties"], "instanceView": _instance_view(res)}}
 
 
 def _canon_type(rtype: str) -> str:
