@@ -88,8 +88,8 @@ def placement(host: l1check.Host) -> Placement:
         return Placement(is_vm=False, platform="bare metal", evidence=evidence,
                          depth="L0 (bare metal): guests you start here are L1")
     if platform in ("AWS EC2", "Azure", "Google Compute Engine"):
-        depth = (f"L1 (a {platform} VM; clouds run customer VMs at L1): guests you start "
-                 "here are L2")
+        depth = (f"L1 (a VM on {platform}; clouds run customer VMs at L1): guests you "
+                 "start here are L2")
     else:
         depth = ("L1 or deeper (a VM; from inside, nestcloud cannot tell an L1 from an L2): "
                  "guests you start here are at least L2")

@@ -88,8 +88,8 @@ def _from_marker(inst: Instance, marker: Marker, source: Literal["console", "tag
 
 def wait_for_ready(provider: Any, instances: Sequence[Instance], *, timeout_s: float,
                    interval_s: float = 10.0, sandbox: bool = False,
-                   clock: Callable[[], float] = time.monotonic,
-                   sleep: Callable[[float], None] = time.sleep,
+                   clock: Callable[[], float] | None = None,
+                   sleep: Callable[[float], None] | None = None,
                    on_progress: Callable[[str], None] | None = None) -> WaitReport:
     """Poll until every instance reported or ``timeout_s`` passed; never raises on a timeout.
 
@@ -97,6 +97,8 @@ def wait_for_ready(provider: Any, instances: Sequence[Instance], *, timeout_s: f
     Linux L1s print the marker on the serial console; Windows L1s set the ``TAG_L1`` tag,
     which is read back through ``provider.list(name)``.
     """
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
     name = _provider_name(provider)
     if sandbox:
         return WaitReport(provider=name, sandbox=True, timeout_s=timeout_s,
