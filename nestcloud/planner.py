@@ -143,8 +143,8 @@ class PlanResult(_Model):
     def rejected(self) -> list[Rejected]:
         if self._rejected is None:
             self._rejected = [
-                Rejected.model_construct(provider=p, type=t, region=r, code=c, reason=why,
-                                         usd_per_seat_hour=u)
+                Rejected(provider=p, type=t, region=r, code=c, reason=why,
+                         usd_per_seat_hour=u)
                 for p, t, r, c, why, u in self._raw_rejected]
         return self._rejected
 
@@ -284,8 +284,7 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
                                     f"(price date: {date})", region, round(per_seat, 6))
                 if closest is not None and closest[0] <= key:
                     continue
-            # Not validated again: every value comes from the validated catalog and request.
-            opt = PlanOption.model_construct(
+            opt = PlanOption(
                 provider=t.provider, region=region, type=t.name, family=t.family,
                 nesting=t.nesting, vcpus=t.vcpus, memory_gib=t.memory_gib,
                 bare_metal=t.bare_metal, spot=req.spot, usd_per_hour=price,
@@ -298,8 +297,8 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
                 continue
             options.append((key, opt))
     options.sort(key=lambda kv: kv[0])
-    result = PlanResult.model_construct(request=req, options=[o for _, o in options],
-                                        closest=closest[1] if closest else None)
+    result = PlanResult(request=req, options=[o for _, o in options],
+                        closest=closest[1] if closest else None)
     result._raw_rejected = rejected
     return result
 
