@@ -200,8 +200,10 @@ _AZURE_ROLE: dict[str, Any] = {
     "Actions": [
         # resource groups: one per launch, found by tags, deleted whole
         "Microsoft.Resources/subscriptions/resourceGroups/read",
+        "Microsoft.Resources/subscriptions/resourceGroups/resources/read",  # what `down` removes
         "Microsoft.Resources/subscriptions/resourceGroups/write",
         "Microsoft.Resources/subscriptions/resourceGroups/delete",
+        "Microsoft.Resources/subscriptions/operationresults/read",
         # VM sizes: vCPUs, memory, generations, restrictions
         "Microsoft.Compute/skus/read",
         # VMs and the bootstrap extension (Windows)
@@ -211,8 +213,7 @@ _AZURE_ROLE: dict[str, Any] = {
         "Microsoft.Compute/virtualMachines/retrieveBootDiagnosticsData/action",
         "Microsoft.Compute/virtualMachines/extensions/read",
         "Microsoft.Compute/virtualMachines/extensions/write",
-        # the OS disk the VM create makes, removed with the group
-        "Microsoft.Compute/disks/read",
+        # the OS disk the VM create makes; removed by id when the group is the user's
         "Microsoft.Compute/disks/write",
         "Microsoft.Compute/disks/delete",
         # polling long-running compute operations
@@ -225,7 +226,6 @@ _AZURE_ROLE: dict[str, Any] = {
         "Microsoft.Network/virtualNetworks/read",
         "Microsoft.Network/virtualNetworks/write",
         "Microsoft.Network/virtualNetworks/delete",
-        "Microsoft.Network/virtualNetworks/subnets/read",
         "Microsoft.Network/virtualNetworks/subnets/join/action",
         "Microsoft.Network/publicIPAddresses/read",
         "Microsoft.Network/publicIPAddresses/write",
@@ -249,16 +249,17 @@ _AZURE_ROLE: dict[str, Any] = {
 
 #: Role actions no request names directly, and why ARM still checks them.
 AZURE_IMPLIED: dict[str, str] = {
-    "Microsoft.Compute/disks/read": "the OS disk is created by the VM create (deleteOption "
-                                    "Delete) and deleted with the resource group",
-    "Microsoft.Compute/disks/write": "the OS disk is created by the VM create",
-    "Microsoft.Compute/disks/delete": "deleting a resource group deletes the disk in it",
-    "Microsoft.Compute/virtualMachines/delete": "deleting a resource group deletes its VMs",
-    "Microsoft.Network/networkSecurityGroups/delete": "deleted with the resource group",
-    "Microsoft.Network/virtualNetworks/delete": "deleted with the resource group",
-    "Microsoft.Network/publicIPAddresses/delete": "deleted with the resource group",
-    "Microsoft.Network/networkInterfaces/delete": "deleted with the resource group",
-    "Microsoft.DevTestLab/schedules/delete": "deleted with the resource group",
+    "Microsoft.Compute/locations/operations/read": "polling a long-running compute operation "
+                                                   "(the Azure-AsyncOperation URL ARM returns)",
+    "Microsoft.Network/locations/operations/read": "polling a long-running network operation",
+    "Microsoft.Resources/subscriptions/operationresults/read": "polling a resource-group delete "
+                                                               "(the Location URL ARM returns; "
+                                                               "\"Get the subscription operation "
+                                                               "results\" in the built-in roles)",
+    "Microsoft.Compute/disks/write": "the VM create makes its OS disk; the built-in Virtual "
+                                     "Machine Contributor role grants this for the same work "
+                                     "(whether ARM checks it for an implicit OS disk is "
+                                     "unconfirmed)",
 }
 
 

@@ -441,6 +441,7 @@ def test_aws_provider_calls_nothing_outside_the_policy(
     assert outside == [], f"the AWS provider calls actions the policy does not grant: {outside}"
     unused = sorted(a for a in policy if a not in recorded and a not in iam.AWS_IMPLIED)
     assert unused == [], f"the policy grants actions no verb uses: {unused}"
+    assert not set(iam.AWS_IMPLIED) & recorded, "AWS_IMPLIED lists a directly called action"
     # Sanity: the run did exercise the launch path and the teardown.
     assert {"ec2:RunInstances", "ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupIngress",
             "ec2:TerminateInstances", "ec2:DeleteSecurityGroup",
@@ -504,3 +505,162 @@ def test_the_recorder_sees_calls_from_any_new_session(aws_endpoint: str,
     assert aws_calls.actions() == {"ec2:DescribeAvailabilityZones"}
     assert not iam.action_allowed("ec2:DescribeAvailabilityZones",
                                   iam.policy_actions(iam.aws_policy()))
+
+
+# -- Azure: record every request at the local ARM fake -----------------------------------
+
+AZURE_CATALOG = """
+schema_version: 1
+sources:
+  facts: {description: "shared/FACTS.md"}
+types:
+  - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,
+     arch: x86_64, cpu_vendor: intel, nesting: nested, nesting_source: facts,
+     verified: 2026-11-29, regions: [eastus], hyperv_generations: [V1, V2],
+     security_type: Standard}
+"""
+SSH_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly nestcloud-iam-test"
+
+
+def _arm_fake() -> Any:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fakes.arm_fake import SUB, ArmFake
+
+    return ArmFake, SUB
+
+
+@pytest.fixture(scope="module")
+def azure_run() -> Iterator[tuple[list[Any], dict[str, list[Any]]]]:
+    """Every Azure verb once; yields the fake's request log and the requests per phase."""
+    from nestcloud.bootstrap import RenderedUserData
+    from nestcloud.errors import NestcloudError
+    from nestcloud.launch import launch
+    from nestcloud.spec import LaunchSpec
+    from providers.azure import AzureProvider
+
+    fake_cls, sub = _arm_fake()
+    arm = fake_cls().start()
+
+    def render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
+               l2_smoke: bool = False) -> RenderedUserData:
+        if os_alias.startswith("windows"):
+            return RenderedUserData("powershell", b"Install-WindowsFeature Hyper-V", False)
+        return RenderedUserData("cloud-config", b"#cloud-config\nruncmd: [true]\n", False)
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("nestcloud.bootstrap.render_user_data", render)
+            prov = AzureProvider(region="eastus", subscription_id=sub, arm_endpoint=arm.url,
+                                 client_options={"retry_backoff_factor": 0,
+                                                 "polling_interval": 0},
+                                 seat_attempts=1)
+            cat = parse_catalog(AZURE_CATALOG, "iam-azure-catalog")
+            name = "iam" + uuid.uuid4().hex[:8]
+            linux = LaunchSpec(provider="azure", type="Standard_D2s_v5", region="eastus",
+                               name=name, count=2, key_name=SSH_PUBLIC_KEY,
+                               ssh_cidr="203.0.113.7/32", ttl_seconds=3600, public_ip=True,
+                               tags={"team": "lab"})
+            windows = linux.model_copy(update={"name": name + "-w", "os": "windows-2022",
+                                               "hypervisor": "hyperv", "count": 1,
+                                               "key_name": None})
+            broken = linux.model_copy(update={"name": name + "-x", "count": 1})
+            phases: dict[str, list[Any]] = {}
+
+            def phase(label: str, fn: Any) -> Any:
+                start = len(arm.requests)
+                out = fn()
+                phases[label] = list(arm.requests[start:])
+                return out
+
+            phase("dry-run", lambda: launch(linux, cat, prov, dry_run=True))
+            phase("launch", lambda: launch(linux, cat, prov))
+            phase("relaunch", lambda: launch(linux, cat, prov))
+            phase("launch-windows", lambda: launch(windows, cat, prov))
+            listed = phase("list", lambda: prov.list(name))
+            assert {i.seat for i in listed} == {0, 1}
+            phase("list-all", lambda: prov.list(None))
+            phase("console", lambda: prov.console(listed[0]))
+            phase("verify", lambda: prov.verify_catalog(cat, "eastus"))
+            arm.fail_vm(f"{broken.name}-0", "AllocationFailed")
+
+            def rollback() -> None:
+                with pytest.raises(NestcloudError):
+                    launch(broken, cat, prov)
+
+            phase("rollback", rollback)
+            phase("down", lambda: (prov.down(name), prov.down(windows.name or "")))
+            phase("down-again", lambda: prov.down(name))
+
+            # Into a group the user owns: `down` then removes resource by resource.
+            _put_group(arm.url, sub, "shared-rg")
+            shared = AzureProvider(region="eastus", subscription_id=sub, arm_endpoint=arm.url,
+                                   resource_group="shared-rg",
+                                   client_options={"retry_backoff_factor": 0,
+                                                   "polling_interval": 0})
+            in_group = linux.model_copy(update={"name": name + "-g", "count": 1})
+            phase("launch-in-group", lambda: launch(in_group, cat, shared))
+            phase("list-in-group", lambda: shared.list(in_group.name))
+            phase("down-in-group", lambda: shared.down(in_group.name or ""))
+            yield [r for rs in phases.values() for r in rs], phases
+    finally:
+        arm.stop()
+
+
+def _put_group(base: str, sub: str, group: str) -> None:
+    """Test setup outside the recorded phases: a resource group nestcloud did not make."""
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{base}/subscriptions/{sub}/resourcegroups/{group}?api-version=2022-09-01",
+        data=json.dumps({"location": "eastus"}).encode(), method="PUT",
+        headers={"Content-Type": "application/json", "Authorization": "Bearer setup"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status in (200, 201)
+
+
+def _arm_requests(requests: list[Any]) -> list[Any]:
+    """ARM control-plane requests only. The fake polls long-running operations at its own
+    /operations/<id> (real ARM: Microsoft.<ns>/locations/operations, in AZURE_IMPLIED) and
+    serves the serial log at /blobs/ (a SAS URL: data plane, no RBAC action)."""
+    out = []
+    for r in requests:
+        low = r.path.lower()
+        if low.startswith(("/operations/", "/blobs/")):
+            continue
+        assert low.startswith("/subscriptions/"), r.path
+        out.append(r)
+    return out
+
+
+def _azure_actions(requests: list[Any]) -> list[tuple[str, str, str]]:
+    return [(action, r.method, r.path) for r in _arm_requests(requests)
+            for action in iam.azure_actions_for_request(r.method, r.path, r.body)]
+
+
+def test_azure_provider_calls_nothing_outside_the_role(
+        azure_run: tuple[list[Any], dict[str, list[Any]]]) -> None:
+    requests, phases = azure_run
+    role = iam.role_actions(iam.azure_role_definition())
+    seen = _azure_actions(requests)
+    outside = sorted({(a, m, p) for a, m, p in seen if not iam.action_allowed(a, role)})
+    assert outside == [], f"the Azure provider needs actions the role lacks: {outside}"
+    recorded = {a.lower() for a, _, _ in seen}
+    unused = sorted(a for a in role if a.lower() not in recorded and a not in iam.AZURE_IMPLIED)
+    assert unused == [], f"the role grants actions no verb uses: {unused}"
+    # "Implied" must stay true: nothing listed there is in fact requested directly.
+    direct = sorted(a for a in iam.AZURE_IMPLIED if a.lower() in recorded)
+    assert direct == [], f"AZURE_IMPLIED lists actions that are requested directly: {direct}"
+    # The run exercised creation, the Windows extension, the TTL schedule, console, teardown.
+    for needed in ("Microsoft.Compute/virtualMachines/write",
+                   "Microsoft.Compute/virtualMachines/extensions/write",
+                   "Microsoft.DevTestLab/schedules/write",
+                   "Microsoft.Network/networkInterfaces/join/action",
+                   "Microsoft.Compute/virtualMachines/retrieveBootDiagnosticsData/action",
+                   "Microsoft.Resources/subscriptions/resourceGroups/delete"):
+        assert needed.lower() in recorded, needed
+    # A dry run only reads.
+    dry = {a for a, _, _ in _azure_actions(phases["dry-run"])}
+    assert all(a.endswith("/read") for a in dry), dry
