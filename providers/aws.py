@@ -13,7 +13,6 @@ import getpass
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -257,10 +256,6 @@ def printable(params: dict[str, Any]) -> dict[str, Any]:
 # -- the provider ------------------------------------------------------------------------------
 
 
-def _warn(text: str) -> None:
-    print(f"nestcloud: {text}", file=sys.stderr)
-
-
 class AwsProvider:
     """EC2 through boto3, with the standard credential chain and standard retries."""
 
@@ -277,7 +272,6 @@ class AwsProvider:
         self.waiter_delay: float = 1.0 if endpoint_url else 5.0
         self.sg_delete_timeout_s: float = 10.0 if endpoint_url else 300.0
         self.sleep: Callable[[float], None] = time.sleep
-        self.warn: Callable[[str], None] = _warn
 
     @property
     def sandbox(self) -> bool:
@@ -448,8 +442,6 @@ class AwsProvider:
         live = self.describe_type(spec.type, region)
         nesting = decide_nesting(t, live, region)
         notes = list(nesting.notes)
-        for n in nesting.notes:
-            self.warn(n)
         image_id, how = self.resolve_image(spec, region)
         image = self.describe_image(image_id, region)
         arch = image.get("Architecture")
@@ -614,8 +606,6 @@ class AwsProvider:
         notes += read_notes
         if self.sandbox:
             notes += SANDBOX_NOTES
-        for n in read_notes:
-            self.warn(n)
         instances = sorted([*reused, *new], key=lambda i: (i.seat is None, i.seat or 0))
         return LaunchResult(**base, instances=instances,
                             created=created + [i.id for i in new],
@@ -658,7 +648,7 @@ class AwsProvider:
     def down(self, name: str) -> DownResult:
         region = self._region(None)
         ec2 = self.client("ec2", region)
-        ids = [r["InstanceId"] for r in self.raw_instances(region, name)]
+        ids = [i.id for i in self.list(name)]  # seat order, as `ls` shows them
         result = DownResult(provider="aws", name=name)
         if ids:
             with aws_errors(f"terminate the instances of {name!r}", region=region):

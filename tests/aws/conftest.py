@@ -34,6 +34,35 @@ types:
      regions: [us-east-1]}
 """
 
+# c8i.xlarge has a wrong vCPU count, c6i.large cannot nest, c9z.large does not exist.
+VERIFY_YAML = """
+schema_version: 1
+sources: {facts: {description: t}}
+types:
+  - {provider: aws, name: c8i.large, family: c8i, vcpus: 2, memory_gib: 4, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [us-east-1]}
+  - {provider: aws, name: c8i.xlarge, family: c8i, vcpus: 8, memory_gib: 8, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [us-east-1]}
+  - {provider: aws, name: c6i.large, family: c6i, vcpus: 2, memory_gib: 4, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [us-east-1]}
+  - {provider: aws, name: m7i.metal-24xl, family: m7i, vcpus: 96, memory_gib: 384,
+     arch: x86_64, cpu_vendor: intel, nesting: native, bare_metal: true,
+     nesting_source: facts, verified: 2026-11-29, regions: [us-east-1]}
+  - {provider: aws, name: c9z.large, family: c9z, vcpus: 2, memory_gib: 4, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [us-east-1]}
+  - {provider: aws, name: c8i.2xlarge, family: c8i, vcpus: 8, memory_gib: 16, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [eu-west-1]}
+  - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,
+     arch: x86_64, cpu_vendor: intel, nesting: nested, nesting_source: facts,
+     verified: 2026-11-29, regions: [eastus]}
+"""
+
+
 USER_DATA = b"#cloud-config\nruncmd:\n  - echo nestcloud-test\n"
 
 
@@ -108,3 +137,8 @@ def spec_for(name: str) -> Iterator[Any]:
         return LaunchSpec(**base)
 
     yield make
+
+
+@pytest.fixture
+def verify_yaml() -> str:
+    return VERIFY_YAML

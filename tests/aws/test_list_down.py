@@ -87,40 +87,14 @@ def test_console_reads_the_latest_output(aws, rec, catalog, spec_for):
     assert rec.params("GetConsoleOutput") == [{"InstanceId": inst.id, "Latest": True}]
 
 
-VERIFY_YAML = """
-schema_version: 1
-sources: {facts: {description: t}}
-types:
-  - {provider: aws, name: c8i.large, family: c8i, vcpus: 2, memory_gib: 4, arch: x86_64,
-     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
-     regions: [us-east-1]}
-  - {provider: aws, name: c8i.xlarge, family: c8i, vcpus: 8, memory_gib: 8, arch: x86_64,
-     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
-     regions: [us-east-1]}
-  - {provider: aws, name: c6i.large, family: c6i, vcpus: 2, memory_gib: 4, arch: x86_64,
-     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
-     regions: [us-east-1]}
-  - {provider: aws, name: m7i.metal-24xl, family: m7i, vcpus: 96, memory_gib: 384,
-     arch: x86_64, cpu_vendor: intel, nesting: native, bare_metal: true,
-     nesting_source: facts, verified: 2026-11-29, regions: [us-east-1]}
-  - {provider: aws, name: c9z.large, family: c9z, vcpus: 2, memory_gib: 4, arch: x86_64,
-     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
-     regions: [us-east-1]}
-  - {provider: aws, name: c8i.2xlarge, family: c8i, vcpus: 8, memory_gib: 16, arch: x86_64,
-     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
-     regions: [eu-west-1]}
-  - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,
-     arch: x86_64, cpu_vendor: intel, nesting: nested, nesting_source: facts,
-     verified: 2026-11-29, regions: [eastus]}
-"""
 
 
 def diffs_of(res: Any) -> list[tuple[str, str, Any, Any]]:
     return [(d.type, d.field, d.catalog, d.live) for d in res.diffs]
 
 
-def test_verify_catalog_reports_every_disagreement(aws, rec):
-    res = aws.verify_catalog(parse_catalog(VERIFY_YAML), "us-east-1")
+def test_verify_catalog_reports_every_disagreement(aws, rec, verify_yaml):
+    res = aws.verify_catalog(parse_catalog(verify_yaml), "us-east-1")
     # c8i.2xlarge is catalogued for eu-west-1 only, azure types are not AWS's.
     assert res.checked == 5
     assert diffs_of(res) == [("c8i.xlarge", "vcpus", 8, 4),
@@ -133,7 +107,7 @@ def test_verify_catalog_reports_every_disagreement(aws, rec):
         "Values": ["c6i.large", "c8i.large", "c8i.xlarge", "c9z.large", "m7i.metal-24xl"]}]}]
 
 
-def test_verify_catalog_agrees(aws):
-    ok = parse_catalog(VERIFY_YAML.split("  - {provider: aws, name: c8i.xlarge")[0])
+def test_verify_catalog_agrees(aws, verify_yaml):
+    ok = parse_catalog(verify_yaml.split("  - {provider: aws, name: c8i.xlarge")[0])
     res = aws.verify_catalog(ok, "us-east-1")
     assert res.ok and res.checked == 1 and res.diffs == [] and res.missing_live == []
