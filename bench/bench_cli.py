@@ -33,6 +33,34 @@ import time
 from pathlib import Path
 
 TARGET = 1.5
+MEASURED = ("catalog list --json", "check")
+
+TYPER_FLOOR = """
+import typer
+app = typer.Typer()
+@app.command()
+def main(as_json: bool = typer.Option(False, "--json"), region: str = typer.Option(None)):
+    print("{}")
+app()
+"""
+
+
+def ensure_bytecode() -> list[str]:
+    """Compile nestcloud's modules as `pip install` does, so no run pays for compiling them.
+
+    A checkout run with PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module from
+    source on every start, which users of an installed wheel never do.
+    """
+    import compileall
+    import importlib.util
+
+    done = []
+    for pkg in ("nestcloud", "providers"):
+        spec = importlib.util.find_spec(pkg)
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            compileall.compile_dir(loc, quiet=1)
+            done.append(loc)
+    return done
 
 
 def nestcloud_argv() -> list[str]:
@@ -70,11 +98,16 @@ def main() -> int:
     args = ap.parse_args()
 
     nc = nestcloud_argv()
+    compiled = ensure_bytecode()
     commands: dict[str, list[str]] = {
         "baseline": [sys.executable, "-c", "import typer, pydantic, yaml"],
         "catalog list --json": [*nc, "catalog", "list", "--json"],
         "check": [*nc, "check", "--provider", "aws", "--type", "c8i.large", "--region",
                   "us-east-1"],
+        # For reference, not a target: the smallest typer app with one option. typer 0.29
+        # coerces every option through a pydantic TypeAdapter, so any command pays pydantic's
+        # full import, which `import pydantic` alone (a lazy module) does not.
+        "typer floor": [sys.executable, "-c", TYPER_FLOOR, "--json"],
     }
     env = dict(os.environ)
     times: dict[str, list[float]] = {k: [] for k in commands}
@@ -95,11 +128,11 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["baseline"]
     ratios = {k: med[k] / base for k in commands if k != "baseline"}
+    ok = all(ratios[k] <= TARGET for k in MEASURED)
     # CPU time is what the command costs; wall time also counts waiting for a busy CPU, so on
     # a shared machine the CPU ratio is the steadier of the two.
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
     cpu_ratios = {k: cpu_med[k] / cpu_med["baseline"] for k in commands if k != "baseline"}
-    ok = all(r <= TARGET for r in ratios.values())
     cold_med = statistics.median(cold)
     line = (f"Start-up, median of {args.runs} runs (Python {platform.python_version()}, "
             f"{dt.date.today().isoformat()}): `nestcloud catalog list --json` "
@@ -107,10 +140,12 @@ def main() -> int:
             f"`nestcloud check --provider aws --type c8i.large --region us-east-1` "
             f"{med['check'] * 1000:.0f} ms ({ratios['check']:.2f}x) against "
             f"`python -c \"import typer, pydantic, yaml\"` {base * 1000:.0f} ms; "
-            f"target <= {TARGET}x. First run without the parsed-catalog cache: "
-            f"{cold_med * 1000:.0f} ms.")
+            f"target <= {TARGET}x. For reference, a one-option typer app takes "
+            f"{med['typer floor'] * 1000:.0f} ms ({ratios['typer floor']:.2f}x); the first run "
+            f"without the parsed-catalog cache {cold_med * 1000:.0f} ms.")
     if args.json:
-        print(json.dumps({"runs": args.runs, "median_s": med, "ratios": ratios,
+        print(json.dumps({"runs": args.runs, "compiled": compiled, "median_s": med,
+                          "ratios": ratios,
                           "cpu_median_s": cpu_med, "cpu_ratios": cpu_ratios,
                           "target": TARGET, "ok": ok, "cold_catalog_list_s": cold_med,
                           "readme": line}, indent=2))
@@ -120,7 +155,8 @@ def main() -> int:
               "  wall ratio")
         for name in commands:
             ratio = "1.00 (baseline)" if name == "baseline" else (
-                f"{ratios[name]:.2f} {'ok' if ratios[name] <= TARGET else 'MISS'}")
+                f"{ratios[name]:.2f} {'ok' if ratios[name] <= TARGET else 'MISS'}"
+                if name in MEASURED else f"{ratios[name]:.2f} (reference)")
             cr = 1.0 if name == "baseline" else cpu_ratios[name]
             print(f"{name.ljust(width)}  {med[name] * 1000:14.1f}  {min(times[name]) * 1000:6.1f}"
                   f"  {cpu_med[name] * 1000:13.1f}  {cr:9.2f}  {ratio}")
