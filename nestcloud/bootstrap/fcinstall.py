@@ -40,14 +40,11 @@ def extract_binaries(archive: bytes, version: str, arch: str) -> Dict[str, bytes
               "jailer": "release-%s-%s/jailer-%s-%s" % (version, arch, version, arch)}
     out: Dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        members = {m.name[2:] if m.name.startswith("./") else m.name: m
+                   for m in tar.getmembers() if m.isfile()}
         for name, member_name in wanted.items():
-            try:
-                member = tar.getmember(member_name)
-            except KeyError:
-                continue
-            if not member.isfile():
-                continue
-            fh = tar.extractfile(member)
+            member = members.get(member_name)
+            fh = tar.extractfile(member) if member is not None else None
             if fh is not None:
                 out[name] = fh.read()
     if "firecracker" not in out:
@@ -69,9 +66,10 @@ def _download(url: str, attempts: int = 5) -> bytes:
 
 def install(version: str = FIRECRACKER_VERSION, dest: str = "/usr/local/bin", *,
             arch: Optional[str] = None,
-            download: Callable[[str], bytes] = _download) -> str:
+            download: Optional[Callable[[str], bytes]] = None) -> str:
     """Download, extract and install; returns the installed firecracker path."""
     arch = arch or platform.machine()
+    download = download or _download
     binaries = extract_binaries(download(release_url(version, arch)), version, arch)
     os.makedirs(dest, exist_ok=True)
     for name, data in binaries.items():
