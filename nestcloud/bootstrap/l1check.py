@@ -69,9 +69,11 @@ KVM_EXIT_IO_OUT = 1
 EXIT_NAMES = {0: "UNKNOWN", 1: "EXCEPTION", 2: "IO", 3: "HYPERCALL", 4: "DEBUG", 5: "HLT",
               6: "MMIO", 8: "SHUTDOWN", 9: "FAIL_ENTRY", 17: "INTERNAL_ERROR"}
 
-MEMORY_REGION = struct.Struct("<IIQQQ")   # slot, flags, guest_phys_addr, memory_size, userspace_addr
+# struct kvm_userspace_memory_region: slot, flags, guest_phys_addr, memory_size, userspace_addr
+MEMORY_REGION = struct.Struct("<IIQQQ")
 RUN_EXIT_REASON_OFFSET = 8                # struct kvm_run: u8 x2, pad[6], then __u32 exit_reason
-RUN_IO = struct.Struct("<BBHIQ")          # union at offset 32: direction, size, port, count, data_offset
+# kvm_run's exit union at offset 32, for KVM_EXIT_IO: direction, size, port, count, data_offset
+RUN_IO = struct.Struct("<BBHIQ")
 RUN_UNION_OFFSET = 32
 REGS_RIP, REGS_RFLAGS = 16, 17            # indexes in struct kvm_regs (rax..r15, rip, rflags)
 

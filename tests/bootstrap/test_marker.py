@@ -18,7 +18,8 @@ FAILED = {"status": "failed", "profile": "kvm", "failed": ["cpu_flag", "kvm_smok
 
 BOOT = (
     "[    0.000000] Linux version 6.8.0-1015-aws (buildd@lcy02-amd64-064)\r\n"
-    "[  OK  ] Started \x1b[0;1;39mcloud-final.service\x1b[0m - Execute cloud user/final scripts.\r\n"
+    "[  OK  ] Started \x1b[0;1;39mcloud-final.service\x1b[0m - Execute cloud user/final "
+    "scripts.\r\n"
     "[   41.201337] cloud-init[977]: Reading package lists...\r\n"
 )
 

@@ -125,8 +125,10 @@ if ($NcProfile -eq 'wsl2') {
     @('Microsoft-Windows-Subsystem-Linux', 'VirtualMachinePlatform' | Where-Object { (Get-WindowsOptionalFeature -Online -FeatureName $_).State -ne 'Enabled' }).Count -eq 0
   }
   Test-Nc 'wsl' {
-    & wsl.exe --update 2>&1 | Out-Null
-    & wsl.exe --status 2>&1 | Out-Null
+    # Native stderr must not become a terminating error here: only the exit code counts.
+    $ErrorActionPreference = 'Continue'
+    & wsl.exe --update | Out-Null
+    & wsl.exe --status | Out-Null
     $LASTEXITCODE -eq 0
   }
 }
