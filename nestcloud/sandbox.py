@@ -91,7 +91,12 @@ def _is_our_server(pid: int) -> bool:
             return b"nestcloud.sandbox" in cmdline.read_bytes()
         except OSError:
             return False
-    return _pid_alive(pid)
+    try:  # no /proc (macOS): ask ps; when unsure, never signal
+        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)],  # noqa: S603,S607
+                             capture_output=True, text=True, timeout=5, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "nestcloud.sandbox" in out
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
