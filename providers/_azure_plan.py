@@ -355,6 +355,7 @@ class SkuFacts:
     """What Resource SKUs say about one VM size in one region."""
 
     name: str
+    family: str | None = None
     vcpus: int | None = None
     memory_gib: float | None = None
     arch: str | None = None  # x86_64 | arm64
@@ -365,7 +366,7 @@ class SkuFacts:
 
 def sku_facts(sku: dict[str, Any], region: str) -> SkuFacts:
     caps = {c.get("name"): c.get("value") for c in sku.get("capabilities") or []}
-    facts = SkuFacts(name=str(sku.get("name")))
+    facts = SkuFacts(name=str(sku.get("name")), family=sku.get("family") or None)
     if caps.get("vCPUs"):
         facts.vcpus = int(caps["vCPUs"])
     if caps.get("MemoryGB"):
@@ -422,6 +423,27 @@ def preflight(size: str, region: str, facts: SkuFacts | None, *, spot: bool,
         raise UnsupportedError(f"{size} cannot run as Spot in {region}",
                                hint="launch it without --spot", code="SpotNotCapable",
                                provider=PROVIDER)
+
+
+def quota_shortfall(usages: list[dict[str, Any]], family: str | None, need: int, spot: bool
+                    ) -> tuple[str, int, int] | None:
+    """The first vCPU quota that ``need`` more vCPUs would exceed: (name, current, limit).
+
+    Names as the Compute usages API reports them: ``cores`` (total regional vCPUs), the size's
+    family (``standardDSv5Family``, the Resource SKU ``family``) for regular VMs, and
+    ``lowPriorityCores`` for Spot, which counts against that pool instead of the family.
+    A name the API does not report is skipped, never guessed.
+    """
+    by_name = {str((u.get("name") or {}).get("value", "")).lower(): u for u in usages}
+    names = ["lowPriorityCores"] if spot else ["cores"] + ([family] if family else [])
+    for n in names:
+        u = by_name.get(n.lower())
+        if u is None:
+            continue
+        current, limit = int(u.get("currentValue", 0)), int(u.get("limit", 0))
+        if current + need > limit:
+            return (str(u["name"].get("value", n)), current, limit)
+    return None
 
 
 # -- errors ------------------------------------------------------------------------------------

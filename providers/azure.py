@@ -43,7 +43,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (CleanupError, CredentialsError, InputError, NestcloudError,
-                              ProviderError)
+                              ProviderError, QuotaError)
 from nestcloud.models import (CatalogDiff, DownResult, Instance, LaunchResult, PlannedRequest,
                               VerifyResult)
 from nestcloud.oses import OSES
@@ -53,9 +53,10 @@ from providers import _azure_plan as plan
 ENV_ENDPOINT = "NESTCLOUD_AZURE_ARM_ENDPOINT"
 ENV_SUBSCRIPTION = "AZURE_SUBSCRIPTION_ID"
 # ARM throttles with 429 + Retry-After; azure-core's RetryPolicy honours the header. Tuned for
-# many concurrent creates: more attempts than the default, capped backoff.
-RETRY_DEFAULTS: dict[str, Any] = {"retry_total": 8, "retry_backoff_factor": 1.0,
-                                  "retry_backoff_max": 60}
+# many concurrent creates so throttling never fails a lab: more attempts than the default
+# (including retry_status, which otherwise caps error answers at 3), backoff capped at 60 s.
+RETRY_DEFAULTS: dict[str, Any] = {"retry_total": 10, "retry_status": 10,
+                                  "retry_backoff_factor": 1.0, "retry_backoff_max": 60}
 # Dependency order for removing our resources from a group we do not own.
 DELETE_ORDER = ("microsoft.devtestlab/schedules", "microsoft.compute/virtualmachines",
                 "microsoft.network/networkinterfaces", "microsoft.network/publicipaddresses",
@@ -351,6 +352,8 @@ class AzureProvider:
                 else:
                     existing[seat] = vm
         missing = [s for s in range(spec.count) if s not in existing]
+        if missing and facts.vcpus:
+            self._check_quota(region, facts, facts.vcpus * len(missing), spec.spot, notes)
         if failed_seats:
             notes.append("re-creating seat(s) whose provisioning failed earlier: "
                          + ", ".join(str(s) for s in sorted(failed_seats)))
@@ -418,6 +421,27 @@ class AzureProvider:
             provider=self.name, name=name, region=region, type=size, instances=instances,
             created=[i.id for i in instances if i.id.lower() in new_ids],
             reused=[i.id for i in instances if i.id.lower() not in new_ids], notes=notes)
+
+    def _check_quota(self, region: str, facts: plan.SkuFacts, need: int, spot: bool,
+                     notes: list[str]) -> None:
+        """Refuse, before any write, a launch the region's vCPU quota cannot hold."""
+        try:
+            usages = [u.as_dict() if hasattr(u, "as_dict") else dict(u)
+                      for u in self.compute.usage.list(region)]
+        except HttpResponseError as exc:
+            # Reading usage is a courtesy check: without it ARM still refuses at create time.
+            notes.append(f"vCPU quota not checked in {region}: {_code_message(exc)[1]}")
+            return
+        short = plan.quota_shortfall([_camel_usage(u) for u in usages], facts.family, need,
+                                     spot)
+        if short is not None:
+            qname, current, limit = short
+            raise QuotaError(
+                f"{need} more vCPUs of {facts.name} would exceed the {qname} quota in {region} "
+                f"({current} of {limit} in use)",
+                hint=f"request more {qname} quota in {region} (portal: Quotas > Compute), "
+                     "lower --count, or pick another region/size", code="QuotaExceeded",
+                provider=self.name)
 
     def _exists(self, get: Callable[[], Any]) -> bool:
         try:
@@ -488,23 +512,38 @@ class AzureProvider:
 
     def _create_seats(self, seats: list[int], steps: dict[int, list[_Step]],
                       run: Callable[[_Step], None], count: int) -> None:
+        """Create the seats on a bounded pool; stop starting new steps once one seat failed
+        or the caller was interrupted (Ctrl-C), then report the first failure."""
         if not seats:
             return
         failures: list[tuple[int, NestcloudError]] = []
+        stop = threading.Event()
 
         def one(seat: int) -> None:
             for st in steps[seat]:
+                if stop.is_set():
+                    return
                 try:
                     run(st)
                 except Exception as exc:
                     what = st.resource_id.rsplit("/", 1)[-1]
-                    failures.append((seat, translate(exc, f"seat {seat}: creating {what}")))
-                    failures[-1][1].__cause__ = exc
+                    err = translate(exc, f"seat {seat}: creating {what}")
+                    err.__cause__ = exc
+                    failures.append((seat, err))
+                    stop.set()
                     return
 
-        workers = min(self.max_workers, len(seats))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nestcloud-az") as pool:
-            list(pool.map(one, seats))
+        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(seats)),
+                                  thread_name_prefix="nestcloud-az")
+        try:
+            for fut in [pool.submit(one, s) for s in seats]:
+                fut.result()
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            # Wait for in-flight creates so the rollback sees everything this run made.
+            pool.shutdown(wait=True, cancel_futures=True)
         if failures:
             failures.sort(key=lambda f: f[0])
             seat, err = failures[0]
@@ -820,6 +859,13 @@ def _camel_sku(s: dict[str, Any]) -> dict[str, Any]:
             r["reasonCode"] = r["reason_code"]
         rest.append(r)
     out["restrictions"] = rest
+    return out
+
+
+def _camel_usage(u: dict[str, Any]) -> dict[str, Any]:
+    out = dict(u)
+    if "current_value" in u and "currentValue" not in u:
+        out["currentValue"] = u["current_value"]
     return out
 
 

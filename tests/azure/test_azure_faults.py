@@ -218,3 +218,105 @@ def test_unreachable_endpoint(make_provider: Callable[..., Any], catalog: Catalo
         p.launch(spec(), catalog)
     assert err.value.message.startswith("reading Resource SKUs for eastus: cannot reach Azure "
                                         "Resource Manager")
+
+
+# -- issue 7: quota pre-check, big labs under throttling, all or nothing -----------------------
+
+
+def usage(name: str, current: int, limit: int) -> dict[str, Any]:
+    return {"name": {"value": name, "localizedValue": name}, "currentValue": current,
+            "limit": limit, "unit": "Count"}
+
+
+def test_quota_is_checked_before_any_write(provider: Any, arm: ArmFake, catalog: Catalog
+                                           ) -> None:
+    arm.usages["eastus"] = [usage("cores", 10, 100), usage("standardDSv5Family", 6, 10)]
+    with pytest.raises(QuotaError) as err:
+        provider.launch(spec(count=3), catalog)  # 3 x 2 vCPUs on top of 6 of 10
+    assert str(err.value) == (
+        "6 more vCPUs of Standard_D2s_v5 would exceed the standardDSv5Family quota in eastus "
+        "(6 of 10 in use)\n  hint: request more standardDSv5Family quota in eastus (portal: "
+        "Quotas > Compute), lower --count, or pick another region/size")
+    assert arm.writes() == []
+    assert len(provider.launch(spec(count=2), catalog).created) == 2  # 4 more fit
+
+
+def test_spot_counts_against_low_priority_cores(provider: Any, arm: ArmFake, catalog: Catalog
+                                                ) -> None:
+    arm.usages["eastus"] = [usage("cores", 0, 100), usage("standardDSv5Family", 0, 100),
+                            usage("lowPriorityCores", 0, 3)]
+    with pytest.raises(QuotaError, match="would exceed the lowPriorityCores quota"):
+        provider.launch(spec(count=2, spot=True), catalog)
+    assert arm.writes() == []
+    provider.launch(spec(count=2), catalog)  # on-demand does not touch that pool
+
+
+def test_unreadable_usage_does_not_block(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
+    arm.fault("GET", r"/usages$", 403, "AuthorizationFailed", message="no usage read")
+    res = provider.launch(spec(), catalog)
+    assert len(res.created) == 1
+    assert "vCPU quota not checked in eastus: no usage read" in res.notes
+
+
+def test_fifty_seats_under_throttling_land_whole(make_provider: Callable[..., Any],
+                                                 arm: ArmFake, catalog: Catalog,
+                                                 rendered: Any) -> None:
+    arm.fault("*", r"/subscriptions/", 429, "TooManyRequests", times=None, every=3,
+              retry_after="0")
+    res = make_provider().launch(spec(count=50), catalog)
+    assert len(res.created) == 50
+    assert sorted(i.seat for i in res.instances) == list(range(50))
+    throttled = arm.faults[0].hits
+    assert throttled > 50  # a third of the ARM calls were answered 429, none failed the lab
+
+
+def test_failure_at_seat_37_of_50_leaves_nothing(make_provider: Callable[..., Any],
+                                                  arm: ArmFake, catalog: Catalog,
+                                                  rendered: Any) -> None:
+    arm.fault("*", r"/subscriptions/", 429, "TooManyRequests", times=None, every=3,
+              retry_after="0")
+    arm.fail_vm("demo-37", "AllocationFailed")
+    p = make_provider()
+    with pytest.raises(CapacityError) as err:
+        p.launch(spec(count=50), catalog)
+    assert err.value.message.startswith("seat 37: creating demo-37: ")
+    assert "rolled back what this run created" in err.value.message
+    assert arm.groups == {} and arm.resources == {}
+    assert p.list() == []
+
+
+def test_ctrl_c_during_a_launch_rolls_back(make_provider: Callable[..., Any], arm: ArmFake,
+                                           catalog: Catalog, rendered: Any,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    p = make_provider()
+    real = p._create_vm
+    calls: list[str] = []
+
+    def interrupted(group: str, vm_name: str, body: dict[str, Any]) -> None:
+        calls.append(vm_name)
+        real(group, vm_name, body)
+        if vm_name == "demo-1":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(p, "_create_vm", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        p.launch(spec(count=3), catalog)
+    assert arm.groups == {} and arm.resources == {}
+
+
+def test_concurrent_launches_of_one_name_do_not_double(make_provider: Callable[..., Any],
+                                                       arm: ArmFake, catalog: Catalog,
+                                                       rendered: Any) -> None:
+    import threading
+
+    arm.polls = 2
+    out: list[Any] = []
+    threads = [threading.Thread(target=lambda: out.append(
+        make_provider().launch(spec(count=3), catalog))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 2
+    vms = [r for r in arm.resources.values() if r["type"] == "Microsoft.Compute/virtualMachines"]
+    assert sorted(v["name"] for v in vms) == ["demo-0", "demo-1", "demo-2"]

@@ -225,7 +225,9 @@ def test_dry_run_sends_no_write_and_hides_the_password(provider: Any, arm: ArmFa
     res = provider.launch(spec(os="windows-2022", hypervisor="hyperv", count=2,
                                public_ip=True, ttl_seconds=3600), catalog, dry_run=True)
     assert arm.writes() == []
-    assert [r.method for r in arm.requests] == ["GET", "HEAD"]  # Resource SKUs, group check
+    # Reads only: Resource SKUs, does the group exist, vCPU usage against quota.
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in arm.requests] == [
+        ("GET", "skus"), ("HEAD", "nestcloud-demo-eastus"), ("GET", "usages")]
     ops = [r.operation for r in res.requests]
     assert ops == ["resource_groups.create_or_update",
                    "network_security_groups.begin_create_or_update",

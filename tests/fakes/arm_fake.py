@@ -30,7 +30,8 @@ SUB = "00000000-0000-0000-0000-000000000000"
 
 def vm_sku(name: str, *, vcpus: int = 2, memory: float = 8, gens: str = "V1,V2",
            arch: str = "x64", locations: tuple[str, ...] = ("eastus",),
-           restricted_in: tuple[str, ...] = (), low_priority: bool = True) -> dict[str, Any]:
+           restricted_in: tuple[str, ...] = (), low_priority: bool = True,
+           family: str | None = None) -> dict[str, Any]:
     """A Resource SKU entry shaped like the live API's."""
     restrictions = []
     if restricted_in:
@@ -39,6 +40,7 @@ def vm_sku(name: str, *, vcpus: int = 2, memory: float = 8, gens: str = "V1,V2",
                              "reasonCode": "NotAvailableForSubscription"})
     return {
         "resourceType": "virtualMachines", "name": name, "tier": "Standard",
+        "family": family or _family(name),
         "size": name.removeprefix("Standard_"), "locations": list(locations),
         "locationInfo": [{"location": loc, "zones": ["1", "2", "3"]} for loc in locations],
         "capabilities": [
@@ -50,6 +52,14 @@ def vm_sku(name: str, *, vcpus: int = 2, memory: float = 8, gens: str = "V1,V2",
         ],
         "restrictions": restrictions,
     }
+
+
+def _family(name: str) -> str:
+    """Standard_D2s_v5 -> standardDSv5Family, the scheme of the live family names."""
+    m = re.match(r"Standard_([A-Z]+)\d+([a-z]*)_v(\d+)$", name)
+    if not m:
+        return "standard" + name.removeprefix("Standard_") + "Family"
+    return f"standard{m.group(1)}{m.group(2).upper()}v{m.group(3)}Family"
 
 
 DEFAULT_SKUS = [
@@ -82,7 +92,9 @@ class Fault:
     message: str
     times: int | None
     retry_after: str | None
+    every: int = 1
     hits: int = 0
+    seen: int = 0
 
 
 @dataclass
@@ -108,6 +120,8 @@ class ArmFake:
         self.vm_failures: dict[str, list[str]] = {}
         self.blobs: dict[str, bytes] = {}
         self.crashes: list[str] = []
+        # Compute usages per region (name.value, currentValue, limit), as the usages API.
+        self.usages: dict[str, list[dict[str, Any]]] = {}
         self._ops: dict[str, _Op] = {}
         self._lock = threading.RLock()
         self._ips = itertools.count(4)
@@ -121,7 +135,7 @@ class ArmFake:
         class Handler(_Handler):
             arm = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True,
                          name="arm-fake").start()
@@ -141,9 +155,11 @@ class ArmFake:
 
     def fault(self, method: str, path_regex: str, status: int, code: str, *,
               message: str = "injected fault", times: int | None = 1,
-              retry_after: str | None = None) -> Fault:
+              retry_after: str | None = None, every: int = 1) -> Fault:
+        """Answer matching requests with an ARM error: ``times`` of them (None: all), only
+        every ``every``-th match (e.g. 3: a third of the calls)."""
         f = Fault(method.upper(), re.compile(path_regex, re.I), status, code, message, times,
-                  retry_after)
+                  retry_after, every)
         self.faults.append(f)
         return f
 
@@ -187,6 +203,14 @@ class ArmFake:
         if not op.done:
             op.error = op.finish()
             op.done = True
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)  # a client hanging up is normal
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -248,8 +272,11 @@ class _Handler(BaseHTTPRequestHandler):
         with arm._lock:
             arm.requests.append(Request(self.command, path, query, body, dict(self.headers)))
             for f in arm.faults:
-                if f.method == self.command and f.path.search(path) and (
+                if f.method in (self.command, "*") and f.path.search(path) and (
                         f.times is None or f.hits < f.times):
+                    f.seen += 1
+                    if f.seen % f.every:
+                        continue
                     f.hits += 1
                     headers = {"Retry-After": f.retry_after} if f.retry_after is not None else {}
                     self._error(f.status, f.code, f.message, headers)
@@ -284,6 +311,9 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == ["resourcegroups"] and self.command == "GET":
             groups = [g for g in arm.groups.values() if _tag_match(g, query.get("$filter"))]
             return self._send(200, {"value": groups})
+        if len(rest) == 5 and rest[:3] == ["providers", "microsoft.compute", "locations"] \
+                and rest[4] == "usages":
+            return self._send(200, {"value": arm.usages.get(rest[3], [])})
         if rest == ["providers", "microsoft.compute", "skus"]:
             loc = re.search(r"location eq '([^']+)'", query.get("$filter", ""))
             skus = [s for s in arm.skus if loc is None or loc.group(1).lower() in
