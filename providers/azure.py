@@ -629,9 +629,10 @@ class AzureProvider:
         with _errors(f"finding the resource groups of {name!r}"):
             groups = [g for g in self.resources.resource_groups.list(
                 filter=f"tagName eq '{TAG_NAME}' and tagValue eq '{name}'")
-                if (g.tags or {}).get(TAG_NAME) == name]
+                if (g.tags or {}).get(TAG_NAME) == name and self._in_region(g.location)]
         if not groups:
-            result.notes.append(f"nothing named {name!r} is left in subscription "
+            where = f" in {self.region}" if self.region else ""
+            result.notes.append(f"nothing named {name!r} is left{where} in subscription "
                                 f"{self.subscription_id}")
             return result
         left: list[str] = []
@@ -708,12 +709,16 @@ class AzureProvider:
                        if (v.tags or {}).get(TAG_NAME) is not None
                        and (name is None or (v.tags or {}).get(TAG_NAME) == name)]
             by_group: dict[str, list[Any]] = {}
-            for v in vms:
+            for v in (v for v in vms if self._in_region(v.location)):
                 by_group.setdefault(plan.parse_id(v.id)["group"], []).append(v)
             out: list[Instance] = []
             for group, gvms in by_group.items():
                 out.extend(self._describe(group, gvms))
         return sorted(out, key=lambda i: (i.name, i.seat if i.seat is not None else -1, i.id))
+
+    def _in_region(self, location: str | None) -> bool:
+        """A provider built with a region sees only that region; without one, all of them."""
+        return self.region is None or str(location or "").lower() == self.region.lower()
 
     def _instances(self, group: str, name: str) -> list[Instance]:
         with _errors(f"reading virtual machines in {group}"):

@@ -42,17 +42,27 @@ def test_down_deletes_the_group_and_waits(provider: Any, arm: ArmFake, catalog: 
     assert [i.id for i in provider.list()] == other.created
     again = provider.down("demo")
     assert (again.terminated, again.deleted) == ([], [])
-    assert again.notes == [f"nothing named 'demo' is left in subscription {SUB}"]
+    assert again.notes == [f"nothing named 'demo' is left in eastus in subscription {SUB}"]
 
 
 def test_down_finds_the_name_in_every_region(make_provider: Callable[..., Any], arm: ArmFake,
                                              catalog: Catalog, rendered: Any) -> None:
     make_provider(region="eastus").launch(spec(), catalog)
     make_provider(region="westeurope").launch(spec(region="westeurope"), catalog)
-    assert sorted(arm.groups) == ["nestcloud-demo-eastus", "nestcloud-demo-westeurope"]
-    gone = make_provider().down("demo")
-    assert len(gone.terminated) == 2 and len(gone.deleted) == 2
-    assert arm.groups == {} and arm.resources == {}
+    make_provider(region="westeurope").launch(spec(region="westeurope", name="other"), catalog)
+    assert sorted(arm.groups) == ["nestcloud-demo-eastus", "nestcloud-demo-westeurope",
+                                  "nestcloud-other-westeurope"]
+    anywhere = make_provider(region=None)
+    assert sorted((i.name, i.region) for i in anywhere.list()) == [
+        ("demo", "eastus"), ("demo", "westeurope"), ("other", "westeurope")]
+    assert [i.region for i in make_provider(region="eastus").list()] == ["eastus"]
+    # A provider with a region removes the name there only.
+    west = make_provider(region="westeurope").down("demo")
+    assert [d.rsplit("/", 1)[-1] for d in west.deleted] == ["nestcloud-demo-westeurope"]
+    gone = anywhere.down("demo")
+    assert [d.rsplit("/", 1)[-1] for d in gone.deleted] == ["nestcloud-demo-eastus"]
+    assert sorted(arm.groups) == ["nestcloud-other-westeurope"]
+    assert anywhere.down("demo").notes == [f"nothing named 'demo' is left in subscription {SUB}"]
 
 
 def test_user_group_is_checked_never_created_nor_deleted(make_provider: Callable[..., Any],
