@@ -120,6 +120,7 @@ class ArmFake:
         self.vm_failures: dict[str, list[str]] = {}
         self.blobs: dict[str, bytes] = {}
         self.crashes: list[str] = []
+        self.max_in_flight = 0  # most long-running operations pending at once
         # Compute usages per region (name.value, currentValue, limit), as the usages API.
         self.usages: dict[str, list[dict[str, Any]]] = {}
         self._ops: dict[str, _Op] = {}
@@ -197,6 +198,8 @@ class ArmFake:
     def _new_op(self, kind: str, finish: Any) -> str:
         op_id = uuid.uuid4().hex
         self._ops[op_id] = _Op(kind, self.polls, finish)
+        pending = sum(1 for op in self._ops.values() if not op.done)
+        self.max_in_flight = max(self.max_in_flight, pending)
         return op_id
 
     def _run_op(self, op: _Op) -> None:
