@@ -206,6 +206,8 @@ _AZURE_ROLE: dict[str, Any] = {
         "Microsoft.Resources/subscriptions/operationresults/read",
         # VM sizes: vCPUs, memory, generations, restrictions
         "Microsoft.Compute/skus/read",
+        # vCPU usage against quota, checked before any write (Compute usages API)
+        "Microsoft.Compute/locations/usages/read",
         # VMs and the bootstrap extension (Windows)
         "Microsoft.Compute/virtualMachines/read",
         "Microsoft.Compute/virtualMachines/write",
