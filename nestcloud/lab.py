@@ -456,6 +456,7 @@ class Lab:
         existing: list[Instance] = []
         if not dry_run:
             step("looking for seats that already run")
+            providers = self._providers(sandbox, providers)  # one client per place per run
             existing = self.status(sandbox=sandbox, providers=providers).instances
         if existing:
             # Re-run: stay where the first run put the lab, whatever is cheapest today.
@@ -515,7 +516,7 @@ class Lab:
              ) -> LabDownResult:
         """Remove every seat of the lab wherever it runs; harmless when nothing is left."""
         make = self._providers(sandbox, providers)
-        st = self.status(sandbox=sandbox, providers=providers)
+        st = self.status(sandbox=sandbox, providers=make)
         places = sorted({(i.provider, i.region) for i in st.instances})
         results = [make(p, r).down(self.name) for p, r in places]
         notes = [] if places else [f"lab {self.name}: nothing to remove"]
@@ -525,11 +526,11 @@ class Lab:
 def _plain(report: Any) -> Any:
     if report is None:
         return None
+    to_dict = getattr(report, "to_dict", None)  # WaitReport's carries its exit code
+    if to_dict is not None:
+        return to_dict()
     dump = getattr(report, "model_dump", None)
-    if dump is not None:
-        return dump(mode="json")
-    to_dict = getattr(report, "to_dict", None)
-    return to_dict() if to_dict is not None else report
+    return dump(mode="json") if dump is not None else report
 
 
 def res_hint(res: PlanResult, budget: float) -> str:

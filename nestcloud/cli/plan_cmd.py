@@ -137,8 +137,13 @@ def lab_up(
     with progress(as_json) as prog:
         res = lab.up(dry_run=dry_run, sandbox=sandbox, wait=not no_wait, timeout_s=timeout,
                      progress=prog)
+    ready = res.ready if isinstance(res.ready, dict) else {}
+    # The seats exist either way; a readiness timeout (4) or failure (1) is the exit code.
+    code = int(ready.get("exit_code", 0) or 0)
     if as_json:
         emit_json(res.to_dict())
+        if code:
+            raise typer.Exit(code)
         return
     c = res.cost
     o = c.option
@@ -157,6 +162,14 @@ def lab_up(
         ids = {i.id for i in res.launch.instances}
         new = [c for c in res.launch.created if c in ids]
         typer.echo(f"{len(new)} seat(s) launched, {len(res.launch.reused)} already running")
+    if ready:
+        if ready.get("message"):
+            typer.echo(f"readiness: {ready['message']}")
+        for r in ready.get("instances", []):
+            typer.echo(f"readiness: {r['name']} {r['id']}: {r['status']}"
+                       + (f" - {r['message']}" if r.get("message") else ""))
+    if code:
+        raise typer.Exit(code)
 
 
 @lab_app.command("status")

@@ -232,3 +232,18 @@ def test_cli_lab_cycle_on_the_sandbox(tmp_path: Path, catalog: Catalog,
         assert json.loads(r.stdout)["instances"] == []
     finally:
         sandbox.stop()
+
+
+def test_readiness_timeout_is_reported(moto_endpoint: str, catalog: Catalog,
+                                       opened: Any) -> None:
+    """Off the sandbox the lab waits for the in-guest marker; moto's canned console has none."""
+    make, _ = opened
+    name = new_name()
+    lab = make_lab(catalog, name, seats=1)
+    try:
+        res = lab.up(providers=make, timeout_s=0.3, interval_s=0.1)
+        assert res.ready["exit_code"] == 4
+        assert [i["status"] for i in res.ready["instances"]] == ["timeout"]
+    finally:
+        lab.down(providers=make)
+    assert live(moto_endpoint, name, "us-west-2") == []
