@@ -495,6 +495,14 @@ def translate(code: str | None, message: str, status: int | None, doing: str) ->
         return ThrottledError(text, hint="Azure Resource Manager kept throttling after "
                                          "retries: wait a minute and run again",
                               code=code, provider=PROVIDER)
+    if "securitytype" in message.lower().replace(" ", ""):
+        # Some subscriptions must opt in before sending securityType Standard explicitly
+        # (FACTS.md, unconfirmed); nesting needs Standard, so say so rather than drop it.
+        return UnsupportedError(text, hint="nesting needs security type Standard (Trusted "
+                                           "Launch blocks it); this subscription may need a "
+                                           "Microsoft.Compute feature registration to send "
+                                           "it: see `az feature list --namespace "
+                                           "Microsoft.Compute`", code=code, provider=PROVIDER)
     if low in {"invalidparameter", "badrequest", "invalidrequestcontent"}:
         return UnsupportedError(text, hint="Azure rejected a parameter of this launch",
                                 code=code, provider=PROVIDER)

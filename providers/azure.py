@@ -7,6 +7,11 @@ boot diagnostics on, OS disk/NIC/public IP deleted with the VM), the CustomScrip
 Windows, and a DevTestLab auto-shutdown schedule when a TTL is set. Everything is tagged; tags
 are the only state. Request bodies come from ``providers._azure_plan`` (pure).
 
+Seats are separate VMs created on a bounded thread pool inside the one group rather than a
+scale set: each seat keeps its own tags (seat number), NIC, bootstrap extension and exact
+request body, a failed seat is identified and the run rolled back precisely, and re-running
+converges on deterministic names (two concurrent launches PUT the same resources, never twice).
+
 The Azure SDK is imported here and only here; the registry imports this module on demand.
 """
 

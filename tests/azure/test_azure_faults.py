@@ -322,3 +322,14 @@ def test_concurrent_launches_of_one_name_do_not_double(make_provider: Callable[.
     assert len(out) == 2
     vms = [r for r in arm.resources.values() if r["type"] == "Microsoft.Compute/virtualMachines"]
     assert sorted(v["name"] for v in vms) == ["demo-0", "demo-1", "demo-2"]
+
+
+def test_security_type_rejection_explains_why_standard_is_needed(
+        provider: Any, arm: ArmFake, catalog: Catalog) -> None:
+    arm.fault("PUT", r"/virtualMachines/demo-0$", 400, "BadRequest",
+              message="Use of securityType Standard is not enabled for this subscription.")
+    with pytest.raises(UnsupportedError) as err:
+        provider.launch(spec(), catalog)
+    assert err.value.hint.startswith("nesting needs security type Standard (Trusted Launch "
+                                     "blocks it)")
+    assert arm.resources == {}
