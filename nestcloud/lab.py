@@ -19,7 +19,8 @@ from pydantic import ValidationError, field_validator, model_validator
 
 from nestcloud._yamlio import load_yaml, pydantic_problems
 from nestcloud.checks import Finding
-from nestcloud.errors import BudgetError, InputError, LabFileError, RefusedError
+from nestcloud.errors import (BudgetError, CleanupError, InputError, LabFileError,
+                              NestcloudError, RefusedError)
 from nestcloud.oses import OSES, Hypervisor
 from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
 from nestcloud.spec import NAME_RE, TAG_LAB, TAG_PREFIX, LaunchSpec, parse_duration
@@ -434,11 +435,14 @@ class Lab:
 
     def up(self, *, dry_run: bool = False, sandbox: bool = False, wait: bool = True,
            timeout_s: float = DEFAULT_READY_TIMEOUT_S, interval_s: float = 10.0,
-           providers: ProviderFactory | None = None, progress: Any = None) -> LabUpResult:
+           providers: ProviderFactory | None = None, progress: Any = None,
+           keep_partial: bool = False) -> LabUpResult:
         """Plan, check, budget, launch every missing seat as one group, wait for readiness.
 
         Refuses (BudgetError, exit 3) before anything is created when the cost of the whole
-        lab for its TTL exceeds the budget. ``dry_run`` calls no cloud at all.
+        lab for its TTL exceeds the budget. ``dry_run`` calls no cloud at all. When the first
+        ``up`` of a lab fails (or is interrupted) part-way, what it created is removed again
+        unless ``keep_partial``; a re-run that fails leaves the seats that already ran alone.
         """
         from nestcloud.checks import refused, run_checks
 
@@ -494,7 +498,13 @@ class Lab:
         prov = make(option.provider, option.region)
         missing = max(0, self.spec.seats - len(existing))
         step(f"launching {missing} seat(s) of {option.type} in {option.region}")
-        result = launch(spec, self.catalog, prov)
+        try:
+            result = launch(spec, self.catalog, prov)
+        except (NestcloudError, KeyboardInterrupt) as exc:
+            if existing or keep_partial or isinstance(exc, RefusedError):
+                raise
+            self._roll_back(prov, exc, step)
+            raise
         ready = None
         if wait and result.instances:
             try:
@@ -512,6 +522,28 @@ class Lab:
         return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
                            ready=_plain(ready), notes=notes, reused_placement=reused)
 
+    def _roll_back(self, prov: Provider, exc: BaseException, step: Any) -> None:
+        """Remove what a failed first ``up`` created; say so on the error (or raise
+        CleanupError naming what is left)."""
+        step("launch failed: removing what this run created")
+        try:
+            removed = prov.down(self.name)
+        except NestcloudError as cleanup:
+            left = [i.id for i in _safe_list(prov, self.name)]
+            raise CleanupError(
+                f"lab {self.name}: the launch failed ({exc}) and removing what it created "
+                f"failed too: {cleanup}", leftovers=left,
+                hint=f"remove them with `nestcloud lab down FILE` or `nestcloud down "
+                     f"{self.name}`") from exc
+        what = ", ".join(removed.terminated) or "nothing had been launched"
+        note = (f"all or nothing: lab {self.name} did not reach {self.spec.seats} seat(s); "
+                f"removed what this run created ({what}); re-run to try again, or pass "
+                "--keep-partial to keep partial labs")
+        if isinstance(exc, NestcloudError):
+            exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+        else:
+            exc.args = (*exc.args, note)
+
     def down(self, *, sandbox: bool = False, providers: ProviderFactory | None = None
              ) -> LabDownResult:
         """Remove every seat of the lab wherever it runs; harmless when nothing is left."""
@@ -521,6 +553,13 @@ class Lab:
         results = [make(p, r).down(self.name) for p, r in places]
         notes = [] if places else [f"lab {self.name}: nothing to remove"]
         return LabDownResult(lab=self.name, results=results, notes=notes)
+
+
+def _safe_list(prov: Provider, name: str) -> list[Instance]:
+    try:
+        return prov.list(name)
+    except NestcloudError:
+        return []
 
 
 def _plain(report: Any) -> Any:

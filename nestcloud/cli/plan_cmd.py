@@ -122,6 +122,9 @@ def lab_up(
     sandbox: bool = typer.Option(False, "--sandbox", help="Launch on the local EC2 endpoint."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Do not wait for readiness."),
     timeout: float = typer.Option(1200.0, "--timeout", help="Seconds to wait for readiness."),
+    keep_partial: bool = typer.Option(False, "--keep-partial",
+                                      help="If a first launch fails part-way, keep what it "
+                                           "created instead of removing it."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     catalog_path: Optional[Path] = CatalogOpt,
 ) -> None:
@@ -136,7 +139,7 @@ def lab_up(
     sandbox = enabled(sandbox)
     with progress(as_json) as prog:
         res = lab.up(dry_run=dry_run, sandbox=sandbox, wait=not no_wait, timeout_s=timeout,
-                     progress=prog)
+                     progress=prog, keep_partial=keep_partial)
     ready = res.ready if isinstance(res.ready, dict) else {}
     # The seats exist either way; a readiness timeout (4) or failure (1) is the exit code.
     code = int(ready.get("exit_code", 0) or 0)

@@ -247,3 +247,49 @@ def test_readiness_timeout_is_reported(moto_endpoint: str, catalog: Catalog,
     finally:
         lab.down(providers=make)
     assert live(moto_endpoint, name, "us-west-2") == []
+
+
+def flaky_at(moto_endpoint: str, seat: int) -> Any:
+    """Fresh providers whose RunInstances fails for one seat, as EC2 does out of capacity."""
+    from nestcloud.errors import CapacityError
+    from providers.aws import AwsProvider
+
+    def make(provider: str, region: str) -> Any:
+        prov = AwsProvider(region=region, endpoint_url=moto_endpoint)
+        prov.sleep = lambda s: None
+        real = prov.run_seat
+
+        def run_seat(plan: Any, s: int, sg: str, now: Any) -> Any:
+            if s == seat:
+                raise CapacityError("InsufficientInstanceCapacity: no c8i.large capacity",
+                                    provider="aws", code="InsufficientInstanceCapacity")
+            return real(plan, s, sg, now)
+
+        prov.run_seat = run_seat  # type: ignore[method-assign]
+        return prov
+
+    return make
+
+
+def test_failed_first_up_rolls_back(moto_endpoint: str, catalog: Catalog, opened: Any) -> None:
+    from nestcloud.errors import CapacityError
+
+    make, _ = opened
+    name = new_name()
+    lab = make_lab(catalog, name, seats=4)
+    with pytest.raises(CapacityError) as ei:
+        lab.up(sandbox=True, providers=flaky_at(moto_endpoint, 2))
+    assert ei.value.hint is not None
+    assert (f"all or nothing: lab {name} did not reach 4 seat(s); removed what this run "
+            "created (i-") in ei.value.hint
+    assert live(moto_endpoint, name, "us-west-2") == []
+
+    # --keep-partial keeps the three that launched; a re-run completes the lab.
+    with pytest.raises(CapacityError):
+        lab.up(sandbox=True, providers=flaky_at(moto_endpoint, 2), keep_partial=True)
+    assert len(live(moto_endpoint, name, "us-west-2")) == 3
+    done = lab.up(sandbox=True, providers=make)
+    assert len(new_seats(done)) == 1
+    assert len(live(moto_endpoint, name, "us-west-2")) == 4
+    lab.down(sandbox=True, providers=make)
+    assert live(moto_endpoint, name, "us-west-2") == []
