@@ -12,9 +12,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic import ValidationError, field_validator, model_validator
 
 from nestcloud._yamlio import load_yaml, pydantic_problems
@@ -42,7 +42,7 @@ class SeatSpec(_Strict):
     """What one seat needs: a size (the planner picks the type) or one explicit type."""
 
     vcpus: PositiveInt | None = None
-    memory_gib: PositiveFloat | None = None
+    memory_gib: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     type: str | None = None
 
     @model_validator(mode="after")
@@ -70,8 +70,8 @@ class LabFile(_Strict):
     hypervisor: Hypervisor = "kvm"
     os: str = "ubuntu-24.04"
     spot: bool = False
-    ttl: str | PositiveFloat
-    budget: NonNegativeFloat | None = None
+    ttl: str | Annotated[float, Field(gt=0, le=24 * 366, allow_inf_nan=False, strict=True)]
+    budget: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     ssh_cidr: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     user_data: str | UserDataFile | None = None
@@ -137,7 +137,8 @@ def parse_lab(text: str, source: str = "<lab>", base_dir: Path | None = None
         lab = LabFile.model_validate(data)
     except ValidationError as exc:
         raise LabFileError(source, pydantic_problems(
-            [_clean(e) for e in exc.errors(include_url=False)], text, source)) from None
+            _union_errors([_clean(e) for e in exc.errors(include_url=False)]), text,
+            source)) from None
     user_data: str | None = None
     if isinstance(lab.user_data, UserDataFile):
         path = Path(lab.user_data.file)
@@ -156,6 +157,42 @@ def parse_lab(text: str, source: str = "<lab>", base_dir: Path | None = None
     else:
         user_data = lab.user_data
     return lab, user_data
+
+
+def _union_errors(errors: list[Any]) -> list[Any]:
+    """For ``str | number`` and ``str | {file: ...}`` fields pydantic reports every member's
+    complaint; keep the ones that help."""
+    out: list[Any] = []
+    top: dict[Any, int] = {}
+    for e in errors:
+        top[e["loc"][0] if e["loc"] else None] = top.get(e["loc"][0] if e["loc"] else None,
+                                                         0) + 1
+    said_user_data = False
+    for e in errors:
+        loc = tuple(e["loc"])
+        if loc == ("ttl",) and e.get("type") in ("string_type", "float_type",
+                                                  "float_parsing"):
+            kinds = {x.get("type") for x in errors if tuple(x["loc"]) == ("ttl",)}
+            if kinds <= {"string_type", "float_type", "float_parsing"}:
+                if e.get("type") == "string_type":
+                    out.append({**e, "type": "value_error",
+                                "msg": "ttl is a duration (90m, 4h, 2d) or a number of hours"})
+                continue
+            if e.get("type") == "string_type":
+                continue
+        if loc == ("user_data",) and e.get("type") in ("string_type", "model_type",
+                                                        "dict_type", "model_attributes_type"):
+            nested = any(len(x["loc"]) > 1 and x["loc"][0] == "user_data" for x in errors)
+            if not said_user_data and not nested:
+                out.append({**e, "type": "value_error",
+                            "msg": "user_data is inline text, or {file: PATH} with PATH "
+                                   "relative to the lab file"})
+                said_user_data = True
+            continue
+        if e.get("type") == "string_type" and loc and top.get(loc[0], 0) > 1:
+            continue
+        out.append(e)
+    return out
 
 
 def _clean(err: Any) -> Any:

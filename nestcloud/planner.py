@@ -356,7 +356,11 @@ def _refusal(result: PlanResult) -> RefusedError:
                             + "allow other regions, or run `nestcloud catalog refresh-prices`")
     if code == "region":
         names = sorted({f"{r.provider}/{r.type}" for r in hits})
-        return RefusedError(f"nothing fits {what} in {', '.join(req.regions or [])}: "
+        if not req.regions:
+            return RefusedError(f"nothing fits {what}: the catalog knows no region for "
+                                f"{', '.join(names[:5])}",
+                                hint="run `nestcloud catalog verify` / regenerate the catalog")
+        return RefusedError(f"nothing fits {what} in {', '.join(req.regions)}: "
                             f"{', '.join(names[:5])} fit but are offered elsewhere",
                             hint="allow more regions (--regions) or drop the region filter")
     if code == "checks":

@@ -362,6 +362,12 @@ def register(app: typer.Typer) -> None:
         if sandbox and chosen != ["aws"]:
             raise InputError("--sandbox reaps the local EC2 endpoint: --providers aws only")
         wanted = _csv(regions)
+        if wanted and not sandbox:
+            known = {r for p in chosen for r in cat.regions(p)}
+            bad = [r for r in wanted if r not in known]
+            if bad:
+                raise InputError(f"--regions {', '.join(bad)}: no catalog region of "
+                                 f"{', '.join(chosen)} (known: {', '.join(sorted(known))})")
         places = [(p, r) for p in chosen for r in (wanted or cat.regions(p))
                   if wanted is None or r in cat.regions(p) or sandbox]
         res = reap(places, _open(sandbox), now=dt.datetime.now(dt.timezone.utc),

@@ -131,3 +131,18 @@ def test_python_lab_bad_arguments_are_input_errors() -> None:
     with pytest.raises(InputError) as ei:
         Lab("x", 0, vcpus=2, memory_gib=4)
     assert str(ei.value) == "seats: Input should be greater than or equal to 1 (got 0)"
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("ttl: .inf", ["lab.yaml:4: ttl: Input should be a finite number (got inf)"]),
+    ("ttl: 0", ["lab.yaml:4: ttl: Input should be greater than 0 (got 0)"]),
+    ("ttl: true", ["lab.yaml:4: ttl: ttl is a duration (90m, 4h, 2d) or a number of hours "
+                   "(got True)"]),
+    ("ttl: 1\nuser_data: 5", ["lab.yaml:5: user_data: user_data is inline text, or "
+                              "{file: PATH} with PATH relative to the lab file (got 5)"]),
+    ("ttl: 1\nuser_data: {fil: x}", ["lab.yaml:5: user_data.file: field required",
+                                     "lab.yaml:5: user_data.fil: unknown key"]),
+    ("ttl: 1\nbudget: .nan", ["lab.yaml:5: budget: Input should be a finite number (got nan)"]),
+])
+def test_union_fields_give_one_clear_message(line: str, expected: list[str]) -> None:
+    assert problems("name: a\nseats: 1\nseat: {type: x}\n" + line + "\n") == expected
