@@ -146,3 +146,24 @@ def test_python_lab_bad_arguments_are_input_errors() -> None:
 ])
 def test_union_fields_give_one_clear_message(line: str, expected: list[str]) -> None:
     assert problems("name: a\nseats: 1\nseat: {type: x}\n" + line + "\n") == expected
+
+
+def test_cli_reports_lab_file_problems(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    bad = tmp_path / "lab.yaml"
+    bad.write_text("name: a\nseats: two\nseat: {vcpus: 2, memory_gib: 4}\nttl: 1h\n")
+    r = CliRunner().invoke(app, ["lab", "up", str(bad), "--dry-run"])
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == (f"error: {bad}: invalid lab file (1 problem(s)):\n"
+                        f"  - {bad}:2: seats: Input should be a valid integer, unable to parse "
+                        "string as an integer (got 'two')\n")
+    r = CliRunner().invoke(app, ["lab", "status", str(tmp_path / "nope.yaml"), "--json"])
+    assert r.exit_code == 2
+    doc = json.loads(r.stdout)
+    assert doc["error"] == "LabFileError"
+    assert doc["message"].endswith("nope.yaml: file not found")
