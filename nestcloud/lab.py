@@ -73,6 +73,8 @@ class LabFile(_Strict):
     ttl: str | Annotated[float, Field(gt=0, le=24 * 366, allow_inf_nan=False, strict=True)]
     budget: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     ssh_cidr: str | None = None
+    # AWS: an EC2 key-pair name; Azure: an SSH public key file or the key text.
+    key_name: str | None = Field(default=None, min_length=1)
     tags: dict[str, str] = Field(default_factory=dict)
     user_data: str | UserDataFile | None = None
 
@@ -346,7 +348,8 @@ class Lab:
                  providers: list[str] | None = None, regions: list[str] | None = None,
                  hypervisor: str = "kvm", os: str = "ubuntu-24.04", spot: bool = False,
                  ttl: str | float = "4h", budget: float | None = None,
-                 ssh_cidr: str | None = None, tags: dict[str, str] | None = None,
+                 ssh_cidr: str | None = None, key_name: str | None = None,
+                 tags: dict[str, str] | None = None,
                  user_data: str | None = None, catalog: Catalog | None = None) -> None:
         try:
             self.spec = LabFile.model_validate(dict(
@@ -354,7 +357,7 @@ class Lab:
                     ("vcpus", vcpus), ("memory_gib", memory_gib), ("type", type))
                     if v is not None},
                 providers=providers, regions=regions, hypervisor=hypervisor, os=os, spot=spot,
-                ttl=ttl, budget=budget, ssh_cidr=ssh_cidr, tags=tags or {},
+                ttl=ttl, budget=budget, ssh_cidr=ssh_cidr, key_name=key_name, tags=tags or {},
                 user_data=user_data))
         except ValidationError as exc:
             raise InputError("; ".join(
@@ -419,7 +422,8 @@ class Lab:
         s = self.spec
         spec = LaunchSpec(provider=option.provider, type=option.type, region=option.region,
                           os=s.os, hypervisor=s.hypervisor, name=s.name, count=s.seats,
-                          spot=s.spot, ssh_cidr=s.ssh_cidr, ttl_seconds=s.ttl_seconds,
+                          spot=s.spot, ssh_cidr=s.ssh_cidr, key_name=s.key_name,
+                          ttl_seconds=s.ttl_seconds,
                           tags=dict(s.tags), user_data=self.user_data)
         # The lab tag uses the reserved prefix that user tags may not; set it after validation.
         return spec.model_copy(update={"tags": {**spec.tags, TAG_LAB: s.name}})

@@ -1,0 +1,85 @@
+"""A lab on Azure, through the real SDK against the local ARM fake: up -> status -> down."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fakes.arm_fake import SUB, ArmFake  # noqa: E402
+
+from nestcloud.bootstrap import RenderedUserData  # noqa: E402
+from nestcloud.catalog import parse_catalog  # noqa: E402
+from nestcloud.lab import Lab  # noqa: E402
+from nestcloud.spec import TAG_LAB  # noqa: E402
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly nestcloud-test"
+# Made-up prices.
+CATALOG_YAML = """
+schema_version: 1
+sources:
+  facts: {description: "test facts"}
+  prices: {description: "test prices", date: 2025-06-01}
+types:
+  - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,
+     arch: x86_64, cpu_vendor: intel, nesting: nested, nesting_source: facts,
+     verified: 2026-11-29, regions: [eastus, westus2], hyperv_generations: [V1, V2],
+     prices: {eastus: {on_demand: 0.096, source: prices}, westus2: {on_demand: 0.1, source: prices}}}
+  - {provider: aws, name: c8i.large, family: c8i, vcpus: 2, memory_gib: 4, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [us-east-1], prices: {us-east-1: {on_demand: 0.5, source: prices}}}
+"""
+
+
+class FakeCredential:
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("fake-token", 2**31 - 1)
+
+
+@pytest.fixture
+def arm() -> Any:
+    fake = ArmFake().start()
+    yield fake
+    fake.stop()
+
+
+def test_azure_lab_cycle(arm: ArmFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.azure import AzureProvider
+
+    monkeypatch.setattr("nestcloud.bootstrap.render_user_data",
+                        lambda *a, **k: RenderedUserData("cloud-config", b"#cloud-config\n",
+                                                         False))
+    made: dict[tuple[str, str], Any] = {}
+
+    def make(provider: str, region: str) -> Any:
+        assert provider == "azure", "the lab allows azure only"
+        if (provider, region) not in made:
+            made[(provider, region)] = AzureProvider(
+                region=region, subscription_id=SUB, arm_endpoint=arm.url,
+                credential=FakeCredential(),
+                client_options={"retry_backoff_factor": 0, "polling_interval": 0})
+        return made[(provider, region)]
+
+    name = "az" + uuid.uuid4().hex[:8]
+    lab = Lab(name, 2, vcpus=2, memory_gib=8, providers=["azure"], ttl="1h", budget=1,
+              key_name=SSH_KEY, tags={"course": "az"}, catalog=parse_catalog(CATALOG_YAML))
+    res = lab.up(providers=make, wait=False)
+    assert (res.cost.option.type, res.cost.option.region) == ("Standard_D2s_v5", "eastus")
+    assert res.cost.total_usd == pytest.approx(0.192)
+    assert res.launch is not None and len(res.launch.instances) == 2
+    assert {i.tags.get(TAG_LAB) for i in res.launch.instances} == {name}
+    st = lab.status(providers=make)
+    assert (st.running, len(st.instances), st.missing) == (2, 2, 0)
+    again = lab.up(providers=make, wait=False)
+    assert again.reused_placement and again.launch is not None
+    assert sorted(again.launch.reused) == sorted(i.id for i in res.launch.instances)
+    down = lab.down(providers=make)
+    assert sorted(down.terminated) == sorted(i.id for i in res.launch.instances)
+    assert lab.status(providers=make).instances == []
