@@ -78,7 +78,7 @@ _AZURE_CONN = re.compile(r"(?i)(?:AccountKey|SharedAccessKey)\s*=\s*([A-Za-z0-9+
 # "--client-secret VALUE" counts; prose such as "store the client secret in Key Vault" does not.
 _AZURE_SECRET_ASSIGN = re.compile(
     r"""(?ix)(?:--client-secret(?:\s+|=)["']?
-              |(?:azure[_-]?)?client[_-]?secret["']?\s*(?:[:=]|\s(?=["']))\s*["']?)
+              |(?:azure[_-]?)?client[_-]?secret["']?(?:\s*[:=]\s*|\s+(?=["']))["']?)
         (?=([A-Za-z0-9_~.+/=@?*:-]+))\1(?![(\[])""")  # lookahead = no backtracking
 # The current secret format has a recognisable "Q~" at position 4-5; found anywhere.
 _AZURE_SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9_~.-])([A-Za-z0-9_~.-]{3}[0-9]Q~"
@@ -89,9 +89,11 @@ _GCP_KEY = re.compile(r'"private_key"\s*:\s*"(-----BEGIN [A-Z ]*PRIVATE KEY-----
 
 # PEM / OpenSSH / PGP private key headers. Public keys and certificates never say PRIVATE.
 _PEM_HEADER = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----")
-# After the header: optional RFC 1421 headers (Proc-Type:, DEK-Info:, Comment:), then body.
-_PEM_BODY = re.compile(r"(?:\s|\\n|\\r)*(?:[A-Za-z-]+:[^\n\\]*(?:\s|\\n|\\r)+)*"
-                       r"([A-Za-z0-9+/]{20,}={0,2})")
+# Key body lines; and RFC 1421 headers (Proc-Type:, DEK-Info:, Comment:) that may precede them.
+_B64_LINE = re.compile(r"[A-Za-z0-9+/]{20,}={0,2}")
+_PEM_HEADER_LINE = re.compile(r"[A-Za-z-]+:")
+_PEM_LOOKAHEAD = 2048  # chars after the header searched for a body: bounded work per header
+_LINE_BREAK = re.compile(r"\r?\n|\\r\\n|\\n")  # real, or escaped inside a JSON string
 
 # GitHub classic (ghp_/gho_/ghu_/ghs_/ghr_ + 36) and fine-grained (github_pat_ + 82) tokens.
 _GITHUB = re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_([A-Za-z0-9]{36})|"
@@ -144,11 +146,30 @@ def _gcp_keys(text: str) -> Iterator[_Hit]:
 def _pem_keys(text: str) -> Iterator[_Hit]:
     for m in _PEM_HEADER.finditer(text):
         # A header alone (a grep pattern, documentation) is not a key: require a body.
-        body = _PEM_BODY.match(text, m.end())
-        if body is None:
+        body_end = _pem_body_end(text, m.end())
+        if body_end is None:
             continue
         end = text.find("-----END", m.end())
-        yield _Hit("private-key", m.end(), end if end != -1 else body.end(), m.start())
+        yield _Hit("private-key", m.end(), end if end != -1 else body_end, m.start())
+
+
+def _pem_body_end(text: str, start: int) -> int | None:
+    """Where the first base64 body line after a PEM header ends, if there is one.
+
+    Lines may be real newlines or the escaped ``\\n`` of a JSON string; blank lines and
+    RFC 1421 header lines are skipped. Procedural on purpose: a regex with nested repeats
+    here backtracks exponentially on crafted input.
+    """
+    window = text[start:start + _PEM_LOOKAHEAD]
+    prev = 0
+    for sep in [*_LINE_BREAK.finditer(window), None]:
+        a, b = (sep.start(), sep.end()) if sep is not None else (len(window), len(window))
+        line = window[prev:a].strip()
+        prev = b
+        if not line or _PEM_HEADER_LINE.match(line):
+            continue
+        return start + a if _B64_LINE.match(line) else None
+    return None
 
 
 def _github(text: str) -> Iterator[_Hit]:

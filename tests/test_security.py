@@ -229,3 +229,30 @@ def test_scanner_never_crashes_and_never_echoes_a_finding(text: str) -> None:
     for f in scan_user_data(text):
         assert f.kind in KINDS and f.line >= 1 and f.column >= 1
         assert f.line <= text.count("\n") + 1
+
+
+# -- bounded work -------------------------------------------------------------------------
+
+ADVERSARIAL = {
+    # This one made the first PEM-body regex backtrack for minutes (64 KB: Azure's cap).
+    "pem-header-then-header-lines": "-----BEGIN PRIVATE KEY-----\n" + "a: b \n" * 10000,
+    # Near misses of every rule, repeated.
+    "assignment-then-spaces": "client_secret" + " " * 60000 + "x",
+    "pem-header-spaces": "-----BEGIN PRIVATE KEY-----" + " " * 60000 + "!",
+    "pem-escaped-newlines": "-----BEGIN PRIVATE KEY-----" + "\\n" * 30000 + "!",
+    "pem-headers-only": "-----BEGIN PRIVATE KEY-----\n" * 2000,
+    "gcp-no-end": '"private_key": "-----BEGIN ' + "A " * 30000,
+    "key-ids-glued": "AKIA" * 16000,
+    "secrets-one-short": ("aws_secret_access_key=" + "A" * 39 + "\n") * 1000,
+    "account-key-spaces": "AccountKey" + " " * 60000 + "=",
+    "client-secret-flag-spaces": "--client-secret" + " " * 60000,
+}
+
+
+@pytest.mark.parametrize("text", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
+def test_scanning_64k_of_crafted_input_is_fast(text: str) -> None:
+    import time
+
+    start = time.perf_counter()
+    scan_user_data(text)
+    assert time.perf_counter() - start < 2.0
