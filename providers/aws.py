@@ -13,6 +13,7 @@ import getpass
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -256,6 +257,15 @@ def printable(params: dict[str, Any]) -> dict[str, Any]:
 # -- the provider ------------------------------------------------------------------------------
 
 
+def _is_loopback(url: str | None) -> bool:
+    if not url:
+        return False
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 class AwsProvider:
     """EC2 through boto3, with the standard credential chain and standard retries."""
 
@@ -268,7 +278,10 @@ class AwsProvider:
         self.endpoint_url = endpoint_url
         self.config = Config(retries={"mode": "standard"}, user_agent_extra="nestcloud")
         self._clients: dict[tuple[str, str], Any] = {}
-        self.concurrency = 8
+        # Seats launch in parallel against a remote endpoint (each RunInstances waits on the
+        # network). A loopback endpoint (the sandbox) is CPU-bound on this same machine, where
+        # parallel requests only add contention (bench/bench_launch.py measures both).
+        self.concurrency = 1 if _is_loopback(endpoint_url) else 8
         self.waiter_delay: float = 1.0 if endpoint_url else 5.0
         self.sg_delete_timeout_s: float = 10.0 if endpoint_url else 300.0
         self.sleep: Callable[[float], None] = time.sleep
@@ -348,6 +361,10 @@ class AwsProvider:
             return newest["ImageId"], f"newest {pattern} from owner {RHEL_OWNER}"
         raise InputError(f"--os {spec.os!r}: no AWS image alias (known: "
                          f"{', '.join([*SSM_IMAGE_PARAMETERS, *RHEL_NAME])}); pass --image AMI")
+
+    def _image_details(self, spec: LaunchSpec, region: str) -> tuple[str, str, dict[str, Any]]:
+        image_id, how = self.resolve_image(spec, region)
+        return image_id, how, self.describe_image(image_id, region)
 
     def describe_image(self, image_id: str, region: str) -> dict[str, Any]:
         ec2 = self.client("ec2", region)
@@ -439,11 +456,27 @@ class AwsProvider:
         if t is None:
             raise InputError(f"unknown aws instance type {spec.type!r} (not in the catalog)",
                              hint="see `nestcloud catalog list --provider aws --nested-only`")
-        live = self.describe_type(spec.type, region)
-        nesting = decide_nesting(t, live, region)
-        notes = list(nesting.notes)
-        image_id, how = self.resolve_image(spec, region)
-        image = self.describe_image(image_id, region)
+        # The reads do not depend on each other: overlap their round trips. Clients are made
+        # first (creating botocore clients is not thread-safe); results are taken in a fixed
+        # order so the first problem reported is the same as in a sequential run.
+        for service in ("ec2", "sts") + (() if spec.image or spec.os in RHEL_NAME else ("ssm",)):
+            self.client(service, region)
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            f_live = pool.submit(self.describe_type, spec.type, region)
+            f_image = pool.submit(self._image_details, spec, region)
+            f_user_data = pool.submit(self.render_user_data, spec)
+            f_vpc = pool.submit(self.default_vpc, region)
+            f_sgs = pool.submit(self.find_security_groups, name, region)
+            f_existing = pool.submit(self.raw_instances, region, name)
+            f_owner = pool.submit(self.owner, region)
+            nesting = decide_nesting(t, f_live.result(), region)
+            notes = list(nesting.notes)
+            image_id, how, image = f_image.result()
+            user_data, kind = f_user_data.result()
+            vpc = f_vpc.result()
+            sgs = [g for g in f_sgs.result() if g.get("VpcId") == vpc]
+            existing = f_existing.result()
+            owner = f_owner.result()
         arch = image.get("Architecture")
         if arch and arch != t.arch:
             raise InputError(f"image {image_id} is {arch} but {t.name} is {t.arch}")
@@ -457,10 +490,6 @@ class AwsProvider:
                          "snapshot is that large")
             disk = snap
         notes.append(f"image {image_id} ({how})")
-        user_data, kind = self.render_user_data(spec)
-        vpc = self.default_vpc(region)
-        sgs = [g for g in self.find_security_groups(name, region) if g.get("VpcId") == vpc]
-        existing = self.raw_instances(region, name)
         live_seats: set[int] = set()
         for raw in existing:
             inst = to_instance(raw, region)
@@ -484,7 +513,7 @@ class AwsProvider:
         return LaunchPlan(spec=spec, name=name, region=region, nesting=nesting,
                           image_id=image_id, root_device=root, disk_gib=disk,
                           user_data=user_data, user_data_kind=kind,
-                          owner=self.owner(region), vpc_id=vpc,
+                          owner=owner, vpc_id=vpc,
                           sg_id=sgs[0]["GroupId"] if sgs else None, existing=existing,
                           missing_seats=missing,
                           digest=spec_digest(spec, image_id, user_data), notes=notes)
@@ -546,14 +575,23 @@ class AwsProvider:
         raise ProviderError(f"seat {seat} of {plan.name!r}: every ClientToken generation "
                             "returned a terminated instance", provider="aws")
 
-    def readback(self, plan: LaunchPlan, ids: list[str]) -> tuple[list[Instance], list[str]]:
-        """Describe what we launched; terminate and fail if AWS dropped the nested switch."""
-        if not ids:
+    def readback(self, plan: LaunchPlan, launched: list[dict[str, Any]]
+                 ) -> tuple[list[Instance], list[str]]:
+        """Check the nested switch on what we launched; terminate and fail if AWS dropped it.
+
+        RunInstances answers with the same Instance shape as DescribeInstances; only when it
+        leaves CpuOptions.NestedVirtualization out is DescribeInstances asked.
+        """
+        if not launched:
             return [], []
+        ids = [i["InstanceId"] for i in launched]
+        raws = launched
         ec2 = self.client("ec2", plan.region)
-        with aws_errors("read back the new instances", region=plan.region):
-            raws = [i for page in ec2.get_paginator("describe_instances").paginate(
-                InstanceIds=ids) for r in page["Reservations"] for i in r["Instances"]]
+        if plan.nesting.mode == "nested" and any(
+                (r.get("CpuOptions") or {}).get("NestedVirtualization") is None for r in raws):
+            with aws_errors("read back the new instances", region=plan.region):
+                raws = [i for page in ec2.get_paginator("describe_instances").paginate(
+                    InstanceIds=ids) for r in page["Reservations"] for i in r["Instances"]]
         notes: list[str] = []
         if plan.nesting.mode == "nested":
             disabled = [r["InstanceId"] for r in raws
@@ -602,7 +640,7 @@ class AwsProvider:
                                 notes=notes, dry_run=True, requests=reqs)
         sg_id, created = self.ensure_security_group(plan, now)
         launched = self._run_seats(plan, sg_id, now)
-        new, read_notes = self.readback(plan, [i["InstanceId"] for i in launched])
+        new, read_notes = self.readback(plan, launched)
         notes += read_notes
         if self.sandbox:
             notes += SANDBOX_NOTES
@@ -613,28 +651,38 @@ class AwsProvider:
 
     def _run_seats(self, plan: LaunchPlan, sg_id: str, now: dt.datetime
                    ) -> list[dict[str, Any]]:
+        """RunInstances for every missing seat; after a failure no further seat starts."""
         seats = plan.missing_seats
         if not seats:
             return []
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def one(seat: int) -> dict[str, Any] | None:
+            if stop.is_set():
+                return None
+            try:
+                return self.run_seat(plan, seat, sg_id, now)
+            except BaseException as exc:
+                stop.set()
+                errors.append(exc)
+                return None
+
         workers = max(1, min(self.concurrency, len(seats)))
         if workers == 1:
-            return [self.run_seat(plan, s, sg_id, now) for s in seats]
-        done: list[dict[str, Any]] = []
-        first_error: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(self.run_seat, plan, s, sg_id, now) for s in seats]
-            for fut in futures:
-                try:
-                    done.append(fut.result())
-                except BaseException as exc:  # keep collecting: report what exists
-                    first_error = first_error or exc
-        if first_error is not None:
-            if isinstance(first_error, ProviderError) and done:
+            results = [one(s) for s in seats]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(one, seats))
+        done = [r for r in results if r is not None]
+        if errors:
+            first = errors[0]
+            if isinstance(first, ProviderError) and done:
                 ids = ", ".join(i["InstanceId"] for i in done)
-                first_error.hint = ((first_error.hint + "; ") if first_error.hint else "") + (
+                first.hint = ((first.hint + "; ") if first.hint else "") + (
                     f"launched before the failure (tagged, still running): {ids}; run the "
                     f"same command again to complete, or `nestcloud down {plan.name}`")
-            raise first_error
+            raise first
         return done
 
     # list / down / console -----------------------------------------------------------------

@@ -372,7 +372,18 @@ def test_public_ip_and_key_name(aws, rec, catalog, spec_for, moto_endpoint):
     assert "SecurityGroupIds" not in run and len(nic["Groups"]) == 1
 
 
-def test_count_launches_in_parallel_but_one_request_per_seat(aws, rec, catalog, spec_for):
+def test_seats_launch_one_at_a_time_locally_in_parallel_remotely(moto_endpoint):
+    from providers.aws import AwsProvider
+
+    assert AwsProvider(region="us-east-1", endpoint_url=moto_endpoint).concurrency == 1
+    assert AwsProvider(region="us-east-1", endpoint_url="http://localhost:1").concurrency == 1
+    assert AwsProvider(region="us-east-1").concurrency == 8
+    assert AwsProvider(region="us-east-1",
+                       endpoint_url="https://ec2.example.internal").concurrency == 8
+
+
+def test_parallel_seats_one_request_per_seat(aws, rec, catalog, spec_for):
+    aws.concurrency = 4
     res = launch(spec_for(count=5), catalog, aws)
     runs = rec.params("RunInstances")
     seats = sorted(int(tags_of(r["TagSpecifications"], "instance")[TAG_SEAT]) for r in runs)
@@ -387,3 +398,29 @@ def test_default_name_is_deterministic(aws, catalog):
 
     spec = LaunchSpec(provider="aws", type="c8i.large", os="al2023", hypervisor="firecracker")
     assert default_name(spec) == "c8i-large-firecracker"
+
+
+def test_failure_mid_launch_names_what_already_runs(aws, rec, catalog, spec_for, recorded, name):
+    from fakes.moto_server import client_error_response
+
+    from nestcloud.errors import CapacityError
+
+    calls = [0]
+
+    def third_fails(**_: Any) -> Any:
+        calls[0] += 1
+        return client_error_response("InsufficientInstanceCapacity") if calls[0] == 3 else None
+
+    recorded[0].events.register("before-call.ec2.RunInstances", third_fails)
+    with pytest.raises(CapacityError) as err:
+        launch(spec_for(count=4), catalog, aws)
+    running = aws.list(name)
+    assert [i.seat for i in running] == [0, 1]  # stopped at the failure, tagged, findable
+    hint = err.value.hint or ""
+    assert all(i.id in hint for i in running)
+    assert f"run the same command again to complete, or `nestcloud down {name}`" in hint
+    rec.calls.clear()
+    recorded[0].events.unregister("before-call.ec2.RunInstances", third_fails)
+    aws._clients.clear()
+    done = launch(spec_for(count=4), catalog, aws)  # the re-run completes the group
+    assert sorted(i.seat for i in done.instances) == [0, 1, 2, 3] and len(done.reused) == 2
