@@ -148,7 +148,7 @@ def parse_lab(text: str, source: str = "<lab>", base_dir: Path | None = None
             path = (base_dir or Path.cwd()) / path
         try:
             user_data = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: undecodable, or a NUL in the name
             from nestcloud._yamlio import line_of
 
             line = line_of(text, ("user_data", "file"))

@@ -219,10 +219,6 @@ def test_lab_user_data_file_reference_never_crashes(name: str, tmp_path: Path) -
     _lab_outcome(_dump(doc), tmp_path)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="found by the property above: nestcloud/lab.py parse_lab does not "
-                          "catch ValueError('embedded null byte') from Path.read_text; remove "
-                          "this marker (and the NUL exclusion above) once it does")
 def test_lab_user_data_file_name_with_nul_is_a_lab_file_error(tmp_path: Path) -> None:
     _lab_outcome(_dump(dict(VALID_LAB, user_data={"file": "a\x00b"})), tmp_path)
 
