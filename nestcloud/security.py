@@ -186,7 +186,116 @@ _RULES: tuple[Callable[[str], Iterator[_Hit]], ...] = (
 
 
 def scan_user_data(text: str) -> list[SecretFinding]:
-    """Every secret found in ``text``, in order of position; each excerpt is redacted."""
+    """Every secret found in ``text``, in order of line; each excerpt is redacted.
+
+    Also looks inside what cloud-init would decode: base64/gzip ``write_files`` contents of a
+    cloud-config and base64 parts of a MIME multipart document (a key written with
+    ``encoding: b64`` is still a key). Those findings carry the outer line and say where.
+    """
+    findings = _scan_plain(text)
+    seen = {(f.kind, f.line) for f in findings}
+    for line, where, inner in _encoded_payloads(text):
+        for f in _scan_plain(inner):
+            if (f.kind, line) in seen:
+                continue
+            seen.add((f.kind, line))
+            findings.append(SecretFinding(kind=f.kind, line=line, column=1,
+                                          excerpt=f"{where}, decoded line {f.line}: "
+                                                  f"{f.excerpt}"))
+    findings.sort(key=lambda f: (f.line, f.column))
+    return findings
+
+
+_DEPTH_LIMIT = 3  # encoded inside encoded inside ...: enough for real documents, bounded
+
+
+def _encoded_payloads(text: str, depth: int = 0) -> Iterator[tuple[int, str, str]]:
+    """(outer line, description, decoded text) for each encoded payload cloud-init unpacks."""
+    if depth >= _DEPTH_LIMIT:
+        return
+    head = text.lstrip()[:200].lower()
+    if head.startswith("#cloud-config"):
+        yield from _write_files_payloads(text)
+    elif "content-type: multipart/" in head or "mime-version:" in head:
+        yield from _mime_payloads(text)
+
+
+def _decode(data: str, encoding: str) -> str | None:
+    import base64
+    import binascii
+
+    enc = encoding.strip().lower()
+    try:
+        raw = base64.b64decode(data, validate=False) if "b64" in enc or "base64" in enc \
+            else data.encode("utf-8", "surrogateescape")
+        if enc.startswith(("gz", "gzip")) or raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (binascii.Error, ValueError, OSError, EOFError):
+        return None
+    return raw.decode("utf-8", errors="replace")
+
+
+def _write_files_payloads(text: str) -> Iterator[tuple[int, str, str]]:
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return
+    if not isinstance(root, yaml.MappingNode):
+        return
+    for key, value in root.value:
+        if getattr(key, "value", None) != "write_files" or not isinstance(value,
+                                                                           yaml.SequenceNode):
+            continue
+        for i, entry in enumerate(value.value):
+            if not isinstance(entry, yaml.MappingNode):
+                continue
+            fields = {getattr(k, "value", None): v for k, v in entry.value}
+            enc, content = fields.get("encoding"), fields.get("content")
+            if not isinstance(enc, yaml.ScalarNode) or not isinstance(content, yaml.ScalarNode):
+                continue
+            if enc.value.strip().lower() in ("", "text/plain"):
+                continue
+            decoded = _decode(str(content.value), str(enc.value))
+            if decoded is None:
+                continue
+            path = fields.get("path")
+            label = (f"write_files[{i}] ({getattr(path, 'value', '?')}, "
+                     f"encoding {enc.value})")
+            yield content.start_mark.line + 1, label, decoded
+
+
+def _mime_payloads(text: str) -> Iterator[tuple[int, str, str]]:
+    import email
+    import email.policy
+
+    try:
+        msg = email.message_from_string(text, policy=email.policy.compat32)
+    except Exception:  # noqa: BLE001 - a malformed MIME document is simply not scanned deeper
+        return
+    for n, part in enumerate(msg.walk()):
+        if part.is_multipart():
+            continue
+        if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
+            continue
+        raw_payload = part.get_payload()
+        if not isinstance(raw_payload, str):
+            continue
+        decoded = _decode(raw_payload, "gz+b64" if "gzip" in str(
+            part.get_content_type()) else "b64")
+        if decoded is None:
+            continue
+        first = raw_payload.strip().splitlines()[0] if raw_payload.strip() else ""
+        at = text.find(first) if first else -1
+        line = text.count("\n", 0, at) + 1 if at >= 0 else 1
+        label = f"MIME part {n} ({part.get_content_type()}, base64)"
+        yield line, label, decoded
+        for inner in _encoded_payloads(decoded, 1):
+            yield line, f"{label} > {inner[1]}", inner[2]
+
+
+def _scan_plain(text: str) -> list[SecretFinding]:
     hits: list[_Hit] = []
     for rule in _RULES:
         for hit in rule(text):

@@ -256,3 +256,65 @@ def test_scanning_64k_of_crafted_input_is_fast(text: str) -> None:
     start = time.perf_counter()
     scan_user_data(text)
     assert time.perf_counter() - start < 2.0
+
+
+# -- what cloud-init decodes is scanned too -----------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def test_base64_write_files_content_is_decoded_and_scanned() -> None:
+    key = _pem("OPENSSH PRIVATE KEY", PEM_BODY).encode()
+    text = ("#cloud-config\npackages: [qemu-kvm]\nwrite_files:\n"
+            "  - path: /etc/motd\n    content: hello\n"
+            f"  - path: /root/.ssh/id_ed25519\n    encoding: b64\n    content: {_b64(key)}\n")
+    [f] = scan_user_data(text)
+    assert (f.kind, f.line) == ("private-key", 8)
+    assert f.excerpt.startswith("write_files[1] (/root/.ssh/id_ed25519, encoding b64), "
+                                "decoded line 1: -----BEGIN OPENSSH PRIVATE KEY----- [REDACTED]")
+    assert PEM_BODY[0] not in f.excerpt and _b64(key)[:40] not in f.excerpt
+    with pytest.raises(InputError, match=r"cloud\.yaml:8:1: a PEM/OpenSSH private key"):
+        refuse_secrets(text, "cloud.yaml")
+
+
+def test_gzip_base64_write_files_content_is_decoded_and_scanned() -> None:
+    payload = _b64(gzip.compress(f"[default]\naws_access_key_id = {AKIA}\n".encode()))
+    text = ("#cloud-config\nwrite_files:\n  - path: /root/.aws/credentials\n"
+            f"    encoding: gz+b64\n    content: |\n      {payload}\n")
+    [f] = scan_user_data(text)
+    assert (f.kind, f.line) == ("aws-access-key-id", 5)
+    assert "decoded line 2: aws_access_key_id = AKIA[REDACTED]" in f.excerpt
+    assert AKIA[4:] not in f.excerpt
+
+
+def test_encoded_public_material_and_bad_base64_pass() -> None:
+    text = ("#cloud-config\nwrite_files:\n"
+            f"  - path: /root/.ssh/authorized_keys\n    encoding: b64\n    content: "
+            f"{_b64(SSH_PUB.encode())}\n"
+            "  - path: /x\n    encoding: base64\n    content: '%%% not base64 %%%'\n"
+            "  - path: /y\n    encoding: gz+b64\n    content: aGVsbG8=\n"
+            "  - {path: /z, encoding: b64}\n  - just a string\n")
+    assert scan_user_data(text) == []
+
+
+def test_mime_multipart_base64_parts_are_decoded_and_scanned() -> None:
+    script = f"#!/bin/sh\necho ok\nexport GH_TOKEN={GHP}\n".encode()
+    inner_config = ("#cloud-config\nwrite_files:\n  - path: /k\n    encoding: b64\n"
+                    f"    content: {_b64(_pem('RSA PRIVATE KEY', PEM_BODY).encode())}\n")
+    text = ("Content-Type: multipart/mixed; boundary=\"XYZ\"\nMIME-Version: 1.0\n\n"
+            "--XYZ\nContent-Type: text/cloud-config; charset=\"us-ascii\"\n"
+            "Content-Transfer-Encoding: base64\n\n"
+            f"{_b64(inner_config.encode())}\n"
+            "--XYZ\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\n"
+            "Content-Transfer-Encoding: base64\n\n"
+            f"{_b64(script)}\n--XYZ--\n")
+    findings = scan_user_data(text)
+    assert [(f.kind, f.line) for f in findings] == [("private-key", 8), ("github-token", 13)]
+    assert findings[0].excerpt.startswith(
+        "MIME part 1 (text/cloud-config, base64) > write_files[0] (/k, encoding b64)")
+    assert findings[1].excerpt == ("MIME part 2 (text/x-shellscript, base64), decoded line 3: "
+                                   "export GH_TOKEN=ghp_[REDACTED]")
