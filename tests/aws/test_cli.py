@@ -197,3 +197,13 @@ def test_catalog_verify_exit_codes(cli, tmp_path, verify_yaml):
     assert good.exit_code == 0, good.stdout
     assert good.stdout == ("catalog agrees with the live aws API in us-east-1: 3 type(s) "
                            "checked, 0 difference(s), 0 missing\n")
+
+
+def test_wait_times_out_with_exit_4_and_reports_it(cli, name):
+    # The local endpoint's console holds canned text, never the readiness marker.
+    res = cli(*LAUNCH, "--name", name, "--wait", "--timeout", "0.3", "--json")
+    assert res.exit_code == 4, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["wait"]["exit_code"] == 4 and doc["wait"]["sandbox"] is False
+    assert [i["id"] for i in doc["wait"]["instances"]] == [doc["instances"][0]["id"]]
+    assert doc["instances"][0]["name"] == name  # the launch itself is in the same document

@@ -102,7 +102,7 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
     try:
         launched = run("launch", "--sandbox", "--provider", "aws", "--type", "c8i.large",
                        "--os", "al2023", "--hypervisor", "firecracker", "--name", "e2e",
-                       "--ttl", "1h", "--json")
+                       "--ttl", "1h", "--wait", "--json")
         assert launched.returncode == 0, launched.stderr
         doc = json.loads(launched.stdout)
         assert doc["sandbox"] is True and doc["name"] == "e2e" and doc["region"] == "us-east-1"
@@ -111,6 +111,9 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
         assert any(n.startswith("sandbox: this is a local EC2 endpoint") for n in doc["notes"])
         assert any(n.startswith("user data: ") and "cloud-config" in n for n in doc["notes"])
         assert "sandbox: started the local EC2 endpoint at http://127.0.0.1:" in launched.stderr
+        # --wait in the sandbox says readiness cannot be shown there, rather than pretend.
+        assert doc["wait"]["sandbox"] is True and doc["wait"]["exit_code"] == 0
+        assert [i["status"] for i in doc["wait"]["instances"]] == ["not-verifiable"]
 
         status = run("sandbox", "status", "--json")
         assert status.returncode == 0 and json.loads(status.stdout)["running"] is True
