@@ -210,6 +210,23 @@ def test_text_edited_lab_parses_or_raises_lab_file_error(text: str, tmp_path: Pa
 
 
 @PROPS
+@given(data=st.one_of(st.binary(max_size=300),
+                      _text_mutations(_dump(VALID_LAB)).map(lambda t: t.encode("utf-8",
+                                                                               "surrogatepass"))))
+def test_lab_file_bytes_load_or_raise_lab_file_error(data: bytes, tmp_path: Path) -> None:
+    from nestcloud.lab import LabFile, load_lab
+
+    path = tmp_path / "lab.yaml"
+    path.write_bytes(data)
+    try:
+        lab, _ = load_lab(path)
+    except LabFileError as exc:
+        assert str(exc).startswith(f"{path}: invalid lab file") and exc.exit_code == 2
+    else:
+        assert isinstance(lab, LabFile)
+
+
+@PROPS
 @given(name=st.one_of(st.text(max_size=40),
                       st.sampled_from(["missing.sh", "", ".", "..", "/", "/etc", "a/b/c",
                                        "x" * 5000, "data.bin"])))
