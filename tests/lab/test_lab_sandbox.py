@@ -286,8 +286,9 @@ def test_failed_first_up_rolls_back(moto_endpoint: str, catalog: Catalog, opened
 
     # --keep-partial keeps what launched (the provider starts no seat after a failure, so
     # how many got going before seat 2 failed depends on its threads); a re-run completes it.
-    with pytest.raises(CapacityError):
+    with pytest.raises(CapacityError) as kept_err:
         lab.up(sandbox=True, providers=flaky_at(moto_endpoint, 2), keep_partial=True)
+    assert "all or nothing" not in (kept_err.value.hint or "")
     kept = len(live(moto_endpoint, name, "us-west-2"))
     assert 0 <= kept <= 3
     done = lab.up(sandbox=True, providers=make)
