@@ -31,9 +31,14 @@ from nestcloud.errors import (
     RefusedError,
     UnsupportedError,
 )
-from nestcloud.models import DownResult, Instance, LaunchResult, PlannedRequest, VerifyResult
-from nestcloud.models import CatalogDiff
-from nestcloud.oses import OSES
+from nestcloud.models import (
+    CatalogDiff,
+    DownResult,
+    Instance,
+    LaunchResult,
+    PlannedRequest,
+    VerifyResult,
+)
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec
 from providers._aws_errors import aws_errors, error_code
 
@@ -632,6 +637,10 @@ class AwsProvider:
             sg = plan.sg_id or "<new group>"
             if plan.sg_id is None:
                 reqs += self.security_group_requests(plan, now)
+            elif plan.spec.ssh_cidr:  # sent on every run; a duplicate rule is a no-op
+                reqs.append(PlannedRequest(service="ec2", operation="AuthorizeSecurityGroupIngress",
+                                           params={"GroupId": plan.sg_id, "IpPermissions": [
+                                               ssh_permission(plan.spec.ssh_cidr)]}))
             reqs += [PlannedRequest(service="ec2", operation="RunInstances",
                                     params=printable(run_instances_params(plan, s, sg, now)))
                      for s in plan.missing_seats]

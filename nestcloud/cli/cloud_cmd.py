@@ -134,8 +134,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         disk_gib: int = typer.Option(30, "--disk-gib", help="Root disk size (GiB)."),
         spot: bool = typer.Option(False, "--spot", help="Spot capacity (can be reclaimed)."),
         ttl: Optional[str] = typer.Option(None, "--ttl",
-                                          help="Time to live, e.g. 90m, 4h, 2d: the host "
-                                               "shuts itself down (terminates) then."),
+                                          help="Time to live, e.g. 90m, 4h, 2d: tags "
+                                               "nestcloud:expires (`nestcloud reap` removes "
+                                               "expired groups) and makes a shutdown inside "
+                                               "the host terminate it."),
         tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE, repeatable."),
         user_data: Optional[Path] = typer.Option(None, "--user-data",
                                                  help="Your own cloud-config/script, merged "

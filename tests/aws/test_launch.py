@@ -424,3 +424,16 @@ def test_failure_mid_launch_names_what_already_runs(aws, rec, catalog, spec_for,
     aws._clients.clear()
     done = launch(spec_for(count=4), catalog, aws)  # the re-run completes the group
     assert sorted(i.seat for i in done.instances) == [0, 1, 2, 3] and len(done.reused) == 2
+
+
+def test_dry_run_of_a_running_group_shows_only_what_is_missing(aws, rec, catalog, spec_for):
+    first = launch(spec_for(ssh_cidr="203.0.113.7/32"), catalog, aws)
+    sg = [c for c in first.created if c.startswith("sg-")][0]
+    rec.calls.clear()
+    res = launch(spec_for(count=2, ssh_cidr="203.0.113.7/32"), catalog, aws, dry_run=True)
+    assert WRITE_OPS.isdisjoint(rec.ops())
+    assert [r.operation for r in res.requests] == ["AuthorizeSecurityGroupIngress",
+                                                   "RunInstances"]
+    assert res.requests[0].params["GroupId"] == sg
+    assert tags_of(res.requests[1].params["TagSpecifications"], "instance")[TAG_SEAT] == "1"
+    assert res.reused == [first.instances[0].id]
