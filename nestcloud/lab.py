@@ -19,8 +19,9 @@ from pydantic import ValidationError, field_validator, model_validator
 
 from nestcloud._yamlio import load_yaml, pydantic_problems
 from nestcloud.checks import Finding
-from nestcloud.errors import (BudgetError, CleanupError, InputError, LabFileError,
-                              NestcloudError, RefusedError)
+from nestcloud.errors import (BudgetError, CleanupError, CredentialsError, InputError,
+                              LabFileError, MissingDependencyError, NestcloudError,
+                              RefusedError)
 from nestcloud.oses import OSES, Hypervisor
 from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
 from nestcloud.spec import NAME_RE, TAG_LAB, TAG_PREFIX, LaunchSpec, parse_duration
@@ -459,14 +460,26 @@ class Lab:
         """The lab's instances, found by tag in every place it could be."""
         make = self._providers(sandbox, providers)
         found: dict[str, Instance] = {}
+        notes: list[str] = []
+        unusable: set[str] = set()
         for prov, region in self._search_places(sandbox):
-            for inst in make(prov, region).list(self.name):
+            if prov in unusable:
+                continue
+            try:
+                listed = make(prov, region).list(self.name)
+            except (MissingDependencyError, CredentialsError) as exc:
+                # A lab that allows several clouds must not need credentials for all of them;
+                # the cloud it launches on reports its own error when it is used.
+                unusable.add(prov)
+                notes.append(f"{prov}: not searched ({exc.message})")
+                continue
+            for inst in listed:
                 found.setdefault(f"{inst.provider}:{inst.id}", inst)
         insts = sorted(found.values(), key=lambda i: (i.seat or 0, i.id))
         live = [i for i in insts if i.state not in ("terminated", "shutting-down", "deleting")]
         return LabStatus(lab=self.name, seats=self.spec.seats, instances=live,
                          running=sum(1 for i in live if i.state == "running"),
-                         missing=max(0, self.spec.seats - len(live)))
+                         missing=max(0, self.spec.seats - len(live)), notes=notes)
 
     def _search_places(self, sandbox: bool) -> list[tuple[str, str]]:
         places = self.places()
@@ -502,7 +515,9 @@ class Lab:
         if not dry_run:
             step("looking for seats that already run")
             providers = self._providers(sandbox, providers)  # one client per place per run
-            existing = self.status(sandbox=sandbox, providers=providers).instances
+            st = self.status(sandbox=sandbox, providers=providers)
+            existing = st.instances
+            notes += st.notes
         if existing:
             # Re-run: stay where the first run put the lab, whatever is cheapest today.
             first = existing[0]

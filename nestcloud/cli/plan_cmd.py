@@ -191,6 +191,8 @@ def lab_status(
         emit_json(st.to_dict())
         return
     typer.echo(f"lab {st.lab}: {st.running}/{st.seats} running, {st.missing} missing")
+    for n in st.notes:
+        info(f"note: {n}")
     if st.instances:
         typer.echo(_instance_table(st.instances))
 

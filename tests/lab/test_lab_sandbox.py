@@ -296,3 +296,30 @@ def test_failed_first_up_rolls_back(moto_endpoint: str, catalog: Catalog, opened
     assert len(live(moto_endpoint, name, "us-west-2")) == 4
     lab.down(sandbox=True, providers=make)
     assert live(moto_endpoint, name, "us-west-2") == []
+
+
+def test_status_skips_a_cloud_without_credentials(moto_endpoint: str, opened: Any) -> None:
+    from nestcloud.errors import CredentialsError
+
+    make, _ = opened
+    both = parse_catalog(CATALOG_YAML + """
+  - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,
+     arch: x86_64, cpu_vendor: intel, nesting: nested, nesting_source: facts,
+     verified: 2026-11-29, regions: [eastus], prices: {eastus: {on_demand: 0.5, source: prices}}}
+""")
+    calls: list[tuple[str, str]] = []
+
+    def open_(provider: str, region: str) -> Any:
+        calls.append((provider, region))
+        if provider == "azure":
+            raise CredentialsError("no Azure credentials found", provider="azure")
+        return make(provider, region)
+
+    name = new_name()
+    lab = make_lab(both, name, seats=1, providers=None)
+    res = lab.up(providers=open_, wait=False)
+    assert res.launch is not None and res.cost.option.provider == "aws"
+    assert "azure: not searched (no Azure credentials found)" in res.notes
+    assert calls.count(("azure", "eastus")) == 1
+    lab.down(providers=open_)
+    assert live(moto_endpoint, name, "us-west-2") == []
