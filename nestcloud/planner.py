@@ -21,12 +21,16 @@ from pydantic import PrivateAttr, computed_field, model_validator
 
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import BudgetError, RefusedError
-from nestcloud.oses import Hypervisor
+from nestcloud.oses import OSES, Hypervisor
 
 # What a packed metal host keeps for its own OS and hypervisor. nestcloud's own assumption, not
 # a cloud fact: enough for the host kernel, libvirt and page tables of the seat VMs.
 HOST_RESERVE_VCPUS = 2
 HOST_RESERVE_GIB = 8.0
+
+# The catalog holds Linux rates only (FACTS.md, shared/data): say so wherever it matters.
+WINDOWS_PRICE_NOTE = ("price is the Linux rate: the Windows Server licence costs extra and is "
+                      "not in the catalog")
 
 RejectCode = Literal["nesting", "size", "checks", "region", "no-price", "max-hourly", "budget"]
 # How far a candidate got before it was dropped: the "closest" misses are the furthest ones.
@@ -211,6 +215,9 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
     rejected: list[_RawReject] = []
     closest: tuple[tuple[Any, ...], PlanOption] | None = None
     # One validated spec, copied per type: model_copy is far cheaper than building a model.
+    os_info = OSES.get(req.os)
+    windows_note = ([WINDOWS_PRICE_NOTE] if os_info is not None and os_info.family == "windows"
+                    else [])
     template = LaunchSpec(provider="aws", type="-", os=req.os, hypervisor=req.hypervisor,
                           spot=req.spot)
 
@@ -243,7 +250,7 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
                                                      "any known region"))
             continue
         per_seat_notes = [f.message for f in findings if f.severity == "warning"
-                          and f.rule != "spot"]
+                          and f.rule != "spot"] + windows_note
         spi = _seats_per_host(t, req)
         instances = math.ceil(req.seats / spi)
         for region in where:

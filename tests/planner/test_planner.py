@@ -201,3 +201,13 @@ def test_real_catalog_four_by_sixteen() -> None:
     # Arm and AMD non-metal never appear.
     fams = {real.get(o.provider, o.type).arch for o in res.options}  # type: ignore[union-attr]
     assert fams == {"x86_64"}
+
+
+def test_windows_costs_say_the_licence_is_not_included(cat: Catalog) -> None:
+    from nestcloud.planner import WINDOWS_PRICE_NOTE
+
+    res = plan(cat, PlanRequest(vcpus=4, memory_gib=16, os="windows-2022",
+                                hypervisor="hyperv", providers=["azure"]))
+    assert res.options and all(WINDOWS_PRICE_NOTE in o.notes for o in res.options)
+    linux = plan(cat, PlanRequest(vcpus=4, memory_gib=16, providers=["azure"]))
+    assert all(WINDOWS_PRICE_NOTE not in o.notes for o in linux.options)
