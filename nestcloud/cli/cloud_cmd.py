@@ -91,9 +91,13 @@ def _read_user_data(path: Optional[Path]) -> Optional[str]:
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--user-data {str(path)!r}: cannot read it ({exc})") from None
+    from nestcloud.security import refuse_secrets
+
+    refuse_secrets(text, str(path))  # names the file and line; nothing is sent
+    return text
 
 
 def _wait(provider: Any, instances: list[Any], timeout: float, sandbox: bool

@@ -207,3 +207,22 @@ def test_wait_times_out_with_exit_4_and_reports_it(cli, name):
     assert doc["wait"]["exit_code"] == 4 and doc["wait"]["sandbox"] is False
     assert [i["id"] for i in doc["wait"]["instances"]] == [doc["instances"][0]["id"]]
     assert doc["instances"][0]["name"] == name  # the launch itself is in the same document
+
+
+def test_user_data_is_passed_to_the_bootstrap_and_secrets_are_refused(cli, name, tmp_path,
+                                                                     fake_bootstrap, ec2):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("#cloud-config\npackages: [htop]\n", encoding="utf-8")
+    ok = cli(*LAUNCH, "--name", name, "--user-data", str(mine), "--dry-run")
+    assert ok.exit_code == 0, ok.stderr
+    assert fake_bootstrap[-1]["extra"] == "#cloud-config\npackages: [htop]\n"
+
+    leaky = tmp_path / "leaky.yaml"
+    leaky.write_text("#cloud-config\nruncmd:\n  - export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n",
+                     encoding="utf-8")
+    res = cli(*LAUNCH, "--name", name, "--user-data", str(leaky))
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"error: {leaky}: user data contains an AWS access key id; "
+                                 "refusing to send it\n")
+    assert "AKIAIOSFODNN7EXAMPLE" not in res.stderr
+    assert sg_names(ec2, name) == []

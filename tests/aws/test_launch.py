@@ -437,3 +437,10 @@ def test_dry_run_of_a_running_group_shows_only_what_is_missing(aws, rec, catalog
     assert res.requests[0].params["GroupId"] == sg
     assert tags_of(res.requests[1].params["TagSpecifications"], "instance")[TAG_SEAT] == "1"
     assert res.reused == [first.instances[0].id]
+
+
+def test_secrets_in_user_data_refused_before_any_call(aws, rec, catalog, spec_for):
+    leaky = "#cloud-config\nruncmd:\n  - echo AKIAIOSFODNN7EXAMPLE\n"
+    with pytest.raises(InputError, match="^user data: user data contains an AWS access key id"):
+        launch(spec_for(user_data=leaky), catalog, aws)
+    assert rec.calls == []
