@@ -189,6 +189,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         prov = make_provider(provider, region=region, sandbox=use_sandbox,
                              subscription=subscription, arm_endpoint=arm_endpoint,
                              resource_group=resource_group)
+        if spec.region is None and getattr(prov, "region", None):
+            # The SDK's default region (or the sandbox's): check against it too.
+            spec = spec.model_copy(update={"region": prov.region})
         result = launch(spec, catalog, prov, dry_run=dry_run)
         wait_doc: Optional[dict[str, Any]] = None
         code = 0

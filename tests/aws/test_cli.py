@@ -226,3 +226,13 @@ def test_user_data_is_passed_to_the_bootstrap_and_secrets_are_refused(cli, name,
                                  "refusing to send it\n")
     assert "AKIAIOSFODNN7EXAMPLE" not in res.stderr
     assert sg_names(ec2, name) == []
+
+
+def test_default_region_comes_from_the_sdk_and_is_checked(cli, name, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")  # the test catalog has no such region
+    res = cli("launch", "--provider", "aws", "--type", "c8i.large", "--os", "al2023",
+              "--hypervisor", "firecracker", "--name", name, "--dry-run")
+    assert res.exit_code == 3
+    assert res.stderr == ("error: launch refused by the pre-launch checks (nothing was "
+                          "created):\n  [error] unknown-region: unknown aws region 'ap-south-1'"
+                          "\n      -> known regions: eu-west-1, us-east-1\n")
