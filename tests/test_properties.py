@@ -209,6 +209,20 @@ def test_text_edited_lab_parses_or_raises_lab_file_error(text: str, tmp_path: Pa
     _lab_outcome(text, tmp_path)
 
 
+@pytest.mark.parametrize("field,value", [
+    ("regions", [["us-east-1"], None]),   # found by the property above: 0 problems listed
+    ("providers", [1, 2]),
+    ("regions", [None]),
+])
+def test_lab_list_items_of_the_wrong_type_are_named(field: str, value: Any) -> None:
+    from nestcloud.lab import parse_lab
+
+    with pytest.raises(LabFileError) as info:
+        parse_lab(_dump(dict(VALID_LAB, **{field: value})), "lab.yaml")
+    assert info.value.problems, str(info.value)
+    assert all(field in p for p in info.value.problems), info.value.problems
+
+
 @PROPS
 @given(data=st.one_of(st.binary(max_size=300),
                       _text_mutations(_dump(VALID_LAB)).map(lambda t: t.encode("utf-8",
