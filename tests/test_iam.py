@@ -31,6 +31,9 @@ def test_aws_policy_is_a_valid_least_privilege_document() -> None:
     assert policy["Version"] == "2012-10-17"
     sids = [st["Sid"] for st in policy["Statement"]]
     assert len(sids) == len(set(sids))
+    assert all(sid.isascii() and sid.isalnum() for sid in sids)  # IAM: Sid is [A-Za-z0-9]
+    # A customer managed policy holds at most 6,144 characters (whitespace not counted).
+    assert len(json.dumps(policy, separators=(",", ":"))) <= 6144
     for st in policy["Statement"]:
         assert set(st) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, st["Sid"]
         assert st["Effect"] == "Allow"
