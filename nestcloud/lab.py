@@ -192,7 +192,8 @@ def _union_errors(errors: list[Any]) -> list[Any]:
                                    "relative to the lab file"})
                 said_user_data = True
             continue
-        if e.get("type") == "string_type" and loc and top.get(loc[0], 0) > 1:
+        if (e.get("type") == "string_type" and loc == ("user_data",)
+                and top.get("user_data", 0) > 1):
             continue
         out.append(e)
     return out

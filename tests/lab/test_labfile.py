@@ -167,3 +167,10 @@ def test_cli_reports_lab_file_problems(tmp_path: Path) -> None:
     doc = json.loads(r.stdout)
     assert doc["error"] == "LabFileError"
     assert doc["message"].endswith("nope.yaml: file not found")
+
+
+def test_every_bad_list_item_is_reported() -> None:
+    assert problems("name: a\nseats: 1\nseat: {type: x}\nttl: 1\nregions: [[us-east-1], null]\n"
+                    ) == ["lab.yaml:5: regions[0]: Input should be a valid string "
+                          "(got ['us-east-1'])",
+                          "lab.yaml:5: regions[1]: Input should be a valid string (got None)"]
