@@ -429,3 +429,81 @@ def test_providers_table_names_the_extra_when_an_sdk_is_missing(
     assert "no: pip install 'nestcloud[aws]'" in aws_line
     azure_line = next(line for line in r.stdout.splitlines() if line.startswith("azure "))
     assert " yes " in azure_line
+
+
+# -- the console script builds only the invoked group ----------------------------------------
+
+
+def _command_names(target: Any) -> set[str]:
+    from typer.main import get_group
+
+    return set(get_group(target).commands)
+
+
+def test_command_table_names_every_command_of_the_full_app() -> None:
+    import nestcloud.cli as cli
+    from nestcloud.cli._app import new_app
+
+    assert set(cli.COMMAND_MODULES) == _command_names(app)
+    for name, module in cli.COMMAND_MODULES.items():
+        alone = new_app()
+        cli._register(alone, (module,))
+        assert name in _command_names(alone), (name, module)
+
+
+def test_catalog_own_subcommands_are_those_catalog_cmd_defines() -> None:
+    from typer.main import get_group
+
+    import nestcloud.cli as cli
+    from nestcloud.cli.catalog_cmd import catalog_app
+
+    every = set(get_group(app).commands["catalog"].commands)  # type: ignore[attr-defined]
+    own = {c.name for c in catalog_app.registered_commands
+           if c.callback is not None and c.callback.__module__ == "nestcloud.cli.catalog_cmd"}
+    assert cli.CATALOG_OWN == own
+    assert {"verify", "refresh-prices"} <= every - own  # added by cloud_cmd and plan_cmd
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["check", "--help"], ["nosuch"],
+                                  ["catalog"], ["catalog", "verify"], ["catalog", "lisst"]])
+def test_anything_uncertain_takes_the_full_app(args: list[str]) -> None:
+    import nestcloud.cli as cli
+
+    assert cli.app_for(args) is app
+
+
+# The console script in a fresh process (where no full app exists yet) must print exactly what
+# the full app prints.
+@pytest.mark.parametrize("args", [
+    ["catalog", "list", "--json"],
+    ["check", "--provider", "aws", "--type", "c8i.large", "--region", "us-east-1"],
+    ["check", "--provider", "aws", "--type", "c8i.large", "--json"],
+    ["check", "--provider", "aws", "--json"],
+    ["catalog", "show", "nosuch"],
+    ["providers", "--json"],
+])
+def test_console_script_matches_the_full_app(args: list[str], small: str) -> None:
+    import subprocess
+    import sys
+
+    args = [*args, "--catalog", small] if args[0] != "providers" else args
+    code = "import sys; sys.argv[0] = 'nestcloud'; import nestcloud.cli as c; c.main()"
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          check=False)
+    r = run(*args)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (r.exit_code, r.stdout, r.stderr)
+
+
+def test_console_script_imports_only_the_invoked_group(small: str) -> None:
+    import subprocess
+    import sys
+
+    code = ("import atexit, sys; import nestcloud.cli as c\n"
+            "atexit.register(lambda: print(sorted(m for m in sys.modules\n"
+            "                                     if m.startswith('nestcloud.cli.'))))\n"
+            "c.main()")
+    proc = subprocess.run([sys.executable, "-c", code, "check", "--provider", "aws", "--type",
+                           "c8i.large", "--catalog", small], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "['nestcloud.cli._app', 'nestcloud.cli.check_cmd']"

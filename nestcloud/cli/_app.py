@@ -82,15 +82,21 @@ def _report_usage(exc: typer.TyperException) -> None:
                                "hint": None, "exit_code": exc.exit_code}, indent=2))
 
 
-app = typer.Typer(
-    cls=_Group,
-    name="nestcloud",
-    help="Launch cloud VMs that can run their own hypervisor (nested virtualization).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+def new_app() -> typer.Typer:
+    """An empty `nestcloud` app: the full one (``app``) or the one-group app main() runs."""
+    return typer.Typer(
+        cls=_Group,
+        name="nestcloud",
+        help="Launch cloud VMs that can run their own hypervisor (nested virtualization).",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+
+# Every command group registers into this one (see nestcloud.cli.full_app).
+app = new_app()
 
 
 def json_mode(enabled: bool) -> None:
@@ -124,9 +130,15 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def run(target: typer.Typer) -> None:
+    """Run an app as the console script: always a group, even with one command registered.
+
+    (typer turns an app with a single command and no callback into that command, which would
+    make `nestcloud check ...` read "check" as an argument.)
+    """
+    from typer.main import get_group
+
     try:
-        app()
+        get_group(target)()
     except KeyboardInterrupt:  # outside a command (e.g. during import)
         sys.exit(130)
