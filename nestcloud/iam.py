@@ -17,7 +17,8 @@ Sources for the condition keys and resource shapes (nothing here is invented):
   website/content/en/preview/reference/cloudformation.md: AllowScopedEC2InstanceAccessActions,
   AllowScopedEC2InstanceActionsWithTags, AllowScopedResourceCreationTagging,
   AllowScopedDeletion), which is also where the public-parameter ARN
-  ``arn:aws:ssm:<region>::parameter/aws/service/*`` (empty account) comes from.
+  ``arn:aws:ssm:<region>::parameter/aws/service/*`` (empty account) and ``pricing:GetProducts``
+  on ``"*"`` (AllowPricingReadActions) come from.
 - ``"Null": {"<key>": "false"}`` means "the key is present": IAM User Guide, condition
   operators, "Condition operator to check existence of condition keys".
 - ``sts:GetCallerIdentity`` needs no permission (STS API reference, GetCallerIdentity); it is
@@ -75,6 +76,13 @@ _AWS_POLICY: dict[str, Any] = {
             "Effect": "Allow",
             "Action": ["ssm:GetParameter"],
             "Resource": "arn:aws:ssm:*::parameter/aws/service/*",
+        },
+        {
+            # `catalog refresh-prices --provider aws`; the Price List API has no resources.
+            "Sid": "NestcloudPriceList",
+            "Effect": "Allow",
+            "Action": ["pricing:GetProducts"],
+            "Resource": "*",
         },
         {
             "Sid": "NestcloudWhoAmI",

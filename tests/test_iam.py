@@ -302,13 +302,12 @@ class AwsCallLog:
     calls: list[AwsCall] = field(default_factory=list)
     mark: int = 0
 
-    def params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        # The caller's API params (before-call only sees the serialized request).
-        context["_nc_params"] = copy.deepcopy(params)
-
-    def before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+    def params(self, params: dict[str, Any], model: Any, context: dict[str, Any],
+               **_: Any) -> None:
+        # provide-client-params fires once per API call with the caller's own params, before
+        # any before-call handler (a Stubber, an injected error) can answer in its place.
         call = AwsCall(iam.aws_action(model.service_model.signing_name, model.name),
-                       context.get("_nc_params", {}))
+                       copy.deepcopy(params))
         context["_nc_call"] = call
         self.calls.append(call)
 
@@ -334,7 +333,6 @@ def _hook_new_sessions(mp: pytest.MonkeyPatch, log: AwsCallLog) -> None:
         original(self, *args, **kwargs)
         # Each name is a prefix of every <event>.<service>.<operation> event.
         self.register("provide-client-params", log.params)
-        self.register("before-call", log.before)
         self.register("after-call", log.after)
 
     mp.setattr(botocore.session.Session, "__init__", init)
@@ -420,7 +418,24 @@ def _run_every_aws_verb(endpoint: str, log: AwsCallLog) -> dict[str, set[str]]:
     phase("verify", lambda: prov.verify_catalog(cat, "us-east-1"))
     phase("down", lambda: (prov.down(name), prov.down(name + "-m")))
     phase("down-again", lambda: prov.down(name))
+    phase("refresh-prices", lambda: _refresh_aws_prices(endpoint, cat))
     return phases
+
+
+def _refresh_aws_prices(endpoint: str, cat: Catalog) -> None:
+    """`catalog refresh-prices --provider aws` through nestcloud's own paginated call; the
+    local endpoint has no Price List API, so a Stubber answers (the call is still recorded)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from nestcloud.prices import refresh_prices
+
+    client = boto3.Session().client("pricing", region_name="us-east-1", endpoint_url=endpoint)
+    with Stubber(client) as stub:
+        stub.add_response("get_products", {"PriceList": [], "FormatVersion": "aws_v1"})
+        _, result = refresh_prices(cat, "aws", ["us-east-1"], aws_client=client)
+        stub.assert_no_pending_responses()
+    assert result.provider == "aws" and result.regions == ["us-east-1"]
 
 
 @pytest.fixture(scope="module")
