@@ -80,8 +80,9 @@ _AZURE_SECRET_ASSIGN = re.compile(
     r"""(?ix)(?:--client-secret(?:\s+|=)["']?
               |(?:azure[_-]?)?client[_-]?secret["']?(?:\s*[:=]\s*|\s+(?=["']))["']?)
         (?=([A-Za-z0-9_~.+/=@?*:-]+))\1(?![(\[])""")  # lookahead = no backtracking
-# The current secret format has a recognisable "Q~" at position 4-5; found anywhere.
-_AZURE_SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9_~.-])([A-Za-z0-9_~.-]{3}[0-9]Q~"
+# Current client secrets have a recognisable shape (3 chars, a digit, "Q~", 31-34 chars: the
+# gitleaks "azure-ad-client-secret" rule), so they are found outside assignments too.
+_AZURE_SECRET_SHAPE = re.compile(r"(?<![A-Za-z0-9_~.-])([A-Za-z0-9_~.]{3}[0-9]Q~"
                                  r"[A-Za-z0-9_~.-]{31,34})(?![A-Za-z0-9_~.-])")
 
 # GCP service-account key JSON: "private_key": "-----BEGIN PRIVATE KEY-----\nMII...".
