@@ -28,6 +28,11 @@ Sources for the condition keys and resource shapes (nothing here is invented):
   ``Microsoft.Compute/locations/*`` / ``Microsoft.Network/locations/*`` async-operation reads are
   the ones the built-in "Virtual Machine Contributor" role (9980e02c-c2be-4d73-94e8-173b1dc7cf3c,
   MicrosoftDocs azure-docs built-in-roles/compute.md) grants for the same VM/NIC/disk work.
+
+Not covered, on purpose (say so to users rather than widen the policy): a customer-managed
+default EBS encryption key (then the KMS key policy must let the caller use it; the AWS-managed
+``aws/ebs`` key needs nothing), and the ``AWSServiceRoleForEC2Spot`` service-linked role Spot
+launches need to exist (created once per account, by the console or an administrator).
 """
 
 from __future__ import annotations
