@@ -647,7 +647,10 @@ class AwsProvider:
             notes.append("dry run: nothing was created")
             return LaunchResult(**base, instances=reused, reused=[i.id for i in reused],
                                 notes=notes, dry_run=True, requests=reqs)
-        sg_id, created = self.ensure_security_group(plan, now)
+        sg_id, created_sg = self.ensure_security_group(plan, now)
+        notes += [f"created security group {g} ({security_group_name(plan.name)}): no inbound "
+                  "rule" + (f" except SSH from {plan.spec.ssh_cidr}" if plan.spec.ssh_cidr else "")
+                  for g in created_sg]
         launched = self._run_seats(plan, sg_id, now)
         new, read_notes = self.readback(plan, launched)
         notes += read_notes
@@ -655,7 +658,7 @@ class AwsProvider:
             notes += SANDBOX_NOTES
         instances = sorted([*reused, *new], key=lambda i: (i.seat is None, i.seat or 0))
         return LaunchResult(**base, instances=instances,
-                            created=created + [i.id for i in new],
+                            created=[i.id for i in new],
                             reused=[i.id for i in reused], notes=notes)
 
     def _run_seats(self, plan: LaunchPlan, sg_id: str, now: dt.datetime

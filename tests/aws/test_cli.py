@@ -90,7 +90,7 @@ def test_launch_json_and_rerun_reconciles(cli, name):
     assert (doc["provider"], doc["name"], doc["type"], doc["dry_run"]) == (
         "aws", name, "c8i.large", False)
     [inst] = doc["instances"]
-    assert doc["created"][-1] == inst["id"] and doc["reused"] == []
+    assert doc["created"] == [inst["id"]] and doc["reused"] == []
     again = json.loads(cli(*LAUNCH, "--name", name, "--json").stdout)
     assert again["reused"] == [inst["id"]] and again["created"] == []
 

@@ -53,7 +53,7 @@ def test_nested_launch_sends_the_switch_imdsv2_encryption_and_tags(aws, rec, cat
     assert [i.seat for i in res.instances] == [0]
     inst = res.instances[0]
     assert inst.state in ("pending", "running") and inst.name == name and inst.nested is None
-    assert inst.id in res.created and res.reused == []
+    assert res.created == [inst.id] and res.reused == []  # instances only
     assert any("not reported" in n and inst.id in n for n in res.notes)
 
     # What exists at the endpoint: an encrypted gp3 volume with the same tags.
@@ -105,7 +105,8 @@ def test_security_group_has_no_inbound_by_default(aws, rec, catalog, spec_for, e
     [sg] = ec2.describe_security_groups(GroupNames=[f"nestcloud-{name}"])["SecurityGroups"]
     assert sg["IpPermissions"] == []
     assert {t["Key"]: t["Value"] for t in sg["Tags"]}[TAG_NAME] == name
-    assert sg["GroupId"] in res.created
+    assert (f"created security group {sg['GroupId']} (nestcloud-{name}): no inbound rule"
+            in res.notes)
     [run] = rec.params("RunInstances")
     assert run["SecurityGroupIds"] == [sg["GroupId"]]
     assert "AuthorizeSecurityGroupIngress" not in rec.ops()
@@ -428,7 +429,7 @@ def test_failure_mid_launch_names_what_already_runs(aws, rec, catalog, spec_for,
 
 def test_dry_run_of_a_running_group_shows_only_what_is_missing(aws, rec, catalog, spec_for):
     first = launch(spec_for(ssh_cidr="203.0.113.7/32"), catalog, aws)
-    sg = [c for c in first.created if c.startswith("sg-")][0]
+    [sg] = [n.split()[3] for n in first.notes if n.startswith("created security group")]
     rec.calls.clear()
     res = launch(spec_for(count=2, ssh_cidr="203.0.113.7/32"), catalog, aws, dry_run=True)
     assert WRITE_OPS.isdisjoint(rec.ops())
