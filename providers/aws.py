@@ -65,8 +65,8 @@ MAX_TOKEN_GENERATIONS = 20
 VERIFY_BATCH = 100
 SG_PREFIX = "nestcloud-"
 SANDBOX_NOTES = (
-    "sandbox: this is a local EC2 endpoint (moto), not AWS: no guest boots and nothing is "
-    "billed; the requests are the real ones",
+    "sandbox: this is a local EC2 endpoint, not AWS: no guest boots and nothing is billed; "
+    "the requests are the real ones",
 )
 
 
@@ -277,8 +277,18 @@ class AwsProvider:
     name = "aws"
 
     def __init__(self, region: str | None = None, endpoint_url: str | None = None,
-                 session: boto3.Session | None = None) -> None:
-        self.session = session if session is not None else boto3.Session()
+                 session: boto3.Session | None = None, *, sandbox: bool | None = None
+                 ) -> None:
+        # A local endpoint (the sandbox) unless told otherwise: loopback is never AWS.
+        self.sandbox = _is_loopback(endpoint_url) if sandbox is None else sandbox
+        if session is None:
+            session = boto3.Session()
+            if self.sandbox and session.get_credentials() is None:
+                # Only for the local endpoint, and only when none are configured.
+                from nestcloud.sandbox import FAKE_CREDENTIALS
+
+                session = boto3.Session(region_name=session.region_name, **FAKE_CREDENTIALS)
+        self.session = session
         self.region = region or self.session.region_name
         self.endpoint_url = endpoint_url
         self.config = Config(retries={"mode": "standard"}, user_agent_extra="nestcloud")
@@ -287,13 +297,9 @@ class AwsProvider:
         # network). A loopback endpoint (the sandbox) is CPU-bound on this same machine, where
         # parallel requests only add contention (bench/bench_launch.py measures both).
         self.concurrency = 1 if _is_loopback(endpoint_url) else 8
-        self.waiter_delay: float = 1.0 if endpoint_url else 5.0
-        self.sg_delete_timeout_s: float = 10.0 if endpoint_url else 300.0
+        self.waiter_delay: float = 1.0 if self.sandbox else 5.0
+        self.sg_delete_timeout_s: float = 10.0 if self.sandbox else 300.0
         self.sleep: Callable[[float], None] = time.sleep
-
-    @property
-    def sandbox(self) -> bool:
-        return bool(self.endpoint_url)
 
     # clients -------------------------------------------------------------------------------
 

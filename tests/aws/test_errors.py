@@ -114,3 +114,18 @@ def test_throttling_is_retried_by_the_sdk_first(aws, catalog, spec_for, recorded
     session.events.register("before-send.ec2.RunInstances", flaky)
     res = launch(spec_for(), catalog, aws)
     assert hits == [2] and len(res.instances) == 1
+
+
+def test_local_endpoint_without_credentials_gets_fake_ones(moto_endpoint, monkeypatch):
+    """The labs path builds the provider with just the sandbox URL: it must still work."""
+    from providers.aws import AwsProvider
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    prov = AwsProvider(region="us-east-1", endpoint_url=moto_endpoint)
+    assert prov.sandbox is True
+    assert prov.session.get_credentials().access_key == "nestcloud-sandbox"
+    assert prov.list("nobody-has-this-name") == []
+    # A remote endpoint never gets invented credentials.
+    remote = AwsProvider(region="us-east-1", endpoint_url="https://ec2.example.internal")
+    assert remote.sandbox is False and remote.session.get_credentials() is None
