@@ -373,6 +373,16 @@ def test_public_ip_and_key_name(aws, rec, catalog, spec_for, moto_endpoint):
     assert "SecurityGroupIds" not in run and len(nic["Groups"]) == 1
 
 
+def test_seats_launch_one_at_a_time_locally_in_parallel_remotely(moto_endpoint):
+    from providers.aws import AwsProvider
+
+    assert AwsProvider(region="us-east-1", endpoint_url=moto_endpoint).concurrency == 1
+    assert AwsProvider(region="us-east-1", endpoint_url="http://localhost:1").concurrency == 1
+    assert AwsProvider(region="us-east-1").concurrency == 8
+    assert AwsProvider(region="us-east-1",
+                       endpoint_url="https://ec2.example.internal").concurrency == 8
+
+
 def test_parallel_seats_one_request_per_seat(aws, rec, catalog, spec_for):
     aws.concurrency = 4
     res = launch(spec_for(count=5), catalog, aws)
