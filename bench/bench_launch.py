@@ -93,8 +93,8 @@ def session() -> Any:
                          region_name=REGION)
 
 
-def nestcloud_launch(url: str, name: str, count: int, concurrency: int | None
-                     ) -> tuple[Timer, list[dict[str, Any]]]:
+def nestcloud_launch(url: str, name: str, count: int, concurrency: int | None,
+                     record: bool = False) -> tuple[Timer, list[dict[str, Any]]]:
     from nestcloud.catalog import load_catalog
     from nestcloud.launch import launch
     from nestcloud.spec import LaunchSpec
@@ -103,8 +103,9 @@ def nestcloud_launch(url: str, name: str, count: int, concurrency: int | None
     catalog = load_catalog()
     sent: list[dict[str, Any]] = []
     s = session()
-    s.events.register("provide-client-params.ec2.RunInstances",
-                      lambda params, **_: sent.append(copy.deepcopy(params)))
+    if record:  # only in the untimed run that captures the requests for the bare script
+        s.events.register("provide-client-params.ec2.RunInstances",
+                          lambda params, **_: sent.append(copy.deepcopy(params)))
     spec = LaunchSpec(provider="aws", type="c8i.large", region=REGION, os="al2023",
                       hypervisor="firecracker", name=name, count=count)
     with Timer() as timer:
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with moto_server() as url:
         fresh_world(url)
-        _, sent = nestcloud_launch(url, "bench-rec", args.count, None)
+        _, sent = nestcloud_launch(url, "bench-rec", args.count, None, record=True)
         ours: list[Timer] = []
         bare: list[Timer] = []
         par: list[Timer] = []
@@ -173,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             for who in order:
                 fresh_world(url)
                 if who == "ours":
-                    t, sent = nestcloud_launch(url, f"bench-nc-{r}", args.count, None)
-                    ours.append(t)
+                    ours.append(nestcloud_launch(url, f"bench-nc-{r}", args.count, None)[0])
                 else:
                     bare.append(bare_boto3(url, sent, f"bench-bare-{r}"))
             fresh_world(url)

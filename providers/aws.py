@@ -232,6 +232,10 @@ def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.dateti
     return params
 
 
+def _nested_field(raw: dict[str, Any]) -> str | None:
+    return (raw.get("CpuOptions") or {}).get("NestedVirtualization")
+
+
 def to_instance(raw: dict[str, Any], region: str) -> Instance:
     tags = _tag_dict(raw.get("Tags"))
     seat = tags.get(TAG_SEAT)
@@ -591,19 +595,23 @@ class AwsProvider:
                  ) -> tuple[list[Instance], list[str]]:
         """Check the nested switch on what we launched; terminate and fail if AWS dropped it.
 
-        RunInstances answers with the same Instance shape as DescribeInstances; only when it
-        leaves CpuOptions.NestedVirtualization out is DescribeInstances asked.
+        RunInstances answers with the same Instance shape as DescribeInstances; only the
+        instances it leaves CpuOptions.NestedVirtualization out for are described. One is
+        described first: if DescribeInstances does not report the field either, this API
+        does not report it at all (the local endpoint), and the rest are not described.
         """
         if not launched:
             return [], []
         ids = [i["InstanceId"] for i in launched]
-        raws = launched
+        by_id = {i["InstanceId"]: i for i in launched}
+        unknown = [i for i in ids if _nested_field(by_id[i]) is None]
+        if plan.nesting.mode == "nested" and unknown:
+            probe = self._describe(plan.region, unknown[:1])
+            by_id.update(probe)
+            if any(_nested_field(r) is not None for r in probe.values()):
+                by_id.update(self._describe(plan.region, unknown[1:]))
+        raws = [by_id[i] for i in ids]
         ec2 = self.client("ec2", plan.region)
-        if plan.nesting.mode == "nested" and any(
-                (r.get("CpuOptions") or {}).get("NestedVirtualization") is None for r in raws):
-            with aws_errors("read back the new instances", region=plan.region):
-                raws = [i for page in ec2.get_paginator("describe_instances").paginate(
-                    InstanceIds=ids) for r in page["Reservations"] for i in r["Instances"]]
         notes: list[str] = []
         if plan.nesting.mode == "nested":
             disabled = [r["InstanceId"] for r in raws
@@ -627,6 +635,15 @@ class AwsProvider:
         order = {iid: n for n, iid in enumerate(ids)}
         return sorted((to_instance(r, plan.region) for r in raws),
                       key=lambda i: order.get(i.id, 0)), notes
+
+    def _describe(self, region: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        ec2 = self.client("ec2", region)
+        with aws_errors("read back the new instances", region=region):
+            return {i["InstanceId"]: i for page in ec2.get_paginator(
+                "describe_instances").paginate(InstanceIds=ids)
+                for r in page["Reservations"] for i in r["Instances"]}
 
     def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False
                ) -> LaunchResult:

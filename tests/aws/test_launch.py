@@ -445,3 +445,34 @@ def test_secrets_in_user_data_refused_before_any_call(aws, rec, catalog, spec_fo
     with pytest.raises(InputError, match="^user data: user data contains an AWS access key id"):
         launch(spec_for(user_data=leaky), catalog, aws)
     assert rec.calls == []
+
+
+def test_readback_checks_every_instance_when_the_api_reports_the_switch(
+        aws, rec, catalog, spec_for, recorded, name):
+    session, _ = recorded
+
+    def seat_one_dropped(parsed: dict[str, Any]) -> None:
+        for r in parsed.get("Reservations", []):
+            for i in r["Instances"]:
+                seat = {t["Key"]: t["Value"] for t in i.get("Tags", [])}.get(TAG_SEAT)
+                i["CpuOptions"] = {"NestedVirtualization": "disabled" if seat == "1"
+                                   else "enabled"}
+
+    on_response(session, "ec2", "DescribeInstances", seat_one_dropped)
+    with pytest.raises(UnsupportedError) as err:
+        launch(spec_for(count=3), catalog, aws)
+    [term] = rec.params("TerminateInstances")
+    [dropped] = term["InstanceIds"]
+    assert err.value.message.startswith(f"AWS launched {dropped} with "
+                                        "CpuOptions.NestedVirtualization = disabled")
+    reads = [p["InstanceIds"] for p in rec.params("DescribeInstances") if "InstanceIds" in p]
+    assert [len(r) for r in reads] == [1, 2]  # a probe, then the rest
+
+
+def test_readback_probes_once_when_the_api_never_reports_the_switch(aws, rec, catalog,
+                                                                    spec_for):
+    res = launch(spec_for(count=3), catalog, aws)
+    reads = [p["InstanceIds"] for p in rec.params("DescribeInstances") if "InstanceIds" in p]
+    assert [len(r) for r in reads] == [1]
+    [note] = [n for n in res.notes if "not confirmed" in n]
+    assert all(i.id in note for i in res.instances)
