@@ -13,6 +13,17 @@ from typer.core import TyperGroup
 
 from nestcloud.errors import NestcloudError
 
+# The exception classes typer raises. typer 0.28 vendors click and raises typer.Exit/Abort and
+# typer.TyperException (the base of its vendored ClickException); typer 0.24-0.27 re-export
+# click's Exit/Abort and raise click's ClickException for usage errors. Resolved once from the
+# module that defines typer.Exit, so neither case needs an `import click` here.
+_EXIT: type[BaseException] = typer.Exit
+_ABORT: type[BaseException] = typer.Abort
+_USAGE_ERRORS: tuple[type[Exception], ...] = tuple(dict.fromkeys(
+    c for c in (getattr(typer, "TyperException", None),
+                getattr(sys.modules[typer.Exit.__module__], "ClickException", None))
+    if isinstance(c, type) and issubclass(c, Exception)))
+
 _json_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("json_mode", default=False)
 # Whether the command line asked for --json: usage errors happen before a command runs and
 # calls json_mode(), and they must still come out as one JSON document.
@@ -33,7 +44,7 @@ class _Group(TyperGroup):
             _json_argv.set(_wants_json(list(args)))
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
-        except typer.TyperException as exc:  # bad usage of the top-level command
+        except _USAGE_ERRORS as exc:  # bad usage of the top-level command
             _report_usage(exc)
             raise
 
@@ -48,10 +59,10 @@ class _Group(TyperGroup):
             _report({"error": "Interrupted", "message": "interrupted", "hint": None,
                      "exit_code": 130}, "interrupted")
             raise typer.Exit(130) from None
-        except typer.TyperException as exc:  # usage errors: typer prints them on stderr
+        except _USAGE_ERRORS as exc:  # usage errors: typer prints them on stderr
             _report_usage(exc)
             raise
-        except (typer.Exit, typer.Abort):
+        except (_EXIT, _ABORT):
             raise
         except Exception as exc:  # a bug in nestcloud: still no traceback unless asked for
             if os.environ.get("NESTCLOUD_DEBUG"):
@@ -75,11 +86,12 @@ def _report(doc: dict[str, Any], text: str) -> None:
     typer.echo(f"error: {text}", err=True)
 
 
-def _report_usage(exc: typer.TyperException) -> None:
+def _report_usage(exc: Exception) -> None:
     """The JSON half of a usage error; typer itself prints the message on stderr."""
     if _json_wanted():
-        typer.echo(json.dumps({"error": "UsageError", "message": exc.format_message(),
-                               "hint": None, "exit_code": exc.exit_code}, indent=2))
+        typer.echo(json.dumps({"error": "UsageError", "message": exc.format_message(),  # type: ignore[attr-defined]
+                               "hint": None,
+                               "exit_code": exc.exit_code}, indent=2))
 
 
 def new_app() -> typer.Typer:
