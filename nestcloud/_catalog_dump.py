@@ -8,6 +8,7 @@ from the same facts gives the same bytes. ``parse_catalog(dump(c)) == c`` is tes
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -17,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
 
 from nestcloud.catalog import Catalog, InstanceType, RegionPrice, Source
 
@@ -102,19 +102,24 @@ def _flow_list(items: Sequence[Any], indent: int, first_col: int) -> str:
     return "\n".join(lines)
 
 
-def _flow_map(m: BaseModel) -> str:
+def _flow_map(m: Any) -> str:
     fields = _non_default(m)
     return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in fields) + "}"
 
 
-def _non_default(m: BaseModel, always: Sequence[str] = ()) -> list[tuple[str, Any]]:
+def _non_default(m: Any, always: Sequence[str] = ()) -> list[tuple[str, Any]]:
     out = []
-    for name, info in type(m).model_fields.items():
-        value = getattr(m, name)
-        if name not in always and not info.is_required() and \
-                value == info.get_default(call_default_factory=True):
+    for f in dataclasses.fields(m):
+        value = getattr(m, f.name)
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING  # required: always written
+        if f.name not in always and default is not dataclasses.MISSING and value == default:
             continue
-        out.append((name, value))
+        out.append((f.name, value))
     return out
 
 

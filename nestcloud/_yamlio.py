@@ -71,7 +71,8 @@ def pydantic_problems(errors: list[Any], text: str, source: str) -> list[str]:
         msg = err.get("msg", "invalid")
         if err.get("type") == "missing":
             problems.append(f"{where}: {format_loc(loc)}: field required")
-        elif err.get("type") == "extra_forbidden":
+        elif err.get("type") in ("extra_forbidden", "unexpected_keyword_argument"):
+            # The second is what a validated stdlib dataclass reports for an unknown key.
             problems.append(f"{where}: {format_loc(loc)}: unknown key")
         else:
             problems.append(f"{where}: {format_loc(loc)}: {msg} (got {shown})")

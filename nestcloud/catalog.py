@@ -7,6 +7,7 @@ fact names the source it rests on; ``scripts/gen_catalog.py`` regenerates the fi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import json
@@ -14,13 +15,15 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
-from pydantic import ValidationError, model_validator
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from nestcloud._yamlio import line_of, load_yaml, pydantic_problems
 from nestcloud.errors import CatalogError
+
+if TYPE_CHECKING:
+    from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt, TypeAdapter
+
+    NonEmptyStr = str
 
 SCHEMA_VERSION = 1
 
@@ -29,33 +32,67 @@ Arch = Literal["x86_64", "arm64"]
 CpuVendor = Literal["intel", "amd", "aws", "ampere", "unknown"]
 HyperVGeneration = Literal["V1", "V2"]
 
+# The catalog types are stdlib frozen dataclasses that pydantic validates (TypeAdapter, with
+# extra="forbid"), not pydantic models: every command reads the catalog from the parsed cache,
+# and building plain dataclasses from it needs no pydantic import, while defining one pydantic
+# model costs ~45 ms (half the time of `import typer, pydantic, yaml`). Whatever comes from a
+# file or the network goes through `Catalog.validate`/`parse_catalog`, which validate exactly
+# as the models did. The constrained annotations (PositiveInt, ...) are pydantic's own types,
+# bound in this module by `_pydantic_types()` the first time something validates.
+_D = TypeVar("_D", bound="_Data")
+_FORBID = {"extra": "forbid"}  # a pydantic ConfigDict (a TypedDict: a plain dict at run time)
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+class _Data:
+    """Validation and dumping helpers for the catalog dataclasses (pydantic is imported lazily)."""
+
+    @classmethod
+    def validate(cls: type[_D], data: Any) -> _D:
+        """Validate plain data (e.g. parsed YAML) into this type; raises pydantic's ValidationError."""
+        return _adapter(cls).validate_python(data)  # type: ignore[no-any-return]
+
+    def to_dict(self, *, mode: Literal["python", "json"] = "python",
+                exclude_none: bool = False) -> dict[str, Any]:
+        """Plain data, as pydantic dumps it (``mode="json"``: dates as ISO strings)."""
+        return _adapter(type(self)).dump_python(  # type: ignore[no-any-return]
+            self, mode=mode, exclude_none=exclude_none)
+
+    def replace(self: _D, **changes: Any) -> _D:
+        """A copy with some fields changed (not validated, like pydantic's model_copy)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-class Source(_Strict):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Source(_Data):
     """Where a set of facts came from and when."""
+
+    __pydantic_config__ = _FORBID
 
     description: str
     date: dt.date | None = None
     date_note: str | None = None
 
 
-class RegionPrice(_Strict):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RegionPrice(_Data):
     """USD per hour in one region (Linux), and the price source that gives its date."""
+
+    __pydantic_config__ = _FORBID
 
     on_demand: NonNegativeFloat | None = None
     spot: NonNegativeFloat | None = None
     source: str
 
 
-class InstanceType(_Strict):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InstanceType(_Data):
     """One instance type (AWS) or VM size (Azure)."""
 
-    provider: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    family: str = Field(min_length=1)
+    __pydantic_config__ = _FORBID
+
+    provider: NonEmptyStr
+    name: NonEmptyStr
+    family: NonEmptyStr
     vcpus: PositiveInt
     memory_gib: PositiveFloat
     arch: Arch
@@ -66,9 +103,9 @@ class InstanceType(_Strict):
     bare_metal: bool = False
     hyperv_generations: list[HyperVGeneration] | None = None
     security_type: Literal["Standard"] | None = None
-    regions: list[str] = Field(default_factory=list)
-    prices: dict[str, RegionPrice] = Field(default_factory=dict)
-    notes: list[str] = Field(default_factory=list)
+    regions: list[str] = dataclasses.field(default_factory=list)
+    prices: dict[str, RegionPrice] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -81,8 +118,11 @@ class InstanceType(_Strict):
         return p.spot if spot else p.on_demand
 
 
-class Catalog(_Strict):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Catalog(_Data):
     """The whole catalog file."""
+
+    __pydantic_config__ = _FORBID
 
     schema_version: Literal[1]
     generated_by: str | None = None
@@ -90,36 +130,10 @@ class Catalog(_Strict):
     sources: dict[str, Source]
     types: list[InstanceType]
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Catalog:
-        problems: list[str] = []
-        seen: dict[tuple[str, str], int] = {}
-        for i, t in enumerate(self.types):
-            if t.key in seen:
-                problems.append(f"types[{i}]: duplicate type {t.provider}/{t.name} "
-                                f"(first at types[{seen[t.key]}])")
-            else:
-                seen[t.key] = i
-            if t.nesting_source not in self.sources:
-                problems.append(f"types[{i}].nesting_source: unknown source "
-                                f"{t.nesting_source!r} (known: {', '.join(sorted(self.sources))})")
-            for region, p in t.prices.items():
-                if p.source not in self.sources:
-                    problems.append(f"types[{i}].prices.{region}.source: unknown source "
-                                    f"{p.source!r}")
-                if t.regions and region not in t.regions:
-                    problems.append(f"types[{i}].prices.{region}: priced in a region the type "
-                                    f"does not list in regions")
-            if t.arch == "arm64" and t.nesting != "none" and not t.bare_metal:
-                problems.append(f"types[{i}]: {t.name} is arm64 but nesting is {t.nesting!r}; "
-                                "no cloud offers nesting on Arm")
-            if t.bare_metal != (t.nesting == "native"):
-                problems.append(f"types[{i}]: bare_metal={t.bare_metal} contradicts "
-                                f"nesting={t.nesting!r} (native means bare metal)")
-        if problems:
-            # Newline-joined: the messages themselves contain "; ".
-            raise ValueError("\n".join(problems))
-        return self
+    @classmethod
+    def validate(cls, data: Any) -> Catalog:
+        """Validate plain data into a catalog, cross-field rules included."""
+        return _catalog_adapter().validate_python(data)  # type: ignore[no-any-return]
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -190,6 +204,85 @@ def _min_price(t: InstanceType, spot: bool) -> float | None:
     return min(vals) if vals else None
 
 
+def _consistency_problems(cat: Catalog) -> list[str]:
+    """Cross-field rules, each message starting with its YAML path."""
+    problems: list[str] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, t in enumerate(cat.types):
+        if t.key in seen:
+            problems.append(f"types[{i}]: duplicate type {t.provider}/{t.name} "
+                            f"(first at types[{seen[t.key]}])")
+        else:
+            seen[t.key] = i
+        if t.nesting_source not in cat.sources:
+            problems.append(f"types[{i}].nesting_source: unknown source "
+                            f"{t.nesting_source!r} (known: {', '.join(sorted(cat.sources))})")
+        for region, p in t.prices.items():
+            if p.source not in cat.sources:
+                problems.append(f"types[{i}].prices.{region}.source: unknown source "
+                                f"{p.source!r}")
+            if t.regions and region not in t.regions:
+                problems.append(f"types[{i}].prices.{region}: priced in a region the type "
+                                f"does not list in regions")
+        if t.arch == "arm64" and t.nesting != "none" and not t.bare_metal:
+            problems.append(f"types[{i}]: {t.name} is arm64 but nesting is {t.nesting!r}; "
+                            "no cloud offers nesting on Arm")
+        if t.bare_metal != (t.nesting == "native"):
+            problems.append(f"types[{i}]: bare_metal={t.bare_metal} contradicts "
+                            f"nesting={t.nesting!r} (native means bare metal)")
+    return problems
+
+
+def _consistent(cat: Catalog) -> Catalog:
+    problems = _consistency_problems(cat)
+    if problems:
+        # Newline-joined: the messages themselves contain "; ".
+        raise ValueError("\n".join(problems))
+    return cat
+
+
+# -- validation (pydantic, imported only here) -----------------------------------------------
+
+_adapters: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _pydantic_types() -> None:
+    """Bind the constrained types the dataclass annotations name (once, before validating)."""
+    if "PositiveInt" in globals():
+        return
+    from typing import Annotated
+
+    from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+    globals().update(PositiveInt=PositiveInt, PositiveFloat=PositiveFloat,
+                     NonNegativeFloat=NonNegativeFloat,
+                     NonEmptyStr=Annotated[str, Field(min_length=1)])
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    ad = _adapters.get(tp)
+    if ad is None:
+        _pydantic_types()
+        from pydantic import TypeAdapter
+
+        ad = _adapters[tp] = TypeAdapter(tp)
+    return ad
+
+
+def _catalog_adapter() -> TypeAdapter[Any]:
+    """Catalog with its cross-field rules: a failure is a value_error at the top level."""
+    key = "catalog+consistency"
+    ad = _adapters.get(key)
+    if ad is None:
+        from typing import Annotated
+
+        from pydantic import AfterValidator
+
+        _pydantic_types()
+        ad = _adapters[key] = _adapter(Annotated[Catalog, AfterValidator(_consistent)])
+    return ad
+
+
 # -- parsing (pure) ------------------------------------------------------------------------
 
 
@@ -206,13 +299,15 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
         where = _where(text, source, ("schema_version",))
         raise CatalogError(source, [f"{where}: schema_version: this nestcloud reads version "
                                     f"{SCHEMA_VERSION} (got {version!r})"])
+    from pydantic import ValidationError
+
     try:
-        return Catalog.model_validate(data)
+        return Catalog.validate(data)
     except ValidationError as exc:
         raise CatalogError(source, _catalog_problems(exc, text, source)) from None
 
 
-def _catalog_problems(exc: ValidationError, text: str, source: str) -> list[str]:
+def _catalog_problems(exc: Any, text: str, source: str) -> list[str]:
     problems: list[str] = []
     for err in exc.errors(include_url=False):
         if err.get("type") == "value_error" and not err.get("loc"):
@@ -269,11 +364,11 @@ _cache: dict[tuple[str, float, int], Catalog] = {}
 # Parsing the YAML is most of a CLI command's run time (the shipped catalog takes ~0.1 s even
 # with the C loader), so the validated catalog is also kept on disk as JSON. The key covers the
 # file's bytes, this module's source and the pydantic version, so any change to the file or to
-# the models invalidates it. Reading it back does not validate again: building the validators
-# alone (pydantic core schemas of the four models) cost ~20 ms of a ~0.25 s command, so the
-# entry is rebuilt with model_construct (~8 ms). That is safe because an entry is written only
-# after rebuilding it that way gave exactly the validated catalog, and its body carries a
-# SHA-256 that is checked before it is trusted (a truncated or edited entry is re-parsed).
+# the types invalidates it. Reading it back does not validate again: that would import pydantic
+# and build the validators (~65 ms of a ~0.2 s command), so the entry is rebuilt by calling the
+# dataclasses directly. That is safe because an entry is written only after rebuilding it that
+# way gave exactly the validated catalog, and its body carries a SHA-256 that is checked before
+# it is trusted (a truncated or edited entry is re-parsed).
 ENV_CACHE_DIR = "NESTCLOUD_CACHE_DIR"
 
 
@@ -340,14 +435,14 @@ def _from_cache(doc: dict[str, Any]) -> Catalog:
     def opt_day(v: str | None) -> dt.date | None:
         return None if v is None else day(v)
 
-    sources = {k: Source.model_construct(**{**s, "date": opt_day(s["date"])})
+    sources = {k: Source(**{**s, "date": opt_day(s["date"])})
                for k, s in doc["sources"].items()}
-    types = [InstanceType.model_construct(**{
+    types = [InstanceType(**{
         **t, "verified": day(t["verified"]),
-        "prices": {r: RegionPrice.model_construct(**p) for r, p in t["prices"].items()}})
+        "prices": {r: RegionPrice(**p) for r, p in t["prices"].items()}})
         for t in doc["types"]]
-    return Catalog.model_construct(**{**doc, "generated_at": opt_day(doc["generated_at"]),
-                                      "sources": sources, "types": types})
+    return Catalog(**{**doc, "generated_at": opt_day(doc["generated_at"]),
+                      "sources": sources, "types": types})
 
 
 def _write_disk_cache(file: Path | None, key: str, cat: Catalog) -> None:
@@ -355,7 +450,7 @@ def _write_disk_cache(file: Path | None, key: str, cat: Catalog) -> None:
         return
     import hashlib
 
-    body = cat.model_dump_json().encode("utf-8")
+    body = _adapter(Catalog).dump_json(cat)
     try:
         if _from_cache(json.loads(body)) != cat:
             return  # e.g. an infinite price would not survive JSON: never cache a lossy copy

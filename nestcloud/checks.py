@@ -5,11 +5,10 @@ A finding of severity ``error`` refuses the launch before anything is created.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any, Literal, get_args
 
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.oses import OSES
@@ -20,13 +19,25 @@ Severity = Literal["error", "warning", "info"]
 AWS_WINDOWS_MAX_VCPUS = 192  # FACTS.md: no Windows L1 support above 192 vCPUs on AWS
 
 
-class Finding(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+# A frozen dataclass, not a pydantic model: `nestcloud check` builds findings on every run and
+# defining a model class would import pydantic's machinery (~45 ms) for values our own rules
+# make. Pydantic models that hold findings (CheckResult) still validate and dump them.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Finding:
     rule: str
     severity: Severity
     message: str
     suggestion: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.severity not in _SEVERITIES:
+            raise ValueError(f"severity {self.severity!r}: one of {', '.join(_SEVERITIES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 
 def _where_cheapest(t: InstanceType, spot: bool) -> tuple[str, float, str] | None:

@@ -235,16 +235,16 @@ def apply_prices(catalog: Catalog, provider: str, regions: list[str], table: Pri
             res.updated += 1
             if t_regions and region not in t_regions:
                 t_regions.append(region)
-        new_types.append(t.model_copy(update={"prices": prices, "regions": sorted(t_regions)}))
+        new_types.append(t.replace(prices=prices, regions=sorted(t_regions)))
     if dropped_spot:
         res.notes.append(f"{dropped_spot} AWS spot price(s) dropped: the Price List API has no "
                          "spot prices, and keeping the old value would date it today")
     sources = {**catalog.sources, key: src}
-    data = catalog.model_dump(mode="json")
-    data["sources"] = {k: v.model_dump(mode="json") for k, v in sources.items()}
-    data["types"] = [t.model_dump(mode="json") for t in new_types]
+    data = catalog.to_dict(mode="json")
+    data["sources"] = {k: v.to_dict(mode="json") for k, v in sources.items()}
+    data["types"] = [t.to_dict(mode="json") for t in new_types]
     # Unused older price sources stay: other types may still rest on them.
-    return Catalog.model_validate(data), res
+    return Catalog.validate(data), res
 
 
 def refresh_prices(catalog: Catalog, provider: str, regions: list[str] | None = None, *,
@@ -282,5 +282,5 @@ def dump(catalog: Catalog) -> str:
         # The catalog's readable dumper is not installed: plain YAML reads back the same.
         import yaml
 
-        return yaml.safe_dump(catalog.model_dump(mode="json", exclude_none=True),
+        return yaml.safe_dump(catalog.to_dict(mode="json", exclude_none=True),
                               sort_keys=False, allow_unicode=True)

@@ -433,8 +433,8 @@ def _awkward_catalog() -> Catalog:
         prices={"zz-region-1": RegionPrice(on_demand=0.0, spot=1e-05, source="a: b")},
         notes=["- leading dash", "has # hash and 'quotes' and \"double\"", "1.5", "ünïcode",
                "line\nbreak", "  spaced  "])
-    t2 = t.model_copy(update={"name": "yes2", "regions": list(regions)})
-    t3 = t.model_copy(update={"name": "yes3", "regions": regions[:5]})
+    t2 = t.replace(name="yes2", regions=list(regions))
+    t3 = t.replace(name="yes3", regions=regions[:5])
     long = ("A long description: " + "word " * 60).strip()
     return Catalog(schema_version=1, sources={
         "a: b": Source(description=long, date=dt.date(2025, 1, 1)),
@@ -465,7 +465,7 @@ def test_dump_round_trip_and_width_property(regions: list[str], family: str, not
                      nesting_source="s", verified=dt.date(2030, 1, 2), regions=sorted(regions),
                      notes=notes)
     c = Catalog(schema_version=1, sources={"s": Source(description=description)},
-                types=[t, t.model_copy(update={"name": f"{family}.xlarge"})])
+                types=[t, t.replace(name=f"{family}.xlarge")])
     text = dump_catalog(c)
     assert parse_catalog(text, "prop") == c
     region_lines = [line for line in text.splitlines()

@@ -52,7 +52,7 @@ def test_second_load_comes_from_the_cache_and_is_identical(
     assert len(files) == 1
     forbid_parsing(monkeypatch)
     second = fresh_load(p, monkeypatch)
-    assert second.model_dump() == first.model_dump()
+    assert second.to_dict() == first.to_dict()
     assert second.get("aws", "c8i.large") is not None
     assert second.source_date("facts") == "2026-03-04"
 

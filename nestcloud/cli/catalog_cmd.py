@@ -98,7 +98,7 @@ def catalog_show(
         raise InputError(f"{type_name!r} exists for several providers; add --provider",
                          hint="one of " + ", ".join(sorted(h.provider for h in hits)))
     t = hits[0]
-    doc = t.model_dump(mode="json")
+    doc = t.to_dict(mode="json")
     doc["nesting_source_description"] = cat.sources[t.nesting_source].description
     doc["price_dates"] = {r: cat.source_date(p.source) for r, p in t.prices.items()}
     if as_json:

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         ok = not refused(findings)
         if as_json:
             emit_json({"ok": ok, "provider": provider, "type": type_name, "region": region,
-                       "findings": [f.model_dump() for f in findings]})
+                       "findings": [f.to_dict() for f in findings]})
         else:
             typer.echo(render_findings(findings, ok, f"{provider}/{type_name}"
                                        + (f" in {region}" if region else "")))

@@ -42,7 +42,7 @@ def test_ties_are_broken_by_fewest_spare_resources_then_names(cat: Catalog) -> N
     # Same price, different size: the smaller type first, whatever the catalog order.
     tied = CATALOG_YAML.replace("{on_demand: 0.25, spot: 0.07", "{on_demand: 0.20, spot: 0.07")
     reordered = parse_catalog(tied)
-    rev = parse_catalog(tied).model_copy(update={"types": list(reversed(reordered.types))})
+    rev = parse_catalog(tied).replace(types=list(reversed(reordered.types)))
     for c in (reordered, rev):
         r = plan(c, PlanRequest(vcpus=4, memory_gib=8, providers=["aws"], regions=["us-east-1"]))
         assert keys(r) == [("aws", "us-east-1", "c8i.xlarge"), ("aws", "us-east-1", "m8i.xlarge"),
