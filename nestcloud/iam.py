@@ -58,7 +58,8 @@ _REQUEST_TAGGED = {"Null": {f"aws:RequestTag/{TAG_NAME}": "false"}}
 _RESOURCE_TAGGED = {"Null": {f"aws:ResourceTag/{TAG_NAME}": "false"}}
 
 # Every create call the provider makes that carries TagSpecifications.
-_TAGGING_CREATE_ACTIONS = ["CreateSecurityGroup", "RunInstances"]
+_TAGGING_CREATE_ACTIONS = ["CreateSecurityGroup", "RunInstances", "CreateLaunchTemplate",
+                           "CreateFleet"]
 
 _AWS_POLICY: dict[str, Any] = {
     "Version": POLICY_VERSION,
@@ -73,6 +74,8 @@ _AWS_POLICY: dict[str, Any] = {
                 "ec2:DescribeInstances",         # ls, reconcile, read-back, terminate waiter
                 "ec2:DescribeSecurityGroups",    # find the group of a name
                 "ec2:DescribeVpcs",              # the default VPC
+                "ec2:DescribeSubnets",           # fleet: one override per default subnet
+                "ec2:DescribeLaunchTemplates",   # fleet template reuse; down/reap leftovers
             ],
             "Resource": "*",
         },
@@ -90,6 +93,14 @@ _AWS_POLICY: dict[str, Any] = {
             "Resource": "*",
         },
         {
+            # Quota check before a region is tried (EC2 "Running On-Demand Standard"
+            # vCPU quota, L-1216C47A). Read-only; no resource scoping is claimed here.
+            "Sid": "NestcloudQuotaRead",
+            "Effect": "Allow",
+            "Action": ["servicequotas:GetServiceQuota"],
+            "Resource": "*",
+        },
+        {
             "Sid": "NestcloudWhoAmI",
             "Effect": "Allow",
             "Action": ["sts:GetCallerIdentity"],
@@ -100,7 +111,7 @@ _AWS_POLICY: dict[str, Any] = {
             # default subnet, the ENI and spot request RunInstances makes untagged, key pairs.
             "Sid": "NestcloudLaunchUsing",
             "Effect": "Allow",
-            "Action": ["ec2:RunInstances"],
+            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
             "Resource": [
                 "arn:aws:ec2:*::image/*",
                 "arn:aws:ec2:*::snapshot/*",
@@ -114,16 +125,18 @@ _AWS_POLICY: dict[str, Any] = {
             # Instances join only nestcloud's own security groups.
             "Sid": "NestcloudLaunchIntoOwnGroup",
             "Effect": "Allow",
-            "Action": ["ec2:RunInstances"],
-            "Resource": [f"{ARN}:security-group/*"],
+            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+            "Resource": [f"{ARN}:security-group/*", f"{ARN}:launch-template/*"],
             "Condition": copy.deepcopy(_RESOURCE_TAGGED),
         },
         {
             # Anything nestcloud creates must be tagged nestcloud:name in the create call.
             "Sid": "NestcloudCreateOnlyTagged",
             "Effect": "Allow",
-            "Action": ["ec2:CreateSecurityGroup", "ec2:RunInstances"],
-            "Resource": [f"{ARN}:instance/*", f"{ARN}:volume/*", f"{ARN}:security-group/*"],
+            "Action": ["ec2:CreateSecurityGroup", "ec2:RunInstances", "ec2:CreateFleet",
+                       "ec2:CreateLaunchTemplate"],
+            "Resource": [f"{ARN}:instance/*", f"{ARN}:volume/*", f"{ARN}:security-group/*",
+                         f"{ARN}:launch-template/*", f"{ARN}:fleet/*"],
             "Condition": copy.deepcopy(_REQUEST_TAGGED),
         },
         {
@@ -137,7 +150,8 @@ _AWS_POLICY: dict[str, Any] = {
             "Sid": "NestcloudTagOnCreate",
             "Effect": "Allow",
             "Action": ["ec2:CreateTags"],
-            "Resource": [f"{ARN}:instance/*", f"{ARN}:volume/*", f"{ARN}:security-group/*"],
+            "Resource": [f"{ARN}:instance/*", f"{ARN}:volume/*", f"{ARN}:security-group/*",
+                         f"{ARN}:launch-template/*", f"{ARN}:fleet/*"],
             "Condition": {"StringEquals": {"ec2:CreateAction": list(_TAGGING_CREATE_ACTIONS)},
                           **copy.deepcopy(_REQUEST_TAGGED)},
         },
@@ -147,11 +161,13 @@ _AWS_POLICY: dict[str, Any] = {
             "Effect": "Allow",
             "Action": [
                 "ec2:AuthorizeSecurityGroupIngress",  # SSH only from --ssh-cidr
+                "ec2:DeleteLaunchTemplate",           # after each fleet launch; down/reap
                 "ec2:DeleteSecurityGroup",
                 "ec2:GetConsoleOutput",               # readiness marker
                 "ec2:TerminateInstances",
             ],
-            "Resource": [f"{ARN}:instance/*", f"{ARN}:security-group/*"],
+            "Resource": [f"{ARN}:instance/*", f"{ARN}:security-group/*",
+                         f"{ARN}:launch-template/*"],
             "Condition": copy.deepcopy(_RESOURCE_TAGGED),
         },
         {

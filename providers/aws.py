@@ -26,6 +26,7 @@ from botocore.config import Config
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (
     CleanupError,
+    CredentialsError,
     InputError,
     ProviderError,
     RefusedError,
@@ -41,6 +42,7 @@ from nestcloud.models import (
 )
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec
 from providers._aws_errors import aws_errors, error_code
+from providers._aws_fleet import FLEET_THRESHOLD
 
 NESTED_FEATURE = "nested-virtualization"
 NESTED_CPU_OPTIONS = {"NestedVirtualization": "enabled"}
@@ -62,6 +64,14 @@ USER_DATA_LIMIT = 16 * 1024  # FACTS.md: 16 KB raw, before base64
 LIVE_STATES = ("pending", "running")
 FOUND_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 MAX_TOKEN_GENERATIONS = 20
+# botocore retry attempts (first call included). Standard mode backs off exponentially with
+# jitter up to 20 s, so 10 attempts ride out well over a minute of throttling per call.
+MAX_ATTEMPTS = 10
+# Service Quotas code of "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
+# counted in vCPUs (AWS CLI examples for get-aws-default-service-quota). The quota name lists
+# the families it covers; x8i (class X) has its own quota, which nestcloud does not check.
+VCPU_QUOTA_CODE = "L-1216C47A"
+VCPU_QUOTA_CLASSES = frozenset("acdhimrtz")
 VERIFY_BATCH = 100
 SG_PREFIX = "nestcloud-"
 SANDBOX_NOTES = (
@@ -295,7 +305,14 @@ class AwsProvider:
         self.session = session
         self.region = region or self.session.region_name
         self.endpoint_url = endpoint_url
-        self.config = Config(retries={"mode": "standard"}, user_agent_extra="nestcloud")
+        # botocore's own retries, no hand-rolled loops: standard mode retries throttling and
+        # transient errors with backoff; MAX_ATTEMPTS (not the default 3) so a throttled burst
+        # never fails a lab. use_adaptive() adds client-side rate limiting for big labs.
+        self.config = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+                             user_agent_extra="nestcloud")
+        self.fleet_threshold = FLEET_THRESHOLD
+        # Attempt rows the last fleet launch reported although it succeeded (failover reads).
+        self.last_attempts: list[Any] = []
         self._clients: dict[tuple[str, str], Any] = {}
         # Seats launch in parallel against a remote endpoint (each RunInstances waits on the
         # network). A loopback endpoint (the sandbox) shares this machine's CPUs: there the
@@ -307,6 +324,12 @@ class AwsProvider:
         self.sleep: Callable[[float], None] = time.sleep
 
     # clients -------------------------------------------------------------------------------
+
+    def use_adaptive(self) -> None:
+        """Adaptive retry mode (client-side rate limiting) for labs that send many calls."""
+        self.config = Config(retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS},
+                             user_agent_extra="nestcloud")
+        self._clients.clear()
 
     def client(self, service: str, region: str | None = None) -> Any:
         region = self._region(region)
@@ -339,6 +362,23 @@ class AwsProvider:
                 return None
             raise
         return got[0] if got else None
+
+    def vcpu_quota(self, region: str) -> tuple[float | None, str]:
+        """The account's on-demand standard vCPU quota in ``region`` (Service Quotas), or
+        (None, why it could not be read). Only the limit: current usage would need
+        CloudWatch, so a launch can still hit VcpuLimitExceeded (failover handles that)."""
+        sq = self.client("service-quotas", region)
+        try:
+            with aws_errors("read the EC2 vCPU quota (Service Quotas)", region=region):
+                got = sq.get_service_quota(ServiceCode="ec2", QuotaCode=VCPU_QUOTA_CODE)
+        except CredentialsError as exc:
+            if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
+                return None, "quota not checked: no servicequotas:GetServiceQuota permission"
+            raise
+        except ProviderError as exc:
+            return None, f"quota not checked: {error_code(exc) or exc.message}"
+        value = (got.get("Quota") or {}).get("Value")
+        return (float(value) if value is not None else None), "Service Quotas"
 
     def resolve_image(self, spec: LaunchSpec, region: str) -> tuple[str, str]:
         """(AMI id, how it was found)."""
@@ -459,8 +499,12 @@ class AwsProvider:
 
     # launch --------------------------------------------------------------------------------
 
-    def plan(self, spec: LaunchSpec, catalog: Catalog) -> LaunchPlan:
-        """Every read a launch needs, and the decisions made from them. Creates nothing."""
+    def plan(self, spec: LaunchSpec, catalog: Catalog, types: tuple[str, ...] = ()
+             ) -> LaunchPlan:
+        """Every read a launch needs, and the decisions made from them. Creates nothing.
+
+        ``types``: equivalent types a fleet may also use; seats already running one of them
+        count as present."""
         from nestcloud.launch import check_ssh_cidr, default_name
 
         region = self._region(spec.region)
@@ -507,17 +551,20 @@ class AwsProvider:
             disk = snap
         notes.append(f"image {image_id} ({how})")
         live_seats: set[int] = set()
+        unnumbered = 0
         for raw in existing:
             inst = to_instance(raw, region)
             if inst.state not in LIVE_STATES:
                 continue
-            if inst.type != spec.type:
+            if inst.type != spec.type and inst.type not in types:
                 raise InputError(f"{name!r} already runs {inst.type} ({inst.id}); this launch "
                                  f"asks for {spec.type}",
                                  hint=f"use another --name, or `nestcloud down {name}` first")
             if inst.seat is not None:
                 live_seats.add(inst.seat)
-        missing = [s for s in range(spec.count) if s not in live_seats]
+            else:
+                unnumbered += 1  # a fleet seat: fleet instances carry no seat tag
+        missing = [s for s in range(spec.count) if s not in live_seats][unnumbered:]
         extra = sorted(s for s in live_seats if s >= spec.count)
         if extra:
             notes.append(f"seats {extra} of {name!r} run beyond --count {spec.count}; left as "
@@ -645,9 +692,19 @@ class AwsProvider:
                 "describe_instances").paginate(InstanceIds=ids)
                 for r in page["Reservations"] for i in r["Instances"]}
 
-    def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False
-               ) -> LaunchResult:
-        plan = self.plan(spec, catalog)
+    def use_fleet(self, plan: LaunchPlan) -> bool:
+        return len(plan.missing_seats) > self.fleet_threshold
+
+    def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False,
+               types: tuple[str, ...] = ()) -> LaunchResult:
+        """Launch the missing seats; above ``fleet_threshold`` of them in one EC2 Fleet call
+        whose overrides cover every default-VPC zone and ``spec.type`` plus ``types``
+        (equivalent nested-capable types the planner allows)."""
+        from providers import _aws_fleet as fleet
+
+        all_types = tuple(dict.fromkeys((spec.type, *types)))
+        self.last_attempts = []
+        plan = self.plan(spec, catalog, all_types)
         now = dt.datetime.now(dt.timezone.utc)
         reused = [to_instance(r, plan.region) for r in plan.existing
                   if r.get("State", {}).get("Name") in LIVE_STATES]
@@ -665,9 +722,20 @@ class AwsProvider:
                 reqs.append(PlannedRequest(service="ec2", operation="AuthorizeSecurityGroupIngress",
                                            params={"GroupId": plan.sg_id, "IpPermissions": [
                                                ssh_permission(plan.spec.ssh_cidr)]}))
-            reqs += [PlannedRequest(service="ec2", operation="RunInstances",
-                                    params=printable(run_instances_params(plan, s, sg, now)))
-                     for s in plan.missing_seats]
+            if self.use_fleet(plan):
+                subnets = fleet.default_subnets(self, plan.region, plan.vpc_id)
+                reqs += [PlannedRequest(service="ec2", operation="CreateLaunchTemplate",
+                                        params=fleet.create_template_params(plan, sg, now)),
+                         PlannedRequest(service="ec2", operation="CreateFleet",
+                                        params=fleet.create_fleet_params(
+                                            plan, "<new template>", all_types, subnets, now)),
+                         PlannedRequest(service="ec2", operation="DeleteLaunchTemplate",
+                                        params={"LaunchTemplateId": "<new template>"})]
+            else:
+                reqs += [PlannedRequest(service="ec2", operation="RunInstances",
+                                        params=printable(run_instances_params(plan, s, sg,
+                                                                              now)))
+                         for s in plan.missing_seats]
             notes.append("dry run: nothing was created")
             return LaunchResult(**base, instances=reused, reused=[i.id for i in reused],
                                 notes=notes, dry_run=True, requests=reqs)
@@ -675,7 +743,13 @@ class AwsProvider:
         notes += [f"created security group {g} ({security_group_name(plan.name)}): no inbound "
                   "rule" + (f" except SSH from {plan.spec.ssh_cidr}" if plan.spec.ssh_cidr else "")
                   for g in created_sg]
-        launched = self._run_seats(plan, sg_id, now)
+        if self.use_fleet(plan):
+            launched, self.last_attempts = fleet.launch_fleet(self, plan, sg_id, now,
+                                                              all_types)
+            notes.append(f"launched {len(launched)} seat(s) in one EC2 Fleet call "
+                         f"({len(all_types)} type(s) x every default-VPC zone)")
+        else:
+            launched = self._run_seats(plan, sg_id, now)
         new, read_notes = self.readback(plan, launched)
         notes += read_notes
         if self.sandbox:
@@ -749,6 +823,11 @@ class AwsProvider:
                                    leftovers=ids, hint=f"run `nestcloud down {name}` again",
                                    provider="aws") from exc
             result.terminated = ids
+        from providers._aws_fleet import delete_template, find_templates
+
+        for tid in find_templates(self, name, region):  # left by an interrupted fleet launch
+            delete_template(self, tid, region)
+            result.deleted.append(tid)
         for sg in self.find_security_groups(name, region):
             self._delete_security_group(sg["GroupId"], region)
             result.deleted.append(sg["GroupId"])

@@ -55,7 +55,7 @@ def test_aws_policy_is_a_valid_least_privilege_document() -> None:
     [tag_st] = [st for st in policy["Statement"] if "ec2:CreateTags" in st["Action"]]
     assert tag_st["Action"] == ["ec2:CreateTags"]
     assert set(tag_st["Condition"]["StringEquals"]["ec2:CreateAction"]) == {
-        "RunInstances", "CreateSecurityGroup"}
+        "RunInstances", "CreateSecurityGroup", "CreateLaunchTemplate", "CreateFleet"}
 
 
 def test_the_new_rule_statement_cannot_stand_alone() -> None:
@@ -416,7 +416,12 @@ def _run_every_aws_verb(endpoint: str, log: AwsCallLog) -> dict[str, set[str]]:
     phase("list-all", lambda: prov.list(None))
     phase("console", lambda: prov.console(listed[0]))
     phase("verify", lambda: prov.verify_catalog(cat, "us-east-1"))
-    phase("down", lambda: (prov.down(name), prov.down(name + "-m")))
+    # Above the fleet threshold: launch template + CreateFleet + template delete.
+    big = spec.model_copy(update={"name": name + "-f", "count": 5, "public_ip": False,
+                                  "ssh_cidr": None})
+    phase("launch-fleet", lambda: launch(big, cat, prov))
+    phase("quota", lambda: prov.vcpu_quota("us-east-1"))
+    phase("down", lambda: (prov.down(name), prov.down(name + "-m"), prov.down(name + "-f")))
     phase("down-again", lambda: prov.down(name))
     phase("refresh-prices", lambda: _refresh_aws_prices(endpoint, cat))
     return phases
@@ -490,11 +495,29 @@ def test_aws_calls_satisfy_the_policy_conditions(
         assert tagged(call.params, "security-group"), call.params
         if call.response and call.response.get("GroupId"):
             own_groups.add(call.response["GroupId"])
-    assert own_instances and own_groups
-    # Only the two create actions carry tags (the CreateTags condition's ec2:CreateAction list).
+    own_templates: set[str] = set()
+    for call in aws_calls.of("ec2:CreateLaunchTemplate"):
+        assert tagged(call.params, "launch-template"), call.params
+        data = call.params["LaunchTemplateData"]
+        assert tagged(data, "instance") and tagged(data, "volume"), data
+        assert set(data["SecurityGroupIds"]) <= own_groups
+        if call.response:
+            own_templates.add(call.response["LaunchTemplate"]["LaunchTemplateId"])
+    for call in aws_calls.of("ec2:CreateFleet"):
+        assert tagged(call.params, "fleet"), call.params
+        [cfg] = call.params["LaunchTemplateConfigs"]
+        assert cfg["LaunchTemplateSpecification"]["LaunchTemplateId"] in own_templates
+        if call.response:
+            own_instances.update(i for f in call.response.get("Instances", [])
+                                 for i in f["InstanceIds"])
+    assert own_instances and own_groups and own_templates
+    for call in aws_calls.of("ec2:DeleteLaunchTemplate"):
+        assert call.params["LaunchTemplateId"] in own_templates
+    # Only the create actions carry tags (the CreateTags condition's ec2:CreateAction list).
     carrying = {c.action.split(":")[1] for c in aws_calls.calls
                 if c.params.get("TagSpecifications")}
-    assert carrying == {"RunInstances", "CreateSecurityGroup"}
+    assert carrying == {"RunInstances", "CreateSecurityGroup", "CreateLaunchTemplate",
+                        "CreateFleet"}
     assert not aws_calls.of("ec2:CreateTags")
 
     for call in aws_calls.of("ec2:RunInstances"):

@@ -84,7 +84,7 @@ def test_credentials_come_from_the_standard_chain(moto_endpoint, monkeypatch):
     assert prov.endpoint_url is None
     client = prov.client("ec2")
     assert client.meta.endpoint_url == moto_endpoint
-    assert client.meta.config.retries == {"mode": "standard"}
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 10}
     assert prov.list("nobody-has-this-name") == []
 
 

@@ -385,6 +385,7 @@ def test_seats_launch_one_at_a_time_locally_in_parallel_remotely(moto_endpoint):
 
 def test_parallel_seats_one_request_per_seat(aws, rec, catalog, spec_for):
     aws.concurrency = 4
+    aws.fleet_threshold = 5  # the seat-by-seat path (above it, one CreateFleet: tests/scale)
     res = launch(spec_for(count=5), catalog, aws)
     runs = rec.params("RunInstances")
     seats = sorted(int(tags_of(r["TagSpecifications"], "instance")[TAG_SEAT]) for r in runs)

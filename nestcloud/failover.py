@@ -1,0 +1,252 @@
+"""Failover for big launches: zone -> equivalent type -> region -> provider. Pure core.
+
+The planner ranks places; :func:`candidates` turns its options into an ordered list of
+:class:`Candidate` launches, and :func:`run` tries them in order with a launch callable (the
+only thing that talks to a cloud), recording one :class:`Attempt` row per try. Errors are
+classified by *scope*, so one failure rules out exactly what it says is unusable:
+
+    zone      no capacity there now (InsufficientInstanceCapacity, SkuNotAvailable,
+              AllocationFailed): the next zone/type is tried
+    type      the cloud refused this type here (UnsupportedOperation): the next type
+    region    an account/subscription limit (VcpuLimitExceeded, quota) or a quota check
+              that says no: every other candidate in that region is skipped
+    provider  the provider's SDK is missing: every candidate on that provider is skipped
+    fatal     credentials, refusals, bad input, failed cleanup, unknown errors: stop now
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from nestcloud.errors import (
+    CapacityError,
+    CleanupError,
+    CredentialsError,
+    InputError,
+    MissingDependencyError,
+    NestcloudError,
+    ProviderError,
+    QuotaError,
+    RefusedError,
+    ThrottledError,
+    UnsupportedError,
+)
+
+Scope = Literal["zone", "type", "region", "provider", "fatal"]
+Outcome = Literal["ok", "failed", "skipped"]
+R = TypeVar("R")
+
+# Error codes (AWS and Azure) by the scope they rule out. A provider's own error class wins
+# where it has one; these catch codes that arrive as a plain ProviderError.
+ZONE_CODES = frozenset({"InsufficientInstanceCapacity", "InsufficientHostCapacity",
+                        "InsufficientCapacity", "SkuNotAvailable", "AllocationFailed",
+                        "ZonalAllocationFailed", "OverconstrainedAllocationRequest",
+                        "OverconstrainedZonalAllocationRequest", "Unsupported"})
+REGION_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded",
+                          "MaxSpotInstanceCountExceeded", "QuotaExceeded",
+                          "OperationNotAllowed"})
+TYPE_CODES = frozenset({"UnsupportedOperation", "InvalidInstanceType"})
+
+# An equivalent type may be used by failover (or a fleet override) only when its hourly
+# price per seat is at most this much above the planned one, and within the lab's budget:
+# failover must not quietly cost much more than the plan the user was shown.
+EQUIVALENT_PRICE_FACTOR = 1.25
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One launch to try: a provider and region, and the types it may use (first = planned).
+
+    A fleet launch gets every equivalent type of the region at once (and tries its zones
+    itself); a seat-by-seat launch gets one type per candidate.
+    """
+
+    provider: str
+    region: str
+    types: tuple[str, ...]
+
+    @property
+    def type(self) -> str:
+        return self.types[0]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One row of the attempt table."""
+
+    provider: str
+    region: str
+    type: str
+    zone: str | None
+    outcome: Outcome
+    scope: Scope | None = None
+    code: str | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def row(self) -> list[str]:
+        return [self.provider, self.region, self.type, self.zone or "-", self.outcome,
+                self.scope or "-", self.code or "-", self.reason]
+
+
+ATTEMPT_HEADERS = ["provider", "region", "type", "zone", "outcome", "scope", "code", "reason"]
+
+
+@dataclass
+class LaunchOutcome(Generic[R]):
+    """What a launch callable returns: its result and the rows it saw itself (e.g. the
+    per-override errors of a fleet that still succeeded)."""
+
+    result: R
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def attempts_of(exc: BaseException) -> list[Attempt]:
+    """Rows a provider attached to an error (``exc.attempts``), else none."""
+    got = getattr(exc, "attempts", None)
+    return list(got) if isinstance(got, list) else []
+
+
+def attach(exc: BaseException, attempts: list[Attempt]) -> BaseException:
+    """Put the attempt table on an error so the CLI can print it."""
+    exc.attempts = list(attempts)  # type: ignore[attr-defined]
+    return exc
+
+
+def classify(exc: BaseException) -> Scope:
+    """Which scope an error rules out."""
+    if isinstance(exc, CredentialsError | RefusedError | InputError | CleanupError):
+        return "fatal"
+    if isinstance(exc, MissingDependencyError):
+        return "provider"
+    if isinstance(exc, QuotaError):
+        return "region"
+    if isinstance(exc, CapacityError):
+        return "zone"
+    if isinstance(exc, UnsupportedError):
+        return "type"
+    if isinstance(exc, ThrottledError):
+        # Still throttled after the SDK's own retries: that region's API is saturated.
+        return "region"
+    code = exc.code if isinstance(exc, ProviderError) else None
+    if code in ZONE_CODES:
+        return "zone"
+    if code in REGION_CODES:
+        return "region"
+    if code in TYPE_CODES:
+        return "type"
+    return "fatal"
+
+
+def _code(exc: BaseException) -> str | None:
+    return exc.code if isinstance(exc, ProviderError) else None
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, NestcloudError) else str(exc) or type(exc).__name__
+
+
+def run(candidates: Sequence[Candidate], launch: Callable[[Candidate], LaunchOutcome[R]], *,
+        quota: Callable[[Candidate], str | None] | None = None
+        ) -> tuple[R, list[Attempt]]:
+    """Try ``candidates`` in order until one launches; return its result and every attempt.
+
+    ``quota(candidate)`` is asked before the first try in each region: a reason string
+    blocks the region without calling ``launch``. A fatal error is raised at once; when
+    nothing launches, a CapacityError says so. Either way the error carries the attempt
+    table (:func:`attempts_of`). KeyboardInterrupt is never caught here.
+    """
+    attempts: list[Attempt] = []
+    blocked_region: dict[tuple[str, str], str] = {}
+    blocked_provider: dict[str, str] = {}
+    checked: set[tuple[str, str]] = set()
+    for c in candidates:
+        where = (c.provider, c.region)
+        why = blocked_provider.get(c.provider) or blocked_region.get(where)
+        if why:
+            attempts.append(Attempt(c.provider, c.region, c.type, None, "skipped",
+                                    reason=why))
+            continue
+        if quota is not None and where not in checked:
+            checked.add(where)
+            said = quota(c)
+            if said:
+                attempts.append(Attempt(c.provider, c.region, c.type, None, "failed",
+                                        "region", "quota-check", said))
+                blocked_region[where] = f"quota check failed in {c.region}"
+                continue
+        try:
+            out = launch(c)
+        except NestcloudError as exc:
+            scope = classify(exc)
+            attempts += attempts_of(exc)
+            attempts.append(Attempt(c.provider, c.region, c.type, None, "failed", scope,
+                                    _code(exc), _reason(exc)))
+            if scope == "fatal":
+                raise attach(exc, attempts) from exc.__cause__
+            if scope == "region":
+                blocked_region[where] = f"{_code(exc) or 'quota'} earlier in {c.region}"
+            elif scope == "provider":
+                blocked_provider[c.provider] = f"{c.provider} unusable: {_reason(exc)}"
+            continue
+        attempts += out.attempts
+        attempts.append(Attempt(c.provider, c.region, c.type, None, "ok",
+                                reason="launched"))
+        return out.result, attempts
+    tried = sum(1 for a in attempts if a.outcome == "failed")
+    err = CapacityError(
+        f"no place could take the whole launch: {tried} attempt(s) failed across "
+        f"{len({(c.provider, c.region) for c in candidates})} region(s)",
+        hint="see the attempt table; retry later, allow more regions/providers, or lower "
+             "the seat count")
+    raise attach(err, attempts)
+
+
+def candidates(options: Iterable[Any], *, fleet: bool, budget: float | None = None,
+               price_factor: float = EQUIVALENT_PRICE_FACTOR) -> list[Candidate]:
+    """Planner options (cheapest first) -> candidates in failover order.
+
+    Order: providers and regions in the order their cheapest option appears; inside a region
+    the planned (cheapest) type first, then equivalent types (every option already fits the
+    seat size and nesting). An equivalent type must cost at most ``price_factor`` times the
+    cheapest option's rate per seat, and fit ``budget`` (total) when one is set. With
+    ``fleet`` a region's types form one candidate (the fleet tries them and its zones in one
+    call); without, one candidate per type.
+    """
+    opts = list(options)
+    if not opts:
+        return []
+    ceiling = opts[0].usd_per_seat_hour * price_factor + 1e-9
+    groups: dict[tuple[str, str], list[str]] = {}
+    for o in opts:
+        if o is not opts[0]:
+            if o.usd_per_seat_hour > ceiling:
+                continue
+            if budget is not None and o.total_usd > budget + 1e-9:
+                continue
+        types = groups.setdefault((o.provider, o.region), [])
+        if o.type not in types:
+            types.append(o.type)
+    provider_order = list(dict.fromkeys(p for p, _ in groups))
+    out: list[Candidate] = []
+    for prov in provider_order:
+        for (p, region), types in groups.items():
+            if p != prov:
+                continue
+            if fleet:
+                out.append(Candidate(p, region, tuple(types)))
+            else:
+                out += [Candidate(p, region, (t,)) for t in types]
+    return out
+
+
+def render(attempts: Sequence[Attempt]) -> list[list[str]]:
+    return [a.row() for a in attempts]
+
+
+__all__ = ["ATTEMPT_HEADERS", "Attempt", "Candidate", "EQUIVALENT_PRICE_FACTOR",
+           "LaunchOutcome", "attach", "attempts_of", "candidates", "classify", "run"]

@@ -1,0 +1,250 @@
+"""Big AWS launches through EC2 Fleet (CreateFleet, type instant) and a launch template.
+
+One CreateFleet call asks for every missing seat with one override per (equivalent type,
+default-VPC subnet), so EC2 looks for capacity across all zones and types at once instead of
+nestcloud trying them one RunInstances at a time. ``OnDemandOptions.MinTargetCapacity`` with
+``SingleInstanceType`` makes EC2 itself launch either every seat (of one type) or none (API
+doc of OnDemandOptionsRequest: "If this minimum capacity isn't reached, no instances are
+launched"); nestcloud still checks the count and removes a short answer itself.
+
+The launch template is tagged like every other resource and deleted right after the fleet
+call; if the process dies in between, ``down``/``reap`` find it by its ``nestcloud:name`` tag.
+The request builders are pure; :func:`launch_fleet` does the I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nestcloud.errors import CapacityError, ProviderError, QuotaError
+from nestcloud.failover import Attempt, attach, classify
+from nestcloud.spec import TAG_NAME
+from providers._aws_errors import aws_errors, error_code, translate
+
+if TYPE_CHECKING:
+    from providers.aws import AwsProvider, LaunchPlan
+
+# Above this many missing seats a launch goes through CreateFleet. At 4 or fewer, separate
+# RunInstances calls (each with its own deterministic ClientToken and seat tag) cost no more
+# round trips than template + fleet + template delete, and keep per-seat idempotency.
+FLEET_THRESHOLD = 4
+TEMPLATE_PREFIX = "nestcloud-"
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    zone: str
+
+
+def template_name(name: str, digest: str) -> str:
+    return f"{TEMPLATE_PREFIX}{name}-{digest[:8]}"
+
+
+def fleet_client_token(name: str, region: str, digest: str, seats: list[int],
+                       types: tuple[str, ...], generation: int = 0) -> str:
+    """Deterministic CreateFleet ClientToken: the same missing seats, the same token."""
+    raw = f"fleet|{name}|{region}|{digest}|{','.join(map(str, seats))}|{','.join(types)}|" \
+          f"{generation}"
+    return "ncf-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
+
+
+def launch_template_data(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> dict[str, Any]:
+    """LaunchTemplateData: the same settings RunInstances sends (nested switch, IMDSv2,
+    encrypted gp3, tags on instance and volume, user data, the group), minus the seat tag."""
+    from providers.aws import _tags, resource_tags
+
+    spec = plan.spec
+    tags = _tags(resource_tags(spec, plan.name, plan.owner, None, now))
+    data: dict[str, Any] = {
+        "ImageId": plan.image_id,
+        "InstanceType": spec.type,
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
+                            "HttpPutResponseHopLimit": 1},
+        "BlockDeviceMappings": [{"DeviceName": plan.root_device,
+                                 "Ebs": {"VolumeSize": plan.disk_gib, "VolumeType": "gp3",
+                                         "Encrypted": True, "DeleteOnTermination": True}}],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+                              {"ResourceType": "volume", "Tags": tags}],
+    }
+    if plan.nesting.cpu_options is not None:
+        data["CpuOptions"] = dict(plan.nesting.cpu_options)
+    if spec.public_ip:
+        data["NetworkInterfaces"] = [{"DeviceIndex": 0, "AssociatePublicIpAddress": True,
+                                      "Groups": [sg_id], "DeleteOnTermination": True}]
+    else:
+        data["SecurityGroupIds"] = [sg_id]
+    if spec.key_name:
+        data["KeyName"] = spec.key_name
+    if plan.user_data:
+        # Unlike RunInstances, boto3 does not encode launch-template user data itself.
+        data["UserData"] = base64.b64encode(plan.user_data).decode("ascii")
+    if spec.ttl_seconds:
+        data["InstanceInitiatedShutdownBehavior"] = "terminate"
+    return data
+
+
+def create_template_params(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> dict[str, Any]:
+    from providers.aws import _tags, resource_tags
+
+    tags = _tags(resource_tags(plan.spec, plan.name, plan.owner, None, now))
+    return {"LaunchTemplateName": template_name(plan.name, plan.digest),
+            "VersionDescription": f"nestcloud {plan.name}",
+            "LaunchTemplateData": launch_template_data(plan, sg_id, now),
+            "TagSpecifications": [{"ResourceType": "launch-template", "Tags": tags}]}
+
+
+def overrides(types: tuple[str, ...], subnets: list[Subnet]) -> list[dict[str, Any]]:
+    """Every (type, zone); the planned type first. Priority: the highest is launched first."""
+    out: list[dict[str, Any]] = []
+    for n, t in enumerate(types):
+        for s in subnets:
+            out.append({"InstanceType": t, "SubnetId": s.id, "Priority": float(n)})
+    return out
+
+
+def create_fleet_params(plan: LaunchPlan, template_id: str, types: tuple[str, ...],
+                        subnets: list[Subnet], now: dt.datetime) -> dict[str, Any]:
+    from providers.aws import _tags, resource_tags
+
+    n = len(plan.missing_seats)
+    tags = _tags(resource_tags(plan.spec, plan.name, plan.owner, None, now))
+    ovr = overrides(types, subnets)
+    # prioritized: the lower the list position the higher the priority (AWS: highest first).
+    top = float(len(types))
+    for o in ovr:
+        o["Priority"] = top - o["Priority"]
+    capacity_type = "spot" if plan.spec.spot else "on-demand"
+    all_or_none = {"SingleInstanceType": True, "MinTargetCapacity": n}
+    params: dict[str, Any] = {
+        "Type": "instant",
+        "ClientToken": fleet_client_token(plan.name, plan.region, plan.digest,
+                                          plan.missing_seats, types),
+        "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {
+            "LaunchTemplateId": template_id, "Version": "$Latest"}, "Overrides": ovr}],
+        "TargetCapacitySpecification": {"TotalTargetCapacity": n,
+                                        "DefaultTargetCapacityType": capacity_type},
+        "TagSpecifications": [{"ResourceType": "fleet", "Tags": tags}],
+    }
+    if plan.spec.spot:
+        params["SpotOptions"] = {"AllocationStrategy": "capacity-optimized-prioritized",
+                                 **all_or_none}
+    else:
+        params["OnDemandOptions"] = {"AllocationStrategy": "prioritized", **all_or_none}
+    return params
+
+
+def error_attempts(errors: list[dict[str, Any]], region: str, zone_of: dict[str, str]
+                   ) -> list[Attempt]:
+    """CreateFleet ``Errors`` -> attempt rows (one per distinct type/zone/code), scoped."""
+    from botocore.exceptions import ClientError
+
+    seen: set[tuple[str, str | None, str]] = set()
+    rows: list[Attempt] = []
+    for e in errors:
+        o = (e.get("LaunchTemplateAndOverrides") or {}).get("Overrides") or {}
+        t = str(o.get("InstanceType") or "?")
+        zone = zone_of.get(str(o.get("SubnetId"))) or o.get("AvailabilityZone")
+        code = str(e.get("ErrorCode") or "Unknown")
+        key = (t, zone, code)
+        if key in seen:
+            continue
+        seen.add(key)
+        exc = translate(ClientError({"Error": {"Code": code,
+                                               "Message": e.get("ErrorMessage", "")}},
+                                    "CreateFleet"),
+                        action="launch through EC2 Fleet", region=region, type_name=t)
+        rows.append(Attempt("aws", region, t, zone, "failed", classify(exc), code,
+                            str(e.get("ErrorMessage") or code)))
+    return rows
+
+
+def default_subnets(prov: AwsProvider, region: str, vpc_id: str) -> list[Subnet]:
+    ec2 = prov.client("ec2", region)
+    with aws_errors("find the default subnets", region=region):
+        got = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                            {"Name": "default-for-az", "Values": ["true"]}])
+    subnets = sorted((Subnet(s["SubnetId"], s["AvailabilityZone"]) for s in got["Subnets"]),
+                     key=lambda s: s.zone)
+    if not subnets:
+        raise ProviderError(f"no default subnet in the default VPC of {region}",
+                            hint=f"`aws ec2 create-default-subnet --availability-zone ZONE "
+                                 f"--region {region}`", provider="aws")
+    return subnets
+
+
+def ensure_template(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.datetime
+                    ) -> str:
+    ec2 = prov.client("ec2", plan.region)
+    params = create_template_params(plan, sg_id, now)
+    try:
+        with aws_errors("create the launch template", region=plan.region):
+            return str(ec2.create_launch_template(**params)["LaunchTemplate"]
+                       ["LaunchTemplateId"])
+    except ProviderError as exc:
+        if error_code(exc) != "InvalidLaunchTemplateName.AlreadyExistsException":
+            raise
+    # Same name and digest: the same settings (a concurrent or interrupted run made it).
+    with aws_errors("find the launch template", region=plan.region):
+        got = ec2.describe_launch_templates(
+            LaunchTemplateNames=[params["LaunchTemplateName"]])["LaunchTemplates"]
+    return str(got[0]["LaunchTemplateId"])
+
+
+def find_templates(prov: AwsProvider, name: str, region: str) -> list[str]:
+    ec2 = prov.client("ec2", region)
+    with aws_errors("find launch templates", region=region):
+        got = ec2.describe_launch_templates(
+            Filters=[{"Name": f"tag:{TAG_NAME}", "Values": [name]}])["LaunchTemplates"]
+    return [str(t["LaunchTemplateId"]) for t in got]
+
+
+def delete_template(prov: AwsProvider, template_id: str, region: str) -> None:
+    ec2 = prov.client("ec2", region)
+    try:
+        with aws_errors(f"delete launch template {template_id}", region=region):
+            ec2.delete_launch_template(LaunchTemplateId=template_id)
+    except ProviderError as exc:
+        if error_code(exc) not in ("InvalidLaunchTemplateId.NotFound",
+                                   "InvalidLaunchTemplateId.Malformed"):
+            raise
+
+
+def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.datetime,
+                 types: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[Attempt]]:
+    """CreateFleet for every missing seat; (the launched instances, per-override rows).
+
+    When the fleet comes back short, the error (CapacityError, or QuotaError when a quota
+    code is among the errors) carries the rows; the instances it did launch stay tagged for
+    the caller's rollback (``down`` finds them).
+    """
+    ec2 = prov.client("ec2", plan.region)
+    subnets = default_subnets(prov, plan.region, plan.vpc_id)
+    zone_of = {s.id: s.zone for s in subnets}
+    template_id = ensure_template(prov, plan, sg_id, now)
+    try:
+        params = create_fleet_params(plan, template_id, types, subnets, now)
+        with aws_errors(f"launch {len(plan.missing_seats)} seat(s) of {plan.name!r} through "
+                        "EC2 Fleet", region=plan.region, type_name=plan.spec.type):
+            resp = ec2.create_fleet(**params)
+    finally:
+        delete_template(prov, template_id, plan.region)
+    ids = [i for inst in resp.get("Instances") or [] for i in inst.get("InstanceIds") or []]
+    rows = error_attempts(resp.get("Errors") or [], plan.region, zone_of)
+    if len(ids) < len(plan.missing_seats):
+        scopes = {r.scope for r in rows}
+        cls = QuotaError if "region" in scopes else CapacityError
+        codes = sorted({r.code or "?" for r in rows}) or ["no error reported"]
+        err = cls(f"EC2 Fleet launched {len(ids)} of {len(plan.missing_seats)} seat(s) of "
+                  f"{plan.name!r} in {plan.region} ({', '.join(codes)})",
+                  hint="failover tries the next type/region; the ones launched are removed "
+                       "unless --keep-partial", code=codes[0] if rows else None,
+                  provider="aws")
+        err.partial = ids  # type: ignore[attr-defined]
+        raise attach(err, rows)
+    launched = prov._describe(plan.region, ids) if ids else {}
+    return [launched[i] for i in ids if i in launched], rows
