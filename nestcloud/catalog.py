@@ -384,14 +384,18 @@ def _disk_cache_dir() -> Path | None:
     return Path(base) / "nestcloud"
 
 
+def _pydantic_version() -> str:
+    import pydantic
+
+    return str(pydantic.VERSION)
+
+
 def _disk_cache_key(data: bytes) -> str:
     import hashlib
 
-    import pydantic
-
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
-    h.update(pydantic.VERSION.encode())
+    h.update(_pydantic_version().encode())
     h.update(b"\0")
     h.update(data)
     return h.hexdigest()
@@ -406,19 +410,43 @@ def _disk_cache_file(resolved: str) -> Path | None:
     return d / f"catalog-{hashlib.sha256(resolved.encode()).hexdigest()[:20]}.json"
 
 
-def _read_disk_cache(file: Path | None, key: str) -> Catalog | None:
+def read_cache_entry(file: Path | None, key: str) -> bytes | None:
+    """The body of a cache entry written under ``key``, if present, current and intact."""
     if file is None:
         return None
     try:
         with open(file, "rb") as f:
             head = f.readline().rstrip(b"\n").decode("ascii", "replace").split(" ")
             body = f.read()
-    except OSError:  # absent or unreadable: parse the YAML instead
+    except OSError:  # absent or unreadable: the caller builds it instead
         return None
     import hashlib
 
     if len(head) != 2 or head[0] != key or hashlib.sha256(body).hexdigest() != head[1]:
-        return None  # another catalog, other model code, or a damaged entry
+        return None  # another input, other code, or a damaged entry
+    return body
+
+
+def write_cache_entry(file: Path | None, key: str, body: bytes) -> None:
+    """Store ``body`` under ``key`` with its SHA-256, atomically; failures only cost speed."""
+    if file is None:
+        return
+    import hashlib
+
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+        head = f"{key} {hashlib.sha256(body).hexdigest()}\n".encode("ascii")
+        tmp.write_bytes(head + body)
+        os.replace(tmp, file)
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+def _read_disk_cache(file: Path | None, key: str) -> Catalog | None:
+    body = read_cache_entry(file, key)
+    if body is None:
+        return None
     try:
         return _from_cache(json.loads(body))
     except (ValueError, TypeError, KeyError, AttributeError):
@@ -448,22 +476,13 @@ def _from_cache(doc: dict[str, Any]) -> Catalog:
 def _write_disk_cache(file: Path | None, key: str, cat: Catalog) -> None:
     if file is None:
         return
-    import hashlib
-
     body = _adapter(Catalog).dump_json(cat)
     try:
         if _from_cache(json.loads(body)) != cat:
             return  # e.g. an infinite price would not survive JSON: never cache a lossy copy
     except (ValueError, TypeError, KeyError, AttributeError):
         return
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-        head = f"{key} {hashlib.sha256(body).hexdigest()}\n".encode("ascii")
-        tmp.write_bytes(head + body)
-        os.replace(tmp, file)
-    except OSError:
-        pass  # a read-only home only costs speed
+    write_cache_entry(file, key, body)
 
 
 def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import re
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING, Any, Literal
 
 from nestcloud.oses import Hypervisor
+
+if TYPE_CHECKING:  # at run time these are the constrained types `_pydantic_types()` binds
+    from pydantic_core import SchemaValidator
+
+    NonEmptyStr = str
+    Depth = Count = DiskGib = PositiveInt = int
+    Name = str | None
+    Tags = dict[str, str]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
 TAG_PREFIX = "nestcloud:"
@@ -18,19 +27,42 @@ TAG_SEAT = "nestcloud:seat"
 TAG_LAB = "nestcloud:lab"
 
 
-class LaunchSpec(BaseModel):
+def _name_ok(v: str | None) -> str | None:
+    if v is not None and not NAME_RE.match(v):
+        raise ValueError("names are 1-40 characters: lowercase letters, digits and '-', "
+                         "starting with a letter and not ending with '-'")
+    return v
+
+
+def _tags_ok(v: dict[str, str]) -> dict[str, str]:
+    for k in v:
+        if k.lower().startswith(TAG_PREFIX):
+            raise ValueError(f"tag {k!r}: the 'nestcloud:' prefix is reserved")
+        if k.lower().startswith("aws:"):
+            raise ValueError(f"tag {k!r}: the 'aws:' prefix is reserved by AWS")
+    return v
+
+
+# A stdlib dataclass validated by pydantic, not a pydantic model: `nestcloud check` builds one
+# on every run, and defining a model class imports pydantic's machinery (~45 ms, half of
+# `import typer, pydantic, yaml`). Constructing one validates exactly as the model did: the
+# validator is pydantic's (TypeAdapter) core schema run by pydantic-core, and the schema is
+# kept on disk (see `_validator`) so that a warm start needs only pydantic-core, which
+# `import pydantic` loads anyway.
+@dataclasses.dataclass(kw_only=True, init=False)
+class LaunchSpec:
     """One launch request: a named group of ``count`` identical L1 hosts."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__ = {"extra": "forbid"}  # a pydantic ConfigDict (a TypedDict)
 
-    provider: str = Field(min_length=1)
-    type: str = Field(min_length=1)
+    provider: NonEmptyStr
+    type: NonEmptyStr
     region: str | None = None
     os: str = "ubuntu-24.04"
     hypervisor: Hypervisor = "kvm"
-    depth: int = Field(default=2, ge=1, le=9)
-    name: str | None = None
-    count: int = Field(default=1, ge=1, le=1000)
+    depth: Depth = 2
+    name: Name = None
+    count: Count = 1
     image: str | None = None
     spot: bool = False
     security_type: Literal["Standard", "TrustedLaunch", "ConfidentialVM"] = "Standard"
@@ -38,30 +70,145 @@ class LaunchSpec(BaseModel):
     ssh_cidr: str | None = None
     allow_world_ssh: bool = False
     key_name: str | None = None
-    disk_gib: int = Field(default=30, ge=8, le=16384)
-    ttl_seconds: int | None = Field(default=None, gt=0)
-    tags: dict[str, str] = Field(default_factory=dict)
+    disk_gib: DiskGib = 30
+    ttl_seconds: PositiveInt | None = None
+    tags: Tags = dataclasses.field(default_factory=dict)
     user_data: str | None = None
     public_ip: bool = False
     l2_smoke: bool = False
 
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, v: str | None) -> str | None:
-        if v is not None and not NAME_RE.match(v):
-            raise ValueError("names are 1-40 characters: lowercase letters, digits and '-', "
-                             "starting with a letter and not ending with '-'")
-        return v
+    def __init__(self, **fields: Any) -> None:
+        """Validate ``fields``; raises pydantic's ValidationError naming every bad field."""
+        _validator().validate_python(fields, self_instance=self)
 
-    @field_validator("tags")
-    @classmethod
-    def _tags_ok(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
-            if k.lower().startswith(TAG_PREFIX):
-                raise ValueError(f"tag {k!r}: the 'nestcloud:' prefix is reserved")
-            if k.lower().startswith("aws:"):
-                raise ValueError(f"tag {k!r}: the 'aws:' prefix is reserved by AWS")
-        return v
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> LaunchSpec:
+        """A copy with ``update`` applied, not validated: pydantic's model_copy, kept by name
+        and meaning because launch, lab and provider code call it."""
+        new = copy.copy(self)
+        new.__dict__.update(update or {})
+        return new
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- validation ------------------------------------------------------------------------------
+
+_validators: list[SchemaValidator] = []
+
+
+def _pydantic_types() -> None:
+    """Bind the constrained types LaunchSpec's annotations name (before pydantic reads them)."""
+    if "NonEmptyStr" in globals():
+        return
+    from typing import Annotated
+
+    from pydantic import AfterValidator, Field, PositiveInt
+
+    globals().update(
+        NonEmptyStr=Annotated[str, Field(min_length=1)],
+        Depth=Annotated[int, Field(ge=1, le=9)],
+        Count=Annotated[int, Field(ge=1, le=1000)],
+        DiskGib=Annotated[int, Field(ge=8, le=16384)],
+        PositiveInt=PositiveInt,
+        Name=Annotated[str | None, AfterValidator(_name_ok)],
+        Tags=Annotated[dict[str, str], AfterValidator(_tags_ok)],
+    )
+
+
+def core_schema() -> dict[str, Any]:
+    """LaunchSpec's pydantic core schema, generated by pydantic (imports it fully)."""
+    _pydantic_types()
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(LaunchSpec).core_schema  # type: ignore[return-value]
+
+
+def _validator() -> SchemaValidator:
+    """pydantic-core's validator for LaunchSpec, from the schema cache when it is current.
+
+    The cache holds pydantic's own core schema as JSON, the few callables in it (this class,
+    the two field validators, ``dict``) by name; its key covers this module's source and the
+    pydantic and pydantic-core versions, and an entry is written only when decoding it gives
+    back exactly the schema pydantic generated (see catalog.read_cache_entry for the checksum).
+    """
+    if _validators:
+        return _validators[0]
+    from pydantic_core import SchemaValidator
+
+    from nestcloud.catalog import read_cache_entry, write_cache_entry
+
+    key, file = _cache_key(), _cache_file()
+    schema = None
+    body = read_cache_entry(file, key)
+    if body is not None:
+        try:
+            schema = _decode(json.loads(body))
+        except (ValueError, TypeError, KeyError):
+            schema = None
+    if schema is None:
+        schema = core_schema()
+        try:
+            body = json.dumps(_encode(schema), sort_keys=True).encode()
+            if _decode(json.loads(body)) == schema:
+                write_cache_entry(file, key, body)
+        except (ValueError, TypeError, KeyError):
+            pass  # something in the schema has no name here: validate without the cache
+    _validators.append(SchemaValidator(schema))  # type: ignore[arg-type]
+    return _validators[0]
+
+
+def _cache_key() -> str:
+    import hashlib
+    from pathlib import Path
+
+    import pydantic_core
+
+    from nestcloud.catalog import _pydantic_version
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(f"\0{_pydantic_version()}\0{pydantic_core.__version__}".encode())
+    return h.hexdigest()
+
+
+def _cache_file() -> Any:
+    from nestcloud.catalog import _disk_cache_dir
+
+    d = _disk_cache_dir()
+    return None if d is None else d / "launchspec-schema.json"
+
+
+def _named() -> dict[str, Any]:
+    return {"LaunchSpec": LaunchSpec, "_name_ok": _name_ok, "_tags_ok": _tags_ok, "dict": dict}
+
+
+def _encode(obj: Any) -> Any:
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    if isinstance(obj, dict):
+        if any(not isinstance(k, str) or k.startswith("$") for k in obj):
+            raise TypeError("unexpected schema key")
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_encode(v) for v in obj]
+    if isinstance(obj, tuple):
+        return {"$tuple": [_encode(v) for v in obj]}
+    for name, value in _named().items():
+        if obj is value:
+            return {"$ref": name}
+    raise TypeError(f"cannot cache {obj!r}")
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    if isinstance(obj, dict):
+        if "$ref" in obj:
+            return _named()[obj["$ref"]]
+        if "$tuple" in obj:
+            return tuple(_decode(v) for v in obj["$tuple"])
+        return {k: _decode(v) for k, v in obj.items()}
+    return obj
 
 
 _UNIT = {"": 3600, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
