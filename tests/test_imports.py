@@ -70,3 +70,25 @@ def test_the_probe_does_see_an_sdk_import(tmp_path: Path) -> None:
                    timeout=60, check=False)
     modules = json.loads(out.read_text())["modules"]
     assert "botocore" in modules
+
+
+# pydantic's model machinery: what a warm `catalog list` / `check` must not load (it costs
+# ~45 ms, half of `import typer, pydantic, yaml`; bench/README.md). `import pydantic` alone
+# loads only pydantic's lazy top-level module and pydantic-core.
+PYDANTIC_MACHINERY = ("pydantic.main", "pydantic._internal._generate_schema",
+                      "pydantic.type_adapter")
+
+
+@pytest.mark.parametrize("args", [
+    ["catalog", "list", "--json"],
+    ["check", "--provider", "aws", "--type", "c8i.large", "--region", "us-east-1"],
+    ["check", "--provider", "aws", "--type", "c7g.large", "--json"],  # refused: exit 3
+], ids=" ".join)
+def test_warm_hot_commands_do_not_build_pydantic_models(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    monkeypatch.setenv("NESTCLOUD_CACHE_DIR", str(tmp_path / "cache"))
+    cold_code, cold = loaded_modules(tmp_path, args)  # fills the catalog and schema caches
+    assert "pydantic.main" in cold  # the probe can see it: the first run validates
+    code, warm = loaded_modules(tmp_path, args)
+    assert code == cold_code
+    assert [m for m in warm if m in PYDANTIC_MACHINERY] == []
