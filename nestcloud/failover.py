@@ -49,6 +49,14 @@ REGION_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded",
                           "OperationNotAllowed"})
 TYPE_CODES = frozenset({"UnsupportedOperation", "InvalidInstanceType"})
 
+# Above this many seats a launch goes through the cloud's fleet engine (AWS: one CreateFleet
+# call with every equivalent type and zone). At 4 or fewer, separate RunInstances calls (each
+# with its own deterministic ClientToken and seat tag) cost no more round trips than template
+# + fleet + template delete, and keep per-seat idempotency.
+FLEET_THRESHOLD = 4
+# Providers whose launch takes several equivalent types at once (``types=``).
+FLEET_PROVIDERS = frozenset({"aws"})
+
 # An equivalent type may be used by failover (or a fleet override) only when its hourly
 # price per seat is at most this much above the planned one, and within the lab's budget:
 # failover must not quietly cost much more than the plan the user was shown.
@@ -103,6 +111,7 @@ class LaunchOutcome(Generic[R]):
 
     result: R
     attempts: list[Attempt] = field(default_factory=list)
+    launched_type: str | None = None  # when the launch used an equivalent type
 
 
 def attempts_of(exc: BaseException) -> list[Attempt]:
@@ -117,8 +126,16 @@ def attach(exc: BaseException, attempts: list[Attempt]) -> BaseException:
     return exc
 
 
+def stop_here(exc: BaseException) -> BaseException:
+    """Mark an error fatal for failover (e.g. a partial launch kept by --keep-partial)."""
+    exc._failover_stop = True  # type: ignore[attr-defined]
+    return exc
+
+
 def classify(exc: BaseException) -> Scope:
     """Which scope an error rules out."""
+    if getattr(exc, "_failover_stop", False):
+        return "fatal"
     if isinstance(exc, CredentialsError | RefusedError | InputError | CleanupError):
         return "fatal"
     if isinstance(exc, MissingDependencyError):
@@ -187,15 +204,16 @@ def run(candidates: Sequence[Candidate], launch: Callable[[Candidate], LaunchOut
             attempts.append(Attempt(c.provider, c.region, c.type, None, "failed", scope,
                                     _code(exc), _reason(exc)))
             if scope == "fatal":
-                raise attach(exc, attempts) from exc.__cause__
+                attach(exc, attempts)
+                raise
             if scope == "region":
                 blocked_region[where] = f"{_code(exc) or 'quota'} earlier in {c.region}"
             elif scope == "provider":
                 blocked_provider[c.provider] = f"{c.provider} unusable: {_reason(exc)}"
             continue
         attempts += out.attempts
-        attempts.append(Attempt(c.provider, c.region, c.type, None, "ok",
-                                reason="launched"))
+        attempts.append(Attempt(c.provider, c.region, out.launched_type or c.type, None,
+                                "ok", reason="launched"))
         return out.result, attempts
     tried = sum(1 for a in attempts if a.outcome == "failed")
     err = CapacityError(
@@ -206,7 +224,8 @@ def run(candidates: Sequence[Candidate], launch: Callable[[Candidate], LaunchOut
     raise attach(err, attempts)
 
 
-def candidates(options: Iterable[Any], *, fleet: bool, budget: float | None = None,
+def candidates(options: Iterable[Any], *, fleet: bool | Callable[[str], bool],
+               budget: float | None = None,
                price_factor: float = EQUIVALENT_PRICE_FACTOR) -> list[Candidate]:
     """Planner options (cheapest first) -> candidates in failover order.
 
@@ -220,6 +239,10 @@ def candidates(options: Iterable[Any], *, fleet: bool, budget: float | None = No
     opts = list(options)
     if not opts:
         return []
+    # Equivalent means the same way to run a hypervisor: a nested plan never fails over to
+    # a bare-metal type (or back), which would change the launch request and the price class.
+    opts = [o for o in opts if o.nesting == opts[0].nesting]
+    fleet_of = fleet if callable(fleet) else (lambda _p: bool(fleet))
     ceiling = opts[0].usd_per_seat_hour * price_factor + 1e-9
     groups: dict[tuple[str, str], list[str]] = {}
     for o in opts:
@@ -237,7 +260,7 @@ def candidates(options: Iterable[Any], *, fleet: bool, budget: float | None = No
         for (p, region), types in groups.items():
             if p != prov:
                 continue
-            if fleet:
+            if fleet_of(p):
                 out.append(Candidate(p, region, tuple(types)))
             else:
                 out += [Candidate(p, region, (t,)) for t in types]
@@ -248,5 +271,6 @@ def render(attempts: Sequence[Attempt]) -> list[list[str]]:
     return [a.row() for a in attempts]
 
 
-__all__ = ["ATTEMPT_HEADERS", "Attempt", "Candidate", "EQUIVALENT_PRICE_FACTOR",
-           "LaunchOutcome", "attach", "attempts_of", "candidates", "classify", "run"]
+__all__ = ["ATTEMPT_HEADERS", "EQUIVALENT_PRICE_FACTOR", "FLEET_PROVIDERS", "FLEET_THRESHOLD",
+           "Attempt", "Candidate", "LaunchOutcome", "attach", "attempts_of", "candidates",
+           "classify", "run", "stop_here"]

@@ -9,8 +9,10 @@ and launches only the missing ones there.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +25,9 @@ from nestcloud.errors import (BudgetError, CleanupError, CredentialsError, Input
                               LabFileError, MissingDependencyError, NestcloudError,
                               RefusedError)
 from nestcloud.oses import OSES, Hypervisor
+from nestcloud import failover
+from nestcloud.failover import (FLEET_PROVIDERS, FLEET_THRESHOLD, Candidate, LaunchOutcome,
+                                candidates, stop_here)
 from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
 from nestcloud.spec import NAME_RE, TAG_LAB, TAG_PREFIX, LaunchSpec, parse_duration
 
@@ -284,6 +289,7 @@ class LabUpResult(_Result):
     ready: Any = None
     reused_placement: bool = False
     notes: list[str] = Field(default_factory=list)
+    attempts: list[dict[str, Any]] = Field(default_factory=list)
 
     def _repr_html_(self) -> str:
         inst = self.launch.instances if self.launch else []
@@ -344,6 +350,10 @@ ProviderFactory = Any  # (provider_name, region) -> Provider
 
 class Lab:
     """A lab: plan it, price it, bring it up, look at it, take it down."""
+
+    # Missing seats above which AWS launches through one EC2 Fleet call (failover then hands
+    # a region's equivalent types over together).
+    fleet_threshold: int = FLEET_THRESHOLD
 
     def __init__(self, name: str, seats: int, *, vcpus: int | None = None,
                  memory_gib: float | None = None, type: str | None = None,
@@ -492,6 +502,23 @@ class Lab:
            timeout_s: float = DEFAULT_READY_TIMEOUT_S, interval_s: float = 10.0,
            providers: ProviderFactory | None = None, progress: Any = None,
            keep_partial: bool = False) -> LabUpResult:
+        """Plan, check, budget, launch every missing seat, wait for readiness (see _up).
+
+        Two ``up`` of the same lab on one machine run one after the other (a lock file in
+        the state directory): the second finds the first one's seats by tag and launches
+        nothing. Across machines, the deterministic ClientTokens are what AWS dedupes on."""
+        if dry_run:
+            return self._up(dry_run=True, sandbox=sandbox, wait=wait, timeout_s=timeout_s,
+                            interval_s=interval_s, providers=providers, progress=progress,
+                            keep_partial=keep_partial)
+        with _lab_lock(self.name):
+            return self._up(dry_run=False, sandbox=sandbox, wait=wait, timeout_s=timeout_s,
+                            interval_s=interval_s, providers=providers, progress=progress,
+                            keep_partial=keep_partial)
+
+    def _up(self, *, dry_run: bool, sandbox: bool, wait: bool, timeout_s: float,
+            interval_s: float, providers: ProviderFactory | None, progress: Any,
+            keep_partial: bool) -> LabUpResult:
         """Plan, check, budget, launch every missing seat as one group, wait for readiness.
 
         Refuses (BudgetError, exit 3) before anything is created when the cost of the whole
@@ -549,19 +576,50 @@ class Lab:
         if dry_run:
             return LabUpResult(lab=self.name, dry_run=True, cost=cost, notes=notes,
                                reused_placement=reused)
-        from nestcloud.launch import launch
-
         make = self._providers(sandbox, providers)
-        prov = make(option.provider, option.region)
         missing = max(0, self.spec.seats - len(existing))
-        step(f"launching {missing} seat(s) of {option.type} in {option.region}")
+        if existing:
+            # Stay where the lab runs, with the types its seats already have.
+            seen = tuple(dict.fromkeys([option.type, *(i.type for i in existing)]))
+            cands = [Candidate(option.provider, option.region, seen)]
+        else:
+            cands = candidates(res.options, fleet=lambda p: p in FLEET_PROVIDERS
+                               and missing > self.fleet_threshold, budget=self.spec.budget)
+        by_place = {(o.provider, o.region, o.type): o for o in res.options}
+        launched_at: list[Any] = []
+        rolled: list[str] = []
+
+        def attempt(c: Candidate) -> LaunchOutcome[LaunchResult]:
+            return self._launch_at(c, by_place[(c.provider, c.region, c.type)], make,
+                                   missing, bool(existing), keep_partial, step, launched_at,
+                                   rolled)
+
+        def quota(c: Candidate) -> str | None:
+            said = self._quota(make(c.provider, c.region), by_place[(c.provider, c.region,
+                                                                      c.type)], missing)
+            if said and said.startswith("quota not checked"):
+                notes.append(f"{c.provider} {c.region}: {said}")
+                return None
+            return said
+
         try:
-            result = launch(spec, self.catalog, prov)
-        except (NestcloudError, KeyboardInterrupt) as exc:
-            if existing or keep_partial or isinstance(exc, RefusedError):
-                raise
-            self._roll_back(prov, exc, step)
+            result, attempts = failover.run(cands, attempt,
+                                            quota=None if existing else quota)
+        except NestcloudError as exc:
+            tried = {(a.provider, a.region) for a in failover.attempts_of(exc)
+                     if a.outcome == "failed"}
+            if rolled and not isinstance(exc, CleanupError) and len(tried) > 1:
+                # The error is failover's summary: say what each attempt's rollback removed.
+                note = "; ".join(rolled)
+                if note not in (exc.hint or ""):
+                    exc.hint = f"{exc.hint}; {note}" if exc.hint else note
             raise
+        prov = launched_at[-1]
+        option = by_place.get((result.provider, result.region, result.type), option)
+        if option is not cost.option:
+            cost = self.cost(option)
+            notes.append(f"failover: launched as {option.line()}")
+        rows = [a.to_dict() for a in attempts]
         ready = None
         if wait and result.instances:
             try:
@@ -572,24 +630,81 @@ class Lab:
                 notes.append("readiness not checked: this nestcloud build has no readiness "
                              "waiter (nestcloud.bootstrap.wait)")
                 return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
-                                   notes=notes, reused_placement=reused)
+                                   notes=notes, reused_placement=reused, attempts=rows)
             step(f"waiting for {len(result.instances)} seat(s) to report ready")
             ready = wait_for_ready(prov, result.instances, timeout_s=timeout_s,
                                    interval_s=interval_s, sandbox=sandbox)
         return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
-                           ready=_plain(ready), notes=notes, reused_placement=reused)
+                           ready=_plain(ready), notes=notes, reused_placement=reused,
+                           attempts=rows)
 
-    def _roll_back(self, prov: Provider, exc: BaseException, step: Any) -> None:
+    def _launch_at(self, c: Candidate, option: PlanOption, make: ProviderFactory,
+                   missing: int, rerun: bool, keep_partial: bool, step: Any,
+                   launched_at: list[Any], rolled: list[str]) -> LaunchOutcome[LaunchResult]:
+        """One failover attempt: launch the lab at ``c``; on failure (or Ctrl-C) remove what
+        this attempt created there before failover moves on (unless --keep-partial)."""
+        from nestcloud.launch import launch
+
+        prov = make(c.provider, c.region)
+        launched_at.append(prov)
+        if missing > self.fleet_threshold and hasattr(prov, "use_adaptive"):
+            prov.use_adaptive()  # many calls: client-side rate limiting as well as retries
+        spec = self.launch_spec(option)
+        also = f" (or {', '.join(c.types[1:])})" if len(c.types) > 1 else ""
+        step(f"launching {missing} seat(s) of {c.type}{also} in {c.provider} {c.region}")
+        try:
+            result = launch(spec, self.catalog, prov, types=c.types[1:])
+        except (NestcloudError, KeyboardInterrupt) as exc:
+            if rerun or isinstance(exc, RefusedError | InputError):
+                raise
+            if keep_partial:
+                if _safe_list(prov, self.name):
+                    # A kept partial lab stays where it is: failing over would split it.
+                    stop_here(exc)
+                raise
+            rolled.append(f"{c.provider} {c.region} {c.type}: "
+                          + self._roll_back(prov, exc, step))
+            raise
+        kinds = [i.type for i in result.instances]
+        launched = max(set(kinds), key=kinds.count) if kinds else c.type
+        if launched != result.type:  # a fleet used an equivalent type
+            result = result.model_copy(update={"type": launched})
+        return LaunchOutcome(result, list(getattr(prov, "last_attempts", []) or []),
+                             launched_type=launched)
+
+    def _quota(self, prov: Any, option: PlanOption, missing: int) -> str | None:
+        """Why the region's vCPU quota cannot hold the lab, or None; providers without a
+        quota reader are not checked."""
+        reader = getattr(prov, "vcpu_quota", None)
+        if reader is None:
+            return None
+        from_class = getattr(prov, "quota_covers", lambda _t: True)
+        if not from_class(option.type):
+            return None
+        limit, how = reader(option.region)
+        if limit is None:
+            return how
+        need = option.vcpus * missing
+        if need > limit:
+            return (f"needs {need} vCPUs ({missing} x {option.type}); the on-demand vCPU "
+                    f"quota in {option.region} is {limit:g} ({how})")
+        return None
+
+    def _roll_back(self, prov: Provider, exc: BaseException, step: Any) -> str:
         """Remove what a failed first ``up`` created; say so on the error (or raise
-        CleanupError naming what is left)."""
+        CleanupError naming what is left). Returns the note."""
         step("launch failed: removing what this run created")
         try:
             removed = prov.down(self.name)
         except NestcloudError as cleanup:
-            left = [i.id for i in _safe_list(prov, self.name)]
+            left = list(dict.fromkeys([i.id for i in _safe_list(prov, self.name)]
+                                      + list(getattr(cleanup, "leftovers", []) or [])))
+            region = getattr(prov, "region", None)
             raise CleanupError(
                 f"lab {self.name}: the launch failed ({exc}) and removing what it created "
-                f"failed too: {cleanup}", leftovers=left,
+                f"failed too: {cleanup}; still there"
+                + (f" in {region}" if region else "")
+                + f": {', '.join(left) or 'nothing found by tag'}", leftovers=left,
                 hint=f"remove them with `nestcloud lab down FILE` or `nestcloud down "
                      f"{self.name}`") from exc
         what = ", ".join(removed.terminated) or "nothing had been launched"
@@ -600,6 +715,7 @@ class Lab:
             exc.hint = f"{exc.hint}; {note}" if exc.hint else note
         else:
             exc.args = (*exc.args, note)
+        return note
 
     def down(self, *, sandbox: bool = False, providers: ProviderFactory | None = None
              ) -> LabDownResult:
@@ -610,6 +726,26 @@ class Lab:
         results = [make(p, r).down(self.name) for p, r in places]
         notes = [] if places else [f"lab {self.name}: nothing to remove"]
         return LabDownResult(lab=self.name, results=results, notes=notes)
+
+
+@contextlib.contextmanager
+def _lab_lock(name: str) -> Iterator[None]:
+    """An exclusive lock per lab name in the state directory (flock: released on exit)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the ClientTokens are all there is
+        yield
+        return
+    from nestcloud.sandbox import state_dir
+
+    d = state_dir() / "locks"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"lab-{name}.lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _safe_list(prov: Provider, name: str) -> list[Instance]:

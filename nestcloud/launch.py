@@ -74,13 +74,21 @@ def prepare(spec: LaunchSpec, catalog: Catalog) -> tuple[LaunchSpec, list[Findin
 
 
 def launch(spec: LaunchSpec, catalog: Catalog, provider: Provider | None = None, *,
-           dry_run: bool = False, **provider_options: Any) -> LaunchResult:
-    """Check, then launch ``spec`` (through ``provider`` or the registered one)."""
+           dry_run: bool = False, types: tuple[str, ...] = (),
+           **provider_options: Any) -> LaunchResult:
+    """Check, then launch ``spec`` (through ``provider`` or the registered one).
+
+    ``types``: equivalent types a fleet-capable provider may also use (failover passes them;
+    only providers whose ``launch`` takes ``types`` get them)."""
     ready, findings = prepare(spec, catalog)
     if provider is None:
         from nestcloud.provider import get_provider
 
         provider = get_provider(spec.provider, **provider_options)
-    result = provider.launch(ready, catalog, dry_run=dry_run)
+    if types:
+        result = provider.launch(ready, catalog, dry_run=dry_run,  # type: ignore[call-arg]
+                                 types=types)
+    else:
+        result = provider.launch(ready, catalog, dry_run=dry_run)
     extra = [f"[{f.severity}] {f.rule}: {f.message}" for f in findings]
     return result.model_copy(update={"notes": extra + list(result.notes)})

@@ -21,17 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nestcloud.errors import CapacityError, ProviderError, QuotaError
-from nestcloud.failover import Attempt, attach, classify
+from nestcloud.failover import FLEET_THRESHOLD, Attempt, attach, classify
 from nestcloud.spec import TAG_NAME
 from providers._aws_errors import aws_errors, error_code, translate
 
 if TYPE_CHECKING:
     from providers.aws import AwsProvider, LaunchPlan
 
-# Above this many missing seats a launch goes through CreateFleet. At 4 or fewer, separate
-# RunInstances calls (each with its own deterministic ClientToken and seat tag) cost no more
-# round trips than template + fleet + template delete, and keep per-seat idempotency.
-FLEET_THRESHOLD = 4
 TEMPLATE_PREFIX = "nestcloud-"
 
 

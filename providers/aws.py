@@ -380,6 +380,11 @@ class AwsProvider:
         value = (got.get("Quota") or {}).get("Value")
         return (float(value) if value is not None else None), "Service Quotas"
 
+    @staticmethod
+    def quota_covers(type_name: str) -> bool:
+        """Whether VCPU_QUOTA_CODE counts this type (its class letter is in the quota name)."""
+        return type_name[:1].lower() in VCPU_QUOTA_CLASSES
+
     def resolve_image(self, spec: LaunchSpec, region: str) -> tuple[str, str]:
         """(AMI id, how it was found)."""
         if spec.image:

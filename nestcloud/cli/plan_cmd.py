@@ -110,6 +110,14 @@ def _instance_table(instances: list[Any]) -> str:
     return table(_instance_rows(instances), _INSTANCE_HEADS)
 
 
+def _attempt_table(rows: list[dict[str, Any]]) -> None:
+    """Every failover attempt and why it failed, on stderr."""
+    from nestcloud.failover import ATTEMPT_HEADERS
+
+    info("attempts:\n" + table([[str(r.get(h) if r.get(h) is not None else "-")
+                                  for h in ATTEMPT_HEADERS] for r in rows], ATTEMPT_HEADERS))
+
+
 lab_app = typer.Typer(help="Labs: many identical seats from one lab file, with TTL and budget.",
                       no_args_is_help=True)
 
@@ -135,11 +143,30 @@ def lab_up(
     from nestcloud._progress import progress
     from nestcloud.sandbox import enabled
 
+    from nestcloud.errors import NestcloudError
+    from nestcloud.failover import attempts_of
+
     lab = _lab(file, catalog_path)
     sandbox = enabled(sandbox)
-    with progress(as_json) as prog:
-        res = lab.up(dry_run=dry_run, sandbox=sandbox, wait=not no_wait, timeout_s=timeout,
-                     progress=prog, keep_partial=keep_partial)
+    try:
+        with progress(as_json) as prog:
+            res = lab.up(dry_run=dry_run, sandbox=sandbox, wait=not no_wait,
+                         timeout_s=timeout, progress=prog, keep_partial=keep_partial)
+    except NestcloudError as exc:
+        rows = attempts_of(exc)
+        if rows:
+            _attempt_table([a.to_dict() for a in rows])
+            doc = exc.to_dict()
+            # The error boundary prints to_dict(): the --json error document carries them too.
+            exc.to_dict = lambda: {**doc,  # type: ignore[method-assign]
+                                   "attempts": [a.to_dict() for a in rows]}
+        raise
+    except KeyboardInterrupt as exc:
+        for note in exc.args:  # the rollback's note: what was removed, or what is left
+            info(str(note))
+        raise
+    if res.attempts:
+        _attempt_table(res.attempts)
     ready = res.ready if isinstance(res.ready, dict) else {}
     # The seats exist either way; a readiness timeout (4) or failure (1) is the exit code.
     code = int(ready.get("exit_code", 0) or 0)
