@@ -122,7 +122,8 @@ def main() -> int:
                   "us-east-1"],
         # For reference, not a target: the smallest typer app with one option. typer 0.29
         # coerces every option through a pydantic TypeAdapter, so any command pays pydantic's
-        # full import, which `import pydantic` alone (a lazy module) does not.
+        # full import, which `import pydantic` alone (a lazy module) does not; that is why
+        # pyproject.toml pins typer < 0.29.
         "typer floor": [sys.executable, "-c", TYPER_FLOOR, "--json"],
         "pydantic floor": [sys.executable, "-c", PYDANTIC_FLOOR],
     }
