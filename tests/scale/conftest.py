@@ -62,11 +62,15 @@ def fake_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's retry machinery runs for real; only its sleep between attempts is zero."""
-    from botocore.retries import standard
+    """botocore's retry machinery runs for real; only its sleep between attempts is zero and
+    the adaptive rate limiter's clock runs 1000x fast (its waits shrink, its logic holds)."""
+    import time
+
+    from botocore.retries import bucket, standard
 
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount",
                         lambda self, context: 0.0)
+    monkeypatch.setattr(bucket.Clock, "current_time", lambda self: time.monotonic() * 1000)
 
 
 def lab_name() -> str:
