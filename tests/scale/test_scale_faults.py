@@ -466,3 +466,83 @@ def test_two_concurrent_ups_do_not_double(world: World, catalog: Catalog,
     assert created == [0, 6]
     assert len(world.rec.params("CreateFleet")) == 1
     make_lab(catalog, name, 6).down(sandbox=True, providers=world.provider)
+
+
+# -- what the user sees ----------------------------------------------------------------------
+
+
+def _cli_lab(tmp_path: Any, name: str, seats: int) -> tuple[Any, Any]:
+    from .conftest import CATALOG_YAML
+
+    cat = tmp_path / "catalog.yaml"
+    cat.write_text(CATALOG_YAML)
+    labfile = tmp_path / "lab.yaml"
+    labfile.write_text(f"name: {name}\nseats: {seats}\nseat: {{vcpus: 2, memory_gib: 4}}\n"
+                       "providers: [aws]\nos: al2023\nhypervisor: firecracker\nttl: 1h\n")
+    return labfile, cat
+
+
+def test_cli_prints_the_attempt_table_and_json_attempts(
+        world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        moto_endpoint: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    monkeypatch.setattr("nestcloud.lab.open_provider",
+                        lambda p, r, sandbox=False: world.provider(p, r))
+    world.fleet_capacity(lambda t, z: z == "us-east-1a")
+    name = lab_name()
+    labfile, cat = _cli_lab(tmp_path, name, 5)
+    r = CliRunner().invoke(app, ["lab", "up", str(labfile), "--sandbox", "--no-wait",
+                                 "--json", "--catalog", str(cat)])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["attempts"] == [
+        {"provider": "aws", "region": "us-east-1", "type": "c8i.large", "zone": "us-east-1a",
+         "outcome": "failed", "scope": "zone", "code": CAP,
+         "reason": "no capacity (injected)"},
+        {"provider": "aws", "region": "us-east-1", "type": "m8i.large", "zone": "us-east-1a",
+         "outcome": "failed", "scope": "zone", "code": CAP,
+         "reason": "no capacity (injected)"},
+        {"provider": "aws", "region": "us-east-1", "type": "c8i.large", "zone": None,
+         "outcome": "ok", "scope": None, "code": None, "reason": "launched"}]
+    table = r.stderr[r.stderr.index("attempts:"):].splitlines()
+    assert table[1].split() == ["provider", "region", "type", "zone", "outcome", "scope",
+                                "code", "reason"]
+    cells = [line.split() for line in table[2:] if line.startswith("aws")]
+    assert [c[:7] for c in cells] == [
+        ["aws", "us-east-1", "c8i.large", "us-east-1a", "failed", "zone", CAP],
+        ["aws", "us-east-1", "m8i.large", "us-east-1a", "failed", "zone", CAP],
+        ["aws", "us-east-1", "c8i.large", "-", "ok", "-", "-"]]
+    make_lab_down = Lab.from_file(labfile)
+    make_lab_down.down(sandbox=True, providers=world.provider)
+    assert leftovers(moto_endpoint, name) == {}
+
+
+def test_cli_failure_carries_the_attempts_in_the_json_error(
+        world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        moto_endpoint: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    monkeypatch.setattr("nestcloud.lab.open_provider",
+                        lambda p, r, sandbox=False: world.provider(p, r))
+    world.fail_when("CreateFleet", lambda region, p: "VcpuLimitExceeded")
+    name = lab_name()
+    labfile, cat = _cli_lab(tmp_path, name, 5)
+    r = CliRunner().invoke(app, ["lab", "up", str(labfile), "--sandbox", "--no-wait",
+                                 "--json", "--catalog", str(cat)])
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["error"] == "CapacityError"
+    assert [(a["region"], a["outcome"], a["scope"], a["code"]) for a in doc["attempts"]] == [
+        ("us-east-1", "failed", "region", "VcpuLimitExceeded"),
+        ("us-west-2", "failed", "region", "VcpuLimitExceeded")]
+    assert "attempts:" in r.stderr and "Traceback" not in r.stderr
+    assert leftovers(moto_endpoint, name) == {}
