@@ -242,5 +242,28 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.dateti
                   provider="aws")
         err.partial = ids  # type: ignore[attr-defined]
         raise attach(err, rows)
-    launched = prov._describe(plan.region, ids) if ids else {}
-    return [launched[i] for i in ids if i in launched], rows
+    return instances_from_response(resp, plan, zone_of, now), rows
+
+
+def instances_from_response(resp: dict[str, Any], plan: LaunchPlan, zone_of: dict[str, str],
+                            now: dt.datetime) -> list[dict[str, Any]]:
+    """Instance records from CreateFleet's answer (id, type, zone, the template's tags), in
+    the shape DescribeInstances uses, so read-back describes only what it must (it probes
+    one instance for the nested switch, and describes the rest only where the API reports
+    it) instead of every seat of a big lab."""
+    from providers.aws import resource_tags
+
+    tags = [{"Key": k, "Value": v}
+            for k, v in resource_tags(plan.spec, plan.name, plan.owner, None, now).items()]
+    out: list[dict[str, Any]] = []
+    for group in resp.get("Instances") or []:
+        zone = group.get("AvailabilityZone") or zone_of.get(str(group.get("SubnetId")))
+        if zone is None:
+            o = (group.get("LaunchTemplateAndOverrides") or {}).get("Overrides") or {}
+            zone = zone_of.get(str(o.get("SubnetId")))
+        for iid in group.get("InstanceIds") or []:
+            out.append({"InstanceId": iid, "InstanceType": group.get("InstanceType"),
+                        "State": {"Name": "pending"}, "LaunchTime": now,
+                        "Placement": {"AvailabilityZone": zone} if zone else {},
+                        "Tags": list(tags)})
+    return out
