@@ -211,7 +211,8 @@ def delete_template(prov: AwsProvider, template_id: str, region: str) -> None:
 
 
 def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.datetime,
-                 types: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[Attempt]]:
+                 types: tuple[str, ...], notes: list[str]
+                 ) -> tuple[list[dict[str, Any]], list[Attempt]]:
     """CreateFleet for every missing seat; (the launched instances, per-override rows).
 
     When the fleet comes back short, the error (CapacityError, or QuotaError when a quota
@@ -228,7 +229,12 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.dateti
                         "EC2 Fleet", region=plan.region, type_name=plan.spec.type):
             resp = ec2.create_fleet(**params)
     finally:
-        delete_template(prov, template_id, plan.region)
+        try:
+            delete_template(prov, template_id, plan.region)
+        except ProviderError as exc:
+            # Never mask the launch's own outcome: the template is tagged, `down` removes it.
+            notes.append(f"launch template {template_id} was not deleted ({exc.message}); "
+                         f"`nestcloud down {plan.name}` removes it")
     ids = [i for inst in resp.get("Instances") or [] for i in inst.get("InstanceIds") or []]
     rows = error_attempts(resp.get("Errors") or [], plan.region, zone_of)
     if len(ids) < len(plan.missing_seats):

@@ -750,7 +750,7 @@ class AwsProvider:
                   for g in created_sg]
         if self.use_fleet(plan):
             launched, self.last_attempts = fleet.launch_fleet(self, plan, sg_id, now,
-                                                              all_types)
+                                                              all_types, notes)
             notes.append(f"launched {len(launched)} seat(s) in one EC2 Fleet call "
                          f"({len(all_types)} type(s) x every default-VPC zone)")
         else:

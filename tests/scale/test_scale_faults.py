@@ -546,3 +546,40 @@ def test_cli_failure_carries_the_attempts_in_the_json_error(
         ("us-west-2", "failed", "region", "VcpuLimitExceeded")]
     assert "attempts:" in r.stderr and "Traceback" not in r.stderr
     assert leftovers(moto_endpoint, name) == {}
+
+
+# -- the provider on its own ------------------------------------------------------------------
+
+
+def test_dry_run_shows_the_fleet_requests_and_creates_nothing(world: World,
+                                                              catalog: Catalog) -> None:
+    from nestcloud.launch import launch
+    from nestcloud.spec import LaunchSpec
+
+    name = lab_name()
+    spec = LaunchSpec(provider="aws", type="c8i.large", region="us-east-1", os="al2023",
+                      hypervisor="firecracker", name=name, count=6)
+    res = launch(spec, catalog, world.provider("aws", "us-east-1"), dry_run=True,
+                 types=("m8i.large",))
+    assert [r.operation for r in res.requests] == [
+        "CreateSecurityGroup", "CreateLaunchTemplate", "CreateFleet", "DeleteLaunchTemplate"]
+    fleet = res.requests[2].params
+    assert {o["InstanceType"] for o in fleet["LaunchTemplateConfigs"][0]["Overrides"]} == {
+        "c8i.large", "m8i.large"}
+    assert all(op.startswith(("Describe", "Get")) for op in world.rec.ops())
+
+
+def test_a_template_left_behind_is_noted_and_removed_by_down(
+        world: World, catalog: Catalog, moto_endpoint: str) -> None:
+    name = lab_name()
+    broken = [True]
+    world.fail_when("DeleteLaunchTemplate",
+                    lambda region, p: "InternalError" if broken[0] else None)
+    res = up(make_lab(catalog, name, 5), world)
+    assert res.launch is not None and len(res.launch.instances) == 5
+    [note] = [n for n in res.launch.notes if n.startswith("launch template lt-")]
+    assert note.endswith(f"`nestcloud down {name}` removes it")
+    assert any(i.startswith("lt-") for i in leftovers(moto_endpoint, name)["us-east-1"])
+    broken[0] = False
+    make_lab(catalog, name, 5).down(sandbox=True, providers=world.provider)
+    assert leftovers(moto_endpoint, name) == {}
