@@ -133,13 +133,12 @@ def launch(provider: str, type: str, *, region: str | None = None, name: str | N
 
 
 def _spec(**fields: Any) -> Any:
-    from pydantic import ValidationError
-
+    from nestcloud.errors import SpecError
     from nestcloud.spec import LaunchSpec
 
     try:
         return LaunchSpec(**fields)
-    except ValidationError as exc:
+    except SpecError as exc:
         raise InputError(_problems(exc)) from None
 
 

@@ -4,6 +4,7 @@
     ├── InputError                      exit 2: bad flags, bad files, unknown names
     │   ├── CatalogError                a catalog file that does not parse or validate
     │   ├── LabFileError                a lab file that does not parse or validate
+    │   ├── SpecError                   LaunchSpec fields that do not validate (a ValueError too)
     │   └── UnknownProviderError        a provider name no plugin registers
     ├── RefusedError                    exit 3: pre-launch checks or budget said no
     │   └── BudgetError                 the plan costs more than the budget allows
@@ -70,6 +71,27 @@ class LabFileError(InputError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: invalid lab file ({len(problems)} problem(s)):\n{lines}")
+
+
+class SpecError(InputError, ValueError):
+    """LaunchSpec fields that do not validate; ``errors()`` lists every problem.
+
+    Each problem is a dict shaped like pydantic's ``ValidationError.errors()`` items
+    (``type``, ``loc``, ``msg``, ``input``), so callers format both alike. A ValueError too,
+    as pydantic's ValidationError was."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self._errors = errors
+        parts = []
+        for err in errors:
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg} (got {err['input']!r})")
+        super().__init__("; ".join(parts))
+
+    def errors(self, *, include_url: bool = False) -> list[dict[str, Any]]:
+        """The problems, in field order (``include_url`` is accepted for pydantic's callers)."""
+        return [dict(e) for e in self._errors]
 
 
 class UnknownProviderError(InputError):

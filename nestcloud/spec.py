@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
+import math
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
-from nestcloud.oses import Hypervisor
-
-if TYPE_CHECKING:  # at run time these are the constrained types `_pydantic_types()` binds
-    from pydantic_core import SchemaValidator
-
-    NonEmptyStr = str
-    Depth = Count = DiskGib = PositiveInt = int
-    Name = str | None
-    Tags = dict[str, str]
+from nestcloud.errors import SpecError
+from nestcloud.oses import HYPERVISORS, Hypervisor
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
 TAG_PREFIX = "nestcloud:"
@@ -26,43 +20,27 @@ TAG_EXPIRES = "nestcloud:expires"
 TAG_SEAT = "nestcloud:seat"
 TAG_LAB = "nestcloud:lab"
 
-
-def _name_ok(v: str | None) -> str | None:
-    if v is not None and not NAME_RE.match(v):
-        raise ValueError("names are 1-40 characters: lowercase letters, digits and '-', "
-                         "starting with a letter and not ending with '-'")
-    return v
+SECURITY_TYPES = ("Standard", "TrustedLaunch", "ConfidentialVM")
+IMAGE_GENERATIONS = ("V1", "V2")
 
 
-def _tags_ok(v: dict[str, str]) -> dict[str, str]:
-    for k in v:
-        if k.lower().startswith(TAG_PREFIX):
-            raise ValueError(f"tag {k!r}: the 'nestcloud:' prefix is reserved")
-        if k.lower().startswith("aws:"):
-            raise ValueError(f"tag {k!r}: the 'aws:' prefix is reserved by AWS")
-    return v
-
-
-# A stdlib dataclass validated by pydantic, not a pydantic model: `nestcloud check` builds one
-# on every run, and defining a model class imports pydantic's machinery (~45 ms, half of
-# `import typer, pydantic, yaml`). Constructing one validates exactly as the model did: the
-# validator is pydantic's (TypeAdapter) core schema run by pydantic-core, and the schema is
-# kept on disk (see `_validator`) so that a warm start needs only pydantic-core, which
-# `import pydantic` loads anyway.
+# A stdlib dataclass that checks its fields by hand, not a pydantic model: `nestcloud check`
+# builds one on every run, and defining a pydantic model costs ~45 ms (half of
+# `import typer, pydantic, yaml`). The checks accept and reject what the pydantic model did,
+# with its messages, and SpecError.errors() has the shape of pydantic's errors() for the callers
+# that format them. `_CHECKS` below lists the rule of every field.
 @dataclasses.dataclass(kw_only=True, init=False)
 class LaunchSpec:
     """One launch request: a named group of ``count`` identical L1 hosts."""
 
-    __pydantic_config__ = {"extra": "forbid"}  # a pydantic ConfigDict (a TypedDict)
-
-    provider: NonEmptyStr
-    type: NonEmptyStr
+    provider: str
+    type: str
     region: str | None = None
     os: str = "ubuntu-24.04"
     hypervisor: Hypervisor = "kvm"
-    depth: Depth = 2
-    name: Name = None
-    count: Count = 1
+    depth: int = 2
+    name: str | None = None
+    count: int = 1
     image: str | None = None
     spot: bool = False
     security_type: Literal["Standard", "TrustedLaunch", "ConfidentialVM"] = "Standard"
@@ -70,16 +48,36 @@ class LaunchSpec:
     ssh_cidr: str | None = None
     allow_world_ssh: bool = False
     key_name: str | None = None
-    disk_gib: DiskGib = 30
-    ttl_seconds: PositiveInt | None = None
-    tags: Tags = dataclasses.field(default_factory=dict)
+    disk_gib: int = 30
+    ttl_seconds: int | None = None
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
     user_data: str | None = None
     public_ip: bool = False
     l2_smoke: bool = False
 
     def __init__(self, **fields: Any) -> None:
-        """Validate ``fields``; raises pydantic's ValidationError naming every bad field."""
-        _validator().validate_python(fields, self_instance=self)
+        """Check ``fields``; raises SpecError naming every bad, missing or unknown field."""
+        errors: list[dict[str, Any]] = []
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in fields:
+                try:
+                    values[f.name] = _CHECKS[f.name](fields[f.name])
+                except _Invalid as bad:
+                    errors.extend({**e, "loc": (f.name, *e["loc"])} for e in bad.errors)
+            elif f.default is not dataclasses.MISSING:
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
+            else:
+                errors.append({"type": "missing", "loc": (f.name,), "msg": "Field required",
+                               "input": dict(fields)})
+        errors.extend({"type": "unexpected_keyword_argument", "loc": (k,),
+                       "msg": "Unexpected keyword argument", "input": v}
+                      for k, v in fields.items() if k not in _CHECKS)
+        if errors:
+            raise SpecError(errors)
+        self.__dict__.update(values)
 
     def model_copy(self, *, update: dict[str, Any] | None = None) -> LaunchSpec:
         """A copy with ``update`` applied, not validated: pydantic's model_copy, kept by name
@@ -92,124 +90,181 @@ class LaunchSpec:
         return dataclasses.asdict(self)
 
 
-# -- validation ------------------------------------------------------------------------------
-
-_validators: list[SchemaValidator] = []
-
-
-def _pydantic_types() -> None:
-    """Bind the constrained types LaunchSpec's annotations name (before pydantic reads them)."""
-    if "NonEmptyStr" in globals():
-        return
-    from typing import Annotated
-
-    from pydantic import AfterValidator, Field, PositiveInt
-
-    globals().update(
-        NonEmptyStr=Annotated[str, Field(min_length=1)],
-        Depth=Annotated[int, Field(ge=1, le=9)],
-        Count=Annotated[int, Field(ge=1, le=1000)],
-        DiskGib=Annotated[int, Field(ge=8, le=16384)],
-        PositiveInt=PositiveInt,
-        Name=Annotated[str | None, AfterValidator(_name_ok)],
-        Tags=Annotated[dict[str, str], AfterValidator(_tags_ok)],
-    )
+# -- field checks ----------------------------------------------------------------------------
+# Each takes the given value and returns the stored one (coerced as pydantic's lax mode did:
+# "3" -> 3, "yes" -> True, b"x" -> "x"), or raises _Invalid with pydantic's error type and
+# message. Values pydantic rejected are rejected.
 
 
-def core_schema() -> dict[str, Any]:
-    """LaunchSpec's pydantic core schema, generated by pydantic (imports it fully)."""
-    _pydantic_types()
-    from pydantic import TypeAdapter
+class _Invalid(Exception):
+    """What is wrong with one field: pydantic-shaped errors, ``loc`` relative to the field."""
 
-    return TypeAdapter(LaunchSpec).core_schema  # type: ignore[return-value]
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
 
 
-def _validator() -> SchemaValidator:
-    """pydantic-core's validator for LaunchSpec, from the schema cache when it is current.
+def _invalid(kind: str, msg: str, value: Any) -> _Invalid:
+    return _Invalid([{"type": kind, "loc": (), "msg": msg, "input": value}])
 
-    The cache holds pydantic's own core schema as JSON, the few callables in it (this class,
-    the two field validators, ``dict``) by name; its key covers this module's source and the
-    pydantic and pydantic-core versions, and an entry is written only when decoding it gives
-    back exactly the schema pydantic generated (see catalog.read_cache_entry for the checksum).
-    """
-    if _validators:
-        return _validators[0]
-    from pydantic_core import SchemaValidator
 
-    from nestcloud.catalog import read_cache_entry, write_cache_entry
-
-    key, file = _cache_key(), _cache_file()
-    schema = None
-    body = read_cache_entry(file, key)
-    if body is not None:
+def _str(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bytes, bytearray)):
         try:
-            schema = _decode(json.loads(body))
-        except (ValueError, TypeError, KeyError):
-            schema = None
-    if schema is None:
-        schema = core_schema()
+            return v.decode()
+        except UnicodeDecodeError:
+            raise _invalid("string_unicode", "Input should be a valid string, unable to parse "
+                           "raw data as a unicode string", v) from None
+    raise _invalid("string_type", "Input should be a valid string", v)
+
+
+def _non_empty_str(v: Any) -> str:
+    s = _str(v)
+    if not s:
+        raise _invalid("string_too_short", "String should have at least 1 character", v)
+    return s
+
+
+_INT_TEXT = re.compile(r"\s*([+-]?\d+(?:_\d+)*)(?:\.0+)?\s*", re.ASCII)
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, int):  # bool included, as pydantic's lax mode: True -> 1
+        return int(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise _invalid("finite_number", "Input should be a finite number", v)
+        if not v.is_integer():
+            raise _invalid("int_from_float", "Input should be a valid integer, got a number "
+                           "with a fractional part", v)
+        return int(v)
+    if isinstance(v, (str, bytes)):
+        m = _INT_TEXT.fullmatch(v.decode("ascii", "replace") if isinstance(v, bytes) else v)
+        if m is None:
+            raise _invalid("int_parsing", "Input should be a valid integer, unable to parse "
+                           "string as an integer", v)
+        return int(m.group(1))
+    raise _invalid("int_type", "Input should be a valid integer", v)
+
+
+def _int_between(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        n = _int(v)
+        if n < lo:
+            raise _invalid("greater_than_equal", f"Input should be greater than or equal to {lo}",
+                           v)
+        if n > hi:
+            raise _invalid("less_than_equal", f"Input should be less than or equal to {hi}", v)
+        return n
+    return check
+
+
+def _positive_int(v: Any) -> int:
+    n = _int(v)
+    if n <= 0:
+        raise _invalid("greater_than", "Input should be greater than 0", v)
+    return n
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    # A whole float counts as that int: 1.0 is True, 2.0 is "unable to interpret", 0.5 no boolean.
+    n = int(v) if isinstance(v, float) and v.is_integer() else v
+    if isinstance(n, int) and n in (0, 1):
+        return bool(n)
+    if isinstance(v, (str, bytes)):
+        text = (v.decode("ascii", "replace") if isinstance(v, bytes) else v).lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+    if isinstance(n, (int, str, bytes)):
+        raise _invalid("bool_parsing", "Input should be a valid boolean, unable to interpret "
+                       "input", v)
+    raise _invalid("bool_type", "Input should be a valid boolean", v)
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    shown = (f"{', '.join(map(repr, choices[:-1]))} or " if len(choices) > 1 else "") + repr(
+        choices[-1])
+
+    def check(v: Any) -> str:
+        if isinstance(v, str) and v in choices:
+            return v
+        raise _invalid("literal_error", f"Input should be {shown}", v)
+    return check
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else check(v)
+
+
+def _name(v: Any) -> str:
+    s = _str(v)
+    if not NAME_RE.match(s):
+        raise _invalid("value_error", "Value error, names are 1-40 characters: lowercase "
+                       "letters, digits and '-', starting with a letter and not ending with '-'",
+                       v)
+    return s
+
+
+def _tags(v: Any) -> dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise _invalid("dict_type", "Input should be a valid dictionary", v)
+    out: dict[str, str] = {}
+    errors: list[dict[str, Any]] = []
+    for key, value in v.items():
+        k = v_ = None
         try:
-            body = json.dumps(_encode(schema), sort_keys=True).encode()
-            if _decode(json.loads(body)) == schema:
-                write_cache_entry(file, key, body)
-        except (ValueError, TypeError, KeyError):
-            pass  # something in the schema has no name here: validate without the cache
-    _validators.append(SchemaValidator(schema))  # type: ignore[arg-type]
-    return _validators[0]
+            k = _str(key)
+        except _Invalid as bad:
+            errors.extend({**e, "loc": (key, "[key]")} for e in bad.errors)
+        try:
+            v_ = _str(value)
+        except _Invalid as bad:
+            errors.extend({**e, "loc": (key,)} for e in bad.errors)
+        if k is not None and v_ is not None:
+            out[k] = v_
+    if errors:
+        raise _Invalid(errors)
+    for k in out:  # the first reserved key only, as the pydantic validator reported it
+        if k.lower().startswith(TAG_PREFIX):
+            raise _invalid("value_error", f"Value error, tag {k!r}: the 'nestcloud:' prefix "
+                           "is reserved", v)
+        if k.lower().startswith("aws:"):
+            raise _invalid("value_error", f"Value error, tag {k!r}: the 'aws:' prefix is "
+                           "reserved by AWS", v)
+    return out
 
 
-def _cache_key() -> str:
-    import hashlib
-    from pathlib import Path
-
-    import pydantic_core
-
-    from nestcloud.catalog import _pydantic_version
-
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    h.update(f"\0{_pydantic_version()}\0{pydantic_core.__version__}".encode())
-    return h.hexdigest()
-
-
-def _cache_file() -> Any:
-    from nestcloud.catalog import _disk_cache_dir
-
-    d = _disk_cache_dir()
-    return None if d is None else d / "launchspec-schema.json"
-
-
-def _named() -> dict[str, Any]:
-    return {"LaunchSpec": LaunchSpec, "_name_ok": _name_ok, "_tags_ok": _tags_ok, "dict": dict}
-
-
-def _encode(obj: Any) -> Any:
-    if obj is None or isinstance(obj, (str, bool, int, float)):
-        return obj
-    if isinstance(obj, dict):
-        if any(not isinstance(k, str) or k.startswith("$") for k in obj):
-            raise TypeError("unexpected schema key")
-        return {k: _encode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_encode(v) for v in obj]
-    if isinstance(obj, tuple):
-        return {"$tuple": [_encode(v) for v in obj]}
-    for name, value in _named().items():
-        if obj is value:
-            return {"$ref": name}
-    raise TypeError(f"cannot cache {obj!r}")
-
-
-def _decode(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    if isinstance(obj, dict):
-        if "$ref" in obj:
-            return _named()[obj["$ref"]]
-        if "$tuple" in obj:
-            return tuple(_decode(v) for v in obj["$tuple"])
-        return {k: _decode(v) for k, v in obj.items()}
-    return obj
-
+# In field order (a test keeps it equal to LaunchSpec's fields).
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "provider": _non_empty_str,
+    "type": _non_empty_str,
+    "region": _optional(_str),
+    "os": _str,
+    "hypervisor": _one_of(HYPERVISORS),
+    "depth": _int_between(1, 9),
+    "name": _optional(_name),
+    "count": _int_between(1, 1000),
+    "image": _optional(_str),
+    "spot": _bool,
+    "security_type": _one_of(SECURITY_TYPES),
+    "image_generation": _optional(_one_of(IMAGE_GENERATIONS)),
+    "ssh_cidr": _optional(_str),
+    "allow_world_ssh": _bool,
+    "key_name": _optional(_str),
+    "disk_gib": _int_between(8, 16384),
+    "ttl_seconds": _optional(_positive_int),
+    "tags": _tags,
+    "user_data": _optional(_str),
+    "public_ip": _bool,
+    "l2_smoke": _bool,
+}
 
 _UNIT = {"": 3600, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -440,93 +440,189 @@ def test_shipped_catalog_accepts_c8i_large_in_us_east_1() -> None:
     assert run_checks(spec(), load_catalog()) == []
 
 
-# -- LaunchSpec validation: pydantic's schema, cached -----------------------------------------
+# -- LaunchSpec validation: checked by hand, with pydantic's messages ------------------------
 
-BAD_SPECS: list[tuple[dict[str, Any], list[tuple[str, str]]]] = [
-    ({"provider": "", "type": "x"}, [("provider", "String should have at least 1 character")]),
-    ({"depth": 10}, [("depth", "Input should be less than or equal to 9")]),
+_NAME_MSG = ("Value error, names are 1-40 characters: lowercase letters, digits and '-', "
+             "starting with a letter and not ending with '-'")
+_HV_MSG = "Input should be 'kvm', 'firecracker', 'hyperv', 'wsl2' or 'none'"
+
+# (fields over the base spec, [(loc, type, msg, input)]): every rule LaunchSpec checks, with
+# the exact messages and error types pydantic gave for the same field types.
+BAD_SPECS: list[tuple[dict[str, Any], list[tuple[str, str, str, Any]]]] = [
+    # required, non-empty strings
+    ({"provider": ""}, [("provider", "string_too_short",
+                         "String should have at least 1 character", "")]),
+    ({"type": ""}, [("type", "string_too_short", "String should have at least 1 character", "")]),
+    ({"provider": None}, [("provider", "string_type", "Input should be a valid string", None)]),
+    ({"type": 3}, [("type", "string_type", "Input should be a valid string", 3)]),
+    # plain and optional strings
+    ({"os": None}, [("os", "string_type", "Input should be a valid string", None)]),
+    ({"region": 3}, [("region", "string_type", "Input should be a valid string", 3)]),
+    ({"image": ["ami-1"]}, [("image", "string_type", "Input should be a valid string",
+                             ["ami-1"])]),
+    ({"ssh_cidr": 10}, [("ssh_cidr", "string_type", "Input should be a valid string", 10)]),
+    ({"key_name": False}, [("key_name", "string_type", "Input should be a valid string",
+                            False)]),
+    ({"user_data": b"\xff"}, [("user_data", "string_unicode", "Input should be a valid string, "
+                               "unable to parse raw data as a unicode string", b"\xff")]),
+    # enums
+    ({"hypervisor": "xen"}, [("hypervisor", "literal_error", _HV_MSG, "xen")]),
+    ({"hypervisor": None}, [("hypervisor", "literal_error", _HV_MSG, None)]),
+    ({"security_type": "Secure"}, [("security_type", "literal_error", "Input should be "
+                                    "'Standard', 'TrustedLaunch' or 'ConfidentialVM'", "Secure")]),
+    ({"image_generation": "v1"}, [("image_generation", "literal_error",
+                                   "Input should be 'V1' or 'V2'", "v1")]),
+    # integer ranges, at each bound
+    ({"depth": 0}, [("depth", "greater_than_equal", "Input should be greater than or equal to 1",
+                     0)]),
+    ({"depth": 10}, [("depth", "less_than_equal", "Input should be less than or equal to 9", 10)]),
     ({"count": 0, "disk_gib": 7},
-     [("count", "Input should be greater than or equal to 1"),
-      ("disk_gib", "Input should be greater than or equal to 8")]),
-    ({"ttl_seconds": 0}, [("ttl_seconds", "Input should be greater than 0")]),
-    ({"name": "Bad-"}, [("name", "Value error, names are 1-40 characters: lowercase letters, "
-                                 "digits and '-', starting with a letter and not ending with '-'")]),
-    ({"tags": {"aws:x": "1"}}, [("tags", "Value error, tag 'aws:x': the 'aws:' prefix is "
-                                         "reserved by AWS")]),
-    ({"hypervisor": "xen"}, [("hypervisor", "Input should be 'kvm', 'firecracker', 'hyperv', "
-                                            "'wsl2' or 'none'")]),
-    ({"security_type": "Secure"}, [("security_type", "Input should be 'Standard', "
-                                                     "'TrustedLaunch' or 'ConfidentialVM'")]),
-    ({"depth": "two"}, [("depth", "Input should be a valid integer, unable to parse string as "
-                                  "an integer")]),
-    ({"bogus": 1}, [("bogus", "Unexpected keyword argument")]),
+     [("count", "greater_than_equal", "Input should be greater than or equal to 1", 0),
+      ("disk_gib", "greater_than_equal", "Input should be greater than or equal to 8", 7)]),
+    ({"count": 1001}, [("count", "less_than_equal", "Input should be less than or equal to 1000",
+                        1001)]),
+    ({"disk_gib": 16385}, [("disk_gib", "less_than_equal",
+                            "Input should be less than or equal to 16384", 16385)]),
+    ({"ttl_seconds": 0}, [("ttl_seconds", "greater_than", "Input should be greater than 0", 0)]),
+    ({"ttl_seconds": "-5"}, [("ttl_seconds", "greater_than", "Input should be greater than 0",
+                              "-5")]),
+    # what is not an integer
+    ({"depth": "two"}, [("depth", "int_parsing", "Input should be a valid integer, unable to "
+                         "parse string as an integer", "two")]),
+    ({"depth": 2.5}, [("depth", "int_from_float", "Input should be a valid integer, got a number "
+                       "with a fractional part", 2.5)]),
+    ({"count": float("inf")}, [("count", "finite_number", "Input should be a finite number",
+                                float("inf"))]),
+    ({"count": None}, [("count", "int_type", "Input should be a valid integer", None)]),
+    # booleans
+    ({"spot": "maybe"}, [("spot", "bool_parsing", "Input should be a valid boolean, unable to "
+                          "interpret input", "maybe")]),
+    ({"public_ip": 2}, [("public_ip", "bool_parsing", "Input should be a valid boolean, unable "
+                         "to interpret input", 2)]),
+    ({"allow_world_ssh": None}, [("allow_world_ssh", "bool_type",
+                                  "Input should be a valid boolean", None)]),
+    ({"l2_smoke": 0.5}, [("l2_smoke", "bool_type", "Input should be a valid boolean", 0.5)]),
+    # name
+    ({"name": "Bad-"}, [("name", "value_error", _NAME_MSG, "Bad-")]),
+    ({"name": ""}, [("name", "value_error", _NAME_MSG, "")]),
+    ({"name": "a" * 41}, [("name", "value_error", _NAME_MSG, "a" * 41)]),
+    ({"name": "web-"}, [("name", "value_error", _NAME_MSG, "web-")]),
+    ({"name": "1web"}, [("name", "value_error", _NAME_MSG, "1web")]),
+    ({"name": 7}, [("name", "string_type", "Input should be a valid string", 7)]),
+    # tags: a mapping of strings, then the reserved prefixes (the first reserved key only)
+    ({"tags": ["a=b"]}, [("tags", "dict_type", "Input should be a valid dictionary", ["a=b"])]),
+    ({"tags": {"a": 1, 2: "b", "aws:x": "y"}},
+     [("tags.a", "string_type", "Input should be a valid string", 1),
+      ("tags.2.[key]", "string_type", "Input should be a valid string", 2)]),
+    ({"tags": {"ok": "1", "aws:x": "1"}},
+     [("tags", "value_error", "Value error, tag 'aws:x': the 'aws:' prefix is reserved by AWS",
+       {"ok": "1", "aws:x": "1"})]),
+    ({"tags": {"Nestcloud:Name": "x", "AWS:y": "1"}},
+     [("tags", "value_error", "Value error, tag 'Nestcloud:Name': the 'nestcloud:' prefix is "
+       "reserved", {"Nestcloud:Name": "x", "AWS:y": "1"})]),
+    # unknown keywords, after the fields, in the order given
+    ({"bogus": 1, "depth": 0, "zz": None},
+     [("depth", "greater_than_equal", "Input should be greater than or equal to 1", 0),
+      ("bogus", "unexpected_keyword_argument", "Unexpected keyword argument", 1),
+      ("zz", "unexpected_keyword_argument", "Unexpected keyword argument", None)]),
 ]
 
 
-def _errors(**kw: Any) -> list[tuple[str, str]]:
-    from pydantic import ValidationError
+def _errors(**kw: Any) -> list[tuple[str, str, str, Any]]:
+    from nestcloud.errors import SpecError
 
-    with pytest.raises(ValidationError) as ei:
+    with pytest.raises(SpecError) as ei:
         spec(**kw)
-    return [(".".join(map(str, e["loc"])), e["msg"]) for e in ei.value.errors()]
-
-
-@pytest.fixture()
-def fresh_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """LaunchSpec's validator as a new process builds it, with an empty schema cache."""
-    import nestcloud.spec as spec_mod
-
-    d = tmp_path / "cache"
-    monkeypatch.setenv("NESTCLOUD_CACHE_DIR", str(d))
-    monkeypatch.setattr(spec_mod, "_validators", [])
-    return d
+    return [(".".join(map(str, e["loc"])), e["type"], e["msg"], e["input"])
+            for e in ei.value.errors()]
 
 
 @pytest.mark.parametrize(("fields", "expected"), BAD_SPECS)
-def test_launchspec_rejects_with_pydantics_messages_cold_and_warm(
-        fresh_validator: Path, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any],
-        expected: list[tuple[str, str]]) -> None:
+def test_launchspec_names_every_bad_field_with_pydantics_message(
+        fields: dict[str, Any], expected: list[tuple[str, str, str, Any]]) -> None:
+    assert _errors(**fields) == expected
+
+
+def test_launchspec_missing_fields_name_the_whole_input() -> None:
+    from nestcloud.errors import SpecError
+
+    with pytest.raises(SpecError) as ei:
+        LaunchSpec(type="x", bogus=1)  # type: ignore[call-arg]
+    assert ei.value.errors() == [
+        {"type": "missing", "loc": ("provider",), "msg": "Field required",
+         "input": {"type": "x", "bogus": 1}},
+        {"type": "unexpected_keyword_argument", "loc": ("bogus",),
+         "msg": "Unexpected keyword argument", "input": 1}]
+
+
+def test_spec_error_is_bad_input_and_a_value_error_with_one_message() -> None:
+    from nestcloud.errors import InputError, SpecError
+
+    with pytest.raises(SpecError) as ei:
+        spec(depth=0, name="Bad-")
+    err = ei.value
+    assert isinstance(err, InputError) and isinstance(err, ValueError) and err.exit_code == 2
+    assert str(err) == (
+        "depth: Input should be greater than or equal to 1 (got 0); name: names are 1-40 "
+        "characters: lowercase letters, digits and '-', starting with a letter and not ending "
+        "with '-' (got 'Bad-')")
+    assert err.errors(include_url=False) == err.errors()
+    err.errors().clear()
+    assert len(err.errors()) == 2  # callers get copies
+
+
+@pytest.mark.parametrize(("fields", "stored"), [
+    ({}, {"os": "ubuntu-24.04", "hypervisor": "kvm", "depth": 2, "count": 1, "spot": False,
+          "security_type": "Standard", "image_generation": None, "disk_gib": 30,
+          "ttl_seconds": None, "tags": {}, "name": None}),
+    ({"depth": 1, "count": 1000, "disk_gib": 8, "ttl_seconds": 1},
+     {"depth": 1, "count": 1000, "disk_gib": 8, "ttl_seconds": 1}),
+    ({"depth": 9, "disk_gib": 16384}, {"depth": 9, "disk_gib": 16384}),
+    # pydantic's lax coercions are kept: numeric strings and whole floats are ints, ...
+    ({"depth": " 3 ", "count": "+4", "disk_gib": 40.0, "ttl_seconds": "3_600"},
+     {"depth": 3, "count": 4, "disk_gib": 40, "ttl_seconds": 3600}),
+    ({"depth": "3.0"}, {"depth": 3}),
+    # ... 0/1 and yes/no words are booleans, bytes are text
+    ({"spot": 1, "public_ip": "Yes", "l2_smoke": "off", "allow_world_ssh": 1.0},
+     {"spot": True, "public_ip": True, "l2_smoke": False, "allow_world_ssh": True}),
+    ({"region": b"eu-west-1", "tags": {b"team": b"x"}},
+     {"region": "eu-west-1", "tags": {"team": "x"}}),
+    ({"name": "a", "hypervisor": "firecracker", "security_type": "TrustedLaunch",
+      "image_generation": "V2", "region": None, "image": None},
+     {"name": "a", "hypervisor": "firecracker", "security_type": "TrustedLaunch",
+      "image_generation": "V2", "region": None, "image": None}),
+    ({"name": "web-01-" + "x" * 33}, {"name": "web-01-" + "x" * 33}),
+    ({"tags": {"team": "a", "awsx": "b", "nestcloudy": "c"}},
+     {"tags": {"team": "a", "awsx": "b", "nestcloudy": "c"}}),
+])
+def test_launchspec_accepts_and_stores(fields: dict[str, Any], stored: dict[str, Any]) -> None:
+    s = spec(**fields)
+    assert {k: getattr(s, k) for k in stored} == stored
+    assert all(type(getattr(s, k)) is type(v) for k, v in stored.items())
+
+
+def test_launchspec_checks_every_field_and_keeps_its_own_tags_dict() -> None:
+    import dataclasses
+
     import nestcloud.spec as spec_mod
 
-    assert _errors(**fields) == expected  # cold: schema generated by pydantic, then cached
-    assert len(list(fresh_validator.glob("launchspec-schema.json"))) == 1
-
-    def no_pydantic() -> None:
-        raise AssertionError("the schema was generated although the cache was valid")
-
-    monkeypatch.setattr(spec_mod, "_validators", [])
-    monkeypatch.setattr(spec_mod, "core_schema", no_pydantic)
-    assert _errors(**fields) == expected  # warm: the cached schema, same messages
+    assert list(spec_mod._CHECKS) == [f.name for f in dataclasses.fields(LaunchSpec)]
+    tags = {"team": "a"}
+    s, t = spec(tags=tags), spec()
+    tags["x"] = "y"
+    assert s.tags == {"team": "a"}
+    s.tags["z"] = "1"
+    assert t.tags == {} and spec().tags == {}  # the default is a fresh dict each time
 
 
-def test_launchspec_schema_cache_gives_back_pydantics_schema(fresh_validator: Path) -> None:
-    import json
+def test_launchspec_hypervisors_are_the_os_tables() -> None:
+    from typing import get_args
 
-    from pydantic import TypeAdapter
+    from nestcloud.oses import HYPERVISORS, Hypervisor
 
-    import nestcloud.spec as spec_mod
-    from nestcloud.catalog import read_cache_entry
-
-    ok = spec(depth=3, tags={"team": "x"}, ttl_seconds=60, name="web-1")
-    assert (ok.depth, ok.tags, ok.ttl_seconds, ok.name, ok.os) == (
-        3, {"team": "x"}, 60, "web-1", "ubuntu-24.04")
-    body = read_cache_entry(spec_mod._cache_file(), spec_mod._cache_key())
-    assert body is not None
-    assert spec_mod._decode(json.loads(body)) == TypeAdapter(LaunchSpec).core_schema
-
-
-def test_damaged_launchspec_schema_cache_is_not_used(
-        fresh_validator: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nestcloud.spec as spec_mod
-
-    spec()
-    f = fresh_validator / "launchspec-schema.json"
-    # Loosen a constraint in the body: the checksum no longer matches, so it is regenerated.
-    before = f.read_bytes()
-    assert before.count(b'"le": 9,') == 1
-    f.write_bytes(before.replace(b'"le": 9,', b'"le": 99,'))
-    monkeypatch.setattr(spec_mod, "_validators", [])
-    assert _errors(depth=10) == [("depth", "Input should be less than or equal to 9")]
+    assert get_args(Hypervisor) == HYPERVISORS
+    for hv in HYPERVISORS:
+        assert spec(hypervisor=hv).hypervisor == hv
 
 
 def test_launchspec_copy_is_not_validated_and_leaves_the_original() -> None:

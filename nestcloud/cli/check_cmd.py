@@ -13,8 +13,7 @@ from nestcloud.errors import InputError
 
 def spec_or_input_error(**fields: object):  # type: ignore[no-untyped-def]
     """Build a LaunchSpec; a bad value becomes one InputError naming the flag and the choices."""
-    from pydantic import ValidationError
-
+    from nestcloud.errors import SpecError
     from nestcloud.oses import HYPERVISORS, OSES
     from nestcloud.spec import LaunchSpec
 
@@ -30,8 +29,8 @@ def spec_or_input_error(**fields: object):  # type: ignore[no-untyped-def]
         fields = {k: v for k, v in fields.items() if k != "hypervisor"}
     try:
         spec = LaunchSpec(**fields)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
+    except SpecError as exc:
+        for err in exc.errors():
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err.get("loc") else "input"
             parts.append(f"{flag} {err.get('input')!r}: {err['msg']}")
     if parts:
