@@ -5,6 +5,11 @@ plans, checks and prices the lab, refuses before creating anything when the budg
 small, then launches every seat as one group named after the lab. The cloud's tags are the only
 state: re-running ``up`` finds the seats that already run (wherever the first run put them)
 and launches only the missing ones there.
+
+A first ``up`` is all or nothing: it tries the planner's places in failover order (zone ->
+equivalent type -> region -> provider, ``nestcloud.failover``), removes what each failed
+attempt created before the next, and reports every attempt. Big AWS labs go through one EC2
+Fleet call per region (``providers/_aws_fleet.py``).
 """
 
 from __future__ import annotations

@@ -42,10 +42,15 @@ def template_name(name: str, digest: str) -> str:
 
 
 def fleet_client_token(name: str, region: str, digest: str, seats: list[int],
-                       types: tuple[str, ...], generation: int = 0) -> str:
-    """Deterministic CreateFleet ClientToken: the same missing seats, the same token."""
+                       types: tuple[str, ...], template_id: str) -> str:
+    """Deterministic CreateFleet ClientToken for one run's request, so botocore's retry of
+    a request whose answer was lost gets the same fleet back from EC2 instead of a second.
+
+    The template id is part of it: the template is deleted after every fleet call, so a
+    later run (after a fleet that launched nothing) gets a new token rather than EC2's
+    cached answer for the old one; across runs the tag search is what prevents doubling."""
     raw = f"fleet|{name}|{region}|{digest}|{','.join(map(str, seats))}|{','.join(types)}|" \
-          f"{generation}"
+          f"{template_id}"
     return "ncf-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
 
 
@@ -119,7 +124,7 @@ def create_fleet_params(plan: LaunchPlan, template_id: str, types: tuple[str, ..
     params: dict[str, Any] = {
         "Type": "instant",
         "ClientToken": fleet_client_token(plan.name, plan.region, plan.digest,
-                                          plan.missing_seats, types),
+                                          plan.missing_seats, types, template_id),
         "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {
             "LaunchTemplateId": template_id, "Version": "$Latest"}, "Overrides": ovr}],
         "TargetCapacitySpecification": {"TotalTargetCapacity": n,
