@@ -15,17 +15,24 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from annotated_types import Ge, Gt, MinLen
 
 from nestcloud._yamlio import line_of, load_yaml, pydantic_problems
 from nestcloud.errors import CatalogError
 
 if TYPE_CHECKING:
-    from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt, TypeAdapter
-
-    NonEmptyStr = str
+    from pydantic import TypeAdapter
 
 SCHEMA_VERSION = 1
+
+# Constraints in annotated_types' terms, which pydantic reads natively (its PositiveInt is
+# exactly Annotated[int, Gt(0)]): the same checks and messages, without importing pydantic.
+PositiveInt = Annotated[int, Gt(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+NonNegativeFloat = Annotated[float, Ge(0)]
+NonEmptyStr = Annotated[str, MinLen(1)]
 
 Nesting = Literal["nested", "native", "none"]
 Arch = Literal["x86_64", "arm64"]
@@ -37,8 +44,7 @@ HyperVGeneration = Literal["V1", "V2"]
 # and building plain dataclasses from it needs no pydantic import, while defining one pydantic
 # model costs ~45 ms (half the time of `import typer, pydantic, yaml`). Whatever comes from a
 # file or the network goes through `Catalog.validate`/`parse_catalog`, which validate exactly
-# as the models did. The constrained annotations (PositiveInt, ...) are pydantic's own types,
-# bound in this module by `_pydantic_types()` the first time something validates.
+# as the models did.
 _D = TypeVar("_D", bound="_Data")
 _FORBID = {"extra": "forbid"}  # a pydantic ConfigDict (a TypedDict: a plain dict at run time)
 
@@ -246,23 +252,9 @@ def _consistent(cat: Catalog) -> Catalog:
 _adapters: dict[Any, TypeAdapter[Any]] = {}
 
 
-def _pydantic_types() -> None:
-    """Bind the constrained types the dataclass annotations name (once, before validating)."""
-    if "PositiveInt" in globals():
-        return
-    from typing import Annotated
-
-    from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
-
-    globals().update(PositiveInt=PositiveInt, PositiveFloat=PositiveFloat,
-                     NonNegativeFloat=NonNegativeFloat,
-                     NonEmptyStr=Annotated[str, Field(min_length=1)])
-
-
 def _adapter(tp: Any) -> TypeAdapter[Any]:
     ad = _adapters.get(tp)
     if ad is None:
-        _pydantic_types()
         from pydantic import TypeAdapter
 
         ad = _adapters[tp] = TypeAdapter(tp)
@@ -274,11 +266,8 @@ def _catalog_adapter() -> TypeAdapter[Any]:
     key = "catalog+consistency"
     ad = _adapters.get(key)
     if ad is None:
-        from typing import Annotated
-
         from pydantic import AfterValidator
 
-        _pydantic_types()
         ad = _adapters[key] = _adapter(Annotated[Catalog, AfterValidator(_consistent)])
     return ad
 
