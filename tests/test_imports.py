@@ -87,8 +87,26 @@ PYDANTIC_MACHINERY = ("pydantic.main", "pydantic._internal._generate_schema",
 def test_warm_hot_commands_do_not_build_pydantic_models(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
     monkeypatch.setenv("NESTCLOUD_CACHE_DIR", str(tmp_path / "cache"))
-    cold_code, cold = loaded_modules(tmp_path, args)  # fills the catalog and schema caches
+    cold_code, cold = loaded_modules(tmp_path, args)  # fills the parsed-catalog cache
     assert "pydantic.main" in cold  # the probe can see it: the first run validates
     code, warm = loaded_modules(tmp_path, args)
     assert code == cold_code
     assert [m for m in warm if m in PYDANTIC_MACHINERY] == []
+
+
+def test_launch_specs_are_checked_without_pydantic() -> None:
+    """LaunchSpec validates by hand: building one, good or bad, imports no pydantic at all."""
+    code = """
+import sys
+from nestcloud.errors import SpecError
+from nestcloud.spec import LaunchSpec
+LaunchSpec(provider="aws", type="c8i.large", name="web-1", tags={"team": "a"}, depth="3")
+try:
+    LaunchSpec(provider="", depth=10, tags={"aws:x": "1"}, bogus=1)
+except SpecError as exc:
+    print(len(exc.errors()))
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("pydantic", "pydantic_core")))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert proc.stdout == "5\n[]\n"  # provider, type (missing), depth, tags, bogus
