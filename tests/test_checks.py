@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -615,12 +615,16 @@ def test_launchspec_checks_every_field_and_keeps_its_own_tags_dict() -> None:
     assert t.tags == {} and spec().tags == {}  # the default is a fresh dict each time
 
 
-def test_launchspec_hypervisors_are_the_os_tables() -> None:
-    from typing import get_args
+def test_launchspec_choices_are_its_annotations() -> None:
+    from typing import get_args, get_type_hints
 
     from nestcloud.oses import HYPERVISORS, Hypervisor
+    from nestcloud.spec import IMAGE_GENERATIONS, SECURITY_TYPES
 
-    assert get_args(Hypervisor) == HYPERVISORS
+    hints = get_type_hints(LaunchSpec)
+    assert get_args(Hypervisor) == HYPERVISORS and hints["hypervisor"] == Hypervisor
+    assert get_args(hints["security_type"]) == SECURITY_TYPES
+    assert hints["image_generation"] == Literal[IMAGE_GENERATIONS] | None
     for hv in HYPERVISORS:
         assert spec(hypervisor=hv).hypervisor == hv
 
