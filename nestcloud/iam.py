@@ -73,8 +73,7 @@ _AWS_POLICY: dict[str, Any] = {
                 "ec2:DescribeInstanceTypes",     # nesting/metal check, catalog verify
                 "ec2:DescribeInstances",         # ls, reconcile, read-back, terminate waiter
                 "ec2:DescribeSecurityGroups",    # find the group of a name
-                "ec2:DescribeVpcs",              # the default VPC
-                "ec2:DescribeSubnets",           # fleet: one override per default subnet
+                "ec2:DescribeSubnets",           # the default VPC's default subnets
                 "ec2:DescribeLaunchTemplates",   # fleet template reuse; down/reap leftovers
             ],
             "Resource": "*",

@@ -471,6 +471,21 @@ class Lab:
 
         return make
 
+    def _big(self, make: ProviderFactory) -> ProviderFactory:
+        """A lab above the fleet threshold sends many calls: its providers use client-side
+        rate limiting (adaptive retries) from their first client on, so no client is built
+        twice in one run."""
+        if self.spec.seats <= self.fleet_threshold:
+            return make
+
+        def adaptive(provider: str, region: str) -> Provider:
+            prov = make(provider, region)
+            if hasattr(prov, "use_adaptive"):
+                prov.use_adaptive()
+            return prov
+
+        return adaptive
+
     def status(self, *, sandbox: bool = False, providers: ProviderFactory | None = None
                ) -> LabStatus:
         """The lab's instances, found by tag in every place it could be."""
@@ -547,7 +562,7 @@ class Lab:
         existing: list[Instance] = []
         if not dry_run:
             step("looking for seats that already run")
-            providers = self._providers(sandbox, providers)  # one client per place per run
+            providers = self._big(self._providers(sandbox, providers))  # one client per place
             st = self.status(sandbox=sandbox, providers=providers)
             existing = st.instances
             notes += st.notes

@@ -164,18 +164,13 @@ def error_attempts(errors: list[dict[str, Any]], region: str, zone_of: dict[str,
     return rows
 
 
-def default_subnets(prov: AwsProvider, region: str, vpc_id: str) -> list[Subnet]:
-    ec2 = prov.client("ec2", region)
-    with aws_errors("find the default subnets", region=region):
-        got = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
-                                            {"Name": "default-for-az", "Values": ["true"]}])
-    subnets = sorted((Subnet(s["SubnetId"], s["AvailabilityZone"]) for s in got["Subnets"]),
-                     key=lambda s: s.zone)
-    if not subnets:
-        raise ProviderError(f"no default subnet in the default VPC of {region}",
+def default_subnets(plan: LaunchPlan) -> list[Subnet]:
+    """The default subnets the plan found (one DescribeSubnets, see AwsProvider.plan)."""
+    if not plan.subnets:
+        raise ProviderError(f"no default subnet in the default VPC of {plan.region}",
                             hint=f"`aws ec2 create-default-subnet --availability-zone ZONE "
-                                 f"--region {region}`", provider="aws")
-    return subnets
+                                 f"--region {plan.region}`", provider="aws")
+    return list(plan.subnets)
 
 
 def ensure_template(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.datetime
@@ -225,7 +220,7 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.dateti
     the caller's rollback (``down`` finds them).
     """
     ec2 = prov.client("ec2", plan.region)
-    subnets = default_subnets(prov, plan.region, plan.vpc_id)
+    subnets = default_subnets(plan)
     zone_of = {s.id: s.zone for s in subnets}
     template_id = ensure_template(prov, plan, sg_id, now)
     try:

@@ -42,7 +42,7 @@ from nestcloud.models import (
 )
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec
 from providers._aws_errors import aws_errors, error_code
-from providers._aws_fleet import FLEET_THRESHOLD
+from providers._aws_fleet import FLEET_THRESHOLD, Subnet
 
 NESTED_FEATURE = "nested-virtualization"
 NESTED_CPU_OPTIONS = {"NestedVirtualization": "enabled"}
@@ -198,6 +198,8 @@ class LaunchPlan:
     missing_seats: list[int]
     digest: str
     notes: list[str] = field(default_factory=list)
+    # The default VPC's default subnet per zone (what a fleet's overrides name), by zone.
+    subnets: list[Subnet] = field(default_factory=list)
 
 
 def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime,
@@ -327,6 +329,8 @@ class AwsProvider:
 
     def use_adaptive(self) -> None:
         """Adaptive retry mode (client-side rate limiting) for labs that send many calls."""
+        if self.config.retries.get("mode") == "adaptive":  # type: ignore[union-attr]
+            return  # its clients are already adaptive: keep them
         self.config = Config(retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS},
                              user_agent_extra="nestcloud")
         self._clients.clear()
@@ -442,16 +446,28 @@ class AwsProvider:
             raise InputError(f"image {image_id!r} does not exist in {region}")
         return images[0]  # type: ignore[no-any-return]
 
-    def default_vpc(self, region: str) -> str:
+    def default_network(self, region: str) -> tuple[str, list[Subnet]]:
+        """(the default VPC, its default subnet per zone) from one DescribeSubnets: default
+        subnets exist only in the default VPC, so their VpcId names it. Without any, nothing
+        can launch here (RunInstances without a subnet needs one too): refuse up front."""
         ec2 = self.client("ec2", region)
-        with aws_errors("find the default VPC", region=region):
-            vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
-        if not vpcs:
-            raise ProviderError(f"no default VPC in {region}: nestcloud launches into the "
-                                "default VPC",
+        with aws_errors("find the default VPC and its subnets", region=region):
+            got = ec2.describe_subnets(
+                Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+        if not got:
+            raise ProviderError(f"no default VPC in {region} (or it has no default subnet): "
+                                "nestcloud launches into the default VPC",
                                 hint=f"create one with `aws ec2 create-default-vpc --region "
-                                     f"{region}`, or use another region", provider="aws")
-        return vpcs[0]["VpcId"]  # type: ignore[no-any-return]
+                                     f"{region}` (missing subnets: `aws ec2 "
+                                     f"create-default-subnet --availability-zone ZONE --region "
+                                     f"{region}`), or use another region", provider="aws")
+        vpcs = {s["VpcId"] for s in got}
+        if len(vpcs) != 1:  # never on AWS; refuse rather than guess which one is default
+            raise ProviderError(f"default subnets of {len(vpcs)} VPCs in {region}: "
+                                f"{', '.join(sorted(vpcs))}", provider="aws")
+        subnets = sorted((Subnet(s["SubnetId"], s["AvailabilityZone"]) for s in got),
+                         key=lambda s: s.zone)
+        return vpcs.pop(), subnets
 
     def find_security_groups(self, name: str, region: str) -> list[dict[str, Any]]:
         ec2 = self.client("ec2", region)
@@ -530,7 +546,7 @@ class AwsProvider:
             f_live = pool.submit(self.describe_type, spec.type, region)
             f_image = pool.submit(self._image_details, spec, region)
             f_user_data = pool.submit(self.render_user_data, spec)
-            f_vpc = pool.submit(self.default_vpc, region)
+            f_net = pool.submit(self.default_network, region)
             f_sgs = pool.submit(self.find_security_groups, name, region)
             f_existing = pool.submit(self.raw_instances, region, name)
             f_owner = pool.submit(self.owner, region)
@@ -538,7 +554,7 @@ class AwsProvider:
             notes = list(nesting.notes)
             image_id, how, image = f_image.result()
             user_data, kind = f_user_data.result()
-            vpc = f_vpc.result()
+            vpc, subnets = f_net.result()
             sgs = [g for g in f_sgs.result() if g.get("VpcId") == vpc]
             existing = f_existing.result()
             owner = f_owner.result()
@@ -584,7 +600,8 @@ class AwsProvider:
                           owner=owner, vpc_id=vpc,
                           sg_id=sgs[0]["GroupId"] if sgs else None, existing=existing,
                           missing_seats=missing,
-                          digest=spec_digest(spec, image_id, user_data), notes=notes)
+                          digest=spec_digest(spec, image_id, user_data), notes=notes,
+                          subnets=subnets)
 
     def security_group_requests(self, plan: LaunchPlan, now: dt.datetime
                                 ) -> list[PlannedRequest]:
@@ -728,7 +745,7 @@ class AwsProvider:
                                            params={"GroupId": plan.sg_id, "IpPermissions": [
                                                ssh_permission(plan.spec.ssh_cidr)]}))
             if self.use_fleet(plan):
-                subnets = fleet.default_subnets(self, plan.region, plan.vpc_id)
+                subnets = fleet.default_subnets(plan)
                 reqs += [PlannedRequest(service="ec2", operation="CreateLaunchTemplate",
                                         params=fleet.create_template_params(plan, sg, now)),
                          PlannedRequest(service="ec2", operation="CreateFleet",

@@ -341,7 +341,8 @@ def test_rhel_picks_the_newest_red_hat_image(aws, rec, catalog, spec_for, record
 
 def test_no_default_vpc_is_a_clear_error(aws, rec, catalog, spec_for, recorded):
     session, _ = recorded
-    on_response(session, "ec2", "DescribeVpcs", lambda parsed: parsed.update(Vpcs=[]))
+    # No default VPC means no default subnets either (they live only in it).
+    on_response(session, "ec2", "DescribeSubnets", lambda parsed: parsed.update(Subnets=[]))
     with pytest.raises(ProviderError) as err:
         launch(spec_for(), catalog, aws)
     assert str(err.value).startswith("no default VPC in us-east-1")
