@@ -202,6 +202,18 @@ class LaunchPlan:
     subnets: list[Subnet] = field(default_factory=list)
 
 
+def _seats_group(existing: list[dict[str, Any]], name: str, vpc: str) -> str | None:
+    """The group of the name as its running seats (DescribeInstances) report it, if any."""
+    want = security_group_name(name)
+    for raw in existing:
+        if raw.get("State", {}).get("Name") not in LIVE_STATES or raw.get("VpcId") != vpc:
+            continue
+        for g in raw.get("SecurityGroups") or []:
+            if g.get("GroupName") == want and g.get("GroupId"):
+                return str(g["GroupId"])
+    return None
+
+
 def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime,
                          generation: int = 0) -> dict[str, Any]:
     """The exact RunInstances request for one seat."""
@@ -520,12 +532,14 @@ class AwsProvider:
 
     # launch --------------------------------------------------------------------------------
 
-    def plan(self, spec: LaunchSpec, catalog: Catalog, types: tuple[str, ...] = ()
-             ) -> LaunchPlan:
+    def plan(self, spec: LaunchSpec, catalog: Catalog, types: tuple[str, ...] = (), *,
+             find_group: bool = True) -> LaunchPlan:
         """Every read a launch needs, and the decisions made from them. Creates nothing.
 
         ``types``: equivalent types a fleet may also use; seats already running one of them
-        count as present."""
+        count as present. ``find_group=False``: the security group is not looked up unless
+        the lab's running seats name it (``sg_id`` None means "create it, or take the one
+        CreateSecurityGroup reports as a duplicate"): a first launch saves one call."""
         from nestcloud.launch import check_ssh_cidr, default_name
 
         region = self._region(spec.region)
@@ -547,7 +561,7 @@ class AwsProvider:
             f_image = pool.submit(self._image_details, spec, region)
             f_user_data = pool.submit(self.render_user_data, spec)
             f_net = pool.submit(self.default_network, region)
-            f_sgs = pool.submit(self.find_security_groups, name, region)
+            f_sgs = pool.submit(self.find_security_groups, name, region) if find_group else None
             f_existing = pool.submit(self.raw_instances, region, name)
             f_owner = pool.submit(self.owner, region)
             nesting = decide_nesting(t, f_live.result(), region)
@@ -555,7 +569,7 @@ class AwsProvider:
             image_id, how, image = f_image.result()
             user_data, kind = f_user_data.result()
             vpc, subnets = f_net.result()
-            sgs = [g for g in f_sgs.result() if g.get("VpcId") == vpc]
+            sgs = [g for g in f_sgs.result() if g.get("VpcId") == vpc] if f_sgs else []
             existing = f_existing.result()
             owner = f_owner.result()
         arch = image.get("Architecture")
@@ -598,7 +612,8 @@ class AwsProvider:
                           image_id=image_id, root_device=root, disk_gib=disk,
                           user_data=user_data, user_data_kind=kind,
                           owner=owner, vpc_id=vpc,
-                          sg_id=sgs[0]["GroupId"] if sgs else None, existing=existing,
+                          sg_id=sgs[0]["GroupId"] if sgs else _seats_group(existing, name, vpc),
+                          existing=existing,
                           missing_seats=missing,
                           digest=spec_digest(spec, image_id, user_data), notes=notes,
                           subnets=subnets)
@@ -633,8 +648,17 @@ class AwsProvider:
             except ProviderError as exc:
                 if error_code(exc) != "InvalidGroup.Duplicate":
                     raise
-                # A concurrent launch of the same name made it first: use theirs.
-                sg_id = self.find_security_groups(plan.name, plan.region)[0]["GroupId"]
+                # An earlier or concurrent launch of the same name made it: use that one.
+                found = [g for g in self.find_security_groups(plan.name, plan.region)
+                         if g.get("VpcId") == plan.vpc_id]
+                if not found:
+                    raise ProviderError(
+                        f"security group {security_group_name(plan.name)} exists in "
+                        f"{plan.vpc_id} without the {TAG_NAME}={plan.name} tag: nestcloud "
+                        "does not use a group it did not make", code=error_code(exc),
+                        hint="delete or rename that group, or pick another --name",
+                        provider="aws") from exc
+                sg_id = found[0]["GroupId"]
         if plan.spec.ssh_cidr:
             perm = ssh_permission(plan.spec.ssh_cidr)
             try:
@@ -726,7 +750,7 @@ class AwsProvider:
 
         all_types = tuple(dict.fromkeys((spec.type, *types)))
         self.last_attempts = []
-        plan = self.plan(spec, catalog, all_types)
+        plan = self.plan(spec, catalog, all_types, find_group=dry_run)
         now = dt.datetime.now(dt.timezone.utc)
         reused = [to_instance(r, plan.region) for r in plan.existing
                   if r.get("State", {}).get("Name") in LIVE_STATES]

@@ -112,6 +112,47 @@ def test_security_group_has_no_inbound_by_default(aws, rec, catalog, spec_for, e
     assert "AuthorizeSecurityGroupIngress" not in rec.ops()
 
 
+def test_first_launch_takes_the_group_id_from_create(aws, rec, catalog, spec_for, ec2, name):
+    launch(spec_for(), catalog, aws)
+    assert "DescribeSecurityGroups" not in rec.ops()
+    [sg] = ec2.describe_security_groups(GroupNames=[f"nestcloud-{name}"])["SecurityGroups"]
+    assert rec.params("RunInstances")[0]["SecurityGroupIds"] == [sg["GroupId"]]
+
+
+def test_rerun_takes_the_group_from_its_running_seats(aws, rec, catalog, spec_for, ec2, name):
+    launch(spec_for(count=1), catalog, aws)
+    rec.calls.clear()
+    launch(spec_for(count=2), catalog, aws)
+    assert "CreateSecurityGroup" not in rec.ops()
+    assert "DescribeSecurityGroups" not in rec.ops()
+    [sg] = ec2.describe_security_groups(GroupNames=[f"nestcloud-{name}"])["SecurityGroups"]
+    assert rec.params("RunInstances")[0]["SecurityGroupIds"] == [sg["GroupId"]]
+
+
+def test_a_left_over_group_without_seats_is_reused(aws, rec, catalog, spec_for, ec2, name):
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    gid = ec2.create_security_group(
+        GroupName=f"nestcloud-{name}", Description="left over", VpcId=vpc["VpcId"],
+        TagSpecifications=[{"ResourceType": "security-group",
+                            "Tags": [{"Key": TAG_NAME, "Value": name}]}])["GroupId"]
+    res = launch(spec_for(), catalog, aws)
+    assert rec.ops().count("CreateSecurityGroup") == 1  # answered InvalidGroup.Duplicate
+    assert rec.params("RunInstances")[0]["SecurityGroupIds"] == [gid]
+    assert not any(n.startswith("created security group") for n in res.notes)
+
+
+def test_a_same_named_group_nestcloud_did_not_make_is_refused(aws, rec, catalog, spec_for,
+                                                               ec2, name):
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    ec2.create_security_group(GroupName=f"nestcloud-{name}", Description="someone else's",
+                              VpcId=vpc["VpcId"])
+    with pytest.raises(ProviderError) as err:
+        launch(spec_for(), catalog, aws)
+    assert str(err.value).startswith(f"security group nestcloud-{name} exists in "
+                                     f"{vpc['VpcId']} without the {TAG_NAME}={name} tag")
+    assert "RunInstances" not in rec.ops()
+
+
 def test_ssh_cidr_opens_port_22_from_that_network_only(aws, rec, catalog, spec_for, ec2, name):
     launch(spec_for(ssh_cidr="203.0.113.7/32"), catalog, aws)
     [sg] = ec2.describe_security_groups(GroupNames=[f"nestcloud-{name}"])["SecurityGroups"]
