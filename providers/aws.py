@@ -328,6 +328,10 @@ class AwsProvider:
         # Attempt rows the last fleet launch reported although it succeeded (failover reads).
         self.last_attempts: list[Any] = []
         self._clients: dict[tuple[str, str], Any] = {}
+        # A boto3 session is not thread-safe: clients are made one at a time under this lock,
+        # so the plan's reads can make theirs (~5-15 ms of model loading each) in its worker
+        # threads while the other reads wait on the network. Made clients are thread-safe.
+        self._client_lock = threading.Lock()
         # Seats launch in parallel against a remote endpoint (each RunInstances waits on the
         # network). A loopback endpoint (the sandbox) shares this machine's CPUs: there the
         # same wall time one at a time costs ~25% less CPU, and wins outright on a busy
@@ -343,20 +347,26 @@ class AwsProvider:
         """Adaptive retry mode (client-side rate limiting) for labs that send many calls."""
         if self.config.retries.get("mode") == "adaptive":  # type: ignore[union-attr]
             return  # its clients are already adaptive: keep them
-        self.config = Config(retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS},
-                             user_agent_extra="nestcloud")
-        self._clients.clear()
+        with self._client_lock:
+            self.config = Config(retries={"mode": "adaptive",
+                                          "total_max_attempts": MAX_ATTEMPTS},
+                                 user_agent_extra="nestcloud")
+            self._clients.clear()
 
     def client(self, service: str, region: str | None = None) -> Any:
         region = self._region(region)
         key = (service, region)
-        if key not in self._clients:
-            kwargs: dict[str, Any] = {"region_name": region, "config": self.config}
-            if self.endpoint_url:
-                kwargs["endpoint_url"] = self.endpoint_url
-            with aws_errors(f"create the {service} client", region=region):
-                self._clients[key] = self.session.client(service, **kwargs)
-        return self._clients[key]
+        made = self._clients.get(key)
+        if made is not None:
+            return made
+        with self._client_lock:
+            if key not in self._clients:
+                kwargs: dict[str, Any] = {"region_name": region, "config": self.config}
+                if self.endpoint_url:
+                    kwargs["endpoint_url"] = self.endpoint_url
+                with aws_errors(f"create the {service} client", region=region):
+                    self._clients[key] = self.session.client(service, **kwargs)
+            return self._clients[key]
 
     def _region(self, region: str | None) -> str:
         r = region or self.region
@@ -551,19 +561,20 @@ class AwsProvider:
         if t is None:
             raise InputError(f"unknown aws instance type {spec.type!r} (not in the catalog)",
                              hint="see `nestcloud catalog list --provider aws --nested-only`")
-        # The reads do not depend on each other: overlap their round trips. Clients are made
-        # first (creating botocore clients is not thread-safe); results are taken in a fixed
-        # order so the first problem reported is the same as in a sequential run.
-        for service in ("ec2", "sts") + (() if spec.image or spec.os in RHEL_NAME else ("ssm",)):
-            self.client(service, region)
+        # The reads do not depend on each other: overlap their round trips (and the making of
+        # their clients, see client()); results are taken in a fixed order so the first
+        # problem reported is the same as in a sequential run.
+        self.client("ec2", region)
         with ThreadPoolExecutor(max_workers=6) as pool:
-            f_live = pool.submit(self.describe_type, spec.type, region)
+            # The longest chain first (SSM client, GetParameter, DescribeImages), then the
+            # other read that needs a new client.
             f_image = pool.submit(self._image_details, spec, region)
-            f_user_data = pool.submit(self.render_user_data, spec)
-            f_net = pool.submit(self.default_network, region)
-            f_sgs = pool.submit(self.find_security_groups, name, region) if find_group else None
-            f_existing = pool.submit(self.raw_instances, region, name)
             f_owner = pool.submit(self.owner, region)
+            f_live = pool.submit(self.describe_type, spec.type, region)
+            f_net = pool.submit(self.default_network, region)
+            f_existing = pool.submit(self.raw_instances, region, name)
+            f_sgs = pool.submit(self.find_security_groups, name, region) if find_group else None
+            f_user_data = pool.submit(self.render_user_data, spec)
             nesting = decide_nesting(t, f_live.result(), region)
             notes = list(nesting.notes)
             image_id, how, image = f_image.result()
