@@ -39,6 +39,8 @@ from nestcloud.spec import NAME_RE, TAG_LAB, TAG_PREFIX, LaunchSpec, parse_durat
 from nestcloud.models import DownResult, Instance, LaunchResult
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from nestcloud.catalog import Catalog
     from nestcloud.provider import Provider
 
@@ -560,10 +562,13 @@ class Lab:
         step("planning")
         reused = False
         existing: list[Instance] = []
+        fresh = plan(self.catalog, self.request(budget=False, providers=req_providers))
+        ahead: dict[tuple[str, str, str], Future[str | None]] = {}
         if not dry_run:
             step("looking for seats that already run")
             providers = self._big(self._providers(sandbox, providers))  # one client per place
-            st = self.status(sandbox=sandbox, providers=providers)
+            with self._quota_ahead(fresh, providers, ahead):
+                st = self.status(sandbox=sandbox, providers=providers)
             existing = st.instances
             notes += st.notes
         if existing:
@@ -575,7 +580,7 @@ class Lab:
             notes.append(f"{len(existing)} seat(s) already run in {first.provider} "
                          f"{first.region} ({first.type}); launching only the missing ones there")
         else:
-            res = plan(self.catalog, self.request(budget=False, providers=req_providers))
+            res = fresh
         option = res.require()
         cost = self.cost(option)
         if not cost.within_budget:
@@ -615,8 +620,12 @@ class Lab:
                                    rolled)
 
         def quota(c: Candidate) -> str | None:
-            said = self._quota(make(c.provider, c.region), by_place[(c.provider, c.region,
-                                                                      c.type)], missing)
+            early = ahead.pop((c.provider, c.region, c.type), None)
+            if early is not None and missing == self.spec.seats:
+                said = early.result()
+            else:
+                said = self._quota(make(c.provider, c.region),
+                                   by_place[(c.provider, c.region, c.type)], missing)
             if said and said.startswith("quota not checked"):
                 notes.append(f"{c.provider} {c.region}: {said}")
                 return None
@@ -691,6 +700,32 @@ class Lab:
             result = result.model_copy(update={"type": launched})
         return LaunchOutcome(result, list(getattr(prov, "last_attempts", []) or []),
                              launched_type=launched)
+
+    @contextlib.contextmanager
+    def _quota_ahead(self, res: PlanResult, make: ProviderFactory,
+                     ahead: dict[tuple[str, str, str], Future[str | None]]) -> Iterator[None]:
+        """Read the cheapest place's vCPU quota while the tag search runs: a first ``up``
+        asks for it next (failover checks quota before a region's first try), a re-run
+        drops it. Read-only, and nothing is launched before its answer is looked at."""
+        if not res.options:
+            yield
+            return
+        o = res.options[0]
+        try:
+            prov = make(o.provider, o.region)
+        except NestcloudError:  # status says why it cannot search there
+            yield
+            return
+        if getattr(prov, "vcpu_quota", None) is None:
+            yield
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        # The quota reader makes its client under the provider's client lock (AwsProvider).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead[(o.provider, o.region, o.type)] = pool.submit(self._quota, prov, o,
+                                                                self.spec.seats)
+            yield
 
     def _quota(self, prov: Any, option: PlanOption, missing: int) -> str | None:
         """Why the region's vCPU quota cannot hold the lab, or None; providers without a

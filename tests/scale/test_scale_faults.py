@@ -278,6 +278,10 @@ def test_quota_check_skips_a_region_before_launching(world: World, catalog: Cata
     res = up(make_lab(catalog, name, 5), world)
     asked = world.rec.params("GetServiceQuota")
     assert asked == [{"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"}] * 2
+    # us-east-1's quota is read alongside the tag search, and answered before any write.
+    ops = world.rec.ops()
+    assert ops.index("GetServiceQuota") < min(i for i, op in enumerate(ops)
+                                              if op.startswith(("Create", "Run")))
     assert rows(res) == [
         Attempt("aws", "us-east-1", "c8i.large", None, "failed", "region", "quota-check",
                 "needs 10 vCPUs (5 x c8i.large); the on-demand vCPU quota in us-east-1 is 8 "
