@@ -115,10 +115,14 @@ def nestcloud_launch(url: str, name: str, count: int, concurrency: int | None,
                       hypervisor="firecracker", name=name, count=count)
     with Timer() as timer:
         prov = AwsProvider(region=REGION, endpoint_url=url, session=s)
+        # The seat-by-seat path (N RunInstances): above its fleet threshold `launch` sends
+        # one CreateFleet instead, which bench_fleet.py measures.
+        prov.fleet_threshold = count
         if concurrency is not None:
             prov.concurrency = concurrency
         res = launch(spec, catalog, prov)
     assert len(res.instances) == count, res
+    assert not record or len(sent) == count, f"recorded {len(sent)} RunInstances, not {count}"
     return timer, sent
 
 
