@@ -4,14 +4,17 @@ sequential RunInstances launches, against one local EC2 endpoint (moto's server)
 Per round, each from a freshly reset and warmed endpoint (order alternating):
 
 - nestcloud fleet: ``Lab.up`` for N seats (explicit type c8i.large, us-east-1, no readiness
-  wait): plan, budget, checks, tag search for existing seats, quota read, type/image/VPC/
-  identity lookups, security group, subnets, launch template, one CreateFleet, template
-  delete, read-back;
+  wait): plan, budget, checks, the lab's tag search with the quota read beside it, the
+  provider's reads in parallel (type check, SSM image + DescribeImages, default subnets,
+  seat reconcile, STS identity), CreateSecurityGroup, launch template, one CreateFleet,
+  template delete, one read-back probe;
 - bare boto3: a fresh session sending the same CreateLaunchTemplate + CreateFleet +
   DeleteLaunchTemplate nestcloud sent (recorded in an untimed run, new names);
 - nestcloud seat by seat: the same lab with the fleet threshold raised, i.e. N RunInstances
   one after the other (nestcloud's path below the threshold, and what a lab did before).
 
+Both sides build their session and clients inside the timed region; each timed run starts
+from a collected heap (Timer) and a reset endpoint; both sides are warmed untimed first.
 Prints medians and a README line. Usage: python bench/bench_fleet.py [--seats 100]
 [--rounds 5] [--check]
 """
@@ -158,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"README: a {args.seats}-seat lab against a local EC2 endpoint (moto "
           f"{version('moto')}): nestcloud through EC2 Fleet {med(ours, 'wall'):.2f} s wall "
-          f"(plan, checks, tag search, quota read, lookups, security group, launch template, "
-          f"one CreateFleet, read-back) vs a bare boto3 script sending the same template + "
+          f"(plan, checks, tag search + quota read, 5 lookups in parallel, security group, "
+          f"launch template, one CreateFleet, read-back probe) vs a bare boto3 script sending the same template + "
           f"CreateFleet + delete {med(bare, 'wall'):.2f} s: ratio {ratio:.2f} (target <= "
           f"{TARGET}), CPU (client + endpoint) ratio {cpu_ratio:.2f}; the same lab as "
           f"{args.seats} sequential RunInstances {med(seq, 'wall'):.2f} s "
