@@ -241,6 +241,8 @@ _AZURE_ROLE: dict[str, Any] = {
         "Microsoft.Compute/virtualMachines/write",
         "Microsoft.Compute/virtualMachines/delete",
         "Microsoft.Compute/virtualMachines/retrieveBootDiagnosticsData/action",
+        # Windows readiness: a read-only Run Command script prints the L1's marker file
+        "Microsoft.Compute/virtualMachines/runCommand/action",
         "Microsoft.Compute/virtualMachines/extensions/read",
         "Microsoft.Compute/virtualMachines/extensions/write",
         # the OS disk the VM create makes; removed by id when the group is the user's

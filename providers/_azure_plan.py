@@ -329,6 +329,45 @@ WINDOWS_COMMAND = (
 )
 
 
+# -- Windows readiness through Run Command -----------------------------------------------------
+
+RUN_COMMAND_ID = "RunPowerShellScript"  # FACTS.md: Run Command, output capped at 4,096 bytes
+# The marker JSON is a handful of checks (~200 bytes); anything longer is not ours and would
+# be cut by the 4,096-byte output cap, so it is reported as a plain line, never as a marker.
+RUN_COMMAND_MAX_JSON = 3000
+
+
+def read_marker_script(marker_word: str, relative_path: str) -> list[str]:
+    """A read-only PowerShell that prints ``<marker_word> <file contents>`` when the file under
+    %ProgramData% exists, and nothing otherwise (the bootstrap has not reported yet)."""
+    def q(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+    return [
+        f"$f = Join-Path $env:ProgramData {q(relative_path)}",
+        "if (Test-Path -LiteralPath $f) {",
+        "  $t = ([string](Get-Content -Raw -LiteralPath $f) -replace '[\\r\\n]+', ' ').Trim()",
+        f"  if ($t.Length -gt {RUN_COMMAND_MAX_JSON}) "
+        "{ Write-Output \"nestcloud: $f holds $($t.Length) characters\" } "
+        f"else {{ Write-Output ({q(marker_word + ' ')} + $t) }}",
+        "}",
+    ]
+
+
+def run_command_body(script: list[str]) -> dict[str, Any]:
+    """RunCommandInput as ARM JSON (POST .../virtualMachines/{vm}/runCommand)."""
+    return {"commandId": RUN_COMMAND_ID, "script": list(script)}
+
+
+def run_command_stdout(result: dict[str, Any] | None) -> str:
+    """The script's standard output from a RunCommandResult (``{"value": [InstanceViewStatus]}``,
+    stdout in the status whose code is ``ComponentStatus/StdOut/succeeded``)."""
+    out = []
+    for status in (result or {}).get("value") or []:
+        if str(status.get("code") or "").lower().startswith("componentstatus/stdout/"):
+            out.append(str(status.get("message") or ""))
+    return "\n".join(out)
+
+
 def extension_body(region: str, tags: dict[str, str]) -> dict[str, Any]:
     return {"location": region, "tags": tags, "properties": {
         "publisher": "Microsoft.Compute", "type": "CustomScriptExtension",

@@ -6,6 +6,8 @@ optional Standard public IP, a NIC and a VM (security type Standard, generation-
 boot diagnostics on, OS disk/NIC/public IP deleted with the VM), the CustomScriptExtension on
 Windows, and a DevTestLab auto-shutdown schedule when a TTL is set. Everything is tagged; tags
 are the only state. Request bodies come from ``providers._azure_plan`` (pure).
+A Windows L1 reports readiness in a file that ``console()`` reads with a read-only Run Command
+script (the VM gets no identity and no permission to write its own tags).
 
 Seats are separate VMs created on a bounded thread pool inside the one group rather than a
 scale set: each seat keeps its own tags (seat number), NIC, bootstrap extension and exact
@@ -63,6 +65,9 @@ ENV_SUBSCRIPTION = "AZURE_SUBSCRIPTION_ID"
 RETRY_DEFAULTS: dict[str, Any] = {"retry_total": 10, "retry_status": 10,
                                   "retry_backoff_factor": 1.0, "retry_backoff_max": 60}
 # Dependency order for removing our resources from a group we do not own.
+# Run Command waits for the VM agent (busy while booting or running another command): a read
+# that takes longer is given up for this poll and tried again on the next.
+RUN_COMMAND_TIMEOUT_S = 90.0
 DELETE_ORDER = ("microsoft.devtestlab/schedules", "microsoft.compute/virtualmachines",
                 "microsoft.network/networkinterfaces", "microsoft.network/publicipaddresses",
                 "microsoft.compute/disks", "microsoft.network/virtualnetworks",
@@ -228,6 +233,8 @@ class AzureProvider:
         self.seat_attempts = max(1, seat_attempts)
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
+        # VM id (lower case) -> Windows?, learned from list(): console() picks its way by it.
+        self._windows_vms: dict[str, bool] = {}
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -745,6 +752,7 @@ class AzureProvider:
                         pip = pips.get(str(conf.public_ip_address.id).lower())
                         public_ip = public_ip or (pip.ip_address if pip else None)
             seat = tags.get(TAG_SEAT)
+            self._windows_vms[str(v.id).lower()] = _vm_is_windows(v)
             created = getattr(v, "time_created", None)
             out.append(Instance(
                 provider=self.name, id=v.id, name=tags.get(TAG_NAME, ""), region=v.location,
@@ -770,6 +778,66 @@ class AzureProvider:
         return "pending" if prov in ("creating", "updating", "") else prov
 
     def console(self, instance: Instance) -> str:
+        """The serial log; for a running Windows VM first the readiness file through Run Command.
+
+        A Windows L1 writes its marker JSON to %ProgramData%\\nestcloud\\l1.json; a tiny
+        read-only Run Command script prints it after the marker word, so the waiter parses it
+        like a Linux serial console, and the VM needs no identity to report. The serial log
+        of Windows holds no marker (custom data is not run by cloud-init there).
+        """
+        from nestcloud.bootstrap.l1check import MARKER
+
+        problem: NestcloudError | None = None
+        if instance.state == "running" and self._is_windows(instance):
+            try:
+                out = self._read_marker_file(instance)
+                if MARKER in out:
+                    return out
+            except CredentialsError:
+                raise
+            except NestcloudError as exc:
+                problem = exc
+        text = self._serial_log(instance)
+        if problem is not None and MARKER not in text:
+            raise problem  # the waiter notes it as the last problem and polls again
+        return text
+
+    def _is_windows(self, instance: Instance) -> bool:
+        known = self._windows_vms.get(instance.id.lower())
+        if known is not None:
+            return known
+        p = plan.parse_id(instance.id)
+        with _errors(f"reading virtual machine {p['name']}"):
+            try:
+                vm = self.compute.virtual_machines.get(p["group"], p["name"])
+            except ResourceNotFoundError:
+                return False
+        self._windows_vms[instance.id.lower()] = found = _vm_is_windows(vm)
+        return found
+
+    def _read_marker_file(self, instance: Instance) -> str:
+        """Run Command's stdout: ``NESTCLOUD-L1 {json}`` once the L1 reported, else ""."""
+        from azure.mgmt.compute.models import RunCommandInput
+
+        from nestcloud.bootstrap.l1check import MARKER
+        from nestcloud.bootstrap.profiles import WINDOWS_MARKER_FILE
+
+        p = plan.parse_id(instance.id)
+        body = plan.run_command_body(plan.read_marker_script(MARKER, WINDOWS_MARKER_FILE))
+        doing = f"reading the readiness file of {p['name']} through Run Command"
+        with _errors(doing):
+            poller = self.compute.virtual_machines.begin_run_command(
+                p["group"], p["name"],
+                RunCommandInput(command_id=body["commandId"], script=body["script"]))
+            result = poller.result(timeout=RUN_COMMAND_TIMEOUT_S)
+            if not poller.done():
+                raise ProviderError(f"{doing}: no answer within {RUN_COMMAND_TIMEOUT_S:g}s "
+                                    "(the VM agent may still be starting)", provider=self.name)
+        statuses = [{"code": s.code, "message": s.message}
+                    for s in (getattr(result, "value", None) or [])]
+        return plan.run_command_stdout({"value": statuses})
+
+    def _serial_log(self, instance: Instance) -> str:
         p = plan.parse_id(instance.id)
         with _errors(f"reading the boot diagnostics of {p['name']}"):
             try:
@@ -855,6 +923,15 @@ class AzureProvider:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _vm_is_windows(vm: Any) -> bool:
+    """Our Windows VMs carry osProfile.windowsConfiguration; ARM also reports the disk's osType."""
+    os_profile = getattr(vm, "os_profile", None)
+    if os_profile is not None and getattr(os_profile, "windows_configuration", None) is not None:
+        return True
+    disk = getattr(getattr(vm, "storage_profile", None), "os_disk", None)
+    return str(getattr(disk, "os_type", None) or "").lower() == "windows"
 
 
 def _camel_sku(s: dict[str, Any]) -> dict[str, Any]:

@@ -624,6 +624,9 @@ def azure_run() -> Iterator[tuple[list[Any], dict[str, list[Any]]]]:
             assert {i.seat for i in listed} == {0, 1}
             phase("list-all", lambda: prov.list(None))
             phase("console", lambda: prov.console(listed[0]))
+            # A Windows L1's console reads its marker file through Run Command.
+            [win] = prov.list(windows.name)
+            phase("console-windows", lambda: prov.console(win))
             phase("verify", lambda: prov.verify_catalog(cat, "eastus"))
             arm.fail_vm(f"{broken.name}-0", "AllocationFailed")
 
@@ -700,6 +703,7 @@ def test_azure_provider_calls_nothing_outside_the_role(
                    "Microsoft.DevTestLab/schedules/write",
                    "Microsoft.Network/networkInterfaces/join/action",
                    "Microsoft.Compute/virtualMachines/retrieveBootDiagnosticsData/action",
+                   "Microsoft.Compute/virtualMachines/runCommand/action",
                    "Microsoft.Resources/subscriptions/resourceGroups/delete"):
         assert needed.lower() in recorded, needed
     # A dry run only reads.

@@ -56,7 +56,7 @@ class RenderedUserData:
     raw_size: int = 0             # bytes before gzip
     limit: int = 0                # the provider's raw limit
     parts: tuple[str, ...] = field(default_factory=tuple)  # MIME content types, in order
-    readiness: str = "console"    # where the marker appears: "console" or "tag:<name>"
+    readiness: str = "console"    # "console", "tag:<name>" or "run-command:<file>" (Azure Windows)
 
     @property
     def size(self) -> int:
@@ -226,7 +226,8 @@ def render_user_data(provider: str, os_alias: str, hypervisor: str, *,
     if extra is not None and not extra.strip():
         extra = None
     if family == "windows":
-        from nestcloud.bootstrap.profiles import azure_windows_wrapper, windows_script
+        from nestcloud.bootstrap.profiles import (WINDOWS_MARKER_FILE, azure_windows_wrapper,
+                                                  windows_script)
 
         user = None
         if extra is not None:
@@ -244,7 +245,8 @@ def render_user_data(provider: str, os_alias: str, hypervisor: str, *,
         return RenderedUserData(kind="powershell", body=data, gzipped=gz, provider=provider,
                                 os_alias=os_alias, hypervisor=hypervisor, raw_size=len(raw),
                                 limit=LIMITS[provider], parts=("text/x-powershell",),
-                                readiness=f"tag:{TAG_L1}")
+                                readiness=(f"tag:{TAG_L1}" if provider == "aws" else
+                                           "run-command:%ProgramData%\\" + WINDOWS_MARKER_FILE))
 
     from nestcloud.bootstrap.profiles import linux_cloud_config
 

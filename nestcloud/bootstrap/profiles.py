@@ -22,6 +22,9 @@ HUGEPAGES_SYSCTL_PATH = "/etc/sysctl.d/80-nestcloud-hugepages.conf"
 # The instance tag a Windows L1 writes its readiness JSON to (same payload as the console
 # marker). Providers read it back through list(): Instance.tags[TAG_L1].
 TAG_L1 = "nestcloud:l1"
+# The same JSON as a file, under %ProgramData% (files/l1-windows.ps1, Send-NcReport). Azure reads
+# it back with Run Command, which needs no identity on the VM (providers/azure.py console()).
+WINDOWS_MARKER_FILE = "nestcloud\\l1.json"
 
 # FACTS.md: Ubuntu 24.04 / Debian 12 "qemu-kvm (-> qemu-system-x86), libvirt-daemon-system,
 # libvirt-clients, virtinst, cpu-checker"; RHEL 9 "qemu-kvm libvirt virt-install".

@@ -8,6 +8,11 @@ long-running operations: a PUT answers 201 + ``Azure-AsyncOperation``, a DELETE 
 enforces (an NSG used by a subnet, a subnet used by a NIC, a NIC used by a VM cannot be deleted)
 and honours ``deleteOption: Delete`` cascades, so delete ordering bugs show up here.
 
+Run Command (``POST .../virtualMachines/{vm}/runCommand``) answers 202 with
+``Azure-AsyncOperation`` (the status) and ``Location`` (the RunCommandResult once done), as ARM
+does for this POST; the script's stdout is ``run_command_stdout[vm name]`` (default: nothing,
+as when the file the script reads does not exist yet). The fake runs no PowerShell.
+
 Faults: ``fault(method, path_regex, status, code, times, retry_after)`` answers matching requests
 with an ARM error; ``fail_vm(name, *codes)`` makes the next PUTs of that VM end ``Failed``.
 Every request is recorded (method, path, query, JSON body, headers) for assertions.
@@ -104,6 +109,7 @@ class _Op:
     finish: Any  # callable -> None | (code, message) for a failure
     done: bool = False
     error: tuple[str, str] | None = None
+    result: Any = None  # the body the Location URL answers once done (Run Command)
 
 
 @dataclass
@@ -123,6 +129,9 @@ class ArmFake:
         self.max_in_flight = 0  # most long-running operations pending at once
         # Compute usages per region (name.value, currentValue, limit), as the usages API.
         self.usages: dict[str, list[dict[str, Any]]] = {}
+        # Run Command: what the script prints, per VM name (lower case).
+        self.run_command_stdout: dict[str, str] = {}
+        self.run_command_stderr: dict[str, str] = {}
         self._ops: dict[str, _Op] = {}
         self._lock = threading.RLock()
         self._ips = itertools.count(4)
@@ -301,6 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = path.split("/")
         lparts = low.split("/")
         if low.startswith("/operations/"):
+            if len(parts) > 3 and parts[3] == "result":
+                return self._op_result(parts[2])
             return self._poll(parts[2])
         if low.startswith("/blobs/"):
             blob = arm.blobs.get(parts[2])
@@ -370,6 +381,15 @@ class _Handler(BaseHTTPRequestHandler):
             code, message = op.error
             return self._error(400, code, message)
         return self._send(204)
+
+    def _op_result(self, op_id: str) -> None:
+        """The Location URL of a POST with a result: 202 until done, then the result."""
+        op = self.arm._ops.get(op_id)
+        if op is None:
+            raise _Reply(404, {"error": {"code": "NotFound", "message": "no such operation"}})
+        if not op.done:
+            return self._send(202, None, {"Location": f"{self._base()}/operations/{op_id}/result"})
+        return self._send(200, op.result)
 
     def _base(self) -> str:
         return f"http://{self.headers.get('Host')}"
@@ -448,7 +468,29 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {
                 "consoleScreenshotBlobUri": f"{self._base()}/blobs/{vm['name']}.bmp?sv=x",
                 "serialConsoleLogBlobUri": f"{self._base()}/blobs/{blob}?sv=x&sig=fake"})
+        if action == "runcommand" and self.command == "POST":
+            return self._run_command(vm)
         raise _Reply(404, {"error": {"code": "NotFound", "message": action}})
+
+    def _run_command(self, vm: dict[str, Any]) -> None:
+        arm = self.arm
+        key = vm["name"].lower()
+        holder: dict[str, _Op] = {}
+
+        def finish() -> None:
+            # The shape of RunCommandResult: a list of InstanceViewStatus, stdout and stderr.
+            holder["op"].result = {"value": [
+                {"code": "ComponentStatus/StdOut/succeeded", "level": "Info",
+                 "displayStatus": "Provisioning succeeded",
+                 "message": arm.run_command_stdout.get(key, "")},
+                {"code": "ComponentStatus/StdErr/succeeded", "level": "Info",
+                 "displayStatus": "Provisioning succeeded",
+                 "message": arm.run_command_stderr.get(key, "")},
+            ]}
+        op_id = arm._new_op("async", finish)
+        holder["op"] = arm._ops[op_id]
+        status = f"{self._base()}/operations/{op_id}"
+        self._send(202, None, {"Azure-AsyncOperation": status, "Location": status + "/result"})
 
     def _put(self, rid: str, rtype: str, body: dict[str, Any]) -> None:
         arm = self.arm

@@ -4,9 +4,11 @@
 # because CustomScriptExtension must not reboot inside the extension).
 # It reports like the Linux check: one line 'NESTCLOUD-L1 {json}' on stdout, the same JSON in
 # %ProgramData%\nestcloud\l1.json, and the same JSON as the instance tag $NcTag (EC2 console
-# output on Windows holds only event-log errors, so nestcloud reads the tag). Writing the tag
-# needs ec2:CreateTags on itself (EC2 instance profile) or Tag Contributor on the VM (Azure
-# managed identity).
+# output on Windows holds only event-log errors, so nestcloud reads the tag on EC2). Writing the
+# tag needs ec2:CreateTags on itself (EC2 instance profile) or Tag Contributor on the VM (Azure
+# managed identity). On Azure nestcloud reads l1.json through Run Command instead, so the VM
+# needs no identity there (the tag attempt then fails harmlessly). l1.json is written before the
+# tag, and must stay the exact JSON (no marker word): nestcloud prints it after the marker.
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $NcDir = Join-Path $env:ProgramData 'nestcloud'
