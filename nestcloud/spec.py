@@ -12,6 +12,8 @@ from typing import Any, Literal
 from nestcloud.errors import SpecError
 from nestcloud.oses import HYPERVISORS, Hypervisor
 
+# IAM's instanceProfileNameType (botocore iam service model): 1-128 of [\w+=,.@-].
+INSTANCE_PROFILE_RE = re.compile(r"^[\w+=,.@-]{1,128}$", re.ASCII)
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
 TAG_PREFIX = "nestcloud:"
 TAG_NAME = "nestcloud:name"
@@ -54,6 +56,8 @@ class LaunchSpec:
     user_data: str | None = None
     public_ip: bool = False
     l2_smoke: bool = False
+    # AWS: the IAM instance profile (by name) the instances run with.
+    instance_profile: str | None = None
 
     def __init__(self, **fields: Any) -> None:
         """Check ``fields``; raises SpecError naming every bad, missing or unknown field."""
@@ -212,6 +216,14 @@ def _name(v: Any) -> str:
     return s
 
 
+def _instance_profile(v: Any) -> str:
+    s = _str(v)
+    if not INSTANCE_PROFILE_RE.match(s):
+        raise _invalid("value_error", "Value error, an IAM instance profile name is 1-128 "
+                       "characters: letters, digits and + = , . @ _ -", v)
+    return s
+
+
 def _tags(v: Any) -> dict[str, str]:
     if not isinstance(v, Mapping):
         raise _invalid("dict_type", "Input should be a valid dictionary", v)
@@ -264,6 +276,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "user_data": _optional(_str),
     "public_ip": _bool,
     "l2_smoke": _bool,
+    "instance_profile": _optional(_instance_profile),
 }
 
 _UNIT = {"": 3600, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -308,6 +308,10 @@ class AzureProvider:
         region = spec.region or self.region
         if not region:
             raise InputError("Azure needs a region: pass --region (e.g. eastus)")
+        if spec.instance_profile:
+            raise InputError(f"instance profile {spec.instance_profile!r}: that is an AWS IAM "
+                             "setting; Azure VMs get no identity from nestcloud (Windows "
+                             "readiness is read through Run Command)")
         name = spec.name or _default_name(spec.type)
         info = OSES.get(spec.os)
         if info is None:

@@ -7,6 +7,7 @@ Windows profiles return the PowerShell script text. Sources: FACTS.md, "The L1 h
 from __future__ import annotations
 
 import base64
+import json
 from importlib import resources
 from typing import Any
 
@@ -25,6 +26,33 @@ TAG_L1 = "nestcloud:l1"
 # The same JSON as a file, under %ProgramData% (files/l1-windows.ps1, Send-NcReport). Azure reads
 # it back with Run Command, which needs no identity on the VM (providers/azure.py console()).
 WINDOWS_MARKER_FILE = "nestcloud\\l1.json"
+# A TAG_L1 value a provider sets at launch when the L1 will not be able to write the tag (EC2
+# without an instance profile): the waiter reports "not-verifiable" with the reason instead of
+# timing out. The L1's own report, should it ever be able to write one, replaces it.
+NOT_VERIFIABLE = "not-verifiable"
+TAG_VALUE_MAX = 256  # EC2 tag values
+
+
+def not_verifiable_tag(reason: str) -> str:
+    """The TAG_L1 value that says this L1 cannot report, and why (fits an EC2 tag value)."""
+    doc = {"status": NOT_VERIFIABLE, "reason": reason}
+    text = json.dumps(doc, separators=(",", ":"))
+    if len(text) > TAG_VALUE_MAX:
+        raise ValueError(f"not-verifiable reason too long for a tag value: {reason!r}")
+    return text
+
+
+def not_verifiable_reason(value: str | None) -> str | None:
+    """The reason from a ``not_verifiable_tag`` value, None for anything else."""
+    if not value:
+        return None
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("status") == NOT_VERIFIABLE:
+        return str(doc.get("reason") or "this L1 cannot report readiness")
+    return None
 
 # FACTS.md: Ubuntu 24.04 / Debian 12 "qemu-kvm (-> qemu-system-x86), libvirt-daemon-system,
 # libvirt-clients, virtinst, cpu-checker"; RHEL 9 "qemu-kvm libvirt virt-install".

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nestcloud.bootstrap.marker import Marker, parse_marker, parse_payload
-from nestcloud.bootstrap.profiles import TAG_L1
+from nestcloud.bootstrap.profiles import TAG_L1, not_verifiable_reason
 from nestcloud.errors import CredentialsError, MissingDependencyError, ProviderError
 from nestcloud.models import Instance
 
@@ -95,7 +95,10 @@ def wait_for_ready(provider: Any, instances: Sequence[Instance], *, timeout_s: f
 
     ``provider`` follows nestcloud.provider.Provider (``console`` and ``list`` are used).
     Linux L1s print the marker on the serial console; Windows L1s set the ``TAG_L1`` tag,
-    which is read back through ``provider.list(name)``.
+    which is read back through ``provider.list(name)`` (EC2), or the provider's console reads
+    their marker file (Azure, Run Command). An L1 whose ``TAG_L1`` the provider set to a
+    ``not_verifiable_tag`` at launch (it cannot write the tag) is reported "not-verifiable"
+    with that reason, after its console was checked once, instead of timing out.
     """
     clock = clock or time.monotonic
     sleep = sleep or time.sleep
@@ -140,11 +143,19 @@ def wait_for_ready(provider: Any, instances: Sequence[Instance], *, timeout_s: f
                     raise
                 except ProviderError as exc:
                     notes[iid] = f"console: {exc.message}"
+            reason = not_verifiable_reason(tag) if marker is None else None
             if marker is not None:
                 done[iid] = _from_marker(cur, marker, source, now - start)
                 del pending[iid]
                 if on_progress:
                     on_progress(f"{cur.name} {iid}: {done[iid].message}")
+            elif reason is not None:
+                done[iid] = InstanceReadiness(id=iid, name=cur.name, status="not-verifiable",
+                                              source="tag", message=reason,
+                                              waited_s=round(now - start, 1))
+                del pending[iid]
+                if on_progress:
+                    on_progress(f"{cur.name} {iid}: not verifiable - {reason}")
             elif cur.state in _GONE:
                 done[iid] = InstanceReadiness(
                     id=iid, name=cur.name, status="failed", failed_checks=["instance_state"],

@@ -149,6 +149,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         l2_smoke: bool = typer.Option(False, "--l2-smoke",
                                       help="Boot a tiny L2 guest as part of readiness."),
         public_ip: bool = typer.Option(False, "--public-ip", help="Ask for a public IP."),
+        instance_profile: Optional[str] = typer.Option(
+            None, "--instance-profile",
+            help="AWS: IAM instance profile NAME for the instances (a Windows L1 needs one "
+                 "to report readiness: `nestcloud iam-policy -p aws --l1-role`)."),
         wait: bool = typer.Option(False, "--wait", help="Wait until the L1 reports ready."),
         timeout: float = typer.Option(900.0, "--timeout", help="Seconds --wait waits."),
         dry_run: bool = typer.Option(False, "--dry-run",
@@ -183,7 +187,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
             hypervisor=hypervisor, name=name, count=count, image=image, spot=spot,
             ssh_cidr=ssh_cidr, allow_world_ssh=allow_world_ssh, key_name=key_name,
             disk_gib=disk_gib, ttl_seconds=ttl_s, tags=tags,
-            user_data=_read_user_data(user_data), public_ip=public_ip, l2_smoke=l2_smoke)
+            user_data=_read_user_data(user_data), public_ip=public_ip, l2_smoke=l2_smoke,
+            instance_profile=instance_profile)
+        if instance_profile is not None and spec.provider.lower() != "aws":
+            raise InputError(f"--instance-profile is an AWS IAM instance profile: not for "
+                             f"--provider {spec.provider}",
+                             hint="Azure Windows L1s report readiness through Run Command and "
+                                  "need no identity")
         catalog = load_catalog(catalog_path)
         prepare(spec, catalog)  # refuse bad input before starting anything (sandbox included)
         prov = make_provider(provider, region=region, sandbox=use_sandbox,

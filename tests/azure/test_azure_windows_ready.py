@@ -209,3 +209,26 @@ def test_output_stays_under_the_run_command_cap() -> None:
     assert len(MARKER) + 1 + plan.RUN_COMMAND_MAX_JSON + 2 < 4096
     script = "\n".join(plan.read_marker_script(MARKER, WINDOWS_MARKER_FILE))
     assert f"-gt {plan.RUN_COMMAND_MAX_JSON}" in script
+
+
+def test_an_aws_instance_profile_is_refused_before_any_call(provider: Any, arm: ArmFake,
+                                                            catalog: Catalog) -> None:
+    from nestcloud.errors import InputError
+
+    with pytest.raises(InputError, match="instance profile 'nc-l1': that is an AWS IAM "
+                                         "setting"):
+        provider.launch(spec(instance_profile="nc-l1"), catalog)
+    assert arm.requests == []
+
+
+def test_cli_instance_profile_is_for_aws_only() -> None:
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    res = CliRunner().invoke(app, ["launch", "-p", "azure", "-t", "Standard_D2s_v5",
+                                   "--region", "eastus", "--os", "windows-2022",
+                                   "--hypervisor", "hyperv", "--instance-profile", "nc-l1"])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines()[0] == ("error: --instance-profile is an AWS IAM instance "
+                                          "profile: not for --provider azure")
