@@ -37,6 +37,7 @@ class World:
         self.session, self.rec = recording_session()
         self.made: dict[str, Any] = {}
         self.fleet_threshold: int | None = None
+        self.concurrency: int | None = None
         self.zone_of: dict[str, str] = {}
         for region in ("us-east-1", "us-west-2"):
             ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint)
@@ -53,6 +54,8 @@ class World:
             p.sleep = lambda s: None
             if self.fleet_threshold is not None:
                 p.fleet_threshold = self.fleet_threshold
+            if self.concurrency is not None:
+                p.concurrency = self.concurrency
             self.made[region] = p
         return self.made[region]
 
@@ -351,6 +354,8 @@ def _seat(params: dict[str, Any]) -> int | None:
 
 def _seat_by_seat(world: World, lab: Lab) -> Lab:
     world.fleet_threshold = 1000
+    # One at a time, so "a failure at seat 37" means exactly seats 0-35 ran before it.
+    world.concurrency = 1
     lab.fleet_threshold = 1000
     return lab
 
