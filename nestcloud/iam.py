@@ -21,6 +21,17 @@ Sources for the condition keys and resource shapes (nothing here is invented):
   on ``"*"`` (AllowPricingReadActions) come from.
 - ``"Null": {"<key>": "false"}`` means "the key is present": IAM User Guide, condition
   operators, "Condition operator to check existence of condition keys".
+- ``iam:PassRole`` on the role's ARN for launching with an instance profile: EC2 User Guide,
+  "Grant permissions to attach an IAM role to an instance"
+  (docs.aws.amazon.com/AWSEC2/latest/UserGuide/permission-to-pass-iam-roles.html).
+- The Windows L1 instance role: ``ForAllValues:StringEquals`` on ``aws:TagKeys`` ("the only tag
+  key in the request must be ..."): IAM User Guide, "IAM: Add a specific tag with specific
+  values"; ``aws:ResourceTag/<key>`` on ``ec2:CreateTags``: IAM User Guide, "Single-valued
+  context key policy examples". It is NOT limited to the calling instance itself: the
+  ``${ec2:SourceInstanceARN}`` policy variable exists (AWS managed policy
+  AWSElasticDisasterRecoveryEc2InstancePolicy uses it), but no AWS document found here says a
+  condition key compares it with the instance being tagged (``aws:ARN`` is undocumented), so the
+  role may set only the ``nestcloud:l1`` tag, only on instances tagged ``nestcloud:name``.
 - ``sts:GetCallerIdentity`` needs no permission (STS API reference, GetCallerIdentity); it is
   listed anyway so the document names every call nestcloud makes.
 - Azure: the action names follow the ARM operation scheme ``{Namespace}/{type}[/{type}]/
@@ -40,13 +51,19 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from nestcloud.spec import TAG_NAME
 
+TAG_L1 = "nestcloud:l1"  # nestcloud.bootstrap.profiles.TAG_L1 (a test keeps them equal)
+# IAM's roleNameType (botocore iam service model): 1-64 of [\w+=,.@-].
+ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
+
 __all__ = [
-    "AWS_IMPLIED", "AZURE_IMPLIED", "action_allowed", "aws_action", "aws_policy",
+    "AWS_IMPLIED", "AZURE_IMPLIED", "action_allowed", "aws_action", "aws_l1_role",
+    "aws_policy",
     "azure_actions_for_request", "azure_role_definition", "policy_actions", "role_actions",
 ]
 
@@ -191,9 +208,56 @@ _IAM_PREFIX: dict[str, str] = {"ec2": "ec2", "ssm": "ssm", "sts": "sts", "pricin
                                "servicequotas": "servicequotas"}
 
 
-def aws_policy() -> dict[str, Any]:
-    """The IAM policy document (a fresh copy: callers may change it)."""
-    return copy.deepcopy(_AWS_POLICY)
+def aws_policy(instance_role: str | None = None) -> dict[str, Any]:
+    """The IAM policy document (a fresh copy: callers may change it).
+
+    ``instance_role``: the role inside the instance profile given to ``launch
+    --instance-profile``; the policy then also lets the operator pass that role (only it) to
+    the instances. Without it nothing in the policy can hand a role to an instance.
+    """
+    doc = copy.deepcopy(_AWS_POLICY)
+    if instance_role is not None:
+        if not ROLE_NAME_RE.match(instance_role):
+            raise ValueError(f"not an IAM role name (1-64 of letters, digits and + = , . @ _ "
+                             f"-): {instance_role!r}")
+        doc["Statement"].append({
+            "Sid": "NestcloudPassL1Role",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": f"arn:aws:iam::*:role/{instance_role}",
+        })
+    return doc
+
+
+_L1_TRUST_POLICY: dict[str, Any] = {
+    "Version": POLICY_VERSION,
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                   "Action": "sts:AssumeRole"}],
+}
+
+_L1_ROLE_POLICY: dict[str, Any] = {
+    "Version": POLICY_VERSION,
+    "Statement": [{
+        # The Windows L1 writes its readiness JSON as its own nestcloud:l1 tag
+        # (nestcloud/bootstrap/files/l1-windows.ps1, Set-NcTag).
+        "Sid": "NestcloudL1ReportsReadiness",
+        "Effect": "Allow",
+        "Action": "ec2:CreateTags",
+        "Resource": f"{ARN}:instance/*",
+        "Condition": {
+            **_RESOURCE_TAGGED,
+            "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_L1]},
+        },
+    }],
+}
+
+
+def aws_l1_role() -> dict[str, Any]:
+    """What a Windows L1 on EC2 needs to report readiness: the instance role's trust policy
+    and permissions policy (``aws iam create-role --assume-role-policy-document`` /
+    ``put-role-policy``), then an instance profile holding that role."""
+    return {"TrustPolicy": copy.deepcopy(_L1_TRUST_POLICY),
+            "Policy": copy.deepcopy(_L1_ROLE_POLICY)}
 
 
 def aws_action(signing_name: str, operation: str) -> str:
@@ -403,6 +467,17 @@ def explain(provider: str) -> str:
     """One line for stderr saying what the printed document is and how to use it."""
     if provider == "aws":
         return ("nestcloud: least-privilege IAM policy for the AWS provider (create it with "
-                "`aws iam create-policy --policy-name nestcloud --policy-document file://p.json`)")
+                "`aws iam create-policy --policy-name nestcloud --policy-document file://p.json`"
+                "); a Windows L1 also needs an instance profile to report readiness: "
+                "`nestcloud iam-policy -p aws --l1-role`")
+    if provider == "aws-l1":
+        return ("nestcloud: the Windows L1's instance role: `aws iam create-role --role-name R "
+                "--assume-role-policy-document` with TrustPolicy, `aws iam put-role-policy "
+                "--role-name R --policy-name nestcloud-l1 --policy-document` with Policy, "
+                "`aws iam create-instance-profile --instance-profile-name R` and "
+                "`add-role-to-instance-profile`; then `nestcloud launch --instance-profile R`, "
+                "and `nestcloud iam-policy -p aws --instance-role R` for the operator. It may "
+                "set only the nestcloud:l1 tag, on nestcloud-tagged instances (not only on "
+                "itself: no documented condition key was found for that)")
     return ("nestcloud: Azure custom role for the Azure provider (replace {subscription-id}, "
             "then `az role definition create --role-definition @role.json`)")
