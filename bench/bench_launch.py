@@ -3,7 +3,7 @@
 Starts moto's server (a local EC2 endpoint) in a subprocess on a free loopback port, then per
 round times:
 
-- nestcloud: ``nestcloud.launch.launch`` with a fresh boto3 session — pre-launch checks, the
+- nestcloud: ``nestcloud.launcher.launch`` with a fresh boto3 session — pre-launch checks, the
   live type check, image lookup, default VPC, security group, reconcile, N RunInstances,
   read-back;
 - bare boto3: a fresh session and client sending exactly the RunInstances requests nestcloud
@@ -101,7 +101,7 @@ def session() -> Any:
 def nestcloud_launch(url: str, name: str, count: int, concurrency: int | None,
                      record: bool = False) -> tuple[Timer, list[dict[str, Any]]]:
     from nestcloud.catalog import load_catalog
-    from nestcloud.launch import launch
+    from nestcloud.launcher import launch
     from nestcloud.spec import LaunchSpec
     from providers.aws import AwsProvider
 

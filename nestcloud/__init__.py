@@ -15,8 +15,6 @@ pydantic and the catalog load on first use.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from nestcloud.errors import (BudgetError, InputError, NestcloudError, ProviderError,
@@ -110,7 +108,7 @@ def launch(provider: str, type: str, *, region: str | None = None, name: str | N
     ``ttl`` is a duration ("90m", "4h") or hours; the instances carry nestcloud:expires and
     ``nestcloud reap`` removes them after it. ``sandbox`` uses the local EC2 endpoint."""
     from nestcloud.lab import LaunchReport, open_provider
-    from nestcloud.launch import launch as _launch
+    from nestcloud.launcher import launch as _launch
     from nestcloud.spec import parse_duration
 
     ttl_seconds: int | None
@@ -162,20 +160,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Keeps ``nestcloud.launch`` the function after the submodule ``nestcloud.launch`` loads.
-
-    Importing a submodule binds it on its package under the same name, which would replace
-    the public ``launch()`` with a module. ``from nestcloud.launch import ...`` and
-    ``sys.modules["nestcloud.launch"]`` still reach the module.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "launch" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -672,7 +672,7 @@ class Lab:
                    launched_at: list[Any], rolled: list[str]) -> LaunchOutcome[LaunchResult]:
         """One failover attempt: launch the lab at ``c``; on failure (or Ctrl-C) remove what
         this attempt created there before failover moves on (unless --keep-partial)."""
-        from nestcloud.launch import launch
+        from nestcloud.launcher import launch
 
         prov = make(c.provider, c.region)
         launched_at.append(prov)

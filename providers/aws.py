@@ -549,7 +549,7 @@ class AwsProvider:
         count as present. ``find_group=False``: the security group is not looked up unless
         the lab's running seats name it (``sg_id`` None means "create it, or take the one
         CreateSecurityGroup reports as a duplicate"): a first launch saves one call."""
-        from nestcloud.launch import check_ssh_cidr, default_name
+        from nestcloud.launcher import check_ssh_cidr, default_name
 
         region = self._region(spec.region)
         spec = spec.model_copy(update={"region": region,

@@ -383,7 +383,7 @@ def _aws_catalog() -> Catalog:
 def _run_every_aws_verb(endpoint: str, log: AwsCallLog) -> dict[str, set[str]]:
     """Dry run, launch (SSH CIDR, TTL, public IP, 2 seats), re-launch, a metal launch, list,
     console, verify, down twice. Returns the actions seen per phase."""
-    from nestcloud.launch import launch
+    from nestcloud.launcher import launch
     from nestcloud.spec import LaunchSpec
     from providers.aws import AwsProvider
 
@@ -578,7 +578,7 @@ def azure_run() -> Iterator[tuple[list[Any], dict[str, list[Any]]]]:
     """Every Azure verb once; yields the fake's request log and the requests per phase."""
     from nestcloud.bootstrap import RenderedUserData
     from nestcloud.errors import NestcloudError
-    from nestcloud.launch import launch
+    from nestcloud.launcher import launch
     from nestcloud.spec import LaunchSpec
     from providers.azure import AzureProvider
 

@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         from nestcloud import sandbox as sb
         from nestcloud.catalog import load_catalog
         from nestcloud.cli.check_cmd import spec_or_input_error
-        from nestcloud.launch import launch, prepare
+        from nestcloud.launcher import launch, prepare
         from nestcloud.spec import parse_duration, parse_tags
 
         use_sandbox = sb.enabled(sandbox)

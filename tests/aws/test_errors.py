@@ -14,7 +14,7 @@ from nestcloud.errors import (
     ThrottledError,
     UnsupportedError,
 )
-from nestcloud.launch import launch
+from nestcloud.launcher import launch
 
 CASES = [
     ("UnsupportedOperation", UnsupportedError,

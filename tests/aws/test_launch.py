@@ -10,7 +10,7 @@ import pytest
 from fakes.moto_server import on_response
 
 from nestcloud.errors import InputError, ProviderError, RefusedError, UnsupportedError
-from nestcloud.launch import launch
+from nestcloud.launcher import launch
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT
 from providers.aws import SSM_IMAGE_PARAMETERS, client_token
 
@@ -436,7 +436,7 @@ def test_parallel_seats_one_request_per_seat(aws, rec, catalog, spec_for):
 
 
 def test_default_name_is_deterministic(aws, catalog):
-    from nestcloud.launch import default_name
+    from nestcloud.launcher import default_name
     from nestcloud.spec import LaunchSpec
 
     spec = LaunchSpec(provider="aws", type="c8i.large", os="al2023", hypervisor="firecracker")

@@ -9,7 +9,7 @@ from fakes.moto_server import inject_error
 
 from nestcloud.catalog import parse_catalog
 from nestcloud.errors import CleanupError
-from nestcloud.launch import launch
+from nestcloud.launcher import launch
 
 
 def test_list_finds_instances_by_tag_only(aws, catalog, spec_for, name, ec2):

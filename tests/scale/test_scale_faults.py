@@ -562,7 +562,7 @@ def test_cli_failure_carries_the_attempts_in_the_json_error(
 
 def test_dry_run_shows_the_fleet_requests_and_creates_nothing(world: World,
                                                               catalog: Catalog) -> None:
-    from nestcloud.launch import launch
+    from nestcloud.launcher import launch
     from nestcloud.spec import LaunchSpec
 
     name = lab_name()
