@@ -57,10 +57,13 @@ def fleet_client_token(name: str, region: str, digest: str, seats: list[int],
 def launch_template_data(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> dict[str, Any]:
     """LaunchTemplateData: the same settings RunInstances sends (nested switch, IMDSv2,
     encrypted gp3, tags on instance and volume, user data, the group), minus the seat tag."""
+    from nestcloud.bootstrap.profiles import ec2_readiness_note
     from providers.aws import _tags, resource_tags
 
     spec = plan.spec
     tags = _tags(resource_tags(spec, plan.name, plan.owner, None, now))
+    # A Windows L1 without an instance profile cannot report: say so on the instance itself.
+    instance_tags = tags + _tags(ec2_readiness_note(spec.os, spec.instance_profile))
     data: dict[str, Any] = {
         "ImageId": plan.image_id,
         "InstanceType": spec.type,
@@ -69,7 +72,7 @@ def launch_template_data(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> dict
         "BlockDeviceMappings": [{"DeviceName": plan.root_device,
                                  "Ebs": {"VolumeSize": plan.disk_gib, "VolumeType": "gp3",
                                          "Encrypted": True, "DeleteOnTermination": True}}],
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": instance_tags},
                               {"ResourceType": "volume", "Tags": tags}],
     }
     if plan.nesting.cpu_options is not None:
@@ -81,6 +84,8 @@ def launch_template_data(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> dict
         data["SecurityGroupIds"] = [sg_id]
     if spec.key_name:
         data["KeyName"] = spec.key_name
+    if spec.instance_profile:
+        data["IamInstanceProfile"] = {"Name": spec.instance_profile}
     if plan.user_data:
         # Unlike RunInstances, boto3 does not encode launch-template user data itself.
         data["UserData"] = base64.b64encode(plan.user_data).decode("ascii")

@@ -42,6 +42,23 @@ def not_verifiable_tag(reason: str) -> str:
     return text
 
 
+# EC2: a Windows L1 reports by tagging itself, which needs an instance profile (FACTS.md, AWS).
+NO_INSTANCE_PROFILE = ("launched without an instance profile: this Windows L1 cannot tag "
+                       "itself, so its readiness cannot be reported (launch with "
+                       "--instance-profile; see nestcloud iam-policy -p aws --l1-role)")
+
+
+def ec2_readiness_note(os_alias: str, instance_profile: str | None) -> dict[str, str]:
+    """The instance tags an EC2 launch adds so the waiter knows the L1 cannot report: for a
+    Windows L1 without an instance profile, ``{TAG_L1: not_verifiable_tag(...)}``; else {}."""
+    from nestcloud.oses import OSES
+
+    info = OSES.get(os_alias)
+    if info is None or info.family != "windows" or instance_profile:
+        return {}
+    return {TAG_L1: not_verifiable_tag(NO_INSTANCE_PROFILE)}
+
+
 def not_verifiable_reason(value: str | None) -> str | None:
     """The reason from a ``not_verifiable_tag`` value, None for anything else."""
     if not value:
