@@ -217,8 +217,12 @@ def _seats_group(existing: list[dict[str, Any]], name: str, vpc: str) -> str | N
 def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime,
                          generation: int = 0) -> dict[str, Any]:
     """The exact RunInstances request for one seat."""
+    from nestcloud.bootstrap.profiles import ec2_readiness_note
+
     spec = plan.spec
     tags = _tags(resource_tags(spec, plan.name, plan.owner, seat, now))
+    # A Windows L1 without an instance profile cannot report: say so on the instance itself.
+    instance_tags = tags + _tags(ec2_readiness_note(spec.os, spec.instance_profile))
     params: dict[str, Any] = {
         "ImageId": plan.image_id,
         "InstanceType": spec.type,
@@ -232,7 +236,7 @@ def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.dateti
         "BlockDeviceMappings": [{"DeviceName": plan.root_device,
                                  "Ebs": {"VolumeSize": plan.disk_gib, "VolumeType": "gp3",
                                          "Encrypted": True, "DeleteOnTermination": True}}],
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": instance_tags},
                               {"ResourceType": "volume", "Tags": tags}],
     }
     if plan.nesting.cpu_options is not None:
@@ -244,6 +248,8 @@ def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.dateti
         params["SecurityGroupIds"] = [sg_id]
     if spec.key_name:
         params["KeyName"] = spec.key_name
+    if spec.instance_profile:
+        params["IamInstanceProfile"] = {"Name": spec.instance_profile}
     if plan.user_data:
         params["UserData"] = plan.user_data
     if spec.ttl_seconds:
@@ -767,6 +773,10 @@ class AwsProvider:
         notes = list(plan.notes)
         if plan.user_data is not None:
             notes.append(f"user data: {len(plan.user_data)} bytes ({plan.user_data_kind})")
+        from nestcloud.bootstrap.profiles import NO_INSTANCE_PROFILE, ec2_readiness_note
+
+        if ec2_readiness_note(spec.os, spec.instance_profile):
+            notes.append(NO_INSTANCE_PROFILE)
         base = dict(provider="aws", name=plan.name, region=plan.region, type=spec.type,
                     sandbox=self.sandbox)
         if dry_run:

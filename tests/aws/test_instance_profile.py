@@ -66,3 +66,50 @@ def test_fleet_linux_gets_no_note(aws, rec, catalog, spec_for):
     data = tpl["LaunchTemplateData"]
     assert "IamInstanceProfile" not in data
     assert TAG_L1 not in tags_of(data["TagSpecifications"], "instance")
+
+
+# -- RunInstances path (seat by seat) --------------------------------------------------------
+
+
+def test_run_instances_sends_the_profile_and_no_note(aws, rec, catalog, spec_for, profile,
+                                                     windows_image):
+    res = aws.launch(spec_for(os="windows-2022", hypervisor="hyperv", image=windows_image,
+                              instance_profile=profile), catalog)
+    [run] = rec.params("RunInstances")
+    assert run["IamInstanceProfile"] == {"Name": profile}
+    assert TAG_L1 not in tags_of(run["TagSpecifications"], "instance")
+    assert NO_INSTANCE_PROFILE not in res.notes
+
+
+def test_windows_without_profile_is_noted_and_wait_says_why(aws, rec, catalog, spec_for,
+                                                            windows_image):
+    from nestcloud.bootstrap.wait import wait_for_ready
+
+    res = aws.launch(spec_for(os="windows-2022", hypervisor="hyperv", image=windows_image),
+                     catalog)
+    [run] = rec.params("RunInstances")
+    assert "IamInstanceProfile" not in run
+    assert tags_of(run["TagSpecifications"], "instance")[TAG_L1] == _note()
+    assert TAG_L1 not in tags_of(run["TagSpecifications"], "volume")
+    assert NO_INSTANCE_PROFILE in res.notes
+    # The waiter reads the note back from the instance's tags: no 600 s timeout.
+    t = [0.0]
+    report = wait_for_ready(aws, res.instances, timeout_s=600, interval_s=10,
+                            clock=lambda: t[0], sleep=lambda s: t.__setitem__(0, t[0] + s))
+    [r] = report.instances
+    assert (r.status, r.source, r.message) == ("not-verifiable", "tag", NO_INSTANCE_PROFILE)
+    assert t[0] == 0.0
+
+
+def test_linux_without_profile_gets_no_note(aws, rec, catalog, spec_for):
+    res = aws.launch(spec_for(), catalog)
+    [run] = rec.params("RunInstances")
+    assert "IamInstanceProfile" not in run
+    assert TAG_L1 not in tags_of(run["TagSpecifications"], "instance")
+    assert NO_INSTANCE_PROFILE not in res.notes
+
+
+def test_dry_run_shows_the_profile(aws, catalog, spec_for, profile):
+    res = aws.launch(spec_for(instance_profile=profile), catalog, dry_run=True)
+    [req] = [r for r in res.requests if r.operation == "RunInstances"]
+    assert req.params["IamInstanceProfile"] == {"Name": profile}
