@@ -113,3 +113,32 @@ def test_dry_run_shows_the_profile(aws, catalog, spec_for, profile):
     res = aws.launch(spec_for(instance_profile=profile), catalog, dry_run=True)
     [req] = [r for r in res.requests if r.operation == "RunInstances"]
     assert req.params["IamInstanceProfile"] == {"Name": profile}
+
+
+def test_cli_dry_run_json_sends_the_profile(moto_endpoint, catalog_file, name, profile):
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    res = CliRunner().invoke(app, [
+        "launch", "-p", "aws", "-t", "c8i.large", "--region", "us-east-1", "--os", "al2023",
+        "--hypervisor", "firecracker", "--name", name, "--instance-profile", profile,
+        "--dry-run", "--json", "--catalog", str(catalog_file)],
+        env={"AWS_ENDPOINT_URL": moto_endpoint, "NESTCLOUD_DEBUG": ""})
+    assert res.exit_code == 0, res.stderr
+    [req] = [r for r in json.loads(res.stdout)["requests"] if r["operation"] == "RunInstances"]
+    assert req["params"]["IamInstanceProfile"] == {"Name": profile}
+
+
+def test_cli_bad_profile_name_is_exit_2(moto_endpoint, catalog_file):
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    res = CliRunner().invoke(app, [
+        "launch", "-p", "aws", "-t", "c8i.large", "--region", "us-east-1",
+        "--instance-profile", "no spaces", "--catalog", str(catalog_file)],
+        env={"AWS_ENDPOINT_URL": moto_endpoint, "NESTCLOUD_DEBUG": ""})
+    assert res.exit_code == 2
+    assert res.stderr == ("error: --instance-profile 'no spaces': Value error, an IAM instance "
+                          "profile name is 1-128 characters: letters, digits and + = , . @ _ -\n")
