@@ -55,42 +55,13 @@ def fleet_client_token(name: str, region: str, digest: str, seats: list[int],
 
 
 def launch_template_data(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> dict[str, Any]:
-    """LaunchTemplateData: the same settings RunInstances sends (nested switch, IMDSv2,
-    encrypted gp3, tags on instance and volume, user data, the group), minus the seat tag."""
-    from nestcloud.bootstrap.profiles import ec2_readiness_note
-    from providers.aws import _tags, resource_tags
+    """LaunchTemplateData: the same settings RunInstances sends, minus the seat tag."""
+    from providers.aws import instance_settings
 
-    spec = plan.spec
-    tags = _tags(resource_tags(spec, plan.name, plan.owner, None, now))
-    # A Windows L1 without an instance profile cannot report: say so on the instance itself.
-    instance_tags = tags + _tags(ec2_readiness_note(spec.os, spec.instance_profile))
-    data: dict[str, Any] = {
-        "ImageId": plan.image_id,
-        "InstanceType": spec.type,
-        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
-                            "HttpPutResponseHopLimit": 1},
-        "BlockDeviceMappings": [{"DeviceName": plan.root_device,
-                                 "Ebs": {"VolumeSize": plan.disk_gib, "VolumeType": "gp3",
-                                         "Encrypted": True, "DeleteOnTermination": True}}],
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": instance_tags},
-                              {"ResourceType": "volume", "Tags": tags}],
-    }
-    if plan.nesting.cpu_options is not None:
-        data["CpuOptions"] = dict(plan.nesting.cpu_options)
-    if spec.public_ip:
-        data["NetworkInterfaces"] = [{"DeviceIndex": 0, "AssociatePublicIpAddress": True,
-                                      "Groups": [sg_id], "DeleteOnTermination": True}]
-    else:
-        data["SecurityGroupIds"] = [sg_id]
-    if spec.key_name:
-        data["KeyName"] = spec.key_name
-    if spec.instance_profile:
-        data["IamInstanceProfile"] = {"Name": spec.instance_profile}
+    data = instance_settings(plan, None, sg_id, now)
     if plan.user_data:
         # Unlike RunInstances, boto3 does not encode launch-template user data itself.
         data["UserData"] = base64.b64encode(plan.user_data).decode("ascii")
-    if spec.ttl_seconds:
-        data["InstanceInitiatedShutdownBehavior"] = "terminate"
     return data
 
 

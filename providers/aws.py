@@ -214,9 +214,11 @@ def _seats_group(existing: list[dict[str, Any]], name: str, vpc: str) -> str | N
     return None
 
 
-def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime,
-                         generation: int = 0) -> dict[str, Any]:
-    """The exact RunInstances request for one seat."""
+def instance_settings(plan: LaunchPlan, seat: int | None, sg_id: str, now: dt.datetime
+                      ) -> dict[str, Any]:
+    """What every host gets, by RunInstances or by a fleet's launch template: image, type,
+    IMDSv2, encrypted gp3 root, tags on instance and volume, the nested switch (nested types
+    only), the group, key, instance profile, and terminate-on-shutdown with a TTL."""
     from nestcloud.bootstrap.profiles import ec2_readiness_note
 
     spec = plan.spec
@@ -226,10 +228,6 @@ def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.dateti
     params: dict[str, Any] = {
         "ImageId": plan.image_id,
         "InstanceType": spec.type,
-        "MinCount": 1,
-        "MaxCount": 1,
-        "ClientToken": client_token(plan.name, seat, spec.type, plan.region, plan.digest,
-                                    generation),
         # IMDSv2 only; hop limit 1 keeps L2 guests behind the L1 away from its credentials.
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
                             "HttpPutResponseHopLimit": 1},
@@ -250,10 +248,21 @@ def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.dateti
         params["KeyName"] = spec.key_name
     if spec.instance_profile:
         params["IamInstanceProfile"] = {"Name": spec.instance_profile}
-    if plan.user_data:
-        params["UserData"] = plan.user_data
     if spec.ttl_seconds:
         params["InstanceInitiatedShutdownBehavior"] = "terminate"
+    return params
+
+
+def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime,
+                         generation: int = 0) -> dict[str, Any]:
+    """The exact RunInstances request for one seat."""
+    spec = plan.spec
+    params = instance_settings(plan, seat, sg_id, now)
+    params.update(MinCount=1, MaxCount=1,
+                  ClientToken=client_token(plan.name, seat, spec.type, plan.region,
+                                           plan.digest, generation))
+    if plan.user_data:
+        params["UserData"] = plan.user_data  # boto3 base64-encodes it
     if spec.spot:
         params["InstanceMarketOptions"] = {
             "MarketType": "spot",
