@@ -116,6 +116,19 @@ def _wait(provider: Any, instances: list[Any], timeout: float, sandbox: bool
     return doc, int(code or 0)
 
 
+def _providers(provider: str | None, region: str | None, sandbox: bool,
+               subscription: str | None, arm_endpoint: str | None,
+               resource_group: str | None) -> tuple[list[str], list[Any]]:
+    """The providers `ls` and `down` act on: the one named, or every configured one."""
+    from nestcloud import sandbox as sb
+
+    use_sandbox = sb.enabled(sandbox)
+    names = [provider] if provider else configured_providers(use_sandbox, subscription)
+    return names, [make_provider(p, region=region, sandbox=use_sandbox,
+                                 subscription=subscription, arm_endpoint=arm_endpoint,
+                                 resource_group=resource_group) for p in names]
+
+
 def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command inside
     @app.command("launch")
     def launch_cmd(
@@ -231,16 +244,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
     ) -> None:
         """List what nestcloud launched, from the cloud's tags."""
         json_mode(as_json)
-        from nestcloud import sandbox as sb
-
-        use_sandbox = sb.enabled(sandbox)
-        names = [provider] if provider else configured_providers(use_sandbox, subscription)
-        instances: list[Any] = []
-        for pname in names:
-            prov = make_provider(pname, region=region, sandbox=use_sandbox,
-                                 subscription=subscription, arm_endpoint=arm_endpoint,
-                                 resource_group=resource_group)
-            instances += prov.list(name)
+        names, provs = _providers(provider, region, sandbox, subscription, arm_endpoint,
+                                  resource_group)
+        instances = [i for prov in provs for i in prov.list(name)]
         if as_json:
             emit_json({"instances": [i.to_dict() for i in instances]})
             return
@@ -265,13 +271,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
     ) -> None:
         """Terminate every instance of NAME and remove its network rules. Safe to re-run."""
         json_mode(as_json)
-        from nestcloud import sandbox as sb
-
-        use_sandbox = sb.enabled(sandbox)
-        names = [provider] if provider else configured_providers(use_sandbox, subscription)
-        provs = [make_provider(p, region=region, sandbox=use_sandbox, subscription=subscription,
-                               arm_endpoint=arm_endpoint, resource_group=resource_group)
-                 for p in names]
+        _, provs = _providers(provider, region, sandbox, subscription, arm_endpoint,
+                              resource_group)
         found = [i for prov in provs for i in prov.list(name)]
         if found and not yes:
             if as_json or not sys.stdin.isatty():
