@@ -20,7 +20,8 @@ SandboxOpt = typer.Option(False, "--sandbox",
 SubscriptionOpt = typer.Option(None, "--subscription", envvar="AZURE_SUBSCRIPTION_ID",
                                help="Azure subscription id.")
 ArmEndpointOpt = typer.Option(None, "--arm-endpoint", envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
-                              help="Azure Resource Manager endpoint (a local fake in tests).")
+                              help="Azure Resource Manager endpoint (sovereign clouds, "
+                                   "Azure Stack Hub).")
 ResourceGroupOpt = typer.Option(None, "--resource-group", help="Azure resource group.")
 RegionOpt = typer.Option(None, "--region", "-r", help="Region (default: the SDK's default).")
 JsonOpt = typer.Option(False, "--json", help="One JSON document on stdout.")
@@ -142,12 +143,12 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
                                            help="Group name (default: from type and "
                                                 "hypervisor, so re-runs reconcile)."),
         count: int = typer.Option(1, "--count", help="Number of identical hosts (seats)."),
-        image: Optional[str] = typer.Option(None, "--image", help="Image (AMI) id."),
+        image: Optional[str] = typer.Option(None, "--image", help="AWS: AMI id. Azure: publisher:offer:sku:version."),
         ssh_cidr: Optional[str] = typer.Option(None, "--ssh-cidr",
                                                help="Allow SSH from this network only."),
         allow_world_ssh: bool = typer.Option(False, "--allow-world-ssh",
                                              help="Permit --ssh-cidr 0.0.0.0/0 or ::/0."),
-        key_name: Optional[str] = typer.Option(None, "--key-name", help="EC2 key pair."),
+        key_name: Optional[str] = typer.Option(None, "--key-name", help="AWS: EC2 key pair name. Azure: SSH public key file or text."),
         disk_gib: int = typer.Option(30, "--disk-gib", help="Root disk size (GiB)."),
         spot: bool = typer.Option(False, "--spot", help="Spot capacity (can be reclaimed)."),
         ttl: Optional[str] = typer.Option(None, "--ttl",
