@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# tests/ on the path so fixtures and tests import the fakes as `fakes.*`.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Set at import time so that even module-level code in tests sees them.
 _SAFE_ENV = {
@@ -42,12 +47,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A real local EC2/SSM/STS endpoint (moto's server) on a free loopback port."""
-    from moto.server import ThreadedMotoServer
+    from fakes.moto_server import moto_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url

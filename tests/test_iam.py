@@ -345,25 +345,6 @@ def aws_calls(monkeypatch: pytest.MonkeyPatch) -> AwsCallLog:
     return log
 
 
-@pytest.fixture(scope="module")
-def aws_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The shared moto endpoint when the suite has one, else our own on a free port."""
-    try:
-        yield request.getfixturevalue("moto_endpoint")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 def _fixed_user_data(mp: pytest.MonkeyPatch) -> None:
     """User data content does not change which APIs are called; keep the renderer out."""
     from nestcloud.bootstrap import RenderedUserData
@@ -444,13 +425,13 @@ def _refresh_aws_prices(endpoint: str, cat: Catalog) -> None:
 
 
 @pytest.fixture(scope="module")
-def aws_run(aws_endpoint: str) -> tuple[AwsCallLog, dict[str, set[str]]]:
+def aws_run(moto_endpoint: str) -> tuple[AwsCallLog, dict[str, set[str]]]:
     """Every AWS verb once for the whole module (the endpoint is slow to list types)."""
     log = AwsCallLog()
     with pytest.MonkeyPatch.context() as mp:
         _hook_new_sessions(mp, log)
         _fixed_user_data(mp)
-        phases = _run_every_aws_verb(aws_endpoint, log)
+        phases = _run_every_aws_verb(moto_endpoint, log)
     return log, phases
 
 
@@ -536,13 +517,13 @@ def test_aws_calls_satisfy_the_policy_conditions(
         assert call.params["Name"].startswith("/aws/service/")
 
 
-def test_the_recorder_sees_calls_from_any_new_session(aws_endpoint: str,
+def test_the_recorder_sees_calls_from_any_new_session(moto_endpoint: str,
                                                   aws_calls: AwsCallLog) -> None:
     # Guards the harness itself: a client of a session made outside the provider is recorded.
     import boto3
 
     boto3.Session().client("ec2", region_name="us-east-1",
-                           endpoint_url=aws_endpoint).describe_availability_zones()
+                           endpoint_url=moto_endpoint).describe_availability_zones()
     assert aws_calls.actions() == {"ec2:DescribeAvailabilityZones"}
     assert not iam.action_allowed("ec2:DescribeAvailabilityZones",
                                   iam.policy_actions(iam.aws_policy()))

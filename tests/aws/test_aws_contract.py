@@ -17,15 +17,10 @@ from nestcloud.spec import TAG_NAME, LaunchSpec
 @pytest.fixture(scope="module")
 def own_endpoint() -> Iterator[str]:
     """Its own server: the contract expects a world holding nothing else, so it resets it."""
-    from moto.server import ThreadedMotoServer
+    from fakes.moto_server import moto_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 class TestAwsContract(ProviderContract):

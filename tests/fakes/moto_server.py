@@ -6,8 +6,9 @@ runs; only the wire answer is replaced when an error is injected.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,3 +82,17 @@ def on_response(session: Any, service: str, operation: str,
         edit(parsed)
 
     _events(session).register(f"after-call.{service}.{operation}", handler)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's real HTTP server on a free loopback port, stopped on exit; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
