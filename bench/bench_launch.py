@@ -98,8 +98,8 @@ def session() -> Any:
                          region_name=REGION)
 
 
-def nestcloud_launch(url: str, name: str, count: int, concurrency: int | None,
-                     record: bool = False) -> tuple[Timer, list[dict[str, Any]]]:
+def nestcloud_launch(url: str, name: str, count: int, record: bool = False
+                     ) -> tuple[Timer, list[dict[str, Any]]]:
     from nestcloud.catalog import load_catalog
     from nestcloud.launcher import launch
     from nestcloud.spec import LaunchSpec
@@ -118,8 +118,6 @@ def nestcloud_launch(url: str, name: str, count: int, concurrency: int | None,
         # The seat-by-seat path (N RunInstances): above its fleet threshold `launch` sends
         # one CreateFleet instead, which bench_fleet.py measures.
         prov.fleet_threshold = count
-        if concurrency is not None:
-            prov.concurrency = concurrency
         res = launch(spec, catalog, prov)
     assert len(res.instances) == count, res
     assert not record or len(sent) == count, f"recorded {len(sent)} RunInstances, not {count}"
@@ -174,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with moto_server() as url:
         fresh_world(url)
-        _, sent = nestcloud_launch(url, "bench-rec", args.count, None, record=True)
+        _, sent = nestcloud_launch(url, "bench-rec", args.count, record=True)
         ours: list[Timer] = []
         bare: list[Timer] = []
         for r in range(args.rounds):
@@ -182,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             for who in order:
                 fresh_world(url)
                 if who == "ours":
-                    ours.append(nestcloud_launch(url, f"bench-nc-{r}", args.count, None)[0])
+                    ours.append(nestcloud_launch(url, f"bench-nc-{r}", args.count)[0])
                 else:
                     bare.append(bare_boto3(url, sent, f"bench-bare-{r}"))
     def med(xs: list[Timer], attr: str) -> float:
