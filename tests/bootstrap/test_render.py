@@ -158,6 +158,27 @@ def test_yaml_is_the_data_and_reads_back_identically():
     assert "content: |" in text and "\\n" not in text.split("content: |", 1)[1][:200]
 
 
+@pytest.mark.skipif(not getattr(yaml, "__with_libyaml__", False), reason="no libyaml here")
+def test_libyaml_emits_the_bytes_the_pure_python_emitter_does():
+    """dump_cloud_config uses libyaml's emitter when PyYAML has it; a machine without it must
+    render the same user data (it goes into the launch digest and so the ClientTokens)."""
+    import nestcloud.bootstrap as b
+
+    class Pure(yaml.SafeDumper):
+        pass
+
+    Pure.add_representer(str, b._str_representer)
+    assert issubclass(b._Dumper, yaml.CSafeDumper)
+    cfgs = [linux_cloud_config(o, h) for o, h in LINUX]
+    cfgs += [linux_cloud_config(o, "kvm", l2_smoke=True, hugepages=64)
+             for o, h in LINUX if h == "kvm"]
+    for cfg in cfgs:
+        pure = "#cloud-config\n" + yaml.dump(cfg, Dumper=Pure, sort_keys=False,
+                                             default_flow_style=False, width=100,
+                                             allow_unicode=True)
+        assert dump_cloud_config(cfg) == pure
+
+
 # --- cloud-init's own schema validator ------------------------------------------------------
 
 def _all_cloud_configs() -> dict[str, str]:
