@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from annotated_types import Ge, Gt, MinLen
 
 from nestcloud._yamlio import line_of, load_yaml, pydantic_problems
+from nestcloud.cache import cache_dir, read_cache_entry, write_cache_entry
 from nestcloud.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -357,20 +358,7 @@ _cache: dict[tuple[str, float, int], Catalog] = {}
 # and build the validators (~65 ms of a ~0.2 s command), so the entry is rebuilt by calling the
 # dataclasses directly. That is safe because an entry is written only after rebuilding it that
 # way gave exactly the validated catalog, and its body carries a SHA-256 that is checked before
-# it is trusted (a truncated or edited entry is re-parsed).
-ENV_CACHE_DIR = "NESTCLOUD_CACHE_DIR"
-
-
-def _disk_cache_dir() -> Path | None:
-    """$NESTCLOUD_CACHE_DIR ('off' disables), else $NESTCLOUD_STATE_DIR/cache, else XDG."""
-    env = os.environ.get(ENV_CACHE_DIR)
-    if env:
-        return None if env.lower() in ("off", "0", "no") else Path(env)
-    state = os.environ.get("NESTCLOUD_STATE_DIR")
-    if state:
-        return Path(state) / "cache"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "nestcloud"
+# it is trusted (a truncated or edited entry is re-parsed). The files live in nestcloud.cache.
 
 
 def _pydantic_version() -> str:
@@ -393,43 +381,10 @@ def _disk_cache_key(data: bytes) -> str:
 def _disk_cache_file(resolved: str) -> Path | None:
     import hashlib
 
-    d = _disk_cache_dir()
+    d = cache_dir()
     if d is None:
         return None
     return d / f"catalog-{hashlib.sha256(resolved.encode()).hexdigest()[:20]}.json"
-
-
-def read_cache_entry(file: Path | None, key: str) -> bytes | None:
-    """The body of a cache entry written under ``key``, if present, current and intact."""
-    if file is None:
-        return None
-    try:
-        with open(file, "rb") as f:
-            head = f.readline().rstrip(b"\n").decode("ascii", "replace").split(" ")
-            body = f.read()
-    except OSError:  # absent or unreadable: the caller builds it instead
-        return None
-    import hashlib
-
-    if len(head) != 2 or head[0] != key or hashlib.sha256(body).hexdigest() != head[1]:
-        return None  # another input, other code, or a damaged entry
-    return body
-
-
-def write_cache_entry(file: Path | None, key: str, body: bytes) -> None:
-    """Store ``body`` under ``key`` with its SHA-256, atomically; failures only cost speed."""
-    if file is None:
-        return
-    import hashlib
-
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-        head = f"{key} {hashlib.sha256(body).hexdigest()}\n".encode("ascii")
-        tmp.write_bytes(head + body)
-        os.replace(tmp, file)
-    except OSError:
-        pass  # a read-only home only costs speed
 
 
 def _read_disk_cache(file: Path | None, key: str) -> Catalog | None:
