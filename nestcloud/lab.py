@@ -488,9 +488,11 @@ class Lab:
 
         return adaptive
 
-    def status(self, *, sandbox: bool = False, providers: ProviderFactory | None = None
-               ) -> LabStatus:
-        """The lab's instances, found by tag in every place it could be."""
+    def status(self, *, sandbox: bool = False, providers: ProviderFactory | None = None,
+               launching: bool = False) -> LabStatus:
+        """The lab's instances, found by tag in every place it could be. ``launching``: a
+        launch follows at once, and providers that can (``list_ahead``) keep the listing
+        for its plan instead of reading the same seats twice."""
         make = self._providers(sandbox, providers)
         found: dict[str, Instance] = {}
         notes: list[str] = []
@@ -499,7 +501,9 @@ class Lab:
             if prov in unusable:
                 continue
             try:
-                listed = make(prov, region).list(self.name)
+                p = make(prov, region)
+                ahead = getattr(p, "list_ahead", None) if launching else None
+                listed = ahead(self.name) if ahead is not None else p.list(self.name)
             except (MissingDependencyError, CredentialsError) as exc:
                 # A lab that allows several clouds must not need credentials for all of them;
                 # the cloud it launches on reports its own error when it is used.
@@ -567,8 +571,8 @@ class Lab:
         if not dry_run:
             step("looking for seats that already run")
             providers = self._big(self._providers(sandbox, providers))  # one client per place
-            with self._quota_ahead(fresh, providers, ahead):
-                st = self.status(sandbox=sandbox, providers=providers)
+            with self._read_ahead(fresh, providers, ahead):
+                st = self.status(sandbox=sandbox, providers=providers, launching=True)
             existing = st.instances
             notes += st.notes
         if existing:
@@ -702,11 +706,12 @@ class Lab:
                              launched_type=launched)
 
     @contextlib.contextmanager
-    def _quota_ahead(self, res: PlanResult, make: ProviderFactory,
-                     ahead: dict[tuple[str, str, str], Future[str | None]]) -> Iterator[None]:
-        """Read the cheapest place's vCPU quota while the tag search runs: a first ``up``
-        asks for it next (failover checks quota before a region's first try), a re-run
-        drops it. Read-only, and nothing is launched before its answer is looked at."""
+    def _read_ahead(self, res: PlanResult, make: ProviderFactory,
+                    ahead: dict[tuple[str, str, str], Future[str | None]]) -> Iterator[None]:
+        """While the tag search runs, read what a first ``up`` asks for next at the cheapest
+        place: its vCPU quota (failover checks quota before a region's first try) and, where
+        the provider can (``prefetch``), the launch plan's lookups. A re-run drops them. All
+        read-only, and nothing is launched before their answers are looked at."""
         if not res.options:
             yield
             return
@@ -716,6 +721,9 @@ class Lab:
         except NestcloudError:  # status says why it cannot search there
             yield
             return
+        prefetch = getattr(prov, "prefetch", None)
+        if prefetch is not None:
+            prefetch(self.launch_spec(o))
         if getattr(prov, "vcpu_quota", None) is None:
             yield
             return

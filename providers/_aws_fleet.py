@@ -17,8 +17,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nestcloud.errors import CapacityError, ProviderError, QuotaError
 from nestcloud.failover import FLEET_THRESHOLD, Attempt, attach, classify
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from providers.aws import AwsProvider, LaunchPlan
 
 TEMPLATE_PREFIX = "nestcloud-"
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -187,9 +190,10 @@ def delete_template(prov: AwsProvider, template_id: str, region: str) -> None:
 
 
 def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.datetime,
-                 types: tuple[str, ...], notes: list[str]
-                 ) -> tuple[list[dict[str, Any]], list[Attempt]]:
-    """CreateFleet for every missing seat; (the launched instances, per-override rows).
+                 types: tuple[str, ...], notes: list[str],
+                 readback: Callable[[list[dict[str, Any]]], R]) -> tuple[R, list[Attempt]]:
+    """CreateFleet for every missing seat; (``readback`` of the launched instances,
+    per-override rows). The launch template is deleted while ``readback`` runs.
 
     When the fleet comes back short, the error (CapacityError, or QuotaError when a quota
     code is among the errors) carries the rows; the instances it did launch stay tagged for
@@ -204,16 +208,13 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.dateti
         with aws_errors(f"launch {len(plan.missing_seats)} seat(s) of {plan.name!r} through "
                         "EC2 Fleet", region=plan.region, type_name=plan.spec.type):
             resp = ec2.create_fleet(**params)
-    finally:
-        try:
-            delete_template(prov, template_id, plan.region)
-        except ProviderError as exc:
-            # Never mask the launch's own outcome: the template is tagged, `down` removes it.
-            notes.append(f"launch template {template_id} was not deleted ({exc.message}); "
-                         f"`nestcloud down {plan.name}` removes it")
+    except BaseException:
+        _delete_template_noting(prov, template_id, plan, notes)
+        raise
     ids = [i for inst in resp.get("Instances") or [] for i in inst.get("InstanceIds") or []]
     rows = error_attempts(resp.get("Errors") or [], plan.region, zone_of)
     if len(ids) < len(plan.missing_seats):
+        _delete_template_noting(prov, template_id, plan, notes)
         scopes = {r.scope for r in rows}
         cls = QuotaError if "region" in scopes else CapacityError
         codes = sorted({r.code or "?" for r in rows}) or ["no error reported"]
@@ -224,7 +225,25 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.dateti
                   provider="aws")
         err.partial = ids  # type: ignore[attr-defined]
         raise attach(err, rows)
-    return instances_from_response(resp, plan, zone_of, now), rows
+    launched = instances_from_response(resp, plan, zone_of, now)
+    # The template has done its job: delete it while the instances are read back (two round
+    # trips overlapped; the launch returns only when both are done).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        deleting = pool.submit(_delete_template_noting, prov, template_id, plan, notes)
+        try:
+            return readback(launched), rows
+        finally:
+            deleting.result()
+
+
+def _delete_template_noting(prov: AwsProvider, template_id: str, plan: LaunchPlan,
+                            notes: list[str]) -> None:
+    try:
+        delete_template(prov, template_id, plan.region)
+    except ProviderError as exc:
+        # Never mask the launch's own outcome: the template is tagged, `down` removes it.
+        notes.append(f"launch template {template_id} was not deleted ({exc.message}); "
+                     f"`nestcloud down {plan.name}` removes it")
 
 
 def instances_from_response(resp: dict[str, Any], plan: LaunchPlan, zone_of: dict[str, str],

@@ -16,13 +16,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import boto3
 from botocore.config import Config
 
+from nestcloud.cache import cache_dir, read_cache_entry, write_cache_entry
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (
     CleanupError,
@@ -73,6 +75,14 @@ MAX_ATTEMPTS = 10
 VCPU_QUOTA_CODE = "L-1216C47A"
 VCPU_QUOTA_CLASSES = frozenset("acdhimrtz")
 VERIFY_BATCH = 100
+# How long an instance type's or an image's description is kept in the cache (see _fact).
+FACT_TTL_S = 24 * 3600.0
+# How long the image an SSM alias named is used without asking again: a new AMI behind an
+# alias (about weekly) is picked up this much later; the one before it stays launchable.
+ALIAS_TTL_S = 15 * 60.0
+# How long an answer prefetch() (or a lab's search for its seats) read stays good for the
+# launch plan that follows; a lab's plan takes them well under a second later.
+AHEAD_TTL_S = 30.0
 SG_PREFIX = "nestcloud-"
 SANDBOX_NOTES = (
     "sandbox: this is a local EC2 endpoint, not AWS: no guest boots and nothing is billed; "
@@ -292,6 +302,12 @@ def to_instance(raw: dict[str, Any], region: str) -> Instance:
         expires=tags.get(TAG_EXPIRES), tags=tags)
 
 
+def listed(raws: Iterable[dict[str, Any]], region: str) -> list[Instance]:
+    """Instances as `ls` shows them: by name, then seat (unnumbered fleet seats last)."""
+    return sorted((to_instance(r, region) for r in raws),
+                  key=lambda i: (i.name, i.seat if i.seat is not None else 1 << 30, i.id))
+
+
 def printable(params: dict[str, Any]) -> dict[str, Any]:
     """Request params as JSON-safe data: UserData as the base64 text boto3 would send."""
     import base64
@@ -347,6 +363,9 @@ class AwsProvider:
         # so the plan's reads can make theirs (~5-15 ms of model loading each) in its worker
         # threads while the other reads wait on the network. Made clients are thread-safe.
         self._client_lock = threading.Lock()
+        self._key: str | None = None  # see _key_id
+        # Answers read ahead of plan() (prefetch, list): key -> (when, future); see _take_ahead.
+        self._ahead: dict[tuple[Any, ...], tuple[float, Future[Any]]] = {}
         # Seats launch in parallel: each RunInstances mostly waits on the endpoint. The sandbox
         # takes the same path as AWS (bench/bench_launch.py: 20 seats, one at a time 1.43x a
         # bare sequential script, 8 in parallel 1.20x, in one run).
@@ -392,16 +411,23 @@ class AwsProvider:
     # reads ---------------------------------------------------------------------------------
 
     def describe_type(self, type_name: str, region: str) -> dict[str, Any] | None:
-        """DescribeInstanceTypes for one type, or None when the region does not offer it."""
-        ec2 = self.client("ec2", region)
-        try:
-            with aws_errors(f"describe instance type {type_name}", region=region):
-                got = ec2.describe_instance_types(InstanceTypes=[type_name])["InstanceTypes"]
-        except ProviderError as exc:
-            if error_code(exc) == "InvalidInstanceType":
-                return None
-            raise
-        return got[0] if got else None
+        """DescribeInstanceTypes for one type, or None when the region does not offer it.
+
+        An answer that the region offers the type is kept FACT_TTL_S (a type's features do
+        not change once offered); "not offered" is always asked again."""
+        def read() -> dict[str, Any] | None:
+            ec2 = self.client("ec2", region)
+            try:
+                with aws_errors(f"describe instance type {type_name}", region=region):
+                    got = ec2.describe_instance_types(InstanceTypes=[type_name])[
+                        "InstanceTypes"]
+            except ProviderError as exc:
+                if error_code(exc) == "InvalidInstanceType":
+                    return None
+                raise
+            return got[0] if got else None
+
+        return self._cached_json("type", (region, type_name), read)[0]
 
     def vcpu_quota(self, region: str) -> tuple[float | None, str]:
         """The account's on-demand standard vCPU quota in ``region`` (Service Quotas), or
@@ -431,20 +457,28 @@ class AwsProvider:
             return spec.image, "--image"
         if spec.os in SSM_IMAGE_PARAMETERS:
             param = SSM_IMAGE_PARAMETERS[spec.os]
-            ssm = self.client("ssm", region)
-            try:
-                with aws_errors(f"read the SSM parameter {param}", region=region):
-                    value = ssm.get_parameter(Name=param)["Parameter"]["Value"]
-            except ProviderError as exc:
-                if error_code(exc) in ("ParameterNotFound", "ParameterVersionNotFound"):
-                    hint = ("the local sandbox endpoint answers only the al2023 parameter: use "
-                            "--os al2023 --hypervisor firecracker (or none), or --image AMI"
-                            if self.sandbox else "pass --image AMI, or pick another --os")
-                    raise ProviderError(f"no image for --os {spec.os} in {region}: the public "
-                                        f"SSM parameter {param} does not exist there",
-                                        hint=hint, code=error_code(exc), provider="aws") from exc
-                raise
-            return value, f"SSM parameter {param}"
+
+            def read() -> dict[str, Any]:
+                ssm = self.client("ssm", region)
+                try:
+                    with aws_errors(f"read the SSM parameter {param}", region=region):
+                        return {"ImageId": ssm.get_parameter(Name=param)["Parameter"]["Value"]}
+                except ProviderError as exc:
+                    if error_code(exc) in ("ParameterNotFound", "ParameterVersionNotFound"):
+                        hint = ("the local sandbox endpoint answers only the al2023 parameter: "
+                                "use --os al2023 --hypervisor firecracker (or none), or --image "
+                                "AMI" if self.sandbox else "pass --image AMI, or pick another --os")
+                        raise ProviderError(f"no image for --os {spec.os} in {region}: the "
+                                            f"public SSM parameter {param} does not exist there",
+                                            hint=hint, code=error_code(exc),
+                                            provider="aws") from exc
+                    raise
+
+            got, cached = self._cached_json("alias", (region, param), read, ALIAS_TTL_S)
+            how = f"SSM parameter {param}"
+            if cached:
+                how += f", as read in the last {ALIAS_TTL_S / 60:g} minutes"
+            return str(cast(dict[str, Any], got)["ImageId"]), how
         if spec.os in RHEL_NAME:
             ec2 = self.client("ec2", region)
             pattern = RHEL_NAME[spec.os]
@@ -468,19 +502,26 @@ class AwsProvider:
         return image_id, how, self.describe_image(image_id, region)
 
     def describe_image(self, image_id: str, region: str) -> dict[str, Any]:
-        ec2 = self.client("ec2", region)
-        try:
-            with aws_errors(f"describe image {image_id}", region=region):
-                images = ec2.describe_images(ImageIds=[image_id])["Images"]
-        except ProviderError as exc:
-            if error_code(exc) in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed",
-                                   "InvalidAMIID.Unavailable"):
-                raise InputError(f"image {image_id!r} does not exist in {region} (or is not "
-                                 "visible to this account)") from exc
-            raise
-        if not images:
-            raise InputError(f"image {image_id!r} does not exist in {region}")
-        return images[0]  # type: ignore[no-any-return]
+        """DescribeImages for one AMI. Its architecture, root device and block devices never
+        change, so the answer is kept FACT_TTL_S: the SSM alias is still read every time, and
+        a new AMI behind it is a new id (a miss). An AMI deregistered meanwhile fails the
+        launch itself (InvalidAMIID), which the rollback handles."""
+        def read() -> dict[str, Any]:
+            ec2 = self.client("ec2", region)
+            try:
+                with aws_errors(f"describe image {image_id}", region=region):
+                    images = ec2.describe_images(ImageIds=[image_id])["Images"]
+            except ProviderError as exc:
+                if error_code(exc) in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed",
+                                       "InvalidAMIID.Unavailable"):
+                    raise InputError(f"image {image_id!r} does not exist in {region} (or is "
+                                     "not visible to this account)") from exc
+                raise
+            if not images:
+                raise InputError(f"image {image_id!r} does not exist in {region}")
+            return images[0]  # type: ignore[no-any-return]
+
+        return cast(dict[str, Any], self._cached_json("image", (region, image_id), read)[0])
 
     def default_network(self, region: str) -> tuple[str, list[Subnet]]:
         """(the default VPC, its default subnet per zone) from one DescribeSubnets: default
@@ -513,15 +554,67 @@ class AwsProvider:
                 {"Name": f"tag:{TAG_NAME}", "Values": [name]}])["SecurityGroups"]
 
     def owner(self, region: str) -> str:
-        """Who launches: the caller's ARN (the same on every machine), else the local user."""
+        """Who launches: the caller's ARN (the same on every machine), else the local user.
+
+        An access key belongs to one principal for its whole life, so STS is asked once per
+        key and endpoint (see _fact), not once per launch."""
+        file, key = self._fact("identity")
+        cached = read_cache_entry(file, key)
+        if cached:
+            return cached.decode("utf-8")
         sts = self.client("sts", region)
         try:
             with aws_errors("identify the caller (STS GetCallerIdentity)", region=region):
-                return str(sts.get_caller_identity()["Arn"])
+                arn = str(sts.get_caller_identity()["Arn"])
         except ProviderError as exc:
             if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
                 return os.environ.get("USER") or getpass.getuser()
             raise
+        write_cache_entry(file, key, arn.encode("utf-8"))
+        return arn
+
+    def _fact(self, kind: str, *parts: str) -> tuple[Path | None, str]:
+        """(cache file, entry key) for an answer that does not change for these credentials
+        at this endpoint: keyed by a hash of the access key id (never the key itself) and the
+        endpoint, since a local endpoint answers any key with its own data. (None, "")
+        without a cache directory or credentials: then every answer is read live."""
+        d = cache_dir()
+        key_id = self._key_id()
+        if d is None or not key_id:
+            return None, ""
+        h = hashlib.sha256("\0".join((kind, self.endpoint_url or "aws", key_id, *parts))
+                           .encode()).hexdigest()
+        return d / f"aws-{kind}-{h[:20]}.json", h
+
+    def _key_id(self) -> str:
+        """The access key id of this provider's credentials ("" without any), read once:
+        prefetch() and plan() read it before their threads start, so no read waits for the
+        session while another thread holds it to make a client."""
+        if self._key is None:
+            with self._client_lock:  # the session is not thread-safe (see client())
+                creds = self.session.get_credentials()
+            self._key = creds.get_frozen_credentials().access_key if creds is not None else ""
+        return self._key or ""
+
+    def _cached_json(self, kind: str, parts: tuple[str, ...],
+                     read: Callable[[], dict[str, Any] | None], ttl_s: float = 0.0
+                     ) -> tuple[dict[str, Any] | None, bool]:
+        """(``read()``'s answer, whether it came from the cache), kept ``ttl_s`` (default
+        FACT_TTL_S); a None answer (or an error) is never kept, so only what a launch may
+        proceed on is remembered."""
+        file, key = self._fact(kind, *parts)
+        body = read_cache_entry(file, key, ttl_s or FACT_TTL_S)
+        if body is not None:
+            try:
+                got = json.loads(body)
+            except ValueError:
+                got = None
+            if isinstance(got, dict):
+                return got, True
+        answer = read()
+        if answer is not None:
+            write_cache_entry(file, key, json.dumps(answer, default=str).encode("utf-8"))
+        return answer, False
 
     def raw_instances(self, region: str, name: str | None = None,
                       states: Iterable[str] = FOUND_STATES) -> list[dict[str, Any]]:
@@ -577,26 +670,23 @@ class AwsProvider:
                              hint="see `nestcloud catalog list --provider aws --nested-only`")
         # The reads do not depend on each other: overlap their round trips (and the making of
         # their clients, see client()); results are taken in a fixed order so the first
-        # problem reported is the same as in a sequential run.
+        # problem reported is the same as in a sequential run. Reads prefetch() started for
+        # the same arguments (a lab, while it searched for its seats) are taken as they are.
         self.client("ec2", region)
+        self._key_id()
+        reads = self._plan_reads(spec, region, name, find_group)
         with ThreadPoolExecutor(max_workers=6) as pool:
-            # The longest chain first (SSM client, GetParameter, DescribeImages), then the
-            # other read that needs a new client.
-            f_image = pool.submit(self._image_details, spec, region)
-            f_owner = pool.submit(self.owner, region)
-            f_live = pool.submit(self.describe_type, spec.type, region)
-            f_net = pool.submit(self.default_network, region)
-            f_existing = pool.submit(self.raw_instances, region, name)
-            f_sgs = pool.submit(self.find_security_groups, name, region) if find_group else None
-            f_user_data = pool.submit(self.render_user_data, spec)
-            nesting = decide_nesting(t, f_live.result(), region)
+            f = {what: self._take_ahead(key) or pool.submit(fn, *args)
+                 for what, (key, fn, args) in reads.items()}
+            nesting = decide_nesting(t, f["type"].result(), region)
             notes = list(nesting.notes)
-            image_id, how, image = f_image.result()
-            user_data, kind = f_user_data.result()
-            vpc, subnets = f_net.result()
-            sgs = [g for g in f_sgs.result() if g.get("VpcId") == vpc] if f_sgs else []
-            existing = f_existing.result()
-            owner = f_owner.result()
+            image_id, how, image = f["image"].result()
+            user_data, kind = f["user_data"].result()
+            vpc, subnets = f["network"].result()
+            sgs = ([g for g in f["groups"].result() if g.get("VpcId") == vpc]
+                   if "groups" in f else [])
+            existing = f["existing"].result()
+            owner = f["owner"].result()
         arch = image.get("Architecture")
         if arch and arch != t.arch:
             raise InputError(f"image {image_id} is {arch} but {t.name} is {t.arch}")
@@ -642,6 +732,63 @@ class AwsProvider:
                           missing_seats=missing,
                           digest=spec_digest(spec, image_id, user_data), notes=notes,
                           subnets=subnets)
+
+    def _plan_reads(self, spec: LaunchSpec, region: str, name: str, find_group: bool
+                    ) -> dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]:
+        """plan()'s reads: what -> (the arguments its answer depends on, function, args).
+        The longest chain first (SSM client, GetParameter, DescribeImages), then the other
+        read that needs a new client (STS)."""
+        reads: dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]] = {
+            "image": (("image", region, spec.os, spec.image), self._image_details,
+                      (spec, region)),
+            "owner": (("owner", region), self.owner, (region,)),
+            "type": (("type", region, spec.type), self.describe_type, (spec.type, region)),
+            "network": (("network", region), self.default_network, (region,)),
+            "existing": (("existing", region, name), self.raw_instances, (region, name)),
+            "user_data": (("user_data", spec.os, spec.hypervisor, spec.user_data,
+                           spec.l2_smoke), self.render_user_data, (spec,)),
+        }
+        if find_group:
+            reads["groups"] = (("groups", region, name), self.find_security_groups,
+                               (name, region))
+        return reads
+
+    def prefetch(self, spec: LaunchSpec) -> None:
+        """Start plan()'s read-only lookups for ``spec`` (image, caller identity, instance
+        type, default network, rendered user data) in the background and return at once.
+
+        A lab calls this for its cheapest place while it searches for its seats; the plan
+        that follows within AHEAD_TTL_S takes each answer (or error) once instead of asking
+        again. Creates nothing; a plan for other arguments reads for itself."""
+        from nestcloud.launcher import default_name
+
+        region = self._region(spec.region)
+        reads = self._plan_reads(spec, region, spec.name or default_name(spec), False)
+        # The seats themselves: the lab's own search (list) is that read, see _remember.
+        reads.pop("existing")
+        # Nearly every read (and the caller's own search) needs the EC2 client: make it
+        # first, here, rather than let a smaller client take the lock ahead of it.
+        self.client("ec2", region)
+        self._key_id()
+        pool = ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="nestcloud-ahead")
+        now = time.monotonic()
+        for key, fn, args in reads.values():
+            held = self._ahead.get(key)
+            if held is None or now - held[0] > AHEAD_TTL_S:
+                self._ahead[key] = (now, pool.submit(fn, *args))
+        pool.shutdown(wait=False)  # the reads run on; plan() waits for the ones it takes
+
+    def _take_ahead(self, key: tuple[Any, ...]) -> Future[Any] | None:
+        """A prefetched answer for ``key``, at most once, and only while fresh."""
+        got = self._ahead.pop(key, None)
+        if got is None or time.monotonic() - got[0] > AHEAD_TTL_S:
+            return None
+        return got[1]
+
+    def _remember(self, key: tuple[Any, ...], value: Any) -> None:
+        done: Future[Any] = Future()
+        done.set_result(value)
+        self._ahead[key] = (time.monotonic(), done)
 
     def security_group_requests(self, plan: LaunchPlan, now: dt.datetime
                                 ) -> list[PlannedRequest]:
@@ -819,13 +966,13 @@ class AwsProvider:
                   "rule" + (f" except SSH from {plan.spec.ssh_cidr}" if plan.spec.ssh_cidr else "")
                   for g in created_sg]
         if self.use_fleet(plan):
-            launched, self.last_attempts = fleet.launch_fleet(self, plan, sg_id, now,
-                                                              all_types, notes)
-            notes.append(f"launched {len(launched)} seat(s) in one EC2 Fleet call "
+            (new, read_notes), self.last_attempts = fleet.launch_fleet(
+                self, plan, sg_id, now, all_types, notes,
+                readback=lambda launched: self.readback(plan, launched))
+            notes.append(f"launched {len(new)} seat(s) in one EC2 Fleet call "
                          f"({len(all_types)} type(s) x every default-VPC zone)")
         else:
-            launched = self._run_seats(plan, sg_id, now)
-        new, read_notes = self.readback(plan, launched)
+            new, read_notes = self.readback(plan, self._run_seats(plan, sg_id, now))
         notes += read_notes
         if self.sandbox:
             notes += SANDBOX_NOTES
@@ -872,14 +1019,23 @@ class AwsProvider:
 
     # list / down / console -----------------------------------------------------------------
 
-    def list(self, name: str | None = None) -> list[Instance]:
+    def list_ahead(self, name: str) -> list[Instance]:
+        """list(name), kept for the launch plan of that name that follows within
+        AHEAD_TTL_S (a lab's search for its seats right before it launches the missing
+        ones), which then does not read the same seats again. Taken once (see _take_ahead);
+        ``down`` drops it."""
         region = self._region(None)
         raws = self.raw_instances(region, name)
-        return sorted((to_instance(r, region) for r in raws),
-                      key=lambda i: (i.name, i.seat if i.seat is not None else 1 << 30, i.id))
+        self._remember(("existing", region, name), raws)
+        return listed(raws, region)
+
+    def list(self, name: str | None = None) -> list[Instance]:
+        region = self._region(None)
+        return listed(self.raw_instances(region, name), region)
 
     def down(self, name: str) -> DownResult:
         region = self._region(None)
+        self._ahead.pop(("existing", region, name), None)  # about to be stale
         ec2 = self.client("ec2", region)
         ids = [i.id for i in self.list(name)]  # seat order, as `ls` shows them
         result = DownResult(provider="aws", name=name)

@@ -23,7 +23,7 @@ from nestcloud.failover import Attempt
 from nestcloud.lab import Lab
 from nestcloud.spec import TAG_NAME, TAG_SEAT
 
-from .conftest import lab_name, leftovers, live
+from .conftest import REGIONS, lab_name, leftovers, live
 
 CAP = "InsufficientInstanceCapacity"
 
@@ -186,7 +186,15 @@ def test_fleet_launch_sends_one_template_and_one_fleet(world: World, catalog: Ca
     assert fleet["ClientToken"].startswith("ncf-")
     used = fleet["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"]
     assert rec.params("DeleteLaunchTemplate") == [{"LaunchTemplateId": used["LaunchTemplateId"]}]
-    assert rec.ops().index("DeleteLaunchTemplate") == rec.ops().index("CreateFleet") + 1
+    # Deleted while the new seats are read back (both after the fleet call).
+    assert rec.ops().index("DeleteLaunchTemplate") > rec.ops().index("CreateFleet")
+    # Every read before the first create happens once: the lab's search for its seats (one
+    # per place it could be) is the listing the launch plan uses, and the plan's lookups
+    # were read ahead while that search ran.
+    before = rec.ops()[:rec.ops().index("CreateSecurityGroup")]
+    assert sorted(before) == sorted(["DescribeInstances"] * len(REGIONS) + [
+        "GetServiceQuota", "DescribeInstanceTypes", "DescribeSubnets", "GetParameter",
+        "DescribeImages", "GetCallerIdentity"])
     assert not rec.params("RunInstances")
     assert rows(res) == [ok("us-east-1", "c8i.large")]
     assert len(live(moto_endpoint, name, "us-east-1")) == 6
@@ -333,7 +341,7 @@ def test_throttling_a_third_of_calls_never_fails_a_lab(world: World, catalog: Ca
     res = up(make_lab(catalog, name, seats), world)
     assert len(live(moto_endpoint, name, "us-east-1")) == seats
     assert res.launch is not None and len(res.launch.instances) == seats
-    assert throttled[0] == sent[0] // 3 and throttled[0] >= 5
+    assert throttled[0] == sent[0] // 3 and throttled[0] >= 4
     assert rows(res) == [ok("us-east-1", "c8i.large")]
     # Big labs add client-side rate limiting (adaptive); small ones keep standard mode.
     mode = world.made["us-east-1"].config.retries["mode"]
@@ -605,3 +613,25 @@ def test_fleet_client_token_is_deterministic_per_request() -> None:
                                    "lt-1")
     assert a != fleet_client_token("lab", "us-east-1", "d" * 16, [0, 1, 2], ("c8i.large",),
                                    "lt-2")
+
+
+def test_a_fleet_without_the_nested_switch_is_removed_with_its_template(
+        world: World, catalog: Catalog, moto_endpoint: str) -> None:
+    """The read-back finds the nested switch dropped: the seats are terminated, the lab is
+    rolled back and the launch template (deleted while the seats were read back) is gone."""
+    from fakes.moto_server import on_response
+
+    def disabled(parsed: dict[str, Any]) -> None:
+        for r in parsed.get("Reservations", []):
+            for i in r["Instances"]:
+                i["CpuOptions"] = {"NestedVirtualization": "disabled"}
+
+    on_response(world.session, "ec2", "DescribeInstances", disabled)
+    name = lab_name()
+    with pytest.raises(CapacityError) as err:
+        up(make_lab(catalog, name, 6, regions=["us-east-1"]), world)
+    [row] = rows(err.value)
+    assert row.outcome == "failed" and "NestedVirtualization = disabled" in row.reason
+    assert len(world.rec.params("DeleteLaunchTemplate")) == 1
+    assert world.rec.ops().index("DeleteLaunchTemplate") > world.rec.ops().index("CreateFleet")
+    assert leftovers(moto_endpoint, name) == {}
