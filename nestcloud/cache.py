@@ -64,3 +64,21 @@ def write_cache_entry(file: Path | None, key: str, body: bytes) -> None:
         os.replace(tmp, file)
     except OSError:
         pass  # a read-only home only costs speed
+
+
+def prune(directory: Path | None, pattern: str, max_age_s: float) -> None:
+    """Remove the entries matching ``pattern`` written more than ``max_age_s`` ago (they
+    would be read again anyway): answers keyed by endpoint and key pile up otherwise, one
+    set per local endpoint port or temporary access key."""
+    if directory is None:
+        return
+    now = time.time()
+    try:
+        for f in directory.glob(pattern):
+            try:
+                if now - f.stat().st_mtime > max_age_s:
+                    f.unlink()
+            except OSError:
+                continue  # another process pruned it first, or it is not ours to remove
+    except OSError:
+        pass

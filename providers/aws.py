@@ -24,7 +24,7 @@ from typing import Any, cast
 import boto3
 from botocore.config import Config
 
-from nestcloud.cache import cache_dir, read_cache_entry, write_cache_entry
+from nestcloud.cache import cache_dir, prune, read_cache_entry, write_cache_entry
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (
     CleanupError,
@@ -77,6 +77,9 @@ VCPU_QUOTA_CLASSES = frozenset("acdhimrtz")
 VERIFY_BATCH = 100
 # How long an instance type's or an image's description is kept in the cache (see _fact).
 FACT_TTL_S = 24 * 3600.0
+# The caller's ARN never changes for a key; it is asked again after this long all the same,
+# so an unused key's entry is pruned.
+IDENTITY_TTL_S = 30 * 24 * 3600.0
 # How long the image an SSM alias named is used without asking again: a new AMI behind an
 # alias (about weekly) is picked up this much later; the one before it stays launchable.
 ALIAS_TTL_S = 15 * 60.0
@@ -559,7 +562,7 @@ class AwsProvider:
         An access key belongs to one principal for its whole life, so STS is asked once per
         key and endpoint (see _fact), not once per launch."""
         file, key = self._fact("identity")
-        cached = read_cache_entry(file, key)
+        cached = read_cache_entry(file, key, IDENTITY_TTL_S)
         if cached:
             return cached.decode("utf-8")
         sts = self.client("sts", region)
@@ -570,7 +573,7 @@ class AwsProvider:
             if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
                 return os.environ.get("USER") or getpass.getuser()
             raise
-        write_cache_entry(file, key, arn.encode("utf-8"))
+        self._keep(file, key, "identity", arn.encode("utf-8"), IDENTITY_TTL_S)
         return arn
 
     def _fact(self, kind: str, *parts: str) -> tuple[Path | None, str]:
@@ -585,6 +588,14 @@ class AwsProvider:
         h = hashlib.sha256("\0".join((kind, self.endpoint_url or "aws", key_id, *parts))
                            .encode()).hexdigest()
         return d / f"aws-{kind}-{h[:20]}.json", h
+
+    @staticmethod
+    def _keep(file: Path | None, key: str, kind: str, body: bytes, ttl_s: float) -> None:
+        """Write an entry; a write (a miss) also removes the kind's entries past their age."""
+        if file is None:
+            return
+        write_cache_entry(file, key, body)
+        prune(file.parent, f"aws-{kind}-*.json", ttl_s)
 
     def _key_id(self) -> str:
         """The access key id of this provider's credentials ("" without any), read once:
@@ -613,7 +624,8 @@ class AwsProvider:
                 return got, True
         answer = read()
         if answer is not None:
-            write_cache_entry(file, key, json.dumps(answer, default=str).encode("utf-8"))
+            self._keep(file, key, kind, json.dumps(answer, default=str).encode("utf-8"),
+                       ttl_s or FACT_TTL_S)
         return answer, False
 
     def raw_instances(self, region: str, name: str | None = None,
