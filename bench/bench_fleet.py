@@ -4,10 +4,13 @@ sequential RunInstances launches, against one local EC2 endpoint (moto's server)
 Per round, each from a freshly reset and warmed endpoint (order alternating):
 
 - nestcloud fleet: ``Lab.up`` for N seats (explicit type c8i.large, us-east-1, no readiness
-  wait): plan, budget, checks, the lab's tag search with the quota read beside it, the
-  provider's reads in parallel (type check, SSM image + DescribeImages, default subnets,
-  seat reconcile, STS identity), CreateSecurityGroup, launch template, one CreateFleet,
-  template delete, one read-back probe;
+  wait): plan, budget, checks, the lab's tag search (which is also the plan's seat
+  reconcile) with the quota read and the plan's lookups read ahead beside it (type check,
+  SSM image + DescribeImages, default subnets, STS identity: those whose answers do not
+  change come from nestcloud's cache, a fresh temporary directory the untimed runs fill),
+  CreateSecurityGroup, launch template, one CreateFleet, template delete beside one
+  read-back probe;
+- the same, cold: NESTCLOUD_CACHE_DIR=off, every lookup read live (a first run for a key);
 - bare boto3: a fresh session sending the same CreateLaunchTemplate + CreateFleet +
   DeleteLaunchTemplate nestcloud sent (recorded in an untimed run, new names);
 - nestcloud seat by seat: the same lab with the fleet threshold raised, i.e. N RunInstances
@@ -31,7 +34,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_launch import REGION, Timer, fresh_world, moto_server, session  # noqa: E402
+from bench_launch import (  # noqa: E402
+    REGION,
+    Timer,
+    bench_cache,
+    cache_off,
+    fresh_world,
+    moto_server,
+    session,
+)
 
 TARGET = 1.2
 RECORDED = ("CreateLaunchTemplate", "CreateFleet", "DeleteLaunchTemplate")
@@ -120,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help=f"exit 1 above {TARGET}x")
     args = ap.parse_args(argv)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    with bench_cache():
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     from importlib.metadata import version
 
     with moto_server() as url:
@@ -135,15 +151,23 @@ def main(argv: list[str] | None = None) -> int:
             bare_boto3(url, sent, recorded_zones, f"bench-warm-bare-{w}")
             fresh_world(url)
             nestcloud_lab(url, f"bench-warm-{w}", args.seats, True)
+            fresh_world(url)
+            with cache_off():
+                nestcloud_lab(url, f"bench-warm-cold-{w}", args.seats, True)
         ours: list[Timer] = []
+        cold: list[Timer] = []
         bare: list[Timer] = []
         seq: list[Timer] = []
         for r in range(args.rounds):
-            order = ("ours", "bare", "seq") if r % 2 == 0 else ("seq", "bare", "ours")
+            order = (("ours", "bare", "cold", "seq") if r % 2 == 0 else
+                     ("seq", "cold", "bare", "ours"))
             for who in order:
                 fresh_world(url)
                 if who == "ours":
                     ours.append(nestcloud_lab(url, f"bench-fleet-{r}", args.seats, True)[0])
+                elif who == "cold":
+                    with cache_off():
+                        cold.append(nestcloud_lab(url, f"bench-cold-{r}", args.seats, True)[0])
                 elif who == "bare":
                     bare.append(bare_boto3(url, sent, recorded_zones, f"bench-bare-{r}"))
                 else:
@@ -153,19 +177,23 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(getattr(x, attr) for x in xs)
 
     ratio = med(ours, "wall") / med(bare, "wall")
+    cold_ratio = med(cold, "wall") / med(bare, "wall")
     cpu_ratio = med(ours, "cpu") / med(bare, "cpu")
-    for label, xs in (("nestcloud fleet", ours), ("bare boto3 fleet", bare),
-                      ("nestcloud seat by seat", seq)):
+    for label, xs in (("nestcloud fleet", ours), ("nestcloud fleet, cold", cold),
+                      ("bare boto3 fleet", bare), ("nestcloud seat by seat", seq)):
         print(f"{label:>22}: wall {[round(x.wall, 2) for x in xs]} s, cpu "
               f"{[round(x.cpu, 2) for x in xs]} s")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"README: a {args.seats}-seat lab against a local EC2 endpoint (moto "
           f"{version('moto')}): nestcloud through EC2 Fleet {med(ours, 'wall'):.2f} s wall "
-          f"(plan, checks, tag search + quota read, 5 lookups in parallel, security group, "
-          f"launch template, one CreateFleet, read-back probe) vs a bare boto3 script sending the same template + "
-          f"CreateFleet + delete {med(bare, 'wall'):.2f} s: ratio {ratio:.2f} (target <= "
-          f"{TARGET}), CPU (client + endpoint) ratio {cpu_ratio:.2f}; the same lab as "
-          f"{args.seats} sequential RunInstances {med(seq, 'wall'):.2f} s "
+          f"(plan, checks, the lab's tag search with the quota read and the plan's lookups "
+          f"read ahead beside it, security group, launch template, one CreateFleet, template "
+          f"delete beside the read-back probe) vs a bare boto3 script sending the same "
+          f"template + CreateFleet + delete {med(bare, 'wall'):.2f} s: ratio {ratio:.2f} "
+          f"(target <= {TARGET}), CPU (client + endpoint) ratio {cpu_ratio:.2f}; with every "
+          f"cached fact read live (first run for a key, or NESTCLOUD_CACHE_DIR=off) "
+          f"{med(cold, 'wall'):.2f} s, ratio {cold_ratio:.2f}; the same lab as {args.seats} "
+          f"sequential RunInstances {med(seq, 'wall'):.2f} s "
           f"({med(seq, 'wall') / med(ours, 'wall'):.1f}x the fleet path). Medians of "
           f"{args.rounds} rounds, load average {load:.1f}, bench/bench_fleet.py")
     return 1 if args.check and ratio > TARGET else 0
