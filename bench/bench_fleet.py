@@ -8,8 +8,8 @@ Per round, each from a freshly reset and warmed endpoint (order alternating):
   reconcile) with the quota read and the plan's lookups read ahead beside it (type check,
   SSM image + DescribeImages, default subnets, STS identity: those whose answers do not
   change come from nestcloud's cache, a fresh temporary directory the untimed runs fill),
-  CreateSecurityGroup, launch template, one CreateFleet, template delete beside one
-  read-back probe;
+  CreateSecurityGroup, launch template (the name's lock across machines), the seats read
+  again under it, one CreateFleet, one read-back probe, template delete;
 - the same, cold: NESTCLOUD_CACHE_DIR=off, every lookup read live (a first run for a key);
 - bare boto3: a fresh session sending the same CreateLaunchTemplate + CreateFleet +
   DeleteLaunchTemplate nestcloud sent (recorded in an untimed run, new names);
@@ -187,8 +187,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"README: a {args.seats}-seat lab against a local EC2 endpoint (moto "
           f"{version('moto')}): nestcloud through EC2 Fleet {med(ours, 'wall'):.2f} s wall "
           f"(plan, checks, the lab's tag search with the quota read and the plan's lookups "
-          f"read ahead beside it, security group, launch template, one CreateFleet, template "
-          f"delete beside the read-back probe) vs a bare boto3 script sending the same "
+          f"read ahead beside it, security group, launch template (the lab's lock across "
+          f"machines), its seats read again under it, one CreateFleet, read-back probe, "
+          f"template delete) vs a bare boto3 script sending the same "
           f"template + CreateFleet + delete {med(bare, 'wall'):.2f} s: ratio {ratio:.2f} "
           f"(target <= {TARGET}), CPU (client + endpoint) ratio {cpu_ratio:.2f}; with every "
           f"cached fact read live (first run for a key, or NESTCLOUD_CACHE_DIR=off) "

@@ -91,7 +91,7 @@ _AWS_POLICY: dict[str, Any] = {
                 "ec2:DescribeInstances",         # ls, reconcile, read-back, terminate waiter
                 "ec2:DescribeSecurityGroups",    # find the group of a name
                 "ec2:DescribeSubnets",           # the default VPC's default subnets
-                "ec2:DescribeLaunchTemplates",   # fleet template reuse; down/reap leftovers
+                "ec2:DescribeLaunchTemplates",   # who holds a launch lock; down/reap leftovers
             ],
             "Resource": "*",
         },
@@ -177,7 +177,7 @@ _AWS_POLICY: dict[str, Any] = {
             "Effect": "Allow",
             "Action": [
                 "ec2:AuthorizeSecurityGroupIngress",  # SSH only from --ssh-cidr
-                "ec2:DeleteLaunchTemplate",           # after each fleet launch; down/reap
+                "ec2:DeleteLaunchTemplate",           # after each launch (its lock); down/reap
                 "ec2:DeleteSecurityGroup",
                 "ec2:GetConsoleOutput",               # readiness marker
                 "ec2:TerminateInstances",

@@ -682,14 +682,29 @@ class Lab:
         launched_at.append(prov)
         if missing > self.fleet_threshold and hasattr(prov, "use_adaptive"):
             prov.use_adaptive()  # many calls: client-side rate limiting as well as retries
+        if hasattr(prov, "exclusive"):
+            # Hold the name's launch lock in the cloud (AWS: its launch template) for the
+            # whole launch, so a concurrent `lab up` on another machine waits, then finds
+            # this run's seats instead of launching its own.
+            prov.exclusive = True
         spec = self.launch_spec(option)
         also = f" (or {', '.join(c.types[1:])})" if len(c.types) > 1 else ""
         step(f"launching {missing} seat(s) of {c.type}{also} in {c.provider} {c.region}")
         try:
             result = launch(spec, self.catalog, prov, types=c.types[1:])
         except (NestcloudError, KeyboardInterrupt) as exc:
-            if rerun or isinstance(exc, RefusedError | InputError):
+            if rerun or isinstance(exc, RefusedError | InputError) or getattr(
+                    exc, "lock_held", False):
                 raise
+            others = list(getattr(prov, "found_live", None) or [])
+            if others:
+                # Another run launched seats of this lab while this one waited for the lock:
+                # removing the lab would remove them. Stay here and leave them running.
+                note = (f"not rolled back: {len(others)} seat(s) another run launched are "
+                        f"running ({', '.join(others)}); re-run to complete the lab")
+                if isinstance(exc, NestcloudError):
+                    exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+                raise stop_here(exc)
             if keep_partial:
                 if _safe_list(prov, self.name):
                     # A kept partial lab stays where it is: failing over would split it.

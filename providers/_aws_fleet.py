@@ -7,8 +7,10 @@ nestcloud trying them one RunInstances at a time. ``OnDemandOptions.MinTargetCap
 doc of OnDemandOptionsRequest: "If this minimum capacity isn't reached, no instances are
 launched"); nestcloud still checks the count and removes a short answer itself.
 
-The launch template is tagged like every other resource and deleted right after the fleet
-call; if the process dies in between, ``down``/``reap`` find it by its ``nestcloud:name`` tag.
+The launch template (one per name, ``nestcloud-NAME``) is also the name's launch lock across
+machines (:class:`TemplateLock`): it is tagged like every other resource and deleted once the
+launch is read back; if the process dies in between, ``down``/``reap`` find it by its
+``nestcloud:name`` tag, and the next launch takes it over.
 The request builders are pure; :func:`launch_fleet` does the I/O.
 """
 
@@ -17,13 +19,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
+import socket
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nestcloud.errors import CapacityError, ProviderError, QuotaError
-from nestcloud.failover import FLEET_THRESHOLD, Attempt, attach, classify
+from nestcloud.failover import FLEET_THRESHOLD, Attempt, attach, classify, stop_here
 from nestcloud.spec import TAG_NAME
 from providers._aws_errors import aws_errors, error_code, translate
 
@@ -31,6 +35,10 @@ if TYPE_CHECKING:
     from providers.aws import AwsProvider, LaunchPlan
 
 TEMPLATE_PREFIX = "nestcloud-"
+# The tag naming who holds a launch template (host:pid), see TemplateLock.
+TAG_LOCK = "nestcloud:lock"
+# A launch template older than this is a dead run's leftover: no launch holds it that long.
+LOCK_STALE_S = 30 * 60.0
 R = TypeVar("R")
 
 
@@ -40,8 +48,10 @@ class Subnet:
     zone: str
 
 
-def template_name(name: str, digest: str) -> str:
-    return f"{TEMPLATE_PREFIX}{name}-{digest[:8]}"
+def template_name(name: str) -> str:
+    """One launch template per name at a time: creating it is taking the name's launch lock
+    (see TemplateLock)."""
+    return f"{TEMPLATE_PREFIX}{name}"
 
 
 def fleet_client_token(name: str, region: str, digest: str, seats: list[int],
@@ -72,7 +82,8 @@ def create_template_params(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> di
     from providers.aws import _tags, resource_tags
 
     tags = _tags(resource_tags(plan.spec, plan.name, plan.owner, None, now))
-    return {"LaunchTemplateName": template_name(plan.name, plan.digest),
+    tags.append({"Key": TAG_LOCK, "Value": lock_holder()})
+    return {"LaunchTemplateName": template_name(plan.name),
             "VersionDescription": f"nestcloud {plan.name}",
             "LaunchTemplateData": launch_template_data(plan, sg_id, now),
             "TagSpecifications": [{"ResourceType": "launch-template", "Tags": tags}]}
@@ -152,22 +163,117 @@ def default_subnets(plan: LaunchPlan) -> list[Subnet]:
     return list(plan.subnets)
 
 
-def ensure_template(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.datetime
-                    ) -> str:
-    ec2 = prov.client("ec2", plan.region)
-    params = create_template_params(plan, sg_id, now)
+def lock_holder() -> str:
+    """Who holds a launch lock: this host and process (a crashed local holder is seen)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_gone(holder: str) -> bool:
+    """Whether the holder ran on this host and its process no longer exists."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
     try:
-        with aws_errors("create the launch template", region=plan.region):
-            return str(ec2.create_launch_template(**params)["LaunchTemplate"]
-                       ["LaunchTemplateId"])
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+class TemplateLock:
+    """The name's launch template, held for the whole launch: a lock across machines.
+
+    CreateLaunchTemplate of one name succeeds once; while another run of the same name
+    (on this machine or any other) holds the template, this one waits until it is deleted,
+    then reads the name's seats again (the other run launched them) and launches only what
+    is still missing. A holder that died leaves the template behind: on this host a gone
+    process is seen at once; elsewhere the template is taken over after LOCK_STALE_S (no
+    launch holds it that long). The fleet path launches from the template itself; the seat
+    path holds it only as the lock. Release deletes it (tagged: `down` removes a leftover).
+    """
+
+    def __init__(self, prov: AwsProvider, plan: LaunchPlan, notes: list[str]) -> None:
+        self.prov, self.plan, self.notes = prov, plan, notes
+        self.template_id = ""
+        self.waited = False
+
+    def acquire(self, sg_id: str, now: dt.datetime) -> str:
+        prov, plan = self.prov, self.plan
+        ec2 = prov.client("ec2", plan.region)
+        params = create_template_params(plan, sg_id, now)
+        name = params["LaunchTemplateName"]
+        deadline = time.monotonic() + prov.lock_wait_s
+        while True:
+            try:
+                with aws_errors("create the launch template", region=plan.region):
+                    self.template_id = str(ec2.create_launch_template(**params)[
+                        "LaunchTemplate"]["LaunchTemplateId"])
+                return self.template_id
+            except ProviderError as exc:
+                if error_code(exc) != "InvalidLaunchTemplateName.AlreadyExistsException":
+                    raise
+            held = describe_template(prov, name, plan.region)
+            if held is None:
+                continue  # released between the two calls: try again
+            holder = _tag_value(held, TAG_LOCK)
+            created = held.get("CreateTime")
+            age = ((dt.datetime.now(dt.timezone.utc) - created).total_seconds()
+                   if isinstance(created, dt.datetime) else 0.0)
+            if _holder_gone(holder) or age > LOCK_STALE_S:
+                why = (f"its holder {holder} is gone" if _holder_gone(holder) else
+                       f"it is {age / 60:.0f} minutes old")
+                self.notes.append(f"took over launch template {held['LaunchTemplateId']} "
+                                  f"({name}) left by an interrupted run: {why}")
+                delete_template(prov, str(held["LaunchTemplateId"]), plan.region)
+                continue
+            if time.monotonic() > deadline:
+                raise _held(ProviderError(
+                    f"another launch of {plan.name!r} is running (it holds launch template "
+                    f"{held['LaunchTemplateId']} ({name}), held by {holder or 'unknown'} since "
+                    f"{created}); waited {prov.lock_wait_s:g} s; nothing was launched",
+                    hint=f"run the same command again when it is done (it finds that run's "
+                         f"seats), or remove a stale lock with `nestcloud down {plan.name}`",
+                    provider="aws"))
+            if not self.waited:
+                self.waited = True
+                self.notes.append(f"waited for another launch of {plan.name!r} (launch "
+                                  f"template {name}, held by {holder or 'unknown'}) to finish")
+            prov.sleep(prov.waiter_delay)
+
+    def release(self) -> None:
+        """Delete the template (a failure is a note: the template is tagged, `down` finds
+        it); harmless to repeat."""
+        if self.template_id:
+            _delete_template_noting(self.prov, self.template_id, self.plan, self.notes)
+        self.template_id = ""
+
+
+def _held(exc: ProviderError) -> ProviderError:
+    """The lock is another run's: failover must not go elsewhere, and nothing of the name
+    may be rolled back (the seats, group and template are that run's)."""
+    exc.lock_held = True  # type: ignore[attr-defined]
+    return stop_here(exc)  # type: ignore[return-value]
+
+
+def _tag_value(resource: dict[str, Any], key: str) -> str:
+    return next((str(t.get("Value")) for t in resource.get("Tags") or []
+                 if t.get("Key") == key), "")
+
+
+def describe_template(prov: AwsProvider, name: str, region: str) -> dict[str, Any] | None:
+    """The launch template of that name, or None."""
+    ec2 = prov.client("ec2", region)
+    try:
+        with aws_errors("find the launch template", region=region):
+            got = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"]
     except ProviderError as exc:
-        if error_code(exc) != "InvalidLaunchTemplateName.AlreadyExistsException":
-            raise
-    # Same name and digest: the same settings (a concurrent or interrupted run made it).
-    with aws_errors("find the launch template", region=plan.region):
-        got = ec2.describe_launch_templates(
-            LaunchTemplateNames=[params["LaunchTemplateName"]])["LaunchTemplates"]
-    return str(got[0]["LaunchTemplateId"])
+        if error_code(exc) in ("InvalidLaunchTemplateName.NotFoundException",
+                               "InvalidLaunchTemplateId.NotFound"):
+            return None
+        raise
+    return got[0] if got else None
 
 
 def find_templates(prov: AwsProvider, name: str, region: str) -> list[str]:
@@ -189,11 +295,11 @@ def delete_template(prov: AwsProvider, template_id: str, region: str) -> None:
             raise
 
 
-def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.datetime,
-                 types: tuple[str, ...], notes: list[str],
-                 readback: Callable[[list[dict[str, Any]]], R]) -> tuple[R, list[Attempt]]:
-    """CreateFleet for every missing seat; (``readback`` of the launched instances,
-    per-override rows). The launch template is deleted while ``readback`` runs.
+def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: dt.datetime,
+                 types: tuple[str, ...], readback: Callable[[list[dict[str, Any]]], R]
+                 ) -> tuple[R, list[Attempt]]:
+    """CreateFleet for every missing seat from the template ``lock`` holds; (``readback`` of
+    the launched instances, per-override rows).
 
     When the fleet comes back short, the error (CapacityError, or QuotaError when a quota
     code is among the errors) carries the rows; the instances it did launch stay tagged for
@@ -202,19 +308,13 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.dateti
     ec2 = prov.client("ec2", plan.region)
     subnets = default_subnets(plan)
     zone_of = {s.id: s.zone for s in subnets}
-    template_id = ensure_template(prov, plan, sg_id, now)
-    try:
-        params = create_fleet_params(plan, template_id, types, subnets, now)
-        with aws_errors(f"launch {len(plan.missing_seats)} seat(s) of {plan.name!r} through "
-                        "EC2 Fleet", region=plan.region, type_name=plan.spec.type):
-            resp = ec2.create_fleet(**params)
-    except BaseException:
-        _delete_template_noting(prov, template_id, plan, notes)
-        raise
+    params = create_fleet_params(plan, lock.template_id, types, subnets, now)
+    with aws_errors(f"launch {len(plan.missing_seats)} seat(s) of {plan.name!r} through "
+                    "EC2 Fleet", region=plan.region, type_name=plan.spec.type):
+        resp = ec2.create_fleet(**params)
     ids = [i for inst in resp.get("Instances") or [] for i in inst.get("InstanceIds") or []]
     rows = error_attempts(resp.get("Errors") or [], plan.region, zone_of)
     if len(ids) < len(plan.missing_seats):
-        _delete_template_noting(prov, template_id, plan, notes)
         scopes = {r.scope for r in rows}
         cls = QuotaError if "region" in scopes else CapacityError
         codes = sorted({r.code or "?" for r in rows}) or ["no error reported"]
@@ -225,15 +325,9 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, sg_id: str, now: dt.dateti
                   provider="aws")
         err.partial = ids  # type: ignore[attr-defined]
         raise attach(err, rows)
-    launched = instances_from_response(resp, plan, zone_of, now)
-    # The template has done its job: delete it while the instances are read back (two round
-    # trips overlapped; the launch returns only when both are done).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        deleting = pool.submit(_delete_template_noting, prov, template_id, plan, notes)
-        try:
-            return readback(launched), rows
-        finally:
-            deleting.result()
+    # The caller releases the lock (deletes the template) after the read-back: by then the
+    # new seats are visible to DescribeInstances, so a run that takes the lock next finds them.
+    return readback(instances_from_response(resp, plan, zone_of, now)), rows
 
 
 def _delete_template_noting(prov: AwsProvider, template_id: str, plan: LaunchPlan,

@@ -8,6 +8,7 @@ lazily.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import hashlib
@@ -215,6 +216,37 @@ class LaunchPlan:
     subnets: list[Subnet] = field(default_factory=list)
 
 
+def reconcile(spec: LaunchSpec, name: str, region: str, types: tuple[str, ...],
+              existing: list[dict[str, Any]]) -> tuple[list[int], list[str]]:
+    """(the seats to launch, notes) given the name's instances as DescribeInstances lists
+    them. Running seats of another type than ``spec.type`` or ``types`` are refused."""
+    notes: list[str] = []
+    live_seats: set[int] = set()
+    unnumbered = 0
+    for raw in existing:
+        inst = to_instance(raw, region)
+        if inst.state not in LIVE_STATES:
+            continue
+        if inst.type != spec.type and inst.type not in types:
+            raise InputError(f"{name!r} already runs {inst.type} ({inst.id}); this launch "
+                             f"asks for {spec.type}",
+                             hint=f"use another --name, or `nestcloud down {name}` first")
+        if inst.seat is not None:
+            live_seats.add(inst.seat)
+        else:
+            unnumbered += 1  # a fleet seat: fleet instances carry no seat tag
+    missing = [s for s in range(spec.count) if s not in live_seats][unnumbered:]
+    extra = sorted(s for s in live_seats if s >= spec.count)
+    if extra:
+        notes.append(f"seats {extra} of {name!r} run beyond --count {spec.count}; left as "
+                     f"they are (`nestcloud down {name}` removes every seat)")
+    stopped = [to_instance(r, region).id for r in existing
+               if r.get("State", {}).get("Name") in ("stopping", "stopped")]
+    if stopped:
+        notes.append(f"stopped instances of {name!r} are not reused: {', '.join(stopped)}")
+    return missing, notes
+
+
 def _seats_group(existing: list[dict[str, Any]], name: str, vpc: str) -> str | None:
     """The group of the name as its running seats (DescribeInstances) report it, if any."""
     want = security_group_name(name)
@@ -359,6 +391,12 @@ class AwsProvider:
         self.config = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
                              user_agent_extra="nestcloud")
         self.fleet_threshold = FLEET_THRESHOLD
+        # A lab sets this: every launch (not only a fleet) holds the name's launch template
+        # as a lock across machines (see _aws_fleet.TemplateLock).
+        self.exclusive = False
+        # Seats of the name another run launched, found under the lock (see _relist).
+        self.found_live: list[str] = []
+        self.lock_wait_s: float = 120.0 if self.sandbox else 900.0
         # Attempt rows the last fleet launch reported although it succeeded (failover reads).
         self.last_attempts: list[Any] = []
         self._clients: dict[tuple[str, str], Any] = {}
@@ -712,29 +750,8 @@ class AwsProvider:
                          "snapshot is that large")
             disk = snap
         notes.append(f"image {image_id} ({how})")
-        live_seats: set[int] = set()
-        unnumbered = 0
-        for raw in existing:
-            inst = to_instance(raw, region)
-            if inst.state not in LIVE_STATES:
-                continue
-            if inst.type != spec.type and inst.type not in types:
-                raise InputError(f"{name!r} already runs {inst.type} ({inst.id}); this launch "
-                                 f"asks for {spec.type}",
-                                 hint=f"use another --name, or `nestcloud down {name}` first")
-            if inst.seat is not None:
-                live_seats.add(inst.seat)
-            else:
-                unnumbered += 1  # a fleet seat: fleet instances carry no seat tag
-        missing = [s for s in range(spec.count) if s not in live_seats][unnumbered:]
-        extra = sorted(s for s in live_seats if s >= spec.count)
-        if extra:
-            notes.append(f"seats {extra} of {name!r} run beyond --count {spec.count}; left as "
-                         f"they are (`nestcloud down {name}` removes every seat)")
-        stopped = [to_instance(r, region).id for r in existing
-                   if r.get("State", {}).get("Name") in ("stopping", "stopped")]
-        if stopped:
-            notes.append(f"stopped instances of {name!r} are not reused: {', '.join(stopped)}")
+        missing, seat_notes = reconcile(spec, name, region, types, existing)
+        notes += seat_notes
         return LaunchPlan(spec=spec, name=name, region=region, nesting=nesting,
                           image_id=image_id, root_device=root, disk_gib=disk,
                           user_data=user_data, user_data_kind=kind,
@@ -977,14 +994,27 @@ class AwsProvider:
         notes += [f"created security group {g} ({security_group_name(plan.name)}): no inbound "
                   "rule" + (f" except SSH from {plan.spec.ssh_cidr}" if plan.spec.ssh_cidr else "")
                   for g in created_sg]
-        if self.use_fleet(plan):
-            (new, read_notes), self.last_attempts = fleet.launch_fleet(
-                self, plan, sg_id, now, all_types, notes,
-                readback=lambda launched: self.readback(plan, launched))
-            notes.append(f"launched {len(new)} seat(s) in one EC2 Fleet call "
-                         f"({len(all_types)} type(s) x every default-VPC zone)")
-        else:
-            new, read_notes = self.readback(plan, self._run_seats(plan, sg_id, now))
+        self.found_live = []
+        lock = (fleet.TemplateLock(self, plan, notes)
+                if plan.missing_seats and (self.exclusive or self.use_fleet(plan)) else None)
+        try:
+            if lock is not None:
+                lock.acquire(sg_id, now)
+                # Another run of this name may have launched between our search and the lock
+                # (we may have waited for it): its seats count as present.
+                plan, reused = self._relist(plan, all_types, notes)
+            if self.use_fleet(plan):
+                assert lock is not None  # a fleet launches from the lock's template
+                (new, read_notes), self.last_attempts = fleet.launch_fleet(
+                    self, plan, lock, now, all_types,
+                    readback=lambda launched: self.readback(plan, launched))
+                notes.append(f"launched {len(new)} seat(s) in one EC2 Fleet call "
+                             f"({len(all_types)} type(s) x every default-VPC zone)")
+            else:
+                new, read_notes = self.readback(plan, self._run_seats(plan, sg_id, now))
+        finally:
+            if lock is not None:
+                lock.release()
         notes += read_notes
         if self.sandbox:
             notes += SANDBOX_NOTES
@@ -992,6 +1022,23 @@ class AwsProvider:
         return LaunchResult(**base, instances=instances,
                             created=[i.id for i in new],
                             reused=[i.id for i in reused], notes=notes)
+
+    def _relist(self, plan: LaunchPlan, types: tuple[str, ...], notes: list[str]
+                ) -> tuple[LaunchPlan, list[Instance]]:
+        """The plan with the name's seats read again (under the launch lock), and the live
+        ones. Seats found now that the first read did not see belong to another run: they
+        are kept in ``found_live`` so a failed launch does not remove them."""
+        existing = self.raw_instances(plan.region, plan.name)
+        missing, _ = reconcile(plan.spec, plan.name, plan.region, types, existing)
+        live = [to_instance(r, plan.region) for r in existing
+                if r.get("State", {}).get("Name") in LIVE_STATES]
+        before = {r["InstanceId"] for r in plan.existing}
+        self.found_live = [i.id for i in live if i.id not in before]
+        if self.found_live:
+            notes.append(f"{len(self.found_live)} seat(s) of {plan.name!r} appeared "
+                              f"meanwhile (another run launched them): "
+                              f"{', '.join(self.found_live)}; launching only the missing ones")
+        return dataclasses.replace(plan, existing=existing, missing_seats=missing), live
 
     def _run_seats(self, plan: LaunchPlan, sg_id: str, now: dt.datetime
                    ) -> list[dict[str, Any]]:

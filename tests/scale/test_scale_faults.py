@@ -635,3 +635,115 @@ def test_a_fleet_without_the_nested_switch_is_removed_with_its_template(
     assert len(world.rec.params("DeleteLaunchTemplate")) == 1
     assert world.rec.ops().index("DeleteLaunchTemplate") > world.rec.ops().index("CreateFleet")
     assert leftovers(moto_endpoint, name) == {}
+
+
+# -- two machines: the name's launch template is the lock ----------------------------------
+
+
+def _machine(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> World:
+    """A second 'machine': its own session and providers, and no shared local lock file."""
+    import contextlib
+    import time
+
+    monkeypatch.setattr("nestcloud.lab._lab_lock", lambda name: contextlib.nullcontext())
+    w = World(moto_endpoint)
+    make = w.provider
+
+    def provider(provider: str, region: str) -> Any:
+        p = make(provider, region)
+        p.sleep, p.waiter_delay = time.sleep, 0.05
+        return p
+
+    w.provider = provider  # type: ignore[method-assign]
+    return w
+
+
+@pytest.mark.parametrize("seats,create", [(6, "CreateFleet"), (3, "RunInstances")])
+def test_two_machines_do_not_double_a_lab(catalog: Catalog, moto_endpoint: str,
+                                          monkeypatch: pytest.MonkeyPatch, seats: int,
+                                          create: str) -> None:
+    """A holds the lock and is held inside its first create until B has searched, found
+    nothing, and is waiting for the lock; then A finishes, and B finds A's seats under the
+    lock and launches nothing (moto ignores ClientTokens: only the lock prevents doubling)."""
+    import time
+
+    a, b = _machine(moto_endpoint, monkeypatch), _machine(moto_endpoint, monkeypatch)
+    name = lab_name()
+
+    def hold(**_: Any) -> None:
+        deadline = time.monotonic() + 20
+        while "DescribeLaunchTemplates" not in b.rec.ops() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    a.session.events.register(f"before-call.ec2.{create}", hold)
+    lab = dict(regions=["us-east-1"])
+    out: dict[str, Any] = {}
+
+    def run_a() -> None:
+        out["a"] = up(make_lab(catalog, name, seats, **lab), a)
+
+    t = threading.Thread(target=run_a)
+    t.start()
+    deadline = time.monotonic() + 20
+    while "CreateLaunchTemplate" not in a.rec.ops() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    res_b = up(make_lab(catalog, name, seats, **lab), b)
+    t.join(timeout=60)
+    res_a = out["a"]
+
+    assert len(live(moto_endpoint, name, "us-east-1")) == seats
+    assert len(res_a.launch.created) == seats
+    assert res_b.launch.created == [] and len(res_b.launch.instances) == seats
+    notes = " ".join(res_b.launch.notes)
+    assert "waited for another launch" in notes and "appeared meanwhile" in notes
+    assert create not in b.rec.ops()
+    # B searched before A's seats existed: its first answer was "nothing there".
+    assert b.rec.ops().index("DescribeInstances") < b.rec.ops().index("CreateLaunchTemplate")
+    assert not any(i.startswith("lt-") for i in leftovers(moto_endpoint, name)["us-east-1"])
+    make_lab(catalog, name, seats, **lab).down(sandbox=True, providers=a.provider)
+    assert leftovers(moto_endpoint, name) == {}
+
+
+def _lock_template(endpoint: str, name: str, holder: str) -> str:
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
+    return str(ec2.create_launch_template(
+        LaunchTemplateName=f"nestcloud-{name}",
+        LaunchTemplateData={"MetadataOptions": {"HttpTokens": "required"}},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
+            {"Key": TAG_NAME, "Value": name}, {"Key": "nestcloud:lock", "Value": holder}]}],
+    )["LaunchTemplate"]["LaunchTemplateId"])
+
+
+def test_a_lock_left_by_a_dead_local_run_is_taken_over(world: World, catalog: Catalog,
+                                                       moto_endpoint: str) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    name = lab_name()
+    old = _lock_template(moto_endpoint, name, f"{socket.gethostname()}:{dead}")
+    res = up(make_lab(catalog, name, 3, regions=["us-east-1"]), world)
+    assert len(res.launch.instances) == 3
+    [note] = [n for n in res.launch.notes if n.startswith("took over")]
+    assert old in note and "is gone" in note
+    assert not any(i.startswith("lt-") for i in leftovers(moto_endpoint, name)["us-east-1"])
+    make_lab(catalog, name, 3).down(sandbox=True, providers=world.provider)
+
+
+def test_a_lock_another_machine_holds_stops_the_lab_and_removes_nothing(
+        world: World, catalog: Catalog, moto_endpoint: str) -> None:
+    from nestcloud.errors import ProviderError
+
+    name = lab_name()
+    held = _lock_template(moto_endpoint, name, "elsewhere.example:4242")
+    world.provider("aws", "us-east-1").lock_wait_s = 0.0
+    with pytest.raises(ProviderError, match="another launch of .* is running") as err:
+        up(make_lab(catalog, name, 6), world)
+    assert held in str(err.value) and "elsewhere.example:4242" in str(err.value)
+    [row] = rows(err.value)  # failover stopped: no other region was tried
+    assert row.region == "us-east-1" and row.outcome == "failed"
+    assert not {"CreateFleet", "RunInstances", "DeleteLaunchTemplate",
+                "TerminateInstances"} & set(world.rec.ops())
+    assert held in leftovers(moto_endpoint, name)["us-east-1"]  # the other run's lock stays
