@@ -205,6 +205,15 @@ class TemplateLock:
         params = create_template_params(plan, sg_id, now)
         name = params["LaunchTemplateName"]
         deadline = time.monotonic() + prov.lock_wait_s
+        try:
+            return self._take(ec2, params, name, deadline)
+        except KeyboardInterrupt as exc:
+            if self.waited:  # interrupted while another run held the lock: not ours to undo
+                exc.lock_held = True  # type: ignore[attr-defined]
+            raise
+
+    def _take(self, ec2: Any, params: dict[str, Any], name: str, deadline: float) -> str:
+        prov, plan = self.prov, self.plan
         while True:
             try:
                 with aws_errors("create the launch template", region=plan.region):
@@ -215,8 +224,14 @@ class TemplateLock:
                 if error_code(exc) != "InvalidLaunchTemplateName.AlreadyExistsException":
                     raise
             held = describe_template(prov, name, plan.region)
-            if held is None:
-                continue  # released between the two calls: try again
+            if held is None:  # released between the two calls: try again
+                if time.monotonic() > deadline:
+                    raise _held(ProviderError(
+                        f"launch template {name} exists but cannot be read; waited "
+                        f"{prov.lock_wait_s:g} s; nothing was launched",
+                        hint=f"`nestcloud down {plan.name}` removes it", provider="aws"))
+                prov.sleep(min(prov.waiter_delay, 1.0))
+                continue
             holder = _tag_value(held, TAG_LOCK)
             created = held.get("CreateTime")
             age = ((dt.datetime.now(dt.timezone.utc) - created).total_seconds()

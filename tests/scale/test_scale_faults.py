@@ -747,3 +747,20 @@ def test_a_lock_another_machine_holds_stops_the_lab_and_removes_nothing(
     assert not {"CreateFleet", "RunInstances", "DeleteLaunchTemplate",
                 "TerminateInstances"} & set(world.rec.ops())
     assert held in leftovers(moto_endpoint, name)["us-east-1"]  # the other run's lock stays
+
+
+def test_ctrl_c_while_waiting_for_another_machines_lock_removes_nothing(
+        world: World, catalog: Catalog, moto_endpoint: str) -> None:
+    name = lab_name()
+    held = _lock_template(moto_endpoint, name, "elsewhere.example:4242")
+
+    def interrupt(_s: float) -> None:
+        raise KeyboardInterrupt
+
+    world.provider("aws", "us-east-1").sleep = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        up(make_lab(catalog, name, 6), world)
+    assert "DescribeLaunchTemplates" in world.rec.ops()
+    assert not {"CreateFleet", "RunInstances", "DeleteLaunchTemplate", "TerminateInstances",
+                "DeleteSecurityGroup"} & set(world.rec.ops())
+    assert held in leftovers(moto_endpoint, name)["us-east-1"]
