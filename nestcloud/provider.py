@@ -55,6 +55,15 @@ class Provider(Protocol):
     - ``verify_catalog(catalog, region)`` compares the catalog with the live API.
     - Errors are raised as ``nestcloud.errors`` types (``from`` the SDK's exception), never as
       SDK exceptions.
+
+    Optional, looked up with ``getattr`` by labs (a provider without them works, slower or
+    with fewer guarantees): ``use_adaptive()`` (client-side rate limiting for big labs),
+    ``vcpu_quota(region)`` / ``quota_covers(type)`` (quota before a region is tried),
+    ``prefetch(spec)`` (start the launch plan's reads while the lab searches for its seats),
+    ``list_ahead(name)`` (``list`` whose answer the next launch of the name may reuse),
+    ``exclusive`` (set True: hold a lock across machines for the whole launch; seats another
+    run launched meanwhile go in ``found_live`` and are never rolled back) and
+    ``last_attempts`` (attempt rows of a launch that succeeded after capacity errors).
     """
 
     name: str
