@@ -676,6 +676,9 @@ def test_two_machines_do_not_double_a_lab(catalog: Catalog, moto_endpoint: str,
             time.sleep(0.02)
 
     a.session.events.register(f"before-call.ec2.{create}", hold)
+    locked = threading.Event()
+    a.session.events.register("after-call.ec2.CreateLaunchTemplate",
+                              lambda **_: locked.set())
     lab = dict(regions=["us-east-1"])
     out: dict[str, Any] = {}
 
@@ -684,9 +687,7 @@ def test_two_machines_do_not_double_a_lab(catalog: Catalog, moto_endpoint: str,
 
     t = threading.Thread(target=run_a)
     t.start()
-    deadline = time.monotonic() + 20
-    while "CreateLaunchTemplate" not in a.rec.ops() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert locked.wait(timeout=20)  # A holds the lock before B starts
     res_b = up(make_lab(catalog, name, seats, **lab), b)
     t.join(timeout=60)
     res_a = out["a"]
