@@ -738,7 +738,10 @@ class Lab:
             return
         prefetch = getattr(prov, "prefetch", None)
         if prefetch is not None:
-            prefetch(self.launch_spec(o))
+            # Only a head start: if it cannot start, the plan reads for itself (and the
+            # search reports a place it cannot use).
+            with contextlib.suppress(NestcloudError):
+                prefetch(self.launch_spec(o))
         if getattr(prov, "vcpu_quota", None) is None:
             yield
             return

@@ -544,9 +544,9 @@ class AwsProvider:
 
     def describe_image(self, image_id: str, region: str) -> dict[str, Any]:
         """DescribeImages for one AMI. Its architecture, root device and block devices never
-        change, so the answer is kept FACT_TTL_S: the SSM alias is still read every time, and
-        a new AMI behind it is a new id (a miss). An AMI deregistered meanwhile fails the
-        launch itself (InvalidAMIID), which the rollback handles."""
+        change, so the answer is kept FACT_TTL_S: a new AMI behind an alias is a new id (a
+        miss). An AMI deregistered meanwhile fails the launch itself (InvalidAMIID), which
+        the rollback handles."""
         def read() -> dict[str, Any]:
             ec2 = self.client("ec2", region)
             try:
