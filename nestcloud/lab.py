@@ -693,25 +693,14 @@ class Lab:
         try:
             result = launch(spec, self.catalog, prov, types=c.types[1:])
         except (NestcloudError, KeyboardInterrupt) as exc:
-            if rerun or isinstance(exc, RefusedError | InputError) or getattr(
-                    exc, "lock_held", False):
-                raise
-            others = list(getattr(prov, "found_live", None) or [])
-            if others:
-                # Another run launched seats of this lab while this one waited for the lock:
-                # removing the lab would remove them. Stay here and leave them running.
-                note = (f"not rolled back: {len(others)} seat(s) another run launched are "
-                        f"running ({', '.join(others)}); re-run to complete the lab")
-                if isinstance(exc, NestcloudError):
-                    exc.hint = f"{exc.hint}; {note}" if exc.hint else note
-                raise stop_here(exc)
-            if keep_partial:
-                if _safe_list(prov, self.name):
-                    # A kept partial lab stays where it is: failing over would split it.
-                    stop_here(exc)
-                raise
-            rolled.append(f"{c.provider} {c.region} {c.type}: "
-                          + self._roll_back(prov, exc, step))
+            try:
+                self._after_failure(c, prov, exc, rerun, keep_partial, step, rolled)
+            finally:
+                # A failed launch may keep its cloud lock for the rollback above (AWS), so
+                # that no other run takes the lock and counts this run's seats as its own.
+                unlock = getattr(prov, "unlock", None)
+                if unlock is not None:
+                    unlock()
             raise
         kinds = [i.type for i in result.instances]
         launched = max(set(kinds), key=kinds.count) if kinds else c.type
@@ -719,6 +708,30 @@ class Lab:
             result = result.model_copy(update={"type": launched})
         return LaunchOutcome(result, list(getattr(prov, "last_attempts", []) or []),
                              launched_type=launched)
+
+    def _after_failure(self, c: Candidate, prov: Any, exc: BaseException, rerun: bool,
+                       keep_partial: bool, step: Any, rolled: list[str]) -> None:
+        """All or nothing: remove what a failed first launch created at ``c`` (recorded in
+        ``rolled``), unless it must stay; marks ``exc`` when failover must stop here."""
+        if rerun or isinstance(exc, RefusedError | InputError) or getattr(
+                exc, "lock_held", False):
+            return
+        others = list(getattr(prov, "found_live", None) or [])
+        if others:
+            # Another run launched seats of this lab while this one waited for the lock:
+            # removing the lab would remove them. Stay here and leave them running.
+            note = (f"not rolled back: {len(others)} seat(s) another run launched are "
+                    f"running ({', '.join(others)}); re-run to complete the lab")
+            if isinstance(exc, NestcloudError):
+                exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+            stop_here(exc)
+            return
+        if keep_partial:
+            if _safe_list(prov, self.name):
+                # A kept partial lab stays where it is: failing over would split it.
+                stop_here(exc)
+            return
+        rolled.append(f"{c.provider} {c.region} {c.type}: " + self._roll_back(prov, exc, step))
 
     @contextlib.contextmanager
     def _read_ahead(self, res: PlanResult, make: ProviderFactory,

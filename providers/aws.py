@@ -396,6 +396,7 @@ class AwsProvider:
         self.exclusive = False
         # Seats of the name another run launched, found under the lock (see _relist).
         self.found_live: list[str] = []
+        self._held: Any = None  # a failed exclusive launch's lock, until unlock()
         self.lock_wait_s: float = 120.0 if self.sandbox else 900.0
         # Attempt rows the last fleet launch reported although it succeeded (failover reads).
         self.last_attempts: list[Any] = []
@@ -995,11 +996,25 @@ class AwsProvider:
                   "rule" + (f" except SSH from {plan.spec.ssh_cidr}" if plan.spec.ssh_cidr else "")
                   for g in created_sg]
         self.found_live = []
+        self.unlock()
         lock = (fleet.TemplateLock(self, plan, notes)
                 if plan.missing_seats and (self.exclusive or self.use_fleet(plan)) else None)
+        done = False
         try:
             if lock is not None:
                 lock.acquire(sg_id, now)
+                while lock.contended:
+                    # The run we waited for may have removed the group (its rollback): make
+                    # sure of it again, and hold a template that names the one that exists.
+                    again, made = self.ensure_security_group(
+                        dataclasses.replace(plan, sg_id=None), now)
+                    notes += [f"created security group {g} again (the run waited for had "
+                              "removed it)" for g in made]
+                    if again == sg_id:
+                        break
+                    sg_id = again
+                    lock.release()
+                    lock.acquire(sg_id, now)
                 # Another run of this name may have launched between our search and the lock
                 # (we may have waited for it): its seats count as present.
                 plan, reused = self._relist(plan, all_types, notes)
@@ -1012,9 +1027,15 @@ class AwsProvider:
                              f"({len(all_types)} type(s) x every default-VPC zone)")
             else:
                 new, read_notes = self.readback(plan, self._run_seats(plan, sg_id, now))
+            done = True
         finally:
             if lock is not None:
-                lock.release()
+                if done or not self.exclusive:
+                    lock.release()
+                else:
+                    # A lab removes what a failed launch created: it must do so before another
+                    # run can take the lock and count those seats as its own. It calls unlock().
+                    self._held = lock
         notes += read_notes
         if self.sandbox:
             notes += SANDBOX_NOTES
@@ -1022,6 +1043,13 @@ class AwsProvider:
         return LaunchResult(**base, instances=instances,
                             created=[i.id for i in new],
                             reused=[i.id for i in reused], notes=notes)
+
+    def unlock(self) -> None:
+        """Release the launch lock a failed exclusive launch kept for its caller's rollback
+        (see launch); harmless when none is held or `down` already removed it."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.release()
 
     def _relist(self, plan: LaunchPlan, types: tuple[str, ...], notes: list[str]
                 ) -> tuple[LaunchPlan, list[Instance]]:
@@ -1115,9 +1143,11 @@ class AwsProvider:
             result.terminated = ids
         from providers._aws_fleet import delete_template, find_templates
 
-        for tid in find_templates(self, name, region):  # left by an interrupted fleet launch
+        for tid in find_templates(self, name, region):  # a launch lock left behind, or ours
             delete_template(self, tid, region)
             result.deleted.append(tid)
+            if self._held is not None and self._held.template_id == tid:
+                self._held.template_id = ""  # a lab's rollback released it: unlock has no work
         for sg in self.find_security_groups(name, region):
             self._delete_security_group(sg["GroupId"], region)
             result.deleted.append(sg["GroupId"])

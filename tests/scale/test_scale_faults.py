@@ -765,3 +765,55 @@ def test_ctrl_c_while_waiting_for_another_machines_lock_removes_nothing(
     assert not {"CreateFleet", "RunInstances", "DeleteLaunchTemplate", "TerminateInstances",
                 "DeleteSecurityGroup"} & set(world.rec.ops())
     assert held in leftovers(moto_endpoint, name)["us-east-1"]
+
+
+def test_a_failed_run_rolls_back_under_its_lock_before_a_waiting_machine_goes_on(
+        catalog: Catalog, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B launches seats 0-1, then seat 2 fails while C waits for B's lock. B removes its two
+    seats before it releases the lock, so C (which reads the seats again under the lock)
+    launches all three itself instead of counting two seats that are about to go."""
+    import time
+
+    b, c = _machine(moto_endpoint, monkeypatch), _machine(moto_endpoint, monkeypatch)
+    name = lab_name()
+    one = dict(regions=["us-east-1"], type="c8i.large", vcpus=None, memory_gib=None)  # no failover
+    lab = _seat_by_seat(b, make_lab(catalog, name, 3, **one))
+
+    def hold(params: dict[str, Any], **_: Any) -> None:
+        deadline = time.monotonic() + 20
+        while (_seat(params) == 2 and "DescribeLaunchTemplates" not in c.rec.ops()
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+
+    b.session.events.register("before-parameter-build.ec2.RunInstances", hold)
+    b.fail_when("RunInstances", lambda region, p: CAP if _seat(p) == 2 else None)
+    # B's rollback is slow: were the lock released before it, C would read the seats in
+    # the meantime and count the two that are about to go.
+    b.session.events.register("before-call.ec2.TerminateInstances",
+                              lambda **_: time.sleep(0.5))
+    locked = threading.Event()
+    b.session.events.register("after-call.ec2.CreateLaunchTemplate", lambda **_: locked.set())
+    out: dict[str, BaseException] = {}
+
+    def run_b() -> None:
+        try:
+            up(lab, b)
+        except CapacityError as exc:
+            out["b"] = exc
+
+    t = threading.Thread(target=run_b)
+    t.start()
+    assert locked.wait(timeout=20)
+    res_c = up(make_lab(catalog, name, 3, **one), c)
+    t.join(timeout=60)
+
+    assert [a.outcome for a in rows(out["b"])] == ["failed"]
+    assert b.rec.ops().count("TerminateInstances") >= 1  # B removed its own seats
+    assert len(res_c.launch.created) == 3 and res_c.launch.reused == []
+    # B's rollback removed the group C had found before it waited: C made it again.
+    assert any(n.startswith("created security group") and "again" in n
+               for n in res_c.launch.notes)
+    assert sorted(i["InstanceId"] for i in live(moto_endpoint, name, "us-east-1")) == sorted(
+        res_c.launch.created)
+    make_lab(catalog, name, 3).down(sandbox=True, providers=c.provider)
+    assert leftovers(moto_endpoint, name) == {}
