@@ -716,6 +716,10 @@ class Lab:
         if rerun or isinstance(exc, RefusedError | InputError) or getattr(
                 exc, "lock_held", False):
             return
+        if getattr(prov, "created_any", True) is False:
+            # It failed before its first create (a read, a check): nothing of this run to
+            # remove, and whatever else carries the lab's name belongs to another run.
+            return
         others = list(getattr(prov, "found_live", None) or [])
         if others:
             # Another run launched seats of this lab while this one waited for the lock:

@@ -397,6 +397,8 @@ class AwsProvider:
         # Seats of the name another run launched, found under the lock (see _relist).
         self.found_live: list[str] = []
         self._held: Any = None  # a failed exclusive launch's lock, until unlock()
+        # Whether the last launch got as far as a create call (see launch).
+        self.created_any = False
         self.lock_wait_s: float = 120.0 if self.sandbox else 900.0
         # Attempt rows the last fleet launch reported although it succeeded (failover reads).
         self.last_attempts: list[Any] = []
@@ -952,6 +954,7 @@ class AwsProvider:
 
         all_types = tuple(dict.fromkeys((spec.type, *types)))
         self.last_attempts = []
+        self.created_any = False
         plan = self.plan(spec, catalog, all_types, find_group=dry_run)
         now = dt.datetime.now(dt.timezone.utc)
         reused = [to_instance(r, plan.region) for r in plan.existing
@@ -991,12 +994,15 @@ class AwsProvider:
             notes.append("dry run: nothing was created")
             return LaunchResult(**base, instances=reused, reused=[i.id for i in reused],
                                 notes=notes, dry_run=True, requests=reqs)
+        self.found_live = []
+        self.unlock()
+        # From here on this launch may have created something (a create whose answer is
+        # lost counts): a failure before it leaves nothing for a rollback to remove.
+        self.created_any = True
         sg_id, created_sg = self.ensure_security_group(plan, now)
         notes += [f"created security group {g} ({security_group_name(plan.name)}): no inbound "
                   "rule" + (f" except SSH from {plan.spec.ssh_cidr}" if plan.spec.ssh_cidr else "")
                   for g in created_sg]
-        self.found_live = []
-        self.unlock()
         lock = (fleet.TemplateLock(self, plan, notes)
                 if plan.missing_seats and (self.exclusive or self.use_fleet(plan)) else None)
         done = False

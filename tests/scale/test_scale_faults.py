@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSResponse
 from fakes.moto_server import Recorder, client_error_response, recording_session
 
 from nestcloud.catalog import Catalog
-from nestcloud.errors import CapacityError, CleanupError
+from nestcloud.errors import CapacityError, CleanupError, NestcloudError
 from nestcloud.failover import Attempt
 from nestcloud.lab import Lab
 from nestcloud.spec import TAG_NAME, TAG_SEAT
@@ -817,3 +817,30 @@ def test_a_failed_run_rolls_back_under_its_lock_before_a_waiting_machine_goes_on
         res_c.launch.created)
     make_lab(catalog, name, 3).down(sandbox=True, providers=c.provider)
     assert leftovers(moto_endpoint, name) == {}
+
+
+def test_a_lab_that_fails_before_creating_anything_removes_nothing(
+        world: World, catalog: Catalog, moto_endpoint: str) -> None:
+    """A seat another machine launched after this run's search is not this run's to remove:
+    a run that fails on a read (before its first create) rolls nothing back."""
+    name = lab_name()
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    other: list[str] = []
+
+    def meanwhile(**_: Any) -> None:  # right after this run's search answered "nothing"
+        if not other:
+            other.append(ec2.run_instances(
+                ImageId=ami, MinCount=1, MaxCount=1, InstanceType="c8i.large",
+                TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                    {"Key": TAG_NAME, "Value": name}, {"Key": TAG_SEAT, "Value": "0"}]}],
+            )["Instances"][0]["InstanceId"])
+
+    world.session.events.register("after-call.ec2.DescribeInstances", meanwhile)
+    world.fail_when("DescribeSubnets", lambda region, p: "SubnetLookupBroke")
+    with pytest.raises(NestcloudError, match="SubnetLookupBroke"):
+        up(make_lab(catalog, name, 3, regions=["us-east-1"], type="c8i.large", vcpus=None,
+                    memory_gib=None), world)
+    assert [i["InstanceId"] for i in live(moto_endpoint, name, "us-east-1")] == other
+    assert not {"TerminateInstances", "CreateSecurityGroup"} & set(world.rec.ops())
+    ec2.terminate_instances(InstanceIds=other)
