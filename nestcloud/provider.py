@@ -62,7 +62,9 @@ class Provider(Protocol):
     ``prefetch(spec)`` (start the launch plan's reads while the lab searches for its seats),
     ``list_ahead(name)`` (``list`` whose answer the next launch of the name may reuse),
     ``exclusive`` (set True: hold a lock across machines for the whole launch; seats another
-    run launched meanwhile go in ``found_live`` and are never rolled back) and
+    run launched meanwhile go in ``found_live`` and are never rolled back; a failed launch
+    keeps the lock until ``unlock()``, so the lab's rollback runs under it), ``created_any``
+    (False: the launch failed before its first create, there is nothing to roll back) and
     ``last_attempts`` (attempt rows of a launch that succeeded after capacity errors).
     """
 
