@@ -198,8 +198,12 @@ class TemplateLock:
         self.prov, self.plan, self.notes = prov, plan, notes
         self.template_id = ""
         self.waited = False
+        self.contended = False
 
     def acquire(self, sg_id: str, now: dt.datetime) -> str:
+        """Create the template (``sg_id`` in its data); ``contended`` says whether another
+        run held it first (then what that run did or undid, its group too, is read again)."""
+        self.contended = False
         prov, plan = self.prov, self.plan
         ec2 = prov.client("ec2", plan.region)
         params = create_template_params(plan, sg_id, now)
@@ -251,6 +255,7 @@ class TemplateLock:
                     hint=f"run the same command again when it is done (it finds that run's "
                          f"seats), or remove a stale lock with `nestcloud down {plan.name}`",
                     provider="aws"))
+            self.contended = True
             if not self.waited:
                 self.waited = True
                 self.notes.append(f"waited for another launch of {plan.name!r} (launch "
