@@ -168,11 +168,18 @@ def lock_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _holder_gone(holder: str) -> bool:
-    """Whether the holder ran on this host and its process no longer exists."""
+# Launch templates this process holds right now (a notebook may run several labs): one of
+# ours that is not in here was left by an earlier launch of this process that died.
+_HELD: set[str] = set()
+
+
+def _holder_gone(holder: str, template_id: str) -> bool:
+    """Whether the holder ran on this host and its process (or its launch) no longer exists."""
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
+    if int(pid) == os.getpid():
+        return template_id not in _HELD
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -223,6 +230,7 @@ class TemplateLock:
                 with aws_errors("create the launch template", region=plan.region):
                     self.template_id = str(ec2.create_launch_template(**params)[
                         "LaunchTemplate"]["LaunchTemplateId"])
+                _HELD.add(self.template_id)
                 return self.template_id
             except ProviderError as exc:
                 if error_code(exc) != "InvalidLaunchTemplateName.AlreadyExistsException":
@@ -240,9 +248,9 @@ class TemplateLock:
             created = held.get("CreateTime")
             age = ((dt.datetime.now(dt.timezone.utc) - created).total_seconds()
                    if isinstance(created, dt.datetime) else 0.0)
-            if _holder_gone(holder) or age > LOCK_STALE_S:
-                why = (f"its holder {holder} is gone" if _holder_gone(holder) else
-                       f"it is {age / 60:.0f} minutes old")
+            gone = _holder_gone(holder, str(held.get("LaunchTemplateId")))
+            if gone or age > LOCK_STALE_S:
+                why = f"its holder {holder} is gone" if gone else f"it is {age / 60:.0f} minutes old"
                 self.notes.append(f"took over launch template {held['LaunchTemplateId']} "
                                   f"({name}) left by an interrupted run: {why}")
                 delete_template(prov, str(held["LaunchTemplateId"]), plan.region)
@@ -262,11 +270,17 @@ class TemplateLock:
                                   f"template {name}, held by {holder or 'unknown'}) to finish")
             prov.sleep(prov.waiter_delay)
 
+    def forget(self) -> None:
+        """The template is gone already (``down`` removed it): nothing left to release."""
+        _HELD.discard(self.template_id)
+        self.template_id = ""
+
     def release(self) -> None:
         """Delete the template (a failure is a note: the template is tagged, `down` finds
         it); harmless to repeat."""
         if self.template_id:
             _delete_template_noting(self.prov, self.template_id, self.plan, self.notes)
+            _HELD.discard(self.template_id)
         self.template_id = ""
 
 

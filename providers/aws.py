@@ -1153,7 +1153,7 @@ class AwsProvider:
             delete_template(self, tid, region)
             result.deleted.append(tid)
             if self._held is not None and self._held.template_id == tid:
-                self._held.template_id = ""  # a lab's rollback released it: unlock has no work
+                self._held.forget()  # a lab's rollback released it: unlock has no work
         for sg in self.find_security_groups(name, region):
             self._delete_security_group(sg["GroupId"], region)
             result.deleted.append(sg["GroupId"])

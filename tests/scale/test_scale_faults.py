@@ -715,16 +715,19 @@ def _lock_template(endpoint: str, name: str, holder: str) -> str:
     )["LaunchTemplate"]["LaunchTemplateId"])
 
 
+@pytest.mark.parametrize("holder", ["dead process", "this process, no longer held"])
 def test_a_lock_left_by_a_dead_local_run_is_taken_over(world: World, catalog: Catalog,
-                                                       moto_endpoint: str) -> None:
+                                                       moto_endpoint: str, holder: str) -> None:
+    import os
     import socket
     import subprocess
     import sys
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+    pid = (subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
+           if holder == "dead process" else str(os.getpid()))
     name = lab_name()
-    old = _lock_template(moto_endpoint, name, f"{socket.gethostname()}:{dead}")
+    old = _lock_template(moto_endpoint, name, f"{socket.gethostname()}:{pid}")
     res = up(make_lab(catalog, name, 3, regions=["us-east-1"]), world)
     assert len(res.launch.instances) == 3
     [note] = [n for n in res.launch.notes if n.startswith("took over")]
