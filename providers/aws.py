@@ -102,6 +102,15 @@ def _tag_dict(tags: Iterable[dict[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in (tags or [])}
 
 
+def _ceil_minute(t: dt.datetime) -> dt.datetime:
+    """``t`` rounded up to the minute. The expiry tag is part of every create request: two
+    runs of the same launch within a minute (another machine, a retried pipeline) then send
+    the same parameters under the same ClientToken, which EC2 answers with the first run's
+    instance instead of IdempotentParameterMismatch; a TTL is never shortened."""
+    floor = t.replace(second=0, microsecond=0)
+    return floor if floor == t else floor + dt.timedelta(minutes=1)
+
+
 def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00",
                                                                                     "Z")
@@ -175,7 +184,7 @@ def resource_tags(spec: LaunchSpec, name: str, owner: str, seat: int | None,
     tags[TAG_NAME] = name
     tags[TAG_OWNER] = owner
     if spec.ttl_seconds:
-        tags[TAG_EXPIRES] = _iso(now + dt.timedelta(seconds=spec.ttl_seconds))
+        tags[TAG_EXPIRES] = _iso(_ceil_minute(now + dt.timedelta(seconds=spec.ttl_seconds)))
     if seat is not None:
         tags[TAG_SEAT] = str(seat)
     return tags

@@ -83,7 +83,9 @@ def test_ttl_terminates_on_shutdown_and_tags_expiry(aws, rec, catalog, spec_for,
         expires = tags_of(run["TagSpecifications"], rtype)[TAG_EXPIRES]
         assert expires.endswith("Z")
         at = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
-        assert before + dt.timedelta(hours=4) <= at <= after + dt.timedelta(hours=4)
+        # Rounded up to the minute (same-minute runs send identical requests): never shorter.
+        assert before + dt.timedelta(hours=4) <= at <= after + dt.timedelta(hours=4, minutes=1)
+        assert at.second == 0
     iid = res.instances[0].id
     attr = ec2.describe_instance_attribute(InstanceId=iid,
                                            Attribute="instanceInitiatedShutdownBehavior")
@@ -519,3 +521,16 @@ def test_readback_probes_once_when_the_api_never_reports_the_switch(aws, rec, ca
     assert [len(r) for r in reads] == [1]
     [note] = [n for n in res.notes if "not confirmed" in n]
     assert all(i.id in note for i in res.instances)
+
+
+def test_the_same_launch_within_a_minute_sends_identical_requests(aws, catalog, spec_for):
+    """What lets EC2 dedupe a second machine's RunInstances by its ClientToken: the same
+    parameters, expiry tag included, for launch times in the same minute."""
+    from providers.aws import run_instances_params
+
+    plan = aws.plan(spec_for(ttl_seconds=3600), catalog)
+    t0 = dt.datetime(2026, 11, 29, 10, 0, 1, tzinfo=dt.timezone.utc)
+    same = run_instances_params(plan, 0, "sg-1", t0)
+    assert run_instances_params(plan, 0, "sg-1", t0 + dt.timedelta(seconds=58)) == same
+    later = run_instances_params(plan, 0, "sg-1", t0 + dt.timedelta(seconds=60))
+    assert later["ClientToken"] == same["ClientToken"] and later != same
