@@ -635,8 +635,10 @@ class AwsProvider:
         key_id = self._key_id()
         if d is None or not key_id:
             return None, ""
-        h = hashlib.sha256("\0".join((kind, self.endpoint_url or "aws", key_id, *parts))
-                           .encode()).hexdigest()
+        # boto3 also takes endpoints from AWS_ENDPOINT_URL[_SERVICE]: they are part of "where".
+        where = self.endpoint_url or ",".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                                              if k.startswith("AWS_ENDPOINT_URL")) or "aws"
+        h = hashlib.sha256("\0".join((kind, where, key_id, *parts)).encode()).hexdigest()
         return d / f"aws-{kind}-{h[:20]}.json", h
 
     @staticmethod

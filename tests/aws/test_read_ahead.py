@@ -182,3 +182,18 @@ def test_a_miss_prunes_entries_past_their_age(aws, catalog, spec_for, name):
     launch(spec_for(name=name + "b"), catalog, aws)
     assert not stale.exists()
     assert len(cache_files("type")) == 1 and len(cache_files("identity")) == 1
+
+
+def test_facts_are_kept_per_endpoint_from_the_environment(moto_endpoint, catalog, spec_for,
+                                                         name,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """boto3 also reads AWS_ENDPOINT_URL: answers from one endpoint never serve another."""
+    rec = Recorder()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    s = boto3.Session(region_name="us-east-1")
+    s.events.register("provide-client-params.*.*", rec)
+    launch(spec_for(), catalog, AwsProvider(region="us-east-1", session=s, sandbox=True))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint + "/")  # another endpoint's name
+    launch(spec_for(name=name + "b"), catalog,
+           AwsProvider(region="us-east-1", session=s, sandbox=True))
+    assert rec.ops().count("GetCallerIdentity") == 2
