@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,18 +169,32 @@ def lock_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-# Launch templates this process holds right now (a notebook may run several labs): one of
-# ours that is not in here was left by an earlier launch of this process that died.
-_HELD: set[str] = set()
+# Launch-template names this process is taking or holding, and by how many launches (a
+# notebook may run several labs at once). A template of ours whose name no other launch of
+# this process is at was left by an earlier launch of this process that died. By name, and
+# counted from before the create call: the template exists before its id is known here.
+_TAKING: dict[str, int] = {}
+_TAKING_LOCK = threading.Lock()
 
 
-def _holder_gone(holder: str, template_id: str) -> bool:
-    """Whether the holder ran on this host and its process (or its launch) no longer exists."""
+def _taking(name: str, delta: int) -> int:
+    with _TAKING_LOCK:
+        n = _TAKING.get(name, 0) + delta
+        if n > 0:
+            _TAKING[name] = n
+        else:
+            _TAKING.pop(name, None)
+        return n
+
+
+def _holder_gone(holder: str, name: str) -> bool:
+    """Whether the holder ran on this host and its process (or its launch) no longer exists;
+    asked by a launch that is itself taking ``name``."""
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     if int(pid) == os.getpid():
-        return template_id not in _HELD
+        return _taking(name, 0) <= 1  # only the launch asking
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -204,6 +219,7 @@ class TemplateLock:
     def __init__(self, prov: AwsProvider, plan: LaunchPlan, notes: list[str]) -> None:
         self.prov, self.plan, self.notes = prov, plan, notes
         self.template_id = ""
+        self.name = ""
         self.waited = False
         self.contended = False
 
@@ -216,10 +232,14 @@ class TemplateLock:
         params = create_template_params(plan, sg_id, now)
         name = params["LaunchTemplateName"]
         deadline = time.monotonic() + prov.lock_wait_s
+        self.name = name
+        _taking(name, +1)
         try:
             return self._take(ec2, params, name, deadline)
-        except KeyboardInterrupt as exc:
-            if self.waited:  # interrupted while another run held the lock: not ours to undo
+        except BaseException as exc:
+            _taking(name, -1)
+            if isinstance(exc, KeyboardInterrupt) and self.waited:
+                # Interrupted while another run held the lock: not ours to undo.
                 exc.lock_held = True  # type: ignore[attr-defined]
             raise
 
@@ -230,7 +250,6 @@ class TemplateLock:
                 with aws_errors("create the launch template", region=plan.region):
                     self.template_id = str(ec2.create_launch_template(**params)[
                         "LaunchTemplate"]["LaunchTemplateId"])
-                _HELD.add(self.template_id)
                 return self.template_id
             except ProviderError as exc:
                 if error_code(exc) != "InvalidLaunchTemplateName.AlreadyExistsException":
@@ -248,9 +267,10 @@ class TemplateLock:
             created = held.get("CreateTime")
             age = ((dt.datetime.now(dt.timezone.utc) - created).total_seconds()
                    if isinstance(created, dt.datetime) else 0.0)
-            gone = _holder_gone(holder, str(held.get("LaunchTemplateId")))
+            gone = _holder_gone(holder, name)
             if gone or age > LOCK_STALE_S:
-                why = f"its holder {holder} is gone" if gone else f"it is {age / 60:.0f} minutes old"
+                why = (f"its holder {holder} is gone" if gone else
+                       f"it is {age / 60:.0f} minutes old")
                 self.notes.append(f"took over launch template {held['LaunchTemplateId']} "
                                   f"({name}) left by an interrupted run: {why}")
                 delete_template(prov, str(held["LaunchTemplateId"]), plan.region)
@@ -272,7 +292,8 @@ class TemplateLock:
 
     def forget(self) -> None:
         """The template is gone already (``down`` removed it): nothing left to release."""
-        _HELD.discard(self.template_id)
+        if self.template_id:
+            _taking(self.name, -1)
         self.template_id = ""
 
     def release(self) -> None:
@@ -280,7 +301,7 @@ class TemplateLock:
         it); harmless to repeat."""
         if self.template_id:
             _delete_template_noting(self.prov, self.template_id, self.plan, self.notes)
-            _HELD.discard(self.template_id)
+            _taking(self.name, -1)
         self.template_id = ""
 
 
@@ -325,6 +346,7 @@ def delete_template(prov: AwsProvider, template_id: str, region: str) -> None:
             ec2.delete_launch_template(LaunchTemplateId=template_id)
     except ProviderError as exc:
         if error_code(exc) not in ("InvalidLaunchTemplateId.NotFound",
+                                   "InvalidLaunchTemplateName.NotFoundException",
                                    "InvalidLaunchTemplateId.Malformed"):
             raise
 

@@ -1160,14 +1160,16 @@ class AwsProvider:
             result.terminated = ids
         from providers._aws_fleet import delete_template, find_templates
 
+        for sg in self.find_security_groups(name, region):
+            self._delete_security_group(sg["GroupId"], region)
+            result.deleted.append(sg["GroupId"])
+        # The launch template last: it is the name's launch lock (a lab's rollback holds it),
+        # and a run waiting for it must find everything else of this launch gone.
         for tid in find_templates(self, name, region):  # a launch lock left behind, or ours
             delete_template(self, tid, region)
             result.deleted.append(tid)
             if self._held is not None and self._held.template_id == tid:
                 self._held.forget()  # a lab's rollback released it: unlock has no work
-        for sg in self.find_security_groups(name, region):
-            self._delete_security_group(sg["GroupId"], region)
-            result.deleted.append(sg["GroupId"])
         if not ids and not result.deleted:
             result.notes.append(f"nothing named {name!r} in {region}")
         return result
