@@ -23,9 +23,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from nestcloud.errors import CapacityError, ProviderError, QuotaError
 from nestcloud.failover import FLEET_THRESHOLD, Attempt, attach, classify, stop_here
@@ -40,7 +39,6 @@ TEMPLATE_PREFIX = "nestcloud-"
 TAG_LOCK = "nestcloud:lock"
 # A launch template older than this is a dead run's leftover: no launch holds it that long.
 LOCK_STALE_S = 30 * 60.0
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -352,10 +350,11 @@ def delete_template(prov: AwsProvider, template_id: str, region: str) -> None:
 
 
 def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: dt.datetime,
-                 types: tuple[str, ...], readback: Callable[[list[dict[str, Any]]], R]
-                 ) -> tuple[R, list[Attempt]]:
-    """CreateFleet for every missing seat from the template ``lock`` holds; (``readback`` of
-    the launched instances, per-override rows).
+                 types: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[Attempt]]:
+    """CreateFleet for every missing seat from the template ``lock`` holds; (the launched
+    instances, per-override rows). The caller reads them back, then releases the lock: by
+    then the new seats are visible to DescribeInstances, so a run that takes the lock next
+    finds them.
 
     When the fleet comes back short, the error (CapacityError, or QuotaError when a quota
     code is among the errors) carries the rows; the instances it did launch stay tagged for
@@ -381,9 +380,7 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: d
                   provider="aws")
         err.partial = ids  # type: ignore[attr-defined]
         raise attach(err, rows)
-    # The caller releases the lock (deletes the template) after the read-back: by then the
-    # new seats are visible to DescribeInstances, so a run that takes the lock next finds them.
-    return readback(instances_from_response(resp, plan, zone_of, now)), rows
+    return instances_from_response(resp, plan, zone_of, now), rows
 
 
 def _delete_template_noting(prov: AwsProvider, template_id: str, plan: LaunchPlan,

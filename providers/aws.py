@@ -611,20 +611,18 @@ class AwsProvider:
 
         An access key belongs to one principal for its whole life, so STS is asked once per
         key and endpoint (see _fact), not once per launch."""
-        file, key = self._fact("identity")
-        cached = read_cache_entry(file, key, IDENTITY_TTL_S)
-        if cached:
-            return cached.decode("utf-8")
-        sts = self.client("sts", region)
-        try:
-            with aws_errors("identify the caller (STS GetCallerIdentity)", region=region):
-                arn = str(sts.get_caller_identity()["Arn"])
-        except ProviderError as exc:
-            if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
-                return os.environ.get("USER") or getpass.getuser()
-            raise
-        self._keep(file, key, "identity", arn.encode("utf-8"), IDENTITY_TTL_S)
-        return arn
+        def read() -> dict[str, Any] | None:
+            sts = self.client("sts", region)
+            try:
+                with aws_errors("identify the caller (STS GetCallerIdentity)", region=region):
+                    return {"Arn": str(sts.get_caller_identity()["Arn"])}
+            except ProviderError as exc:
+                if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
+                    return None  # not kept: asked again next time
+                raise
+
+        got, _ = self._cached_json("identity", (), read, IDENTITY_TTL_S)
+        return str(got["Arn"]) if got else (os.environ.get("USER") or getpass.getuser())
 
     def _fact(self, kind: str, *parts: str) -> tuple[Path | None, str]:
         """(cache file, entry key) for an answer that does not change for these credentials
@@ -640,14 +638,6 @@ class AwsProvider:
                                               if k.startswith("AWS_ENDPOINT_URL")) or "aws"
         h = hashlib.sha256("\0".join((kind, where, key_id, *parts)).encode()).hexdigest()
         return d / f"aws-{kind}-{h[:20]}.json", h
-
-    @staticmethod
-    def _keep(file: Path | None, key: str, kind: str, body: bytes, ttl_s: float) -> None:
-        """Write an entry; a write (a miss) also removes the kind's entries past their age."""
-        if file is None:
-            return
-        write_cache_entry(file, key, body)
-        prune(file.parent, f"aws-{kind}-*.json", ttl_s)
 
     def _key_id(self) -> str:
         """The access key id of this provider's credentials ("" without any), read once:
@@ -675,9 +665,10 @@ class AwsProvider:
             if isinstance(got, dict):
                 return got, True
         answer = read()
-        if answer is not None:
-            self._keep(file, key, kind, json.dumps(answer, default=str).encode("utf-8"),
-                       ttl_s or FACT_TTL_S)
+        if answer is not None and file is not None:
+            write_cache_entry(file, key, json.dumps(answer, default=str).encode("utf-8"))
+            # A miss also removes the kind's entries past their age.
+            prune(file.parent, f"aws-{kind}-*.json", ttl_s or FACT_TTL_S)
         return answer, False
 
     def raw_instances(self, region: str, name: str | None = None,
@@ -1037,13 +1028,13 @@ class AwsProvider:
                 plan, reused = self._relist(plan, all_types, notes)
             if self.use_fleet(plan):
                 assert lock is not None  # a fleet launches from the lock's template
-                (new, read_notes), self.last_attempts = fleet.launch_fleet(
-                    self, plan, lock, now, all_types,
-                    readback=lambda launched: self.readback(plan, launched))
-                notes.append(f"launched {len(new)} seat(s) in one EC2 Fleet call "
+                launched, self.last_attempts = fleet.launch_fleet(self, plan, lock, now,
+                                                                  all_types)
+                notes.append(f"launched {len(launched)} seat(s) in one EC2 Fleet call "
                              f"({len(all_types)} type(s) x every default-VPC zone)")
             else:
-                new, read_notes = self.readback(plan, self._run_seats(plan, sg_id, now))
+                launched = self._run_seats(plan, sg_id, now)
+            new, read_notes = self.readback(plan, launched)
             done = True
         finally:
             if lock is not None:
