@@ -41,6 +41,7 @@ from bench_launch import (  # noqa: E402
     cache_off,
     fresh_world,
     moto_server,
+    print_runs,
     session,
 )
 
@@ -179,10 +180,8 @@ def run(args: argparse.Namespace) -> int:
     ratio = med(ours, "wall") / med(bare, "wall")
     cold_ratio = med(cold, "wall") / med(bare, "wall")
     cpu_ratio = med(ours, "cpu") / med(bare, "cpu")
-    for label, xs in (("nestcloud fleet", ours), ("nestcloud fleet, cold", cold),
-                      ("bare boto3 fleet", bare), ("nestcloud seat by seat", seq)):
-        print(f"{label:>22}: wall {[round(x.wall, 2) for x in xs]} s, cpu "
-              f"{[round(x.cpu, 2) for x in xs]} s")
+    print_runs((("nestcloud fleet", ours), ("nestcloud fleet, cold", cold),
+                ("bare boto3 fleet", bare), ("nestcloud seat by seat", seq)))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"README: a {args.seats}-seat lab against a local EC2 endpoint (moto "
           f"{version('moto')}): nestcloud through EC2 Fleet {med(ours, 'wall'):.2f} s wall "

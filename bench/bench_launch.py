@@ -28,8 +28,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 TARGET = 1.2
@@ -101,35 +101,41 @@ def session() -> Any:
 
 
 @contextmanager
+def _cache_setting(value: str) -> Iterator[None]:
+    """NESTCLOUD_CACHE_DIR set to ``value`` inside the block, as it was after it."""
+    from nestcloud.cache import ENV_CACHE_DIR
+
+    old = os.environ.get(ENV_CACHE_DIR)
+    os.environ[ENV_CACHE_DIR] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_CACHE_DIR, None)
+        else:
+            os.environ[ENV_CACHE_DIR] = old
+
+
+@contextmanager
 def bench_cache() -> Iterator[str]:
     """A fresh cache directory for the benchmark's nestcloud runs (filled by its untimed
     runs), so it neither reads nor writes the user's own; yields its path."""
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="nestcloud-bench-cache-") as d:
-        old = os.environ.get("NESTCLOUD_CACHE_DIR")
-        os.environ["NESTCLOUD_CACHE_DIR"] = d
-        try:
-            yield d
-        finally:
-            if old is None:
-                os.environ.pop("NESTCLOUD_CACHE_DIR", None)
-            else:
-                os.environ["NESTCLOUD_CACHE_DIR"] = old
+    with tempfile.TemporaryDirectory(prefix="nestcloud-bench-cache-") as d, _cache_setting(d):
+        yield d
 
 
-@contextmanager
-def cache_off() -> Iterator[None]:
+def cache_off() -> AbstractContextManager[None]:
     """Every fact nestcloud caches read live: a first run for an access key."""
-    old = os.environ.get("NESTCLOUD_CACHE_DIR")
-    os.environ["NESTCLOUD_CACHE_DIR"] = "off"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("NESTCLOUD_CACHE_DIR", None)
-        else:
-            os.environ["NESTCLOUD_CACHE_DIR"] = old
+    return _cache_setting("off")
+
+
+def print_runs(rows: Iterable[tuple[str, list[Timer]]]) -> None:
+    """Each side's per-round wall and CPU seconds."""
+    for label, xs in rows:
+        print(f"{label:>22}: wall {[round(x.wall, 2) for x in xs]} s, cpu "
+              f"{[round(x.cpu, 2) for x in xs]} s")
 
 
 def nestcloud_launch(url: str, name: str, count: int, record: bool = False
@@ -229,9 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     cold_ratio = med(cold, "wall") / med(bare, "wall")
     cpu_ratio = med(ours, "cpu") / med(bare, "cpu")
     rows = (("nestcloud", ours), ("nestcloud, cold", cold), ("bare boto3", bare))
-    for label, xs in rows:
-        print(f"{label:>22}: wall {[round(x.wall, 2) for x in xs]} s, cpu "
-              f"{[round(x.cpu, 2) for x in xs]} s")
+    print_runs(rows)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"README: `--count {args.count}` against a local EC2 endpoint (moto "
           f"{version('moto')}): nestcloud {med(ours, 'wall'):.2f} s wall (checks, "
