@@ -3,9 +3,15 @@
 Two kinds of entry live here: the parsed catalog (see catalog.py) and facts a cloud stated
 that do not change for the credentials that read them (the caller's ARN for an access key,
 an image's architecture and root device, an instance type's features; see providers/aws.py).
-Each entry carries the key it was written under and a SHA-256 of its body, so an entry for
-other inputs, a truncated or an edited one is never trusted: it is read again instead.
-Writes are atomic; a cache that cannot be written (read-only home) only costs speed.
+
+Each entry carries the key it was written under and a SHA-256 of its body. The key makes an
+entry written for other inputs (another catalog file, other code) miss; the checksum catches
+a torn or damaged entry (a copy cut short, a bad disk block). Neither protects against
+tampering: whoever can write the file can recompute both. What keeps entries trustworthy is
+that only the user can write them: the directory is private (0700, files 0600; see
+nestcloud.localstate), and an entry that is not a regular file owned by the user (a link,
+someone else's file) is ignored. Writes are atomic; a cache that cannot be written (read-only
+home, a directory of someone else's) only costs speed.
 """
 
 from __future__ import annotations
@@ -14,19 +20,34 @@ import os
 import time
 from pathlib import Path
 
+from nestcloud.localstate import (
+    APP,
+    ENV_STATE_DIR,
+    LocalFileError,
+    read_private,
+    write_private,
+)
+
 ENV_CACHE_DIR = "NESTCLOUD_CACHE_DIR"
+# The parsed catalog is the largest entry (~0.4 MB today); anything far larger was not written
+# by us, and reading it would only cost memory.
+MAX_ENTRY_BYTES = 64 << 20
 
 
 def cache_dir() -> Path | None:
-    """$NESTCLOUD_CACHE_DIR ('off' disables), else $NESTCLOUD_STATE_DIR/cache, else XDG."""
+    """$NESTCLOUD_CACHE_DIR ('off' disables), else $NESTCLOUD_STATE_DIR/cache, else the
+    platform's user cache directory: $XDG_CACHE_HOME/nestcloud (default ~/.cache/nestcloud)
+    on Linux, ~/Library/Caches/nestcloud on macOS, %LOCALAPPDATA%\\nestcloud\\Cache on
+    Windows."""
     env = os.environ.get(ENV_CACHE_DIR)
     if env:
         return None if env.lower() in ("off", "0", "no") else Path(env)
-    state = os.environ.get("NESTCLOUD_STATE_DIR")
+    state = os.environ.get(ENV_STATE_DIR)
     if state:
         return Path(state) / "cache"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "nestcloud"
+    import platformdirs  # only when no override is set: costs a few ms of start-up
+
+    return Path(platformdirs.user_cache_dir(APP, appauthor=False))
 
 
 def read_cache_entry(file: Path | None, key: str, max_age_s: float | None = None
@@ -36,34 +57,32 @@ def read_cache_entry(file: Path | None, key: str, max_age_s: float | None = None
     if file is None:
         return None
     try:
-        with open(file, "rb") as f:
-            if max_age_s is not None and time.time() - os.fstat(f.fileno()).st_mtime > max_age_s:
-                return None
-            head = f.readline().rstrip(b"\n").decode("ascii", "replace").split(" ")
-            body = f.read()
-    except OSError:  # absent or unreadable: the caller builds it instead
+        data, st = read_private(file, MAX_ENTRY_BYTES)
+    except (OSError, LocalFileError):  # absent, unreadable or not ours: built again instead
         return None
+    if max_age_s is not None and time.time() - st.st_mtime > max_age_s:
+        return None
+    head_line, _, body = data.partition(b"\n")
+    head = head_line.decode("ascii", "replace").split(" ")
     import hashlib
 
     if len(head) != 2 or head[0] != key or hashlib.sha256(body).hexdigest() != head[1]:
-        return None  # another input, other code, or a damaged entry
+        return None  # another input, other code, or a torn entry
     return body
 
 
 def write_cache_entry(file: Path | None, key: str, body: bytes) -> None:
-    """Store ``body`` under ``key`` with its SHA-256, atomically; failures only cost speed."""
+    """Store ``body`` under ``key`` with its SHA-256, atomically and privately; failures
+    only cost speed."""
     if file is None:
         return
     import hashlib
 
+    head = f"{key} {hashlib.sha256(body).hexdigest()}\n".encode("ascii")
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-        head = f"{key} {hashlib.sha256(body).hexdigest()}\n".encode("ascii")
-        tmp.write_bytes(head + body)
-        os.replace(tmp, file)
-    except OSError:
-        pass  # a read-only home only costs speed
+        write_private(file, head + body)
+    except (OSError, LocalFileError):
+        pass  # a read-only home, or a directory that is not private: only costs speed
 
 
 def prune(directory: Path | None, pattern: str, max_age_s: float) -> None:
@@ -76,7 +95,7 @@ def prune(directory: Path | None, pattern: str, max_age_s: float) -> None:
     try:
         for f in directory.glob(pattern):
             try:
-                if now - f.stat().st_mtime > max_age_s:
+                if now - f.lstat().st_mtime > max_age_s:
                     f.unlink()
             except OSError:
                 continue  # another process pruned it first, or it is not ours to remove

@@ -358,7 +358,8 @@ _cache: dict[tuple[str, float, int], Catalog] = {}
 # and build the validators (~65 ms of a ~0.2 s command), so the entry is rebuilt by calling the
 # dataclasses directly. That is safe because an entry is written only after rebuilding it that
 # way gave exactly the validated catalog, and its body carries a SHA-256 that is checked before
-# it is trusted (a truncated or edited entry is re-parsed). The files live in nestcloud.cache.
+# it is trusted (a truncated or damaged entry is re-parsed; see nestcloud.cache for what it
+# does not protect against). The files live in nestcloud.cache.
 
 
 def _pydantic_version() -> str:

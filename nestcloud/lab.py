@@ -828,22 +828,13 @@ class Lab:
 
 @contextlib.contextmanager
 def _lab_lock(name: str) -> Iterator[None]:
-    """An exclusive lock per lab name in the state directory (flock: released on exit)."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): the ClientTokens are all there is
-        yield
-        return
-    from nestcloud.sandbox import state_dir
+    """An exclusive lock per lab name in the state directory (an OS lock: released when the
+    process dies; filelock, so Windows is locked too)."""
+    from nestcloud.localstate import file_lock, private_dir, state_dir
 
-    d = state_dir() / "locks"
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / f"lab-{name}.lock", "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    private_dir(state_dir())
+    with file_lock(state_dir() / "locks" / f"lab-{name}.lock"):
+        yield
 
 
 def _safe_list(prov: Provider, name: str) -> list[Instance]:
