@@ -1,16 +1,24 @@
 """The local EC2 endpoint behind ``--sandbox``: moto's server, outliving single commands.
 
 ``ensure_endpoint()`` starts it on a free loopback port when needed and returns its URL; a
-state file under ``$NESTCLOUD_STATE_DIR`` (default ``~/.local/state/nestcloud``) lets every
-later command find the same server, so ``launch``, ``ls`` and ``down`` see one world. The
-server runs as ``python -m nestcloud.sandbox serve`` in its own session, detached from the
-command that started it. moto is imported only in that server process.
+state file in the state directory (``$NESTCLOUD_STATE_DIR``, else the platform's, see
+nestcloud.localstate) lets every later command find the same server, so ``launch``, ``ls``
+and ``down`` see one world. The server runs as ``python -m nestcloud.sandbox serve
+STATE_FILE`` in its own session, detached from the command that started it. moto is imported
+only in that server process.
+
+The state file is a convenience, never the only way to the server: its content is checked
+(types, a loopback URL, a pid that is this user's server for this state file and listens on
+that port) and, when it is missing, damaged or foreign, the server is found by its command
+line instead (psutil) and the file rewritten. So no server is ever left where ``sandbox
+stop`` cannot reach it, and nothing else is ever taken for the sandbox or signalled.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,26 +26,56 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from nestcloud.errors import MissingDependencyError, ProviderError
+from nestcloud.localstate import (
+    ENV_STATE_DIR,
+    LocalFileError,
+    create_private,
+    file_lock,
+    private_dir,
+    read_private,
+    state_dir,
+    write_private,
+)
+
+__all__ = ["ENV_SANDBOX", "ENV_STATE_DIR", "SandboxState", "enabled", "ensure_endpoint",
+           "healthy", "read_state", "session", "start", "state_dir", "state_path", "status",
+           "stop"]
 
 ENV_SANDBOX = "NESTCLOUD_SANDBOX"
-ENV_STATE_DIR = "NESTCLOUD_STATE_DIR"
 STATE_FILE = "sandbox.json"
+LOG_FILE = "sandbox.log"  # the server's request log, rotated at LOG_MAX_BYTES (one old file)
+OUT_FILE = "sandbox.out"  # the server's own output (start-up errors), new at every start
+LOG_MAX_BYTES = 1 << 20
+_ENV_LOG_MAX = "NESTCLOUD_SANDBOX_LOG_MAX_BYTES"  # start() -> serve(): the cap to apply
+MAX_STATE_BYTES = 4096  # a state is ~150 bytes; a larger file is not ours
 START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+# How long a server of ours may take to answer before it counts as hung (and start() replaces
+# it): generous, since a busy machine slows moto and replacing it loses its world.
+ANSWER_TIMEOUT_S = 5.0
 # The sandbox never sees real credentials: these go to the loopback endpoint only.
 FAKE_CREDENTIALS = {"aws_access_key_id": "nestcloud-sandbox",
                     "aws_secret_access_key": "nestcloud-sandbox"}
 DEFAULT_REGION = "us-east-1"
+_INSTALL_HINT = "pip install 'nestcloud[sandbox]'"
 
 LIMITS = (
     "the sandbox is a local EC2 endpoint (moto): requests are real, machines are not. No guest "
     "boots, so readiness markers never appear; CpuOptions.NestedVirtualization is accepted "
     "but not echoed back; only the al2023 image parameter exists in its SSM."
 )
+
+Note = Callable[[str], None]
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -55,48 +93,198 @@ def enabled(flag: bool = False) -> bool:
     return flag or env in ("1", "true", "yes", "on")
 
 
-def state_dir() -> Path:
-    env = os.environ.get(ENV_STATE_DIR)
-    base = Path(env) if env else Path.home() / ".local" / "state" / "nestcloud"
-    return base
-
-
 def state_path() -> Path:
     return state_dir() / STATE_FILE
 
 
-def read_state() -> SandboxState | None:
-    try:
-        data = json.loads(state_path().read_text(encoding="utf-8"))
-        return SandboxState(**data)
-    except (FileNotFoundError, ValueError, TypeError):
+def _serve_args() -> list[str]:
+    """What follows the interpreter in the server's command line: names this state file."""
+    return ["-m", "nestcloud.sandbox", "serve", os.path.abspath(state_path())]
+
+
+def _parse(doc: Any) -> SandboxState | None:
+    """A state only when every field has its type and the URL is loopback at its port."""
+    if not isinstance(doc, dict) or not {"pid", "port", "url", "started_at"} <= set(doc) \
+            or not set(doc) <= {"pid", "port", "url", "started_at", "moto_version"}:
         return None
+    pid, port, url, started, moto = (doc["pid"], doc["port"], doc["url"], doc["started_at"],
+                                     doc.get("moto_version"))
+    if type(pid) is not int or pid <= 0 or type(port) is not int or not 0 < port < 65536:
+        return None
+    if url != f"http://127.0.0.1:{port}":  # requests go there: never off this machine
+        return None
+    if type(started) not in (int, float) or not math.isfinite(started):
+        return None
+    if moto is not None and (not isinstance(moto, str) or len(moto) > 64):
+        return None
+    return SandboxState(pid=pid, port=port, url=url, started_at=float(started),
+                        moto_version=moto)
 
 
-def _pid_alive(pid: int) -> bool:
+def _load() -> tuple[SandboxState | None, str | None]:
+    """(the state file's state, why the file cannot be used): (None, None) when absent."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        raw, _ = read_private(state_path(), MAX_STATE_BYTES)
+    except FileNotFoundError:
+        return None, None
+    except LocalFileError as exc:
+        return None, exc.reason
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None, "not JSON"
+    st = _parse(doc)
+    return (st, None) if st is not None else (None, "not a sandbox state (fields or types)")
 
 
-def _is_our_server(pid: int) -> bool:
-    """Guard against a recycled pid before signalling it."""
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        try:
-            return b"nestcloud.sandbox" in cmdline.read_bytes()
-        except OSError:
-            return False
-    try:  # no /proc (macOS): ask ps; when unsure, never signal
-        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)],  # noqa: S603,S607
-                             capture_output=True, text=True, timeout=5, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
+def read_state() -> SandboxState | None:
+    """The state file's content when it is a well-formed state (not checked against the
+    running processes: see status())."""
+    return _load()[0]
+
+
+def _psutil() -> Any:
+    try:
+        import psutil
+    except ImportError as exc:
+        raise MissingDependencyError("the sandbox needs psutil to find its server, which is "
+                                     "not installed", hint=_INSTALL_HINT,
+                                     provider="aws") from exc
+    return psutil
+
+
+def _ours(proc: Any) -> bool:
+    """``proc`` is this user's sandbox server for this state file (not a recycled pid, not
+    another user's process, not a server of another state directory)."""
+    psutil = _psutil()
+    try:
+        return (proc.cmdline()[-4:] == _serve_args()
+                and proc.username() == psutil.Process().username()
+                and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return False
-    return "nestcloud.sandbox" in out
+
+
+def _servers() -> list[Any]:
+    """This user's sandbox servers for this state file, found by their command lines."""
+    psutil = _psutil()
+    want = _serve_args()
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd[-4:] == want and _ours(proc):
+            found.append(proc)
+    return found
+
+
+def _listen_port(proc: Any) -> int | None:
+    """The loopback port ``proc`` listens on; None when there is none or it cannot be read."""
+    psutil = _psutil()
+    try:
+        conns = proc.net_connections(kind="tcp4")
+    except psutil.Error:
+        return None
+    ports = [c.laddr.port for c in conns
+             if c.status == psutil.CONN_LISTEN and c.laddr.ip == "127.0.0.1"]
+    return ports[0] if len(ports) == 1 else None
+
+
+def _describe(proc: Any) -> SandboxState | None:
+    """The state of a server found by its command line, when it answers."""
+    port = _listen_port(proc)
+    if port is None:
+        return None
+    url = f"http://127.0.0.1:{port}"
+    if not healthy(url, ANSWER_TIMEOUT_S):
+        return None
+    try:
+        started = float(proc.create_time())
+    except _psutil().Error:
+        return None
+    return SandboxState(pid=proc.pid, port=port, url=url, started_at=started)
+
+
+def _verified(st: SandboxState) -> bool:
+    """The state names our server, listening on its port, and the endpoint answers."""
+    psutil = _psutil()
+    try:
+        proc = psutil.Process(st.pid)
+    except psutil.Error:
+        return False
+    return (_ours(proc) and _listen_port(proc) in (st.port, None)
+            and healthy(st.url, ANSWER_TIMEOUT_S))
+
+
+def _terminate(procs: list[Any]) -> None:
+    """SIGTERM, then SIGKILL whoever is still there after STOP_TIMEOUT_S (children are
+    reaped: a zombie would look alive)."""
+    psutil = _psutil()
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
+
+
+def _forget(problem: str | None) -> None:
+    """Remove the state file; LocalFileError when the path cannot be removed (a directory)."""
+    path = state_path()
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise LocalFileError(path, f"{problem or 'not a sandbox state'}, and it cannot be "
+                                   f"removed ({exc.strerror})",
+                             hint="remove it by hand: nestcloud keeps only its sandbox state "
+                                  "there") from None
+
+
+def _current(note: Note, *, reap: bool) -> SandboxState | None:
+    """The running sandbox, repairing the state file on the way; call under _lock().
+
+    A state file that does not name a running server of ours is removed (LocalFileError when
+    it cannot be). A server found by its command line is adopted (the file rewritten); with
+    ``reap``, servers that do not answer and any second server are stopped."""
+    st, problem = _load()
+    if st is not None and _verified(st):
+        return st
+    path = state_path()
+    found: SandboxState | None = None
+    extra = []
+    for proc in _servers():
+        described = _describe(proc) if found is None else None
+        if described is not None:
+            found = described
+        else:
+            extra.append(proc)
+    if reap and extra:
+        note(f"sandbox: stopping server(s) {', '.join(str(p.pid) for p in extra)} that "
+             "did not answer or were not in the state file")
+        _terminate(extra)
+    _forget(problem)  # one clear error when the path cannot be used at all
+    if found is None:
+        if problem:
+            note(f"sandbox: removed {path}: {problem}")
+        return None
+    write_private(path, json.dumps(asdict(found)).encode())
+    note(f"sandbox: {path} was {problem or 'missing or stale'}; found the server "
+         f"(pid {found.pid}) by its command line and rewrote it")
+    return found
+
+
+def status(note: Note = _stderr) -> SandboxState | None:
+    """The running sandbox, or None; a stale state file (dead or foreign) is removed and a
+    server whose state file was lost or damaged is found again."""
+    if not _needed():
+        return None
+    with _lock():
+        return _current(note, reap=False)
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -108,58 +296,34 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def status() -> SandboxState | None:
-    """The running sandbox, or None; a stale state file (dead or foreign) is removed."""
-    st = read_state()
-    if st is None:
-        return None
-    if _pid_alive(st.pid) and healthy(st.url):
-        return st
-    with contextlib.suppress(FileNotFoundError):
-        state_path().unlink()
-    return None
-
-
 @contextlib.contextmanager
 def _lock() -> Iterator[None]:
     """Two commands starting the sandbox at once must end up with one server."""
-    state_dir().mkdir(parents=True, exist_ok=True)
-    path = state_dir() / "sandbox.lock"
-    with open(path, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # Windows: best effort without a lock
-            yield
-            return
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(private_dir(state_dir()) / "sandbox.lock"):
+        yield
 
 
-def start() -> tuple[SandboxState, bool]:
+def start(note: Note = _stderr) -> tuple[SandboxState, bool]:
     """(the sandbox, whether this call started it)."""
+    import importlib.util
+
+    for module in ("moto", "psutil"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(f"the sandbox needs {module}, which is not installed",
+                                         hint=_INSTALL_HINT, provider="aws")
     with _lock():
-        st = status()
+        st = _current(note, reap=True)
         if st is not None:
             return st, False
+        out_path = state_dir() / OUT_FILE
+        fd = create_private(out_path)
         try:
-            import importlib.util
-
-            if importlib.util.find_spec("moto") is None:
-                raise ImportError("moto")
-        except ImportError as exc:
-            raise MissingDependencyError("the sandbox needs moto's server, which is not "
-                                         "installed", hint="pip install 'nestcloud[sandbox]'",
-                                         provider="aws") from exc
-        state_dir().mkdir(parents=True, exist_ok=True)
-        log = state_dir() / "sandbox.log"
-        with open(log, "ab") as out:
             proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "nestcloud.sandbox", "serve", str(state_path())],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                close_fds=True)
+                [sys.executable, *_serve_args()], stdin=subprocess.DEVNULL, stdout=fd,
+                stderr=fd, start_new_session=True, close_fds=True,
+                env={**os.environ, _ENV_LOG_MAX: str(LOG_MAX_BYTES)})
+        finally:
+            os.close(fd)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             st = read_state()
@@ -169,10 +333,14 @@ def start() -> tuple[SandboxState, bool]:
                 break
             time.sleep(0.1)
         if proc.poll() is None:
-            proc.terminate()
-        tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-        raise ProviderError(f"the sandbox endpoint did not start (log: {log})\n{tail}".rstrip(),
-                            provider="aws")
+            proc.kill()
+            proc.wait()
+        try:
+            tail = read_private(out_path, 1 << 20)[0].decode(errors="replace")[-800:]
+        except (OSError, LocalFileError):
+            tail = ""
+        raise ProviderError(f"the sandbox endpoint did not start (output: {out_path})\n"
+                            f"{tail}".rstrip(), provider="aws")
 
 
 def ensure_endpoint() -> str:
@@ -180,30 +348,55 @@ def ensure_endpoint() -> str:
     return start()[0].url
 
 
-def stop() -> SandboxState | None:
-    """Stop the sandbox (and forget its world); None when none was running."""
+def stop(note: Note = _stderr) -> SandboxState | None:
+    """Stop the sandbox (and forget its world); None when none was running.
+
+    Every server of this user for this state file is stopped, found by its command line as
+    well as through the state file, so a damaged or deleted state file cannot hide one. A
+    state path that cannot be removed is reported through ``note``, not raised: stopping
+    worked."""
+    if not _needed():
+        return None
     with _lock():
-        st = read_state()
-        if st is None:
-            return None
-        if _pid_alive(st.pid) and _is_our_server(st.pid):
-            os.kill(st.pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _pid_alive(st.pid) and time.monotonic() < deadline:
-                _reap(st.pid)
-                time.sleep(0.05)
-            if _pid_alive(st.pid):
-                os.kill(st.pid, signal.SIGKILL)
-        with contextlib.suppress(FileNotFoundError):
-            state_path().unlink()
+        st, problem = _load()
+        if problem:
+            note(f"sandbox: ignoring {state_path()}: {problem}")
+        procs = _servers()
+        if st is not None and st.pid not in {p.pid for p in procs}:
+            st = None  # names no server of ours (gone, or someone else's): nothing to stop
+        if st is None and procs:
+            st = _describe(procs[0]) or SandboxState(pid=procs[0].pid, port=0, url="",
+                                                     started_at=0.0)
+        _terminate(procs)
+        left = [p for p in procs if _alive(p)]
+        if left:
+            raise ProviderError(f"sandbox server(s) {', '.join(str(p.pid) for p in left)} "
+                                "did not stop", provider="aws")
+        try:
+            _forget(problem)
+        except LocalFileError as exc:
+            note(f"sandbox: {exc}")
         return st
 
 
-def _reap(pid: int) -> None:
-    # When this process started the server it must collect the exit status, or the zombie
-    # would look alive to os.kill(pid, 0).
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+def _alive(proc: Any) -> bool:
+    psutil = _psutil()
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _needed() -> bool:
+    """Whether there can be a server to look for: without psutil (no sandbox extra) this
+    version never started one, so only a leftover state file asks for psutil."""
+    import importlib.util
+
+    if importlib.util.find_spec("psutil") is not None:
+        return True
+    if os.path.lexists(state_path()):
+        _psutil()  # raises, naming the extra to install
+    return False
 
 
 def session():  # type: ignore[no-untyped-def]
@@ -214,21 +407,64 @@ def session():  # type: ignore[no-untyped-def]
                          **FAKE_CREDENTIALS)
 
 
+def _log_requests(path: Path, max_bytes: int) -> None:
+    """Send what the server logs (werkzeug logs every request), warns or prints to ``path``,
+    rotated at ``max_bytes`` with one older file kept: a long-lived sandbox answering a
+    polling loop must not fill the disk."""
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    class PrivateLog(RotatingFileHandler):
+        def _open(self):  # type: ignore[no-untyped-def]
+            # 0600 from the start, and never through a link planted at the log's name.
+            fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                         | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            return open(fd, "a", encoding=self.encoding, errors=self.errors)  # noqa: SIM115
+
+    class ToLog:
+        """sys.stdout/sys.stderr as log lines (tracebacks printed by socketserver too)."""
+
+        def __init__(self) -> None:
+            self.busy = False
+
+        def write(self, text: str) -> int:
+            if not self.busy:  # a failing handler reports to stderr: do not loop
+                self.busy = True
+                try:
+                    for line in text.splitlines():
+                        if line.strip():
+                            logging.getLogger("nestcloud.sandbox").info(line)
+                finally:
+                    self.busy = False
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    handler = PrivateLog(path, maxBytes=max_bytes, backupCount=1, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    sys.stdout = sys.stderr = ToLog()  # type: ignore[assignment]
+
+
 def serve(state_file: str) -> None:
     """Run moto's server on a free loopback port until SIGTERM; write the state file."""
     from importlib.metadata import version
 
     from moto.server import ThreadedMotoServer
 
+    os.umask(0o077)  # whatever this process creates is the user's alone
+    _log_requests(Path(state_file).with_name(LOG_FILE),
+                  int(os.environ.get(_ENV_LOG_MAX) or LOG_MAX_BYTES))
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     st = SandboxState(pid=os.getpid(), port=port, url=f"http://{host}:{port}",
                       started_at=time.time(), moto_version=version("moto"))
-    path = Path(state_file)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(st)), encoding="utf-8")
-    os.replace(tmp, path)
+    write_private(Path(state_file), json.dumps(asdict(st)).encode())
 
     def _stop(signum: int, frame: object) -> None:
         # The world lives in this process's memory only: nothing to flush, so leave at once

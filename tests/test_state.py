@@ -179,26 +179,26 @@ def test_cache_dir_follows_the_platform(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_state_dir_follows_the_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from nestcloud import localstate as sandbox  # the sandbox and the lab locks live there
+    from nestcloud import localstate  # the sandbox and the lab locks live there
 
     monkeypatch.delenv("NESTCLOUD_STATE_DIR", raising=False)
     if sys.platform.startswith("linux"):
         monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-        assert sandbox.state_dir() == tmp_path / "xdg-state" / "nestcloud"
+        assert localstate.state_dir() == tmp_path / "xdg-state" / "nestcloud"
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     from platformdirs.macos import MacOS
 
     monkeypatch.setattr(platformdirs, "PlatformDirs", MacOS)
-    assert sandbox.state_dir() == (Path.home() / "Library" / "Application Support"
+    assert localstate.state_dir() == (Path.home() / "Library" / "Application Support"
                                    / "nestcloud")
 
 
 def test_env_overrides_still_win(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from nestcloud import localstate as sandbox
+    from nestcloud import localstate
 
     monkeypatch.setenv("NESTCLOUD_STATE_DIR", str(tmp_path / "s"))
     monkeypatch.delenv("NESTCLOUD_CACHE_DIR", raising=False)
-    assert sandbox.state_dir() == tmp_path / "s"
+    assert localstate.state_dir() == tmp_path / "s"
     assert cache.cache_dir() == tmp_path / "s" / "cache"
     monkeypatch.setenv("NESTCLOUD_CACHE_DIR", str(tmp_path / "c"))
     assert cache.cache_dir() == tmp_path / "c"

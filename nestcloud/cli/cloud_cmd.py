@@ -315,7 +315,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         json_mode(as_json)
         from nestcloud import sandbox as sb
 
-        st, started = sb.start()
+        st, started = sb.start(note=info)
         if as_json:
             emit_json({**_sandbox_doc(st, True), "started": started})
             return
@@ -329,13 +329,14 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         json_mode(as_json)
         from nestcloud import sandbox as sb
 
-        st = sb.status()
+        st = sb.status(note=info)
         if as_json:
             emit_json(_sandbox_doc(st, st is not None))
         elif st is None:
             typer.echo("sandbox not running (the next --sandbox command starts it)")
         else:
-            typer.echo(f"sandbox running at {st.url} (pid {st.pid}, moto {st.moto_version})")
+            moto = f", moto {st.moto_version}" if st.moto_version else ""
+            typer.echo(f"sandbox running at {st.url} (pid {st.pid}{moto})")
         if st is None:
             raise typer.Exit(1)
 
@@ -345,11 +346,15 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         json_mode(as_json)
         from nestcloud import sandbox as sb
 
-        st = sb.stop()
+        st = sb.stop(note=info)
         if as_json:
-            emit_json({"stopped": st is not None, **({"url": st.url} if st else {})})
-        else:
-            typer.echo(f"sandbox at {st.url} stopped" if st else "sandbox was not running")
+            emit_json({"stopped": st is not None,
+                       **({"url": st.url, "pid": st.pid} if st else {})})
+        elif st is None:
+            typer.echo("sandbox was not running")
+        else:  # a server found by its command line that no longer answers has no URL
+            typer.echo(f"sandbox at {st.url} stopped" if st.url
+                       else f"sandbox server (pid {st.pid}) stopped")
 
     from nestcloud.cli.catalog_cmd import catalog_app
 

@@ -26,7 +26,9 @@ def test_state_lives_under_the_state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("NESTCLOUD_STATE_DIR", str(tmp_path))
     assert sb.state_path() == tmp_path / "sandbox.json"
     monkeypatch.delenv("NESTCLOUD_STATE_DIR")
-    assert sb.state_path() == Path.home() / ".local" / "state" / "nestcloud" / "sandbox.json"
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    if sys.platform.startswith("linux"):
+        assert sb.state_path() == Path.home() / ".local" / "state" / "nestcloud" / "sandbox.json"
 
 
 def test_stale_state_of_a_dead_process_is_removed():
@@ -53,7 +55,7 @@ def test_stop_when_nothing_runs_is_harmless():
 
 def test_stop_never_signals_a_foreign_process():
     write_state(pid=os.getpid())  # our own pytest process: its cmdline is not the sandbox
-    assert sb.stop() is not None
+    assert sb.stop() is None  # nothing was running: it must not say it stopped something
     assert not sb.state_path().exists()  # forgotten, and we are still alive to assert it
 
 
@@ -134,3 +136,187 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
     gone = run("sandbox", "status")
     assert gone.returncode == 1
     assert gone.stdout == "sandbox not running (the next --sandbox command starts it)\n"
+
+
+# -- a corrupted or foreign state file ------------------------------------------------------
+# Whatever sandbox.json holds, no sandbox server is left where `sandbox stop` cannot reach it,
+# no foreign process or endpoint is taken for ours, and reading it is bounded and never hangs.
+
+
+def quiet(_text: str) -> None:
+    pass
+
+
+@pytest.mark.parametrize("change", [
+    {"pid": "1"}, {"pid": True}, {"pid": -1}, {"pid": 0}, {"pid": 1.5}, {"pid": None},
+    {"port": "1"}, {"port": 0}, {"port": 70000},
+    {"url": "http://example.com:1"},  # requests would leave the machine
+    {"url": "http://127.0.0.1:2"},  # not the port the state names
+    {"started_at": "yesterday"}, {"moto_version": 5}, {"extra": 1},
+])
+def test_a_state_with_wrong_fields_or_types_is_not_trusted(change: dict[str, Any]) -> None:
+    write_state(**change)
+    assert sb.read_state() is None
+    assert sb.status(note=quiet) is None and sb.stop(note=quiet) is None
+    assert not sb.state_path().exists()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "null", '"x"', "{}", "{not json", "\x00\xff"])
+def test_a_state_that_is_not_a_state_object_is_not_trusted(text: str) -> None:
+    sb.state_dir().mkdir(parents=True, exist_ok=True)
+    sb.state_path().write_text(text, encoding="latin-1")
+    assert sb.read_state() is None and sb.status(note=quiet) is None
+    assert sb.stop(note=quiet) is None
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_a_live_foreign_endpoint_is_not_taken_for_the_sandbox(moto_endpoint: str) -> None:
+    # A live pid (ours: pytest) and a healthy moto endpoint that is not the sandbox server.
+    write_state(pid=os.getpid(), port=_port(moto_endpoint), url=moto_endpoint)
+    assert sb.status(note=quiet) is None
+    assert not sb.state_path().exists()
+
+
+def test_an_oversized_state_file_is_not_read() -> None:
+    sb.state_dir().mkdir(parents=True, exist_ok=True)
+    doc = {"pid": 1, "port": 1, "url": "http://127.0.0.1:1", "started_at": 0.0}
+    sb.state_path().write_text(json.dumps(doc) + " " * (1 << 20), encoding="utf-8")
+    assert sb.read_state() is None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks and FIFOs")
+def test_a_state_file_that_is_a_link_is_not_followed(tmp_path: Path, moto_endpoint: str
+                                                      ) -> None:
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps({"pid": os.getpid(), "port": _port(moto_endpoint),
+                                  "url": moto_endpoint, "started_at": 0.0}))
+    sb.state_dir().mkdir(parents=True, exist_ok=True)
+    sb.state_path().symlink_to(target)
+    assert sb.read_state() is None and sb.status(note=quiet) is None
+    assert not sb.state_path().is_symlink() and target.exists()  # the link went, not its target
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks and FIFOs")
+def test_a_fifo_state_file_does_not_hang() -> None:
+    import threading
+
+    sb.state_dir().mkdir(parents=True, exist_ok=True)
+    os.mkfifo(sb.state_path())
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(sb.status(note=quiet)), daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():
+        os.close(os.open(sb.state_path(), os.O_WRONLY | os.O_NONBLOCK))
+    assert got == [None] and not sb.state_path().exists()
+
+
+def test_a_state_path_that_cannot_be_used_is_one_clear_message() -> None:
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    sb.state_path().mkdir(parents=True)  # a directory where the state file should be
+    runner = CliRunner()
+    for args in (["sandbox", "status"], ["sandbox", "start"], ["sandbox", "status", "--json"]):
+        res = runner.invoke(app, args)
+        assert isinstance(res.exception, SystemExit) and res.exit_code == 2, res.output
+        assert "Traceback" not in res.output
+        assert str(sb.state_path()) in res.output and "not a regular file" in res.output
+    res = runner.invoke(app, ["sandbox", "stop"])  # stop still works: nothing ran
+    assert res.exit_code == 0 and res.stdout == "sandbox was not running\n", res.output
+    assert "not a regular file" in res.stderr
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _kill(pid: int) -> None:
+    import contextlib
+    import signal
+
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.waitpid(pid, 0)
+
+
+@pytest.mark.slow
+def test_a_garbage_state_file_never_strands_the_server() -> None:
+    st, started = sb.start()
+    try:
+        assert started
+        sb.state_path().write_text("{garbage", encoding="utf-8")
+        notes: list[str] = []
+        found = sb.status(note=notes.append)  # found by its command line, state rewritten
+        assert found is not None and (found.pid, found.url) == (st.pid, st.url)
+        assert sb.read_state() == found and any("sandbox.json" in n for n in notes)
+        sb.state_path().write_text('{"pid": "x"}', encoding="utf-8")
+        stopped = sb.stop(note=quiet)
+        assert stopped is not None and stopped.pid == st.pid
+        assert not _alive(st.pid) and not sb.healthy(st.url)
+    finally:
+        _kill(st.pid)
+
+
+@pytest.mark.slow
+def test_a_deleted_state_file_does_not_start_a_second_server() -> None:
+    st, _ = sb.start()
+    pids = [st.pid]
+    try:
+        sb.state_path().unlink()
+        again, started = sb.start(note=quiet)
+        pids.append(again.pid)
+        assert (again.pid, again.url, started) == (st.pid, st.url, False)
+        assert sb.stop(note=quiet) is not None
+        assert not _alive(st.pid)
+    finally:
+        for pid in pids:
+            _kill(pid)
+
+
+@pytest.mark.slow
+def test_the_request_log_is_capped_and_every_state_file_is_private(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stat
+    import urllib.request
+
+    monkeypatch.setattr(sb, "LOG_MAX_BYTES", 4096, raising=False)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    d = sb.state_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "sandbox.tmp").symlink_to(victim)  # where a naive atomic write would go through
+    old = os.umask(0)  # the server inherits it: modes must not depend on it
+    try:
+        st, _ = sb.start()
+    finally:
+        os.umask(old)
+    try:
+        for _ in range(300):
+            with urllib.request.urlopen(f"{st.url}/moto-api/", timeout=5) as r:  # noqa: S310
+                assert r.status == 200
+        logs = sorted(d.glob("sandbox.log*"))
+        text = b"".join(p.read_bytes() for p in logs)
+        assert b"GET /moto-api/" in text  # still a request log...
+        assert sum(p.stat().st_size for p in logs) <= 2 * 4096 + 1024  # ...of bounded size
+        assert victim.read_text() == "precious"
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+        files = [p for p in d.iterdir() if not p.is_symlink()]
+        assert {p.name for p in files} >= {"sandbox.json", "sandbox.log"}
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {
+            p.name: 0o700 if p.is_dir() else 0o600 for p in files}
+    finally:
+        try:
+            sb.stop(note=quiet)
+        finally:
+            _kill(st.pid)
