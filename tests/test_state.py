@@ -253,3 +253,40 @@ def test_lock_files_are_private(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         locks = tmp_path / "state" / "locks"
         assert mode(tmp_path / "state") == 0o700 and mode(locks) == 0o700
         assert [mode(p) for p in locks.iterdir()] == [0o600]
+
+
+# -- the state directory through the CLI -----------------------------------------------------
+
+
+@posix_only
+def test_a_state_dir_others_can_read_is_tightened(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    d = tmp_path / "state"
+    d.mkdir(mode=0o755)
+    d.chmod(0o755)
+    monkeypatch.setenv("NESTCLOUD_STATE_DIR", str(d))
+    res = CliRunner().invoke(app, ["sandbox", "status"])
+    assert res.exit_code == 1 and "not running" in res.stdout
+    assert mode(d) == 0o700
+
+
+@root_only
+def test_a_state_dir_of_another_user_is_refused_with_one_message(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    d = tmp_path / "state"
+    d.mkdir(mode=0o700)
+    os.chown(d, 4242, 4242)
+    monkeypatch.setenv("NESTCLOUD_STATE_DIR", str(d))
+    for args in (["sandbox", "status"], ["sandbox", "stop"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and "Traceback" not in res.output
+        assert res.output.startswith(f"error: {d}: belongs to uid 4242, not to you")
+        assert list(d.iterdir()) == []
