@@ -24,6 +24,7 @@ from nestcloud.localstate import (
     APP,
     ENV_STATE_DIR,
     LocalFileError,
+    private_dir,
     read_private,
     write_private,
 )
@@ -57,6 +58,9 @@ def read_cache_entry(file: Path | None, key: str, max_age_s: float | None = None
     if file is None:
         return None
     try:
+        # An entry is only as private as its directory: tighten one left open (by an older
+        # nestcloud), and trust nothing in one that is not ours. One stat on the warm path.
+        private_dir(file.parent, create=False)
         data, st = read_private(file, MAX_ENTRY_BYTES)
     except (OSError, LocalFileError):  # absent, unreadable or not ours: built again instead
         return None

@@ -65,13 +65,13 @@ def _me() -> int:
     return os.geteuid()
 
 
-def private_dir(path: Path) -> Path:
-    """``path`` as a directory only the user can enter: created 0700 (missing parents too),
-    tightened when it is ours and others may read it; LocalFileError when it is not ours or
-    is shared by design (sticky, like /tmp)."""
+def private_dir(path: Path, *, create: bool = True) -> Path:
+    """``path`` as a directory only the user can enter: created 0700 (missing parents too;
+    FileNotFoundError instead without ``create``), tightened when it is ours and others may
+    read it; LocalFileError when it is not ours or is shared by design (sticky, like /tmp)."""
     missing: list[Path] = []
     p = path
-    while not os.path.lexists(p) and p.parent != p:
+    while create and not os.path.lexists(p) and p.parent != p:
         missing.append(p)
         p = p.parent
     for d in reversed(missing):

@@ -290,3 +290,19 @@ def test_a_state_dir_of_another_user_is_refused_with_one_message(
         assert res.exit_code == 2 and "Traceback" not in res.output
         assert res.output.startswith(f"error: {d}: belongs to uid 4242, not to you")
         assert list(d.iterdir()) == []
+
+
+@posix_only
+def test_reading_alone_tightens_a_cache_dir_left_open(cdir: Path) -> None:
+    # `catalog list` only reads the cache: an old 0755 cache holding an ARN must not stay so.
+    cache.write_cache_entry(cdir / "e.json", "k", b"x")
+    cdir.chmod(0o755)
+    assert cache.read_cache_entry(cdir / "e.json", "k") == b"x"
+    assert mode(cdir) == 0o700
+
+
+@root_only
+def test_an_entry_in_a_dir_of_another_user_is_not_read(cdir: Path) -> None:
+    cache.write_cache_entry(cdir / "e.json", "k", b"x")
+    os.chown(cdir, 4242, 4242)  # the entry is still ours, the directory is not
+    assert cache.read_cache_entry(cdir / "e.json", "k") is None
