@@ -85,8 +85,13 @@ call fails, in insert or bulkInsert), ``rate_limit(every=3, status=429)``, ``fau
 any HTTP error, ``disable_nested_by_org_policy()``. The E2 trap of FACTS is kept: an E2 (or any)
 type accepts ``enableNestedVirtualization`` and reads it back true.
 
+Time-to-live: ``expire_due(now)`` applies ``scheduling.terminationTime`` / ``maxRunDuration``
+with ``instanceTerminationAction`` (DELETE removes the instance, STOP leaves it TERMINATED);
+nothing expires on its own.
+
 Every request is recorded in ``requests`` (method, path, query, JSON body, headers, the route,
-and the status and JSON the fake answered).
+and the status and JSON the fake answered); ``calls(route)`` and ``sent_instances()`` read it.
+``make_client(cls, url)`` and ``wait_done(ops_client, op, ...)`` are the client-side helpers.
 """
 
 from __future__ import annotations
