@@ -26,7 +26,9 @@ Marketplace images: ``GET .../publishers/P/artifacttypes/vmimage/offers/O/skus/S
 lists versions and ``.../versions/V`` answers the image with ``osDiskImage.sizeInGb`` and
 ``sizeInBytes`` (the size ARM reports for many images, outside the SDK's model). Images are
 registered with ``add_image``; any other URN exists with one version ``1.0.0`` of
-``default_image_gib`` (None: no size reported), unless ``strict_images``.
+``default_image_gib`` (None: no size reported), unless ``strict_images``. A VM whose OS disk is
+smaller than its registered image's is refused as Azure does (OperationNotAllowed, target
+osDisk.diskSizeGB).
 
 Faults: ``fault(method, path_regex, status, code, times, retry_after)`` answers matching requests
 with an ARM error; ``fail_vm(name, *codes)`` makes the next PUTs of that VM end ``Failed``.
@@ -658,6 +660,10 @@ class _Handler(BaseHTTPRequestHandler):
             if ref["id"].lower() not in arm.resources:
                 raise _Reply(400, {"error": {"code": "InvalidResourceReference",
                                              "message": f"NIC {ref['id']} not found"}})
+        too_small = _image_refuses(arm, props.get("storageProfile") or {})
+        if too_small:
+            raise _Reply(409, {"error": {"code": "OperationNotAllowed",
+                                         "target": "osDisk.diskSizeGB", "message": too_small}})
         props["vmId"] = str(uuid.uuid4())
         props["timeCreated"] = "2026-11-29T20:00:00+00:00"
         failures = arm.vm_failures.get(res["name"].lower())
@@ -787,6 +793,29 @@ def _users_of(arm: ArmFake, key: str, rtype: str) -> list[str]:
                    .lower() == key for s in p.get("subnets", [])):
                 users.append(r["id"])
     return users
+
+
+def _version_key(v: str) -> tuple[int, ...]:
+    return tuple(int(x) if x.isdigit() else -1 for x in v.split("."))
+
+
+def _image_refuses(arm: ArmFake, storage: dict[str, Any]) -> str | None:
+    """Azure's answer to an OS disk smaller than a registered image's own, else None."""
+    ref = storage.get("imageReference") or {}
+    asked = (storage.get("osDisk") or {}).get("diskSizeGB")
+    known = arm.images.get(tuple(str(ref.get(k, "")).lower()  # type: ignore[arg-type]
+                                 for k in ("publisher", "offer", "sku")))
+    if not known or asked is None:
+        return None
+    version = str(ref.get("version", ""))
+    if version.lower() == "latest":
+        version = max(known, key=_version_key)
+    gib = known.get(version, ("", None))[1]
+    if gib is not None and int(asked) < gib:
+        return (f"The specified disk size {asked} GB is smaller than the size of the "
+                f"corresponding disk in the VM image: {gib} GB. This is not allowed. Please "
+                "choose equal or greater size or do not specify an explicit size.")
+    return None
 
 
 def _vm_has_egress(arm: ArmFake, vm: dict[str, Any]) -> bool:
