@@ -173,7 +173,25 @@ def test_a_rerun_on_an_old_private_network_adds_the_nat_gateway(
                    "demo-1-nic", "demo-1"]
     assert arm.boot_egress["demo-1"] is True
     assert arm.has_egress("demo-0") is True  # the subnet's NAT gateway serves it now too
-    assert any("booted without an outbound path" in n for n in res.notes)
+    [note] = [n for n in res.notes if n.startswith("added NAT gateway")]
+    assert "seat(s) 0 booted before it" in note and "had no outbound path" in note
+
+
+def test_a_failed_rerun_keeps_the_network_it_fixed(provider: Any, arm: ArmFake,
+                                                  catalog: Catalog) -> None:
+    # The rollback removes the new seat, not the VNet that holds seat 0, nor the NAT gateway
+    # that VNet now uses (deleting either would fail, or cut seat 0 off again).
+    from nestcloud.errors import CapacityError
+
+    provider.launch(spec(egress="none"), catalog)
+    arm.fail_vm("demo-1", "AllocationFailed")
+    with pytest.raises(CapacityError) as err:
+        provider.launch(spec(count=2), catalog)
+    assert "rolled back" in err.value.message
+    names = sorted(i.rsplit("/", 1)[-1] for i in arm.ids())
+    assert "demo-0" in names and "demo-1" not in names and "demo-1-nic" not in names
+    assert {"nestcloud-demo-vnet", "nestcloud-demo-natgw", "nestcloud-demo-natgw-ip"} <= set(names)
+    assert arm.has_egress("demo-0")
 
 
 # -- public-ip ---------------------------------------------------------------------------------

@@ -115,10 +115,21 @@ def test_an_image_that_does_not_exist_is_refused_before_any_write(
     assert arm.writes() == []
 
 
+def test_a_failed_image_read_costs_only_the_check(provider: Any, arm: ArmFake,
+                                                  catalog: Catalog) -> None:
+    # E.g. a custom role made before nestcloud read images: the launch goes on, and says so.
+    arm.fault("GET", r"/artifacttypes/vmimage/", 403, "AuthorizationFailed", times=None)
+    res = provider.launch(spec(), catalog)
+    assert disk_gib(arm) == 30
+    [note] = [n for n in res.notes if n.startswith("OS disk:")]
+    assert note.startswith("OS disk: could not read the image Canonical:ubuntu-24_04-lts:server")
+    assert "asking for 30 GiB" in note
+
+
 @pytest.mark.parametrize(("disk", "want"), [
     ({"operatingSystem": "Linux", "sizeInGb": 64}, 64),
-    ({"operatingSystem": "Linux", "sizeInBytes": 32213303808}, 30),
-    ({"operatingSystem": "Linux", "sizeInBytes": 32213303809}, 31),
+    ({"operatingSystem": "Linux", "sizeInBytes": 30 * 2**30}, 30),
+    ({"operatingSystem": "Linux", "sizeInBytes": 30 * 2**30 + 1}, 31),
     ({"operatingSystem": "Linux"}, None),
     ({"operatingSystem": "Linux", "sizeInGb": None}, None),
     ({"operatingSystem": "Linux", "sizeInGb": "64"}, None),

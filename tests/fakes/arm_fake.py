@@ -25,10 +25,10 @@ existing NAT gateway, and neither can be deleted while in use.
 Marketplace images: ``GET .../publishers/P/artifacttypes/vmimage/offers/O/skus/S/versions``
 lists versions and ``.../versions/V`` answers the image with ``osDiskImage.sizeInGb`` and
 ``sizeInBytes`` (the size ARM reports for many images, outside the SDK's model). Images are
-registered with ``add_image``; any other URN exists with one version ``1.0.0`` of
-``default_image_gib`` (None: no size reported), unless ``strict_images``. A VM whose OS disk is
-smaller than its registered image's is refused as Azure does (OperationNotAllowed, target
-osDisk.diskSizeGB).
+registered with ``add_image``; any other URN lists one version ``1.0.0`` and answers for any
+version with ``default_image_gib`` (None: no size reported), unless ``strict_images``. A VM
+whose OS disk is smaller than its registered image's is refused as Azure does
+(OperationNotAllowed, target osDisk.diskSizeGB).
 
 Faults: ``fault(method, path_regex, status, code, times, retry_after)`` answers matching requests
 with an ARM error; ``fail_vm(name, *codes)`` makes the next PUTs of that VM end ``Failed``.
@@ -421,6 +421,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Reply(404, {"error": {"code": "NotFound", "message": "Artifact: "
                                              f"VMImage was not found ({pub}:{offer}:{sku})"}})
             known = {"1.0.0": ("Linux", arm.default_image_gib)}
+            if len(rest) == 14:  # any version of an image the test did not register
+                known[parts[13]] = known["1.0.0"]
         base = (f"/Subscriptions/{SUB}/Providers/Microsoft.Compute/Locations/{loc}/Publishers/"
                 f"{pub}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}/Versions")
         if len(rest) == 13:
