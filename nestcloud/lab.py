@@ -874,7 +874,7 @@ def res_hint(res: PlanResult, budget: float) -> str:
     if o.hourly_usd:
         parts.append(f"or shorten the ttl to {int(budget / o.hourly_usd * 60)} minutes")
     if o.usd_per_hour and o.hours:
-        n = int(budget // (o.usd_per_hour * o.hours)) * o.seats_per_instance
+        n = o.seats_within(budget)
         if n >= 1:
             parts.append(f"or cut seats to {n}")
     return ", ".join(parts)

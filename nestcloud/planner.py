@@ -122,6 +122,20 @@ class PlanOption(_Model):
             return each
         return f"({each} + {_money(self.egress_usd_per_hour)}/h egress)"
 
+    def seats_within(self, budget: float) -> int:
+        """The most seats this option fits in ``budget`` over its hours, counting the
+        outbound path for fewer instances too (0: not even one)."""
+        from nestcloud.prices import egress_cost
+
+        fits = 0
+        for n in range(1, self.instances + 1):
+            egress = egress_cost(self.provider, self.egress, n) if self.egress else None
+            hourly = self.usd_per_hour * n + (egress.usd_per_hour if egress else 0.0)
+            if hourly * self.hours > budget + 1e-9:
+                break
+            fits = n
+        return fits * self.seats_per_instance
+
     def line(self) -> str:
         return (f"{self.provider}/{self.type} in {self.region} at {self.rate()} x "
                 f"{self.hours:g} h = {_usd(self.total_usd)} (price date: {self.price_date})")
@@ -354,9 +368,9 @@ def _refusal(result: PlanResult) -> RefusedError:
             max_hours = budget / o.hourly_usd if o.hourly_usd else 0
             if max_hours >= 0.1:
                 parts.append(f"cut hours to {math.floor(max_hours * 10) / 10:g}")
-            max_inst = int(budget // (o.usd_per_hour * req.hours)) if o.usd_per_hour else 0
-            if max_inst >= 1 and req.seats > 1:
-                parts.append(f"cut seats to {max_inst * o.seats_per_instance}")
+            max_seats = o.seats_within(budget)
+            if max_seats >= 1 and req.seats > 1:
+                parts.append(f"cut seats to {max_seats}")
             if not req.spot:
                 parts.append("try spot")
             return BudgetError(

@@ -116,3 +116,21 @@ def test_lab_cost_includes_the_nat_gateway() -> None:
     lab = Lab("egr", 2, vcpus=2, memory_gib=8, providers=["azure"], ttl="3h",
               egress="public-ip", catalog=parse_catalog(CATALOG))
     assert lab.cost().total_usd == pytest.approx(3 * 2 * (0.096 + IP_H))
+
+
+def test_cut_seats_hints_count_the_egress() -> None:
+    # 3 seats x 10 h with a NAT gateway: (3 x 0.096 + 0.05) x 10 = $3.38. Two seats would cost
+    # $2.42, over a $2 budget: only one seat ($1.46) fits, and that is what the hints say.
+    from nestcloud.lab import Lab
+
+    cat = parse_catalog(CATALOG)
+    res = plan(cat, PlanRequest(vcpus=2, memory_gib=4, providers=["azure"], hours=10,
+                                seats=3, budget=2.0))
+    with pytest.raises(BudgetError) as err:
+        res.require()
+    assert "cut seats to 1;" in (err.value.hint or "")
+    lab = Lab("egr", 3, vcpus=2, memory_gib=4, providers=["azure"], ttl="10h", budget=2.0,
+              catalog=cat)
+    with pytest.raises(BudgetError) as err:
+        lab.up(dry_run=True)
+    assert (err.value.hint or "").endswith("or cut seats to 1")
