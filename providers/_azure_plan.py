@@ -218,9 +218,11 @@ def image_os_disk_gib(image: Mapping[str, Any]) -> int | None:
     """The OS disk size (GiB) a marketplace image (VirtualMachineImage as ARM JSON) reports.
 
     Not in the service model: azure-mgmt-compute 39's OSDiskImage has only operatingSystem,
-    and the REST reference shows no size. ARM still returns ``osDiskImage.sizeInGb`` /
-    ``sizeInBytes`` for many images (what `az vm image show` prints; unconfirmed for every
-    image, and some return none), so it is read when present and never assumed.
+    and the REST reference shows no size. Public deployment code reads
+    ``osDiskImage.sizeInGb`` from this answer (`az vm image show`), and others report it
+    missing for some images (unconfirmed; no Microsoft document found). The SDK's models keep
+    such fields in their raw JSON, so it is read when present and never assumed; without it
+    the caller says so and sends --disk-gib as given.
     """
     disk = (image.get("properties") or {}).get("osDiskImage") or {}
     for key in ("sizeInGb", "sizeInGB"):
