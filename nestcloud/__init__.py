@@ -61,7 +61,8 @@ def plan(vcpus: int | None = None, memory_gib: float | None = None, *,
          regions: list[str] | None = None, hypervisor: str = "kvm", os: str = "ubuntu-24.04",
          spot: bool = False, hours: float = 1.0, seats: int = 1,
          max_hourly: float | None = None, budget: float | None = None,
-         pack_metal: bool = False, catalog: Catalog | str | None = None) -> PlanResult:
+         pack_metal: bool = False, egress: str | None = None,
+         catalog: Catalog | str | None = None) -> PlanResult:
     """Feasible places for ``seats`` seats of this size, cheapest total first.
 
     An empty result is not an error: ``result.require()`` raises the RefusedError or
@@ -75,7 +76,7 @@ def plan(vcpus: int | None = None, memory_gib: float | None = None, *,
         req = PlanRequest(vcpus=vcpus, memory_gib=memory_gib, type=type, providers=providers,
                           regions=regions, hypervisor=hypervisor, os=os, spot=spot, hours=hours,
                           seats=seats, max_hourly=max_hourly, budget=budget,
-                          pack_metal=pack_metal)  # type: ignore[arg-type]
+                          pack_metal=pack_metal, egress=egress)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise InputError(_problems(exc)) from None
     return _plan(_catalog(catalog), req)

@@ -38,7 +38,9 @@ Sources for the condition keys and resource shapes (nothing here is invented):
   {read|write|delete|<name>/action}``; the join/action linked-access checks and
   ``Microsoft.Compute/locations/*`` / ``Microsoft.Network/locations/*`` async-operation reads are
   the ones the built-in "Virtual Machine Contributor" role (9980e02c-c2be-4d73-94e8-173b1dc7cf3c,
-  MicrosoftDocs azure-docs built-in-roles/compute.md) grants for the same VM/NIC/disk work.
+  MicrosoftDocs azure-docs built-in-roles/compute.md) grants for the same VM/NIC/disk work. A
+  subnet that uses a NAT gateway needs ``Microsoft.Network/natGateways/join/action``, the same
+  linked-access check as for NSGs and public IPs (the action names follow the scheme above).
 
 Not covered, on purpose (say so to users rather than widen the policy): a customer-managed
 default EBS encryption key (then the KMS key policy must let the caller use it; the AWS-managed
@@ -298,6 +300,8 @@ _AZURE_ROLE: dict[str, Any] = {
         "Microsoft.Resources/subscriptions/operationresults/read",
         # VM sizes: vCPUs, memory, generations, restrictions
         "Microsoft.Compute/skus/read",
+        # marketplace images: the versions behind `latest` and the image's OS disk size
+        "Microsoft.Compute/locations/publishers/artifacttypes/offers/skus/versions/read",
         # vCPU usage against quota, checked before any write (Compute usages API)
         "Microsoft.Compute/locations/usages/read",
         # VMs and the bootstrap extension (Windows)
@@ -314,7 +318,8 @@ _AZURE_ROLE: dict[str, Any] = {
         "Microsoft.Compute/disks/delete",
         # polling long-running compute operations
         "Microsoft.Compute/locations/operations/read",
-        # network: NSG (no inbound but --ssh-cidr), VNet/subnet, public IP (opt-in), NIC
+        # network: NSG (no inbound but --ssh-cidr), VNet/subnet, the outbound path (a NAT
+        # gateway with its public IP, or a public IP per VM), NIC
         "Microsoft.Network/networkSecurityGroups/read",
         "Microsoft.Network/networkSecurityGroups/write",
         "Microsoft.Network/networkSecurityGroups/delete",
@@ -327,6 +332,10 @@ _AZURE_ROLE: dict[str, Any] = {
         "Microsoft.Network/publicIPAddresses/write",
         "Microsoft.Network/publicIPAddresses/delete",
         "Microsoft.Network/publicIPAddresses/join/action",
+        "Microsoft.Network/natGateways/read",
+        "Microsoft.Network/natGateways/write",
+        "Microsoft.Network/natGateways/delete",
+        "Microsoft.Network/natGateways/join/action",
         "Microsoft.Network/networkInterfaces/read",
         "Microsoft.Network/networkInterfaces/write",
         "Microsoft.Network/networkInterfaces/delete",
@@ -379,6 +388,7 @@ _JOIN: dict[str, str] = {
     "microsoft.network/networksecuritygroups": "Microsoft.Network/networkSecurityGroups/join/action",
     "microsoft.network/publicipaddresses": "Microsoft.Network/publicIPAddresses/join/action",
     "microsoft.network/networkinterfaces": "Microsoft.Network/networkInterfaces/join/action",
+    "microsoft.network/natgateways": "Microsoft.Network/natGateways/join/action",
 }
 
 

@@ -19,7 +19,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic import ValidationError, field_validator, model_validator
@@ -90,6 +90,8 @@ class LabFile(_Strict):
     key_name: str | None = Field(default=None, min_length=1)
     tags: dict[str, str] = Field(default_factory=dict)
     user_data: str | UserDataFile | None = None
+    # Azure: how the seats reach the internet (nat, public-ip, none); default nat.
+    egress: Literal["nat", "public-ip", "none"] | None = None
 
     @field_validator("name")
     @classmethod
@@ -369,7 +371,8 @@ class Lab:
                  ttl: str | float = "4h", budget: float | None = None,
                  ssh_cidr: str | None = None, key_name: str | None = None,
                  tags: dict[str, str] | None = None,
-                 user_data: str | None = None, catalog: Catalog | None = None) -> None:
+                 user_data: str | None = None, catalog: Catalog | None = None,
+                 egress: str | None = None) -> None:
         try:
             self.spec = LabFile.model_validate(dict(
                 name=name, seats=seats, seat={k: v for k, v in (
@@ -377,7 +380,7 @@ class Lab:
                     if v is not None},
                 providers=providers, regions=regions, hypervisor=hypervisor, os=os, spot=spot,
                 ttl=ttl, budget=budget, ssh_cidr=ssh_cidr, key_name=key_name, tags=tags or {},
-                user_data=user_data))
+                user_data=user_data, egress=egress))
         except ValidationError as exc:
             raise InputError("; ".join(
                 f"{'.'.join(str(x) for x in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
@@ -421,7 +424,7 @@ class Lab:
                            type=type or s.seat.type, hypervisor=s.hypervisor, os=s.os,
                            providers=providers or s.providers, regions=regions or s.regions,
                            spot=s.spot, hours=self.hours, seats=s.seats,
-                           budget=s.budget if budget else None)
+                           budget=s.budget if budget else None, egress=s.egress)
 
     def plan(self) -> PlanResult:
         """Every feasible place for the whole lab over its TTL, cheapest first (no budget cut:
@@ -443,7 +446,7 @@ class Lab:
                           os=s.os, hypervisor=s.hypervisor, name=s.name, count=s.seats,
                           spot=s.spot, ssh_cidr=s.ssh_cidr, key_name=s.key_name,
                           ttl_seconds=s.ttl_seconds,
-                          tags=dict(s.tags), user_data=self.user_data)
+                          tags=dict(s.tags), user_data=self.user_data, egress=s.egress)
         # The lab tag uses the reserved prefix that user tags may not; set it after validation.
         return spec.model_copy(update={"tags": {**spec.tags, TAG_LAB: s.name}})
 
@@ -862,7 +865,7 @@ def res_hint(res: PlanResult, budget: float) -> str:
     if o.hourly_usd:
         parts.append(f"or shorten the ttl to {int(budget / o.hourly_usd * 60)} minutes")
     if o.usd_per_hour and o.hours:
-        n = int(budget // (o.usd_per_hour * o.hours)) * o.seats_per_instance
+        n = o.seats_within(budget)
         if n >= 1:
             parts.append(f"or cut seats to {n}")
     return ", ".join(parts)

@@ -73,6 +73,8 @@ class PlanRequest(_Model):
     budget: NonNegativeFloat | None = Field(
         default=None, description="ceiling on USD for all seats over all hours")
     pack_metal: bool = False
+    # How the hosts reach the internet (where a provider prices it); None: its default.
+    egress: Literal["nat", "public-ip", "none"] | None = None
 
     @model_validator(mode="after")
     def _size_or_type(self) -> PlanRequest:
@@ -108,11 +110,35 @@ class PlanOption(_Model):
     price_date: str
     price_source: str
     notes: list[str] = Field(default_factory=list)
+    # The outbound path (Azure) and its price, included in hourly_usd and total_usd.
+    egress: str | None = None
+    egress_usd_per_hour: float = 0.0
+    egress_price_date: str | None = None
+
+    def rate(self) -> str:
+        """'$0.0960/h x 2', with the outbound path when it costs something."""
+        each = f"{_money(self.usd_per_hour)}/h x {self.instances}"
+        if not self.egress_usd_per_hour:
+            return each
+        return f"({each} + {_money(self.egress_usd_per_hour)}/h egress)"
+
+    def seats_within(self, budget: float) -> int:
+        """The most seats this option fits in ``budget`` over its hours, counting the
+        outbound path for fewer instances too (0: not even one)."""
+        from nestcloud.prices import egress_cost
+
+        fits = 0
+        for n in range(1, self.instances + 1):
+            egress = egress_cost(self.provider, self.egress, n) if self.egress else None
+            hourly = self.usd_per_hour * n + (egress.usd_per_hour if egress else 0.0)
+            if hourly * self.hours > budget + 1e-9:
+                break
+            fits = n
+        return fits * self.seats_per_instance
 
     def line(self) -> str:
-        return (f"{self.provider}/{self.type} in {self.region} at {_money(self.usd_per_hour)}/h "
-                f"x {self.instances} x {self.hours:g} h = {_usd(self.total_usd)} "
-                f"(price date: {self.price_date})")
+        return (f"{self.provider}/{self.type} in {self.region} at {self.rate()} x "
+                f"{self.hours:g} h = {_usd(self.total_usd)} (price date: {self.price_date})")
 
 
 class Rejected(_Model):
@@ -205,6 +231,7 @@ def _fits(t: InstanceType, req: PlanRequest) -> bool:
 def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
     """Every feasible (provider, region, type) for the request, cheapest total first."""
     from nestcloud.checks import run_checks
+    from nestcloud.prices import egress_cost
     from nestcloud.spec import LaunchSpec
 
     req = request
@@ -260,16 +287,19 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
                 kind = "spot price" if req.spot else "price"
                 reject(t, "no-price", f"no {kind} known in {region}", region)
                 continue
-            per_seat = price / spi
+            egress = egress_cost(t.provider, req.egress, instances)
+            egress_h = egress.usd_per_hour if egress is not None else 0.0
+            # A seat's share of its instance and of the group's outbound path.
+            per_seat = price / spi + egress_h / req.seats
             if req.max_hourly is not None and per_seat > req.max_hourly + 1e-9:
                 reject(t, "max-hourly", f"{_money(per_seat)}/h per seat is over the "
                                         f"{_money(req.max_hourly)}/h ceiling", region,
                        round(per_seat, 6))
                 continue
-            hourly = price * instances
+            hourly = price * instances + egress_h
             total = round(hourly * req.hours, 6)
             date = catalog.source_date(rp.source)
-            notes = list(per_seat_notes)
+            notes = list(per_seat_notes) + ([egress.note] if egress is not None else [])
             if t.bare_metal:
                 if spi > 1:
                     notes.append(
@@ -298,7 +328,9 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
                 instances=instances, seats_per_instance=spi,
                 usd_per_seat_hour=round(per_seat, 6), hourly_usd=round(hourly, 6),
                 hours=req.hours, total_usd=total, price_date=date, price_source=rp.source,
-                notes=notes)
+                notes=notes, egress=egress.mode if egress is not None else None,
+                egress_usd_per_hour=round(egress_h, 6),
+                egress_price_date=egress.price_date if egress is not None else None)
             if over:
                 closest = (key, opt)
                 continue
@@ -336,9 +368,9 @@ def _refusal(result: PlanResult) -> RefusedError:
             max_hours = budget / o.hourly_usd if o.hourly_usd else 0
             if max_hours >= 0.1:
                 parts.append(f"cut hours to {math.floor(max_hours * 10) / 10:g}")
-            max_inst = int(budget // (o.usd_per_hour * req.hours)) if o.usd_per_hour else 0
-            if max_inst >= 1 and req.seats > 1:
-                parts.append(f"cut seats to {max_inst * o.seats_per_instance}")
+            max_seats = o.seats_within(budget)
+            if max_seats >= 1 and req.seats > 1:
+                parts.append(f"cut seats to {max_seats}")
             if not req.spot:
                 parts.append("try spot")
             return BudgetError(

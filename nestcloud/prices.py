@@ -10,6 +10,10 @@ feed recorded payloads to the parsers and a loopback server to the fetchers.
 - Azure: Retail Prices API (no auth), ``priceType eq 'Consumption'`` per region, following
   ``NextPageLink``; Windows products are skipped, meters ending " Spot" are spot prices,
   " Low Priority" meters are skipped.
+
+It also holds the price of the hosts' outbound path (``egress_cost``), which the catalog has
+no place for: fixed, approximate figures with their source and date, added to plans and lab
+costs.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +46,76 @@ AWS_FILTERS: dict[str, str] = {
 
 # (type name, region) -> (on-demand USD/h or None, spot USD/h or None)
 PriceTable = dict[tuple[str, str], tuple[float | None, float | None]]
+
+
+# -- egress: how hosts reach the internet ------------------------------------------------------
+
+# FACTS.md, Azure, "Egress": third-party cost guides summarising Azure's pricing page in 2026
+# (approximate, US regions). No API call refreshes these; the date says how old they are.
+EGRESS_PRICE_DATE = "2026 (approximate)"
+EGRESS_PRICE_SOURCE = ("FACTS.md (Azure, Egress): third-party cost guides summarising Azure's "
+                       "pricing page, 2026, approximate, US regions")
+AZURE_NAT_GATEWAY_USD_H = 0.045
+AZURE_NAT_GATEWAY_USD_GB = 0.045
+AZURE_STANDARD_PUBLIC_IP_USD_H = 0.005
+
+# The provider's outbound path when the user chooses none (providers/_azure_plan.py reads it):
+# a NAT gateway, Azure's recommended way. Not chosen by seat count, although per-VM public IPs
+# are cheaper below ten seats: a group keeps one layout however it grows, and no VM gets an
+# address of its own. `--egress public-ip` is one flag away, and the plan says what it saves.
+DEFAULT_EGRESS: dict[str, str] = {"azure": "nat"}
+
+NO_EGRESS_WARNING = ("none: the hosts have no route to the internet (a private subnet, no public "
+                     "IP, no NAT gateway): the bootstrap cannot install packages or download "
+                     "Firecracker, so the L1 never reports ready unless its image already "
+                     "holds everything")
+
+
+@dataclass(frozen=True)
+class EgressCost:
+    """What a group's outbound path costs per hour, and a note saying so with its date."""
+
+    mode: str
+    usd_per_hour: float
+    note: str
+    price_date: str | None
+
+
+def _egress_usd_per_hour(provider: str, mode: str, instances: int) -> float | None:
+    if provider != "azure":
+        return None
+    if mode == "nat":  # one NAT gateway per group, with one Standard public IP
+        return AZURE_NAT_GATEWAY_USD_H + AZURE_STANDARD_PUBLIC_IP_USD_H
+    if mode == "public-ip":
+        return AZURE_STANDARD_PUBLIC_IP_USD_H * instances
+    return 0.0
+
+
+def egress_cost(provider: str, egress: str | None, instances: int) -> EgressCost | None:
+    """The hourly cost of ``instances`` hosts' outbound path on ``provider`` (None: the
+    provider's default), or None where nestcloud prices no outbound path (AWS: the default
+    VPC's public addresses)."""
+    mode = egress or DEFAULT_EGRESS.get(provider)
+    if mode is None:
+        return None
+    usd = _egress_usd_per_hour(provider, mode, instances)
+    if usd is None:
+        return None
+    if mode == "none":
+        return EgressCost(mode, 0.0, f"egress: {NO_EGRESS_WARNING}", None)
+    when = f"approximate {EGRESS_PRICE_DATE.split()[0]} prices from third-party cost guides"
+    if mode == "nat":
+        note = (f"egress: NAT gateway ${AZURE_NAT_GATEWAY_USD_H:.3f}/h + its public IP "
+                f"${AZURE_STANDARD_PUBLIC_IP_USD_H:.3f}/h for the group, plus "
+                f"${AZURE_NAT_GATEWAY_USD_GB:.3f} per GB processed (not in the total)")
+    else:
+        note = (f"egress: a public IP per VM (no inbound rule), "
+                f"${AZURE_STANDARD_PUBLIC_IP_USD_H:.3f}/h each")
+    other = "public-ip" if mode == "nat" else "nat"
+    other_usd = _egress_usd_per_hour(provider, other, instances) or 0.0
+    if other_usd < usd - 1e-9:
+        note += f"; --egress {other} would cost ${other_usd:.4f}/h"
+    return EgressCost(mode, usd, f"{note} ({when})", EGRESS_PRICE_DATE)
 
 
 # -- Azure ---------------------------------------------------------------------------------

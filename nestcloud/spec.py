@@ -23,6 +23,9 @@ TAG_SEAT = "nestcloud:seat"
 TAG_LAB = "nestcloud:lab"
 
 SECURITY_TYPES = ("Standard", "TrustedLaunch", "ConfidentialVM")
+# How hosts reach the internet (Azure: a NAT gateway on the subnet, a public IP per VM, or
+# nothing); None: the provider's default.
+EGRESS_MODES = ("nat", "public-ip", "none")
 IMAGE_GENERATIONS = ("V1", "V2")
 
 
@@ -58,6 +61,7 @@ class LaunchSpec:
     l2_smoke: bool = False
     # AWS: the IAM instance profile (by name) the instances run with.
     instance_profile: str | None = None
+    egress: Literal["nat", "public-ip", "none"] | None = None
 
     def __init__(self, **fields: Any) -> None:
         """Check ``fields``; raises SpecError naming every bad, missing or unknown field."""
@@ -277,6 +281,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "public_ip": _bool,
     "l2_smoke": _bool,
     "instance_profile": _optional(_instance_profile),
+    "egress": _optional(_one_of(EGRESS_MODES)),
 }
 
 _UNIT = {"": 3600, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -11,6 +11,8 @@ import base64
 import datetime as dt
 import difflib
 import ipaddress
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +87,14 @@ class Names:
 
     def pip(self, seat: int) -> str:
         return f"{self.vm(seat)}-pip"
+
+    @property
+    def nat(self) -> str:
+        return f"nestcloud-{self.name}-natgw"
+
+    @property
+    def nat_ip(self) -> str:
+        return f"nestcloud-{self.name}-natgw-ip"
 
     def disk(self, seat: int) -> str:
         return f"{self.vm(seat)}-osdisk"
@@ -204,6 +214,36 @@ def image_reference(os_alias: str, image: str | None, generation: str) -> dict[s
     return parse_urn(urn)
 
 
+def image_os_disk_gib(image: Mapping[str, Any]) -> int | None:
+    """The OS disk size (GiB) a marketplace image (VirtualMachineImage as ARM JSON) reports.
+
+    Not in the service model: azure-mgmt-compute 39's OSDiskImage has only operatingSystem,
+    and the REST reference shows no size. Public deployment code reads
+    ``osDiskImage.sizeInGb`` from this answer (`az vm image show`), and others report it
+    missing for some images (unconfirmed; no Microsoft document found). The SDK's models keep
+    such fields in their raw JSON, so it is read when present and never assumed; without it
+    the caller says so and sends --disk-gib as given.
+    """
+    disk = (image.get("properties") or {}).get("osDiskImage") or {}
+    for key in ("sizeInGb", "sizeInGB"):
+        gib = disk.get(key)
+        if isinstance(gib, int) and not isinstance(gib, bool) and gib > 0:
+            return gib
+    size = disk.get("sizeInBytes")
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return math.ceil(size / 2**30)  # Azure's "GB" for disks is GiB
+    return None
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
+
+
+def newest_version(versions: list[str]) -> str:
+    """What ``latest`` means: the highest version by number (9.10 after 9.5), as ARM picks."""
+    return max(versions, key=lambda v: (_version_key(v), v))
+
+
 # -- network security --------------------------------------------------------------------------
 
 
@@ -248,12 +288,49 @@ def nsg_body(region: str, tags: dict[str, str], rules: list[dict[str, Any]]) -> 
     return {"location": region, "tags": tags, "properties": {"securityRules": rules}}
 
 
-def vnet_body(region: str, tags: dict[str, str], nsg_id: str) -> dict[str, Any]:
+def vnet_body(region: str, tags: dict[str, str], nsg_id: str, nat_id: str | None = None
+              ) -> dict[str, Any]:
+    # defaultOutboundAccess false: private on every API version (FACTS.md, Azure, "Egress"),
+    # so the hosts' way out is only the one chosen (the NAT gateway, or public IPs).
+    subnet: dict[str, Any] = {"addressPrefix": SUBNET_CIDR,
+                              "networkSecurityGroup": {"id": nsg_id},
+                              "defaultOutboundAccess": False}
+    if nat_id is not None:
+        subnet["natGateway"] = {"id": nat_id}
     return {"location": region, "tags": tags, "properties": {
         "addressSpace": {"addressPrefixes": [VNET_CIDR]},
-        "subnets": [{"name": SUBNET_NAME, "properties": {
-            "addressPrefix": SUBNET_CIDR, "networkSecurityGroup": {"id": nsg_id}}}],
+        "subnets": [{"name": SUBNET_NAME, "properties": subnet}],
     }}
+
+
+def subnet_nat_id(vnet: Mapping[str, Any]) -> str | None:
+    """The NAT gateway on our subnet of an ARM VNet (as JSON), if any."""
+    for sn in (vnet.get("properties") or {}).get("subnets") or []:
+        if str(sn.get("name", "")).lower() == SUBNET_NAME:
+            nat = ((sn.get("properties") or {}).get("natGateway") or {}).get("id")
+            return str(nat) if nat else None
+    return None
+
+
+def nat_body(region: str, tags: dict[str, str], pip_id: str) -> dict[str, Any]:
+    # Standard SKU, regional (no zones), default idle timeout; its address must be a Standard
+    # public IP (FACTS.md, Azure, "Egress").
+    return {"location": region, "tags": tags, "sku": {"name": "Standard"},
+            "properties": {"publicIpAddresses": [{"id": pip_id}]}}
+
+
+def egress_mode(egress: str | None, public_ip: bool) -> str:
+    """The outbound path: the one asked for; else a public IP per VM when --public-ip gives
+    one anyway (a NAT gateway would only add cost); else the default, a NAT gateway."""
+    from nestcloud.prices import DEFAULT_EGRESS
+
+    if egress == "none" and public_ip:
+        raise InputError("--egress none with --public-ip: a public IP on a VM is a way out to "
+                         "the internet", hint="drop one of them (--public-ip alone gives each "
+                                              "VM its own address for SSH and egress)")
+    if egress is not None:
+        return egress
+    return "public-ip" if public_ip else DEFAULT_EGRESS[PROVIDER]
 
 
 def pip_body(region: str, tags: dict[str, str]) -> dict[str, Any]:
@@ -500,12 +577,18 @@ TRANSIENT = {"internalservererror", "internalexecutionerror", "osprovisioningtim
              "conflictingoperation", "vmstartinternalerror", "provisioningfailed"}
 
 
-def translate(code: str | None, message: str, status: int | None, doing: str) -> ProviderError:
-    """An ARM error code -> the nestcloud error a user can act on."""
+def translate(code: str | None, message: str, status: int | None, doing: str, *,
+              target: str | None = None) -> ProviderError:
+    """An ARM error code (and its target) -> the nestcloud error a user can act on."""
     low = (code or "").lower()
     text = f"{doing}: {message}" if message else doing
     if code:
         text += f" ({code})"
+    if (target or "").lower().endswith("disksizegb"):
+        # OperationNotAllowed is also a quota code: the target says it is the disk's size.
+        return UnsupportedError(text, hint="the OS disk must be at least as big as the "
+                                           "image's own: pass a larger --disk-gib",
+                                code=code, provider=PROVIDER)
     if low in _CAPACITY:
         return CapacityError(text, hint="Azure has no capacity for this size there now: try "
                                         "another region or an equivalent size, or retry later",

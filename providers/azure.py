@@ -1,11 +1,18 @@
 """The Azure provider: nested-virtualization L1 hosts in one resource group per launch.
 
 Layout of one launch named N in region R (``nestcloud-N-R`` unless ``resource_group`` is given):
-an NSG (no inbound unless ``ssh_cidr``), a VNet whose subnet carries the NSG, then per seat an
-optional Standard public IP, a NIC and a VM (security type Standard, generation-matched image,
-boot diagnostics on, OS disk/NIC/public IP deleted with the VM), the CustomScriptExtension on
-Windows, and a DevTestLab auto-shutdown schedule when a TTL is set. Everything is tagged; tags
-are the only state. Request bodies come from ``providers._azure_plan`` (pure).
+an NSG (no inbound unless ``ssh_cidr``), the outbound path (``egress``: by default a NAT
+gateway with its Standard public IP), a VNet whose private subnet carries the NSG and the NAT
+gateway, then per seat an optional Standard public IP (``public_ip`` or ``egress=public-ip``),
+a NIC and a VM (security type Standard, generation-matched image, an OS disk no smaller than
+the image's, boot diagnostics on, OS disk/NIC/public IP deleted with the VM), the
+CustomScriptExtension on Windows, and a DevTestLab auto-shutdown schedule when a TTL is set.
+Everything is tagged; tags are the only state. Request bodies come from
+``providers._azure_plan`` (pure).
+
+Subnets of new VNets are private with the network API version the SDK sends (FACTS.md, Azure,
+"Egress"): without the NAT gateway or a public IP a host cannot install its bootstrap's
+packages and never becomes ready, so every launch chooses its way out explicitly.
 A Windows L1 reports readiness in a file that ``console()`` reads with a read-only Run Command
 script (the VM gets no identity and no permission to write its own tags).
 
@@ -68,10 +75,12 @@ RETRY_DEFAULTS: dict[str, Any] = {"retry_total": 10, "retry_status": 10,
 # Run Command waits for the VM agent (busy while booting or running another command): a read
 # that takes longer is given up for this poll and tried again on the next.
 RUN_COMMAND_TIMEOUT_S = 90.0
+# A subnet holds its NAT gateway, and a NAT gateway its public IP: VNets go before NAT gateways,
+# NAT gateways before public IPs (VM public IPs are free once their NICs are gone).
 DELETE_ORDER = ("microsoft.devtestlab/schedules", "microsoft.compute/virtualmachines",
-                "microsoft.network/networkinterfaces", "microsoft.network/publicipaddresses",
-                "microsoft.compute/disks", "microsoft.network/virtualnetworks",
-                "microsoft.network/networksecuritygroups")
+                "microsoft.network/networkinterfaces", "microsoft.compute/disks",
+                "microsoft.network/virtualnetworks", "microsoft.network/natgateways",
+                "microsoft.network/publicipaddresses", "microsoft.network/networksecuritygroups")
 
 
 # -- credentials and endpoint ------------------------------------------------------------------
@@ -161,7 +170,9 @@ def translate(exc: Exception, doing: str) -> NestcloudError:
                                 provider=plan.PROVIDER)
     if isinstance(exc, HttpResponseError):
         code, message = _code_message(exc)
-        return plan.translate(code, message, exc.status_code, doing)
+        target = getattr(getattr(exc, "error", None), "target", None)
+        return plan.translate(code, message, exc.status_code, doing,
+                              target=str(target) if target else None)
     if isinstance(exc, ServiceRequestError):
         return ProviderError(f"{doing}: cannot reach Azure Resource Manager ({exc})",
                              hint="check the network, or --arm-endpoint / "
@@ -197,6 +208,8 @@ class _Step:
     resource_id: str
     body: dict[str, Any]
     send: Callable[[], Any]
+    # False for an update of something that existed before: a rollback must leave it.
+    creates: bool = True
 
     def planned(self) -> PlannedRequest:
         return PlannedRequest(service=self.service, operation=self.operation,
@@ -318,6 +331,7 @@ class AzureProvider:
             raise InputError(f"unknown OS {spec.os!r}", hint="one of " + ", ".join(OSES))
         windows = info.family == "windows"
         rules = plan.ssh_rules(spec.ssh_cidr, spec.allow_world_ssh)
+        egress = plan.egress_mode(spec.egress, spec.public_ip)
         notes: list[str] = []
         guest = self._guest(spec, windows, notes)
         ssh_key = None if windows else self._ssh_key(spec.key_name, notes, dry_run)
@@ -373,6 +387,8 @@ class AzureProvider:
         if failed_seats:
             notes.append("re-creating seat(s) whose provisioning failed earlier: "
                          + ", ".join(str(s) for s in sorted(failed_seats)))
+        disk_gib = self._os_disk_gib(region, image, spec.disk_gib, windows, notes) \
+            if missing else spec.disk_gib
 
         shared: list[_Step] = []
         if not group_exists:
@@ -382,22 +398,43 @@ class AzureProvider:
                                     group, plan.group_body(region, tags))))
         nsg_id = ids.of("Microsoft.Network/networkSecurityGroups", names.nsg)
         vnet_id = ids.of("Microsoft.Network/virtualNetworks", names.vnet)
-        need_net = bool(missing) and not (group_exists and self._exists(
-            lambda: self.network.virtual_networks.get(group, names.vnet)))
+        old_vnet = self._get_json(lambda: self.network.virtual_networks.get(
+            group, names.vnet)) if missing and group_exists else None
+        need_net = bool(missing) and old_vnet is None
+        # A network made without a NAT gateway (by `--egress public-ip|none`, or by a nestcloud
+        # before the outbound path was explicit) gets one before new seats join it.
+        need_nat = bool(missing) and egress == "nat" and (
+            need_net or plan.subnet_nat_id(old_vnet or {}) is None)
+        nat_id = ids.of("Microsoft.Network/natGateways", names.nat) if need_nat else None
         if need_net:
             nsg = plan.nsg_body(region, tags, rules)
-            vnet = plan.vnet_body(region, tags, nsg_id)
             shared.append(_Step("network", "network_security_groups.begin_create_or_update",
                                 nsg_id, nsg,
                                 lambda: self.network.network_security_groups
                                 .begin_create_or_update(group, names.nsg, nsg).result()))
+        if need_nat:
+            # Added to a network that stays: it stays too if this run fails (it serves the
+            # seats already there), and the group's removal takes it.
+            shared += self._nat_steps(region, group, names, ids, tags, creates=need_net)
+            if existing:
+                notes.append(f"added NAT gateway {names.nat} to the network of {name}, which "
+                             "had none: seat(s) " + ", ".join(str(s) for s in sorted(existing))
+                             + " booted before it, and any without a public IP had no outbound "
+                             "path then (its bootstrap could not install packages); if one does "
+                             f"not report ready, `nestcloud down {name}` and launch again")
+        if need_net or need_nat:
+            vnet = plan.vnet_body(region, tags, nsg_id, nat_id)
             shared.append(_Step("network", "virtual_networks.begin_create_or_update",
                                 vnet_id, vnet,
                                 lambda: self.network.virtual_networks
-                                .begin_create_or_update(group, names.vnet, vnet).result()))
+                                .begin_create_or_update(group, names.vnet, vnet).result(),
+                                creates=need_net))
+        if missing:
+            notes.append(_egress_note(egress, names, spec.public_ip))
 
         seat_steps = {s: self._seat_steps(s, spec, region, size, image, names, ids, tags,
-                                          guest, windows, ssh_key, expires, dry_run)
+                                          guest, windows, ssh_key, expires, dry_run,
+                                          egress=egress, disk_gib=disk_gib)
                       for s in missing}
         if expires is not None and spec.ttl_seconds and spec.ttl_seconds > 86400 and missing:
             notes.append(f"the auto-shutdown schedule runs daily at {expires:%H:%M} UTC: with a "
@@ -417,8 +454,9 @@ class AzureProvider:
         made_group = not group_exists
 
         def run(step: _Step) -> None:
-            with created_lock:
-                created.append(step.resource_id)
+            if step.creates:
+                with created_lock:
+                    created.append(step.resource_id)
             step.send()
 
         try:
@@ -459,26 +497,87 @@ class AzureProvider:
                      "lower --count, or pick another region/size", code="QuotaExceeded",
                 provider=self.name)
 
-    def _exists(self, get: Callable[[], Any]) -> bool:
+    def _get_json(self, get: Callable[[], Any]) -> dict[str, Any] | None:
+        """The resource ``get`` reads, as ARM JSON, or None when it does not exist."""
         try:
             with _errors("reading"):
-                get()
-            return True
+                found = get()
         except NestcloudError as err:
             if isinstance(err.__cause__, ResourceNotFoundError):
-                return False
+                return None
             raise
+        return dict(found.as_dict()) if hasattr(found, "as_dict") else dict(found)
+
+    def _nat_steps(self, region: str, group: str, names: plan.Names, ids: plan.Ids,
+                   tags: dict[str, str], *, creates: bool) -> list[_Step]:
+        """The group's NAT gateway and its Standard public IP (before the VNet uses them)."""
+        pip_id = ids.of("Microsoft.Network/publicIPAddresses", names.nat_ip)
+        nat_id = ids.of("Microsoft.Network/natGateways", names.nat)
+        pip = plan.pip_body(region, tags)
+        nat = plan.nat_body(region, tags, pip_id)
+        return [
+            _Step("network", "public_ip_addresses.begin_create_or_update", pip_id, pip,
+                  lambda: self.network.public_ip_addresses
+                  .begin_create_or_update(group, names.nat_ip, pip).result(), creates),
+            _Step("network", "nat_gateways.begin_create_or_update", nat_id, nat,
+                  lambda: self.network.nat_gateways
+                  .begin_create_or_update(group, names.nat, nat).result(), creates),
+        ]
+
+    def _os_disk_gib(self, region: str, image: dict[str, str], asked: int, windows: bool,
+                     notes: list[str]) -> int:
+        """--disk-gib, raised to the image's own OS disk: Azure refuses a smaller one
+        (OperationNotAllowed, target osDisk.diskSizeGB). ``latest`` is listed first."""
+        urn = ":".join(image[k] for k in ("publisher", "offer", "sku"))
+        want = max(asked, plan.WINDOWS_MIN_DISK_GIB) if windows else asked
+        version = image["version"]
+        where = dict(location=region, publisher_name=image["publisher"], offer=image["offer"],
+                     skus=image["sku"])
+        try:
+            with _errors(f"reading image {urn}:{version} in {region}"):
+                if version.lower() == "latest":
+                    names = [str(v.name) for v in
+                             self.compute.virtual_machine_images.list(**where) or []]
+                    if not names:
+                        raise ResourceNotFoundError(f"no versions of {urn}")
+                    version = plan.newest_version(names)
+                found = self.compute.virtual_machine_images.get(version=version, **where)
+        except NestcloudError as err:
+            if isinstance(err.__cause__, ResourceNotFoundError):
+                # The VM create would fail on it too: refuse before anything is written.
+                raise InputError(f"image {urn}:{image['version']}: not found in {region}",
+                                 hint=f"check --image / --os (`az vm image list -l {region} "
+                                      f"-p {image['publisher']} -f {image['offer']} -s "
+                                      f"{image['sku']} --all`)") from None
+            # Any other failure (a role without the image read, a hiccup) only costs the
+            # check: the create still works when the size is big enough.
+            notes.append(f"OS disk: could not read the image {urn}:{version} ({err.message}); "
+                         f"asking for {want} GiB")
+            return want
+        raw = found.as_dict() if hasattr(found, "as_dict") else dict(found)
+        size = plan.image_os_disk_gib(raw)
+        if size is None:
+            notes.append(f"OS disk: the image {urn}:{version} does not report its disk size; "
+                         f"asking for {want} GiB (if Azure refuses it as smaller than the "
+                         "image's disk, pass a larger --disk-gib)")
+            return want
+        if size > want:
+            notes.append(f"OS disk: {size} GiB instead of the {want} GiB asked for: the image "
+                         f"{urn}:{version} has a {size} GiB disk, and Azure refuses a smaller "
+                         "one")
+            return size
+        return want
 
     def _seat_steps(self, seat: int, spec: LaunchSpec, region: str, size: str,
                     image: dict[str, str], names: plan.Names, ids: plan.Ids,
                     tags: dict[str, str], guest: plan.GuestData, windows: bool,
-                    ssh_key: str | None, expires: dt.datetime | None, dry_run: bool
-                    ) -> list[_Step]:
+                    ssh_key: str | None, expires: dt.datetime | None, dry_run: bool, *,
+                    egress: str, disk_gib: int) -> list[_Step]:
         group = names.group
         stags = plan.seat_tags(tags, seat)
         steps: list[_Step] = []
         pip_id = None
-        if spec.public_ip:
+        if spec.public_ip or egress == "public-ip":
             pip_id = ids.of("Microsoft.Network/publicIPAddresses", names.pip(seat))
             pip = plan.pip_body(region, stags)
             steps.append(_Step("network", "public_ip_addresses.begin_create_or_update", pip_id,
@@ -492,7 +591,7 @@ class AzureProvider:
         vm_id = ids.of("Microsoft.Compute/virtualMachines", names.vm(seat))
         password = None if (not windows or dry_run) else _windows_password()
         vm = plan.vm_body(region=region, tags=stags, size=size, image=image, nic_id=nic_id,
-                          disk_name=names.disk(seat), disk_gib=spec.disk_gib,
+                          disk_name=names.disk(seat), disk_gib=disk_gib,
                           computer_name=names.computer_name(seat, windows), guest=guest,
                           ssh_public_key=ssh_key, admin_password=password, spot=spec.spot)
         steps.append(_Step("compute", "virtual_machines.begin_create_or_update", vm_id, vm,
@@ -624,6 +723,8 @@ class AzureProvider:
                 n.public_ip_addresses.begin_delete(group, rname).result()
             elif rtype == "microsoft.network/virtualnetworks":
                 n.virtual_networks.begin_delete(group, rname).result()
+            elif rtype == "microsoft.network/natgateways":
+                n.nat_gateways.begin_delete(group, rname).result()
             elif rtype == "microsoft.network/networksecuritygroups":
                 n.network_security_groups.begin_delete(group, rname).result()
             elif rtype == "microsoft.devtestlab/schedules":
@@ -927,6 +1028,24 @@ class AzureProvider:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _egress_note(egress: str, names: plan.Names, public_ip: bool) -> str:
+    """What the launch note says about the hosts' way out, with its approximate price."""
+    from nestcloud import prices
+
+    when = f"approximate {prices.EGRESS_PRICE_DATE.split()[0]} prices"
+    if egress == "nat":
+        return (f"egress: NAT gateway {names.nat} on the subnet (public IP {names.nat_ip}): "
+                f"${prices.AZURE_NAT_GATEWAY_USD_H:.3f}/h + "
+                f"${prices.AZURE_NAT_GATEWAY_USD_GB:.3f} per GB processed, its IP "
+                f"${prices.AZURE_STANDARD_PUBLIC_IP_USD_H:.3f}/h ({when})"
+                + ("" if public_ip else "; no VM gets an address of its own"))
+    if egress == "public-ip":
+        return (f"egress: a Standard public IP per VM, "
+                f"${prices.AZURE_STANDARD_PUBLIC_IP_USD_H:.3f}/h each ({when}); no inbound rule "
+                "unless --ssh-cidr")
+    return f"egress: {prices.NO_EGRESS_WARNING}"
 
 
 def _vm_is_windows(vm: Any) -> bool:

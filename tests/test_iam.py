@@ -584,7 +584,7 @@ def azure_run() -> Iterator[tuple[list[Any], dict[str, list[Any]]]]:
             linux = LaunchSpec(provider="azure", type="Standard_D2s_v5", region="eastus",
                                name=name, count=2, key_name=SSH_PUBLIC_KEY,
                                ssh_cidr="203.0.113.7/32", ttl_seconds=3600, public_ip=True,
-                               tags={"team": "lab"})
+                               egress="nat", tags={"team": "lab"})
             windows = linux.model_copy(update={"name": name + "-w", "os": "windows-2022",
                                                "hypervisor": "hyperv", "count": 1,
                                                "key_name": None})
@@ -681,6 +681,11 @@ def test_azure_provider_calls_nothing_outside_the_role(
     # The run exercised creation, the Windows extension, the TTL schedule, console, teardown.
     for needed in ("Microsoft.Compute/virtualMachines/write",
                    "Microsoft.Compute/virtualMachines/extensions/write",
+                   # the outbound path (NAT gateway on the subnet) and the image's disk size
+                   "Microsoft.Network/natGateways/write",
+                   "Microsoft.Network/natGateways/join/action",
+                   "Microsoft.Compute/locations/publishers/artifacttypes/offers/skus/versions/"
+                   "read",
                    "Microsoft.DevTestLab/schedules/write",
                    "Microsoft.Network/networkInterfaces/join/action",
                    "Microsoft.Compute/virtualMachines/retrieveBootDiagnosticsData/action",

@@ -163,6 +163,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         l2_smoke: bool = typer.Option(False, "--l2-smoke",
                                       help="Boot a tiny L2 guest as part of readiness."),
         public_ip: bool = typer.Option(False, "--public-ip", help="Ask for a public IP."),
+        egress: Optional[str] = typer.Option(
+            None, "--egress",
+            help="Azure: how hosts reach the internet: nat (default: one NAT gateway per "
+                 "group), public-ip (one per VM, no inbound rule) or none (the bootstrap "
+                 "cannot install packages)."),
         instance_profile: Optional[str] = typer.Option(
             None, "--instance-profile",
             help="AWS: IAM instance profile NAME for the instances (a Windows L1 needs one "
@@ -202,12 +207,15 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
             ssh_cidr=ssh_cidr, allow_world_ssh=allow_world_ssh, key_name=key_name,
             disk_gib=disk_gib, ttl_seconds=ttl_s, tags=tags,
             user_data=_read_user_data(user_data), public_ip=public_ip, l2_smoke=l2_smoke,
-            instance_profile=instance_profile)
+            instance_profile=instance_profile, egress=egress)
         if instance_profile is not None and spec.provider.lower() != "aws":
             raise InputError(f"--instance-profile is an AWS IAM instance profile: not for "
                              f"--provider {spec.provider}",
                              hint="Azure Windows L1s report readiness through Run Command and "
                                   "need no identity")
+        if egress is not None and spec.provider.lower() != "azure":
+            raise InputError(f"--egress chooses the outbound path of Azure hosts: not for "
+                             f"--provider {spec.provider}")
         catalog = load_catalog(catalog_path)
         prepare(spec, catalog)  # refuse bad input before starting anything (sandbox included)
         prov = make_provider(provider, region=region, sandbox=use_sandbox,

@@ -180,7 +180,8 @@ def lab_up(
     budget = f" (budget ${c.budget:.2f})" if c.budget is not None else ""
     typer.echo(f"lab {res.lab}: {c.seats} seat(s) of {o.provider}/{o.type} in {o.region}, "
                f"{o.vcpus} vCPU / {o.memory_gib:g} GiB, {o.nesting}")
-    typer.echo(f"cost: ${o.usd_per_hour:.4f}/h x {o.instances} x {c.hours:g} h = "
+    egress = f" + ${o.egress_usd_per_hour:.4f}/h egress" if o.egress_usd_per_hour else ""
+    typer.echo(f"cost: ${o.usd_per_hour:.4f}/h x {o.instances}{egress} x {c.hours:g} h = "
                f"${c.total_usd:.2f}{budget} (price date: {c.price_date})")
     for n in res.notes:
         info(f"note: {n}")
@@ -327,6 +328,9 @@ def register(app: typer.Typer) -> None:
         pack_metal: bool = typer.Option(False, "--pack-metal",
                                         help="Count several seats per bare-metal host (you "
                                              "run the seat VMs on it yourself)."),
+        egress: Optional[str] = typer.Option(None, "--egress",
+                                             help="Azure outbound path to price: nat "
+                                                  "(default), public-ip or none."),
         explain: bool = typer.Option(False, "--explain", help="Also list every rejected "
                                                               "candidate and why."),
         limit: int = typer.Option(10, "--limit", help="Rows to print (0: all); JSON has all."),
@@ -341,7 +345,8 @@ def register(app: typer.Typer) -> None:
         req = _request(vcpus=vcpus, memory_gib=memory, type=type_name,
                        providers=_csv(providers), regions=_csv(regions), hypervisor=hypervisor,
                        os=os_alias, hours=hours, seats=seats, spot=spot,
-                       max_hourly=max_hourly, budget=budget, pack_metal=pack_metal)
+                       max_hourly=max_hourly, budget=budget, pack_metal=pack_metal,
+                       egress=egress)
         cat = load_catalog(catalog_path)
         _check_names(cat, req.providers, req.regions)
         res = plan(cat, req)

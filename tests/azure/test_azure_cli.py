@@ -75,8 +75,9 @@ def test_dry_run_text_sends_no_write(cli: Any, arm: ArmFake) -> None:
     res = cli(*LAUNCH, "--dry-run")
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[0] == \
-        "dry run: 5 request(s) would be sent (azure, eastus); nothing was created"
+        "dry run: 7 request(s) would be sent (azure, eastus); nothing was created"
     assert "compute virtual_machines.begin_create_or_update {" in res.stdout
+    assert "network nat_gateways.begin_create_or_update {" in res.stdout  # the way out
     assert arm.writes() == []
 
 

@@ -61,10 +61,11 @@ def test_launch_sends_what_nesting_needs(provider: Any, arm: ArmFake, catalog: C
     assert vm["tags"]["nestcloud:seat"] == "0"
     assert "nestcloud:expires" not in vm["tags"]
 
-    # No inbound rule by default, no public IP unless asked, no extension or schedule.
+    # No inbound rule by default, no public IP on a VM unless asked (the one public IP is the
+    # NAT gateway's, the hosts' way out), no extension or schedule.
     nsg = arm.bodies("networkSecurityGroups")["nestcloud-demo-nsg"]
     assert nsg["properties"]["securityRules"] == []
-    assert arm.writes("PUT", "publicIPAddresses") == []
+    assert list(arm.bodies("publicIPAddresses")) == ["nestcloud-demo-natgw-ip"]
     assert arm.writes("PUT", "extensions") == []
     assert arm.writes("PUT", "schedules") == []
     nic = arm.bodies("networkInterfaces")["demo-0-nic"]
@@ -225,10 +226,13 @@ def test_dry_run_sends_no_write_and_hides_the_password(provider: Any, arm: ArmFa
     res = provider.launch(spec(os="windows-2022", hypervisor="hyperv", count=2,
                                public_ip=True, ttl_seconds=3600), catalog, dry_run=True)
     assert arm.writes() == []
-    # Reads only: Resource SKUs, does the group exist, vCPU usage against quota.
+    # Reads only: Resource SKUs, does the group exist, vCPU usage against quota, the image's
+    # versions (`latest`) and the newest one's OS disk size.
     assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in arm.requests] == [
-        ("GET", "skus"), ("HEAD", "nestcloud-demo-eastus"), ("GET", "usages")]
+        ("GET", "skus"), ("HEAD", "nestcloud-demo-eastus"), ("GET", "usages"),
+        ("GET", "versions"), ("GET", "1.0.0")]
     ops = [r.operation for r in res.requests]
+    # --public-ip gives every VM its way out: no NAT gateway.
     assert ops == ["resource_groups.create_or_update",
                    "network_security_groups.begin_create_or_update",
                    "virtual_networks.begin_create_or_update"] + [

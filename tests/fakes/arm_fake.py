@@ -13,6 +13,23 @@ Run Command (``POST .../virtualMachines/{vm}/runCommand``) answers 202 with
 does for this POST; the script's stdout is ``run_command_stdout[vm name]`` (default: nothing,
 as when the file the script reads does not exist yet). The fake runs no PowerShell.
 
+Egress, as Azure has it since the network API versions after 2026-03-31 (FACTS.md, Azure,
+"Egress"): a subnet of a VNet PUT with api-version 2025-07-01 or later is private unless it says
+``defaultOutboundAccess: true``. A VM on a private subnet reaches the internet only through a
+public IP on its NIC or a NAT gateway (with at least one public IP) on its subnet;
+``has_egress(vm)`` answers that, and a Linux VM that boots without a path writes a serial log
+in which cloud-init's package installs fail and no readiness marker ever appears (its
+``boot_egress[vm]`` is False). NAT gateways need existing Standard public IPs, a subnet needs an
+existing NAT gateway, and neither can be deleted while in use.
+
+Marketplace images: ``GET .../publishers/P/artifacttypes/vmimage/offers/O/skus/S/versions``
+lists versions and ``.../versions/V`` answers the image with ``osDiskImage.sizeInGb`` and
+``sizeInBytes`` (the size ARM reports for many images, outside the SDK's model). Images are
+registered with ``add_image``; any other URN lists one version ``1.0.0`` and answers for any
+version with ``default_image_gib`` (None: no size reported), unless ``strict_images``. A VM
+whose OS disk is smaller than its registered image's is refused as Azure does
+(OperationNotAllowed, target osDisk.diskSizeGB).
+
 Faults: ``fault(method, path_regex, status, code, times, retry_after)`` answers matching requests
 with an ARM error; ``fail_vm(name, *codes)`` makes the next PUTs of that VM end ``Failed``.
 Every request is recorded (method, path, query, JSON body, headers) for assertions.
@@ -117,6 +134,14 @@ class ArmFake:
     skus: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SKUS])
     polls: int = 1
     console_text: str = "cloud-init: nestcloud boot\nNESTCLOUD-READY kvm ok\n"
+    # What a Linux VM without an outbound path prints: the bootstrap cannot install anything.
+    no_egress_console_text: str = (
+        "cloud-init: nestcloud boot\n"
+        "cloud-init[977]: E: Failed to fetch packages: no route to the internet "
+        "(private subnet: no public IP, no NAT gateway)\n"
+        "cloud-init[977]: package_update_upgrade_install failed\n")
+    default_image_gib: int | None = 30
+    strict_images: bool = False
 
     def __post_init__(self) -> None:
         self.groups: dict[str, dict[str, Any]] = {}
@@ -132,6 +157,10 @@ class ArmFake:
         # Run Command: what the script prints, per VM name (lower case).
         self.run_command_stdout: dict[str, str] = {}
         self.run_command_stderr: dict[str, str] = {}
+        # Marketplace images: (publisher, offer, sku) lower case -> {version: (os, GiB | None)}.
+        self.images: dict[tuple[str, str, str], dict[str, tuple[str, int | None]]] = {}
+        # VM name (lower case) -> whether it had an outbound path when it booted.
+        self.boot_egress: dict[str, bool] = {}
         self._ops: dict[str, _Op] = {}
         self._lock = threading.RLock()
         self._ips = itertools.count(4)
@@ -176,6 +205,23 @@ class ArmFake:
     def fail_vm(self, name: str, *codes: str) -> None:
         """The next len(codes) PUTs of VM ``name`` end Failed with these error codes."""
         self.vm_failures.setdefault(name.lower(), []).extend(codes)
+
+    def add_image(self, urn: str, versions: dict[str, int | None], os_type: str = "Linux"
+                  ) -> None:
+        """Register a marketplace image 'publisher:offer:sku' with {version: OS disk GiB}."""
+        pub, offer, sku = (x.lower() for x in urn.split(":")[:3])
+        self.images.setdefault((pub, offer, sku), {}).update(
+            {v: (os_type, gib) for v, gib in versions.items()})
+
+    def has_egress(self, vm_name: str) -> bool:
+        """Whether this VM (by name) can reach the internet now, by Azure's rules."""
+        with self._lock:
+            vm = next((r for r in self.resources.values()
+                       if r["type"] == "Microsoft.Compute/virtualMachines"
+                       and r["name"].lower() == vm_name.lower()), None)
+            if vm is None:
+                raise KeyError(vm_name)
+            return _vm_has_egress(self, vm)
 
     def writes(self, method: str | None = None, type_: str | None = None) -> list[Request]:
         out = []
@@ -227,6 +273,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     arm: ArmFake
+    arm_api_version = ""  # the api-version of the request being handled
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes
 
@@ -281,6 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode(errors="replace")
         path = url.path.rstrip("/")
+        self.arm_api_version = query.get("api-version", "")
         with arm._lock:
             arm.requests.append(Request(self.command, path, query, body, dict(self.headers)))
             for f in arm.faults:
@@ -333,6 +381,11 @@ class _Handler(BaseHTTPRequestHandler):
             skus = [s for s in arm.skus if loc is None or loc.group(1).lower() in
                     [x.lower() for x in s["locations"]]]
             return self._send(200, {"value": skus})
+        if len(rest) >= 13 and rest[:3] == ["providers", "microsoft.compute", "locations"] \
+                and rest[4] == "publishers" and rest[6:8] == ["artifacttypes", "vmimage"] \
+                and rest[8] == "offers" and rest[10] == "skus" and rest[12] == "versions" \
+                and self.command == "GET":
+            return self._image(parts[3:], rest)
         expand = query.get("$expand", "").lower() == "instanceview"
         if rest == ["providers", "microsoft.compute", "virtualmachines"]:
             vms = self._of_type("microsoft.compute/virtualmachines")
@@ -357,6 +410,37 @@ class _Handler(BaseHTTPRequestHandler):
             if len(rest) >= 6 and rest[2] == "providers":
                 return self._resource(path, rest, body)
         raise _Reply(404, {"error": {"code": "NotFound", "message": f"no route {path}"}})
+
+    def _image(self, parts: list[str], rest: list[str]) -> None:
+        """Marketplace image versions (a JSON array) or one version."""
+        arm = self.arm
+        loc, pub, offer, sku = rest[3], parts[5], parts[9], parts[11]
+        known = arm.images.get((pub.lower(), offer.lower(), sku.lower()))
+        if known is None:
+            if arm.strict_images:
+                raise _Reply(404, {"error": {"code": "NotFound", "message": "Artifact: "
+                                             f"VMImage was not found ({pub}:{offer}:{sku})"}})
+            known = {"1.0.0": ("Linux", arm.default_image_gib)}
+            if len(rest) == 14:  # any version of an image the test did not register
+                known[parts[13]] = known["1.0.0"]
+        base = (f"/Subscriptions/{SUB}/Providers/Microsoft.Compute/Locations/{loc}/Publishers/"
+                f"{pub}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}/Versions")
+        if len(rest) == 13:
+            return self._send(200, [{"name": v, "location": loc, "id": f"{base}/{v}"}
+                                    for v in known])
+        if len(rest) == 14:
+            version = parts[13]
+            if version not in known:
+                raise _Reply(404, {"error": {"code": "NotFound", "message": "Artifact: "
+                                             f"VMImage was not found (version {version})"}})
+            os_type, gib = known[version]
+            disk: dict[str, Any] = {"operatingSystem": os_type}
+            if gib is not None:
+                disk.update(sizeInGb=gib, sizeInBytes=gib * 2**30)
+            return self._send(200, {"name": version, "location": loc, "id": f"{base}/{version}",
+                                    "properties": {"osDiskImage": disk, "dataDiskImages": [],
+                                                   "hyperVGeneration": "V2"}})
+        raise _Reply(404, {"error": {"code": "NotFound", "message": "no such image route"}})
 
     def _of_type(self, rtype: str) -> list[dict[str, Any]]:
         return [r for r in self.arm.resources.values() if r["type"].lower() == rtype]
@@ -504,8 +588,26 @@ class _Handler(BaseHTTPRequestHandler):
             res["sku"] = body["sku"]
         finish: Any = lambda: None  # noqa: E731
         if rtype == "microsoft.network/virtualnetworks":
+            # Private subnets by default from network API 2025-07-01 on (FACTS.md, Egress).
+            private = self.arm_api_version >= "2025-07-01"
             for sn in props.get("subnets") or []:
                 sn["id"] = f"{rid}/subnets/{sn['name']}"
+                sp = sn.setdefault("properties", {})
+                sp.setdefault("defaultOutboundAccess", not private)
+                nat = (sp.get("natGateway") or {}).get("id")
+                if nat and nat.lower() not in arm.resources:
+                    raise _Reply(400, {"error": {"code": "InvalidResourceReference",
+                                                 "message": f"NAT gateway {nat} not found"}})
+        elif rtype == "microsoft.network/natgateways":
+            for ref in props.get("publicIpAddresses") or []:
+                pip = arm.resources.get(str(ref.get("id", "")).lower())
+                if pip is None:
+                    raise _Reply(400, {"error": {"code": "InvalidResourceReference",
+                                                 "message": f"public IP {ref.get('id')} not "
+                                                            "found"}})
+                if (pip.get("sku") or {}).get("name") != "Standard":
+                    raise _Reply(400, {"error": {"code": "BadRequest", "message": "a NAT "
+                                                 "gateway needs Standard public IPs"}})
         elif rtype == "microsoft.network/publicipaddresses":
             props["ipAddress"] = f"20.1.0.{next(arm._ips)}"
         elif rtype == "microsoft.network/networkinterfaces":
@@ -560,6 +662,10 @@ class _Handler(BaseHTTPRequestHandler):
             if ref["id"].lower() not in arm.resources:
                 raise _Reply(400, {"error": {"code": "InvalidResourceReference",
                                              "message": f"NIC {ref['id']} not found"}})
+        too_small = _image_refuses(arm, props.get("storageProfile") or {})
+        if too_small:
+            raise _Reply(409, {"error": {"code": "OperationNotAllowed",
+                                         "target": "osDisk.diskSizeGB", "message": too_small}})
         props["vmId"] = str(uuid.uuid4())
         props["timeCreated"] = "2026-11-29T20:00:00+00:00"
         failures = arm.vm_failures.get(res["name"].lower())
@@ -576,7 +682,10 @@ class _Handler(BaseHTTPRequestHandler):
             if failures:
                 code = failures.pop(0)
                 return (code, f"injected provisioning failure of {res['name']}")
-            arm.blobs[f"{res['name']}.serialconsole.log"] = arm.console_text.encode()
+            online = _vm_has_egress(arm, res)
+            arm.boot_egress[res["name"].lower()] = online
+            text = arm.console_text if online else arm.no_egress_console_text
+            arm.blobs[f"{res['name']}.serialconsole.log"] = text.encode()
             return None
         return finish
 
@@ -590,7 +699,8 @@ class _Handler(BaseHTTPRequestHandler):
             code = {"microsoft.network/networksecuritygroups": "InUseNetworkSecurityGroup",
                     "microsoft.network/virtualnetworks": "InUseSubnetCannotBeDeleted",
                     "microsoft.network/networkinterfaces": "NicInUse",
-                    "microsoft.network/publicipaddresses": "PublicIPAddressInUse"}.get(
+                    "microsoft.network/publicipaddresses": "PublicIPAddressInUse",
+                    "microsoft.network/natgateways": "InUseNatGatewayCannotBeDeleted"}.get(
                         rtype, "InUse")
             raise _Reply(400, {"error": {"code": code,
                                          "message": f"{res['name']} is in use by {users[0]}"}})
@@ -610,6 +720,7 @@ _CANON = {
     "microsoft.network/networksecuritygroups": "Microsoft.Network/networkSecurityGroups",
     "microsoft.network/publicipaddresses": "Microsoft.Network/publicIPAddresses",
     "microsoft.network/networkinterfaces": "Microsoft.Network/networkInterfaces",
+    "microsoft.network/natgateways": "Microsoft.Network/natGateways",
     "microsoft.compute/virtualmachines": "Microsoft.Compute/virtualMachines",
     "microsoft.compute/virtualmachines/extensions": "Microsoft.Compute/virtualMachines/extensions",
     "microsoft.compute/disks": "Microsoft.Compute/disks",
@@ -675,7 +786,65 @@ def _users_of(arm: ArmFake, key: str, rtype: str) -> list[str]:
             if any((c.get("properties", {}).get("publicIPAddress") or {}).get("id", "").lower()
                    == key for c in p.get("ipConfigurations", [])):
                 users.append(r["id"])
+        if rtype == "microsoft.network/publicipaddresses" and t.endswith("natgateways"):
+            if any(str(ref.get("id", "")).lower() == key
+                   for ref in p.get("publicIpAddresses") or []):
+                users.append(r["id"])
+        if rtype == "microsoft.network/natgateways" and t.endswith("virtualnetworks"):
+            if any(str(((s.get("properties") or {}).get("natGateway") or {}).get("id", ""))
+                   .lower() == key for s in p.get("subnets", [])):
+                users.append(r["id"])
     return users
+
+
+def _version_key(v: str) -> tuple[int, ...]:
+    return tuple(int(x) if x.isdigit() else -1 for x in v.split("."))
+
+
+def _image_refuses(arm: ArmFake, storage: dict[str, Any]) -> str | None:
+    """Azure's answer to an OS disk smaller than a registered image's own, else None."""
+    ref = storage.get("imageReference") or {}
+    asked = (storage.get("osDisk") or {}).get("diskSizeGB")
+    known = arm.images.get(tuple(str(ref.get(k, "")).lower()  # type: ignore[arg-type]
+                                 for k in ("publisher", "offer", "sku")))
+    if not known or asked is None:
+        return None
+    version = str(ref.get("version", ""))
+    if version.lower() == "latest":
+        version = max(known, key=_version_key)
+    gib = known.get(version, ("", None))[1]
+    if gib is not None and int(asked) < gib:
+        return (f"The specified disk size {asked} GB is smaller than the size of the "
+                f"corresponding disk in the VM image: {gib} GB. This is not allowed. Please "
+                "choose equal or greater size or do not specify an explicit size.")
+    return None
+
+
+def _vm_has_egress(arm: ArmFake, vm: dict[str, Any]) -> bool:
+    """Azure's outbound rule for one VM: a public IP on its NIC, or a NAT gateway with a public
+    IP on its subnet, or a subnet that still has default outbound access."""
+    for ref in (vm.get("properties") or {}).get("networkProfile", {}).get(
+            "networkInterfaces", []):
+        nic = arm.resources.get(str(ref.get("id", "")).lower())
+        for conf in ((nic or {}).get("properties") or {}).get("ipConfigurations", []):
+            cp = conf.get("properties") or {}
+            pip = (cp.get("publicIPAddress") or {}).get("id")
+            if pip and pip.lower() in arm.resources:
+                return True
+            subnet_id = str((cp.get("subnet") or {}).get("id", "")).lower()
+            vnet = arm.resources.get(subnet_id.split("/subnets/")[0])
+            for sn in ((vnet or {}).get("properties") or {}).get("subnets", []):
+                if str(sn.get("id", "")).lower() != subnet_id:
+                    continue
+                sp = sn.get("properties") or {}
+                if sp.get("defaultOutboundAccess") is True:
+                    return True
+                nat = arm.resources.get(str((sp.get("natGateway") or {}).get("id", "")).lower())
+                if nat is not None and any(
+                        str(r.get("id", "")).lower() in arm.resources
+                        for r in (nat.get("properties") or {}).get("publicIpAddresses") or []):
+                    return True
+    return False
 
 
 def _remove(arm: ArmFake, key: str) -> None:

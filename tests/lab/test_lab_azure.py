@@ -72,7 +72,9 @@ def test_azure_lab_cycle(arm: ArmFake, monkeypatch: pytest.MonkeyPatch) -> None:
               key_name=SSH_KEY, tags={"course": "az"}, catalog=parse_catalog(CATALOG_YAML))
     res = lab.up(providers=make, wait=False)
     assert (res.cost.option.type, res.cost.option.region) == ("Standard_D2s_v5", "eastus")
-    assert res.cost.total_usd == pytest.approx(0.192)
+    # Two VMs and the group's NAT gateway with its public IP (FACTS.md, Azure, "Egress").
+    assert res.cost.total_usd == pytest.approx(2 * 0.096 + 0.045 + 0.005)
+    assert res.cost.option.egress == "nat"
     assert res.launch is not None and len(res.launch.instances) == 2
     assert {i.tags.get(TAG_LAB) for i in res.launch.instances} == {name}
     st = lab.status(providers=make)
