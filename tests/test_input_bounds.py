@@ -695,3 +695,18 @@ def test_launcher_and_azure_share_one_world_open_rule(data: st.DataObject) -> No
         except InputError:
             outcomes.append(True)
     assert outcomes == [expect_world, expect_world], (str(net), outcomes)
+
+
+def test_reap_checks_sandbox_regions_before_opening_anything(monkeypatch: pytest.MonkeyPatch,
+                                                            catalog_file: Path) -> None:
+    opened: list[tuple[str, str]] = []
+
+    def never(provider: str, region: str, **kw: Any) -> Any:
+        opened.append((provider, region))
+        raise AssertionError("no provider may be opened")
+
+    monkeypatch.setattr("nestcloud.lab.open_provider", never)
+    res = run("reap", "--sandbox", "--regions", "mars-1", "--catalog", str(catalog_file))
+    refused(res, "error: --regions mars-1: no catalog region of aws (known: eu-west-1, "
+                 "us-east-1)\n")
+    assert opened == []

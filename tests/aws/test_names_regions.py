@@ -101,3 +101,13 @@ def test_unparseable_endpoint_answers_are_provider_errors(aws, monkeypatch):
         aws.list()
     assert info.value.exit_code == 1
     assert "could not be read" in str(info.value)
+
+
+def test_an_invalid_region_from_botocore_is_bad_input():
+    from botocore.exceptions import InvalidRegionError
+
+    from providers._aws_errors import translate
+
+    err = translate(InvalidRegionError(region_name="us-east-1\n"), action="list instances")
+    assert isinstance(err, InputError) and err.exit_code == 2
+    assert err.message == "AWS region 'us-east-1\\n': not a region name (e.g. us-east-1)"
