@@ -110,18 +110,15 @@ def launch(provider: str, type: str, *, region: str | None = None, name: str | N
     ``nestcloud reap`` removes them after it. ``sandbox`` uses the local EC2 endpoint."""
     from nestcloud.lab import LaunchReport, open_provider
     from nestcloud.launcher import launch as _launch
-    from nestcloud.spec import parse_duration
+    from nestcloud.spec import hours_to_seconds, parse_duration
 
-    ttl_seconds: int | None
-    if ttl is None:
-        ttl_seconds = None
-    elif isinstance(ttl, str):
+    ttl_seconds: int | None = None
+    if ttl is not None:
         try:
-            ttl_seconds = parse_duration(ttl)
-        except ValueError as exc:
+            ttl_seconds = (parse_duration(ttl) if isinstance(ttl, str)
+                           else hours_to_seconds(float(ttl)))
+        except (TypeError, ValueError) as exc:
             raise InputError(f"ttl: {exc}") from None
-    else:
-        ttl_seconds = int(round(float(ttl) * 3600))
     spec = _spec(provider=provider, type=type, region=region, name=name, count=count, os=os,
                  hypervisor=hypervisor, spot=spot, ssh_cidr=ssh_cidr, ttl_seconds=ttl_seconds,
                  tags=tags or {}, user_data=user_data, **fields)

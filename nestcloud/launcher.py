@@ -13,13 +13,21 @@ from typing import TYPE_CHECKING, Any
 from nestcloud.checks import Finding, refused, run_checks
 from nestcloud.errors import InputError, RefusedError
 from nestcloud.models import LaunchResult
-from nestcloud.spec import LaunchSpec
+from nestcloud.spec import LaunchSpec, TagLimits, check_tags
 
 if TYPE_CHECKING:
     from nestcloud.catalog import Catalog
     from nestcloud.provider import Provider
 
 WORLD_CIDRS = ("0.0.0.0/0", "::/0")
+# A source network at least this wide (a shorter prefix) counts as world-open unless all of it
+# is private: /8 is the largest block ever assigned to one organisation in IPv4, /32 the usual
+# first allocation to an ISP in IPv6. Anything wider is "much of the internet", not "my site".
+WORLD_PREFIX = {4: 8, 6: 32}
+# Address space that never routes on the internet (RFC 1918, RFC 4193 unique local, link
+# local): a wide rule inside it opens nothing to the world.
+PRIVATE_NETS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10"))
 
 
 def default_name(spec: LaunchSpec) -> str:
@@ -27,6 +35,20 @@ def default_name(spec: LaunchSpec) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", f"{spec.type}-{spec.hypervisor}".lower()).strip("-")
     slug = slug[:40].rstrip("-")
     return slug if slug and slug[0].isalpha() else f"nc-{slug}"[:40].rstrip("-")
+
+
+def world_open(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """How much of the internet an SSH rule from ``net`` opens to, when that is too much
+    ("the whole internet", "a large part of the internet ..."); None for a narrower network.
+    The one rule for every provider (Azure's NSG rules use it too)."""
+    if net.prefixlen == 0:
+        return "the whole internet"
+    widest = WORLD_PREFIX[net.version]
+    if net.prefixlen >= widest or any(
+            net.version == p.version and net.subnet_of(p)  # type: ignore[arg-type]
+            for p in PRIVATE_NETS):
+        return None
+    return f"a large part of the internet (a public network wider than /{widest})"
 
 
 def check_ssh_cidr(cidr: str | None, allow_world: bool) -> str | None:
@@ -39,11 +61,26 @@ def check_ssh_cidr(cidr: str | None, allow_world: bool) -> str | None:
         raise InputError(f"--ssh-cidr {cidr!r}: not an IPv4 or IPv6 network "
                          "(use e.g. 203.0.113.7/32)") from None
     text = str(net)
-    if net.prefixlen == 0 and not allow_world:
-        raise InputError(f"--ssh-cidr {cidr!r} opens SSH to the whole internet",
+    reach = world_open(net)
+    if reach and not allow_world:
+        raise InputError(f"--ssh-cidr {cidr!r} opens SSH to {reach}",
                          hint="use your own address (e.g. 203.0.113.7/32), or add "
                               "--allow-world-ssh if you really mean it")
     return text
+
+
+def tag_limits(provider: Provider | str) -> TagLimits | None:
+    """The tag limits a provider declares (``tag_limits`` on its class), by object or by name;
+    None when it declares none. By name, the provider's module is imported, nothing is made."""
+    if isinstance(provider, str):
+        from nestcloud.provider import load_factory
+
+        owner: Any = load_factory(provider)
+    else:
+        owner = type(provider)
+    # A plain class attribute read, not a capability query: Capabilities will carry it.
+    limits = getattr(owner, "tag_limits", None)
+    return limits if isinstance(limits, TagLimits) else None
 
 
 def refusal_message(findings: list[Finding]) -> str:
@@ -85,6 +122,7 @@ def launch(spec: LaunchSpec, catalog: Catalog, provider: Provider | None = None,
         from nestcloud.provider import get_provider
 
         provider = get_provider(spec.provider, **provider_options)
+    check_tags(ready.tags, tag_limits(provider))  # before the provider sends anything
     if types:
         result = provider.launch(ready, catalog, dry_run=dry_run,  # type: ignore[call-arg]
                                  types=types)

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic import PrivateAttr, computed_field, model_validator
 
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import BudgetError, RefusedError
 from nestcloud.oses import OSES, Hypervisor
+from nestcloud.spec import MAX_DURATION_S
+
+MAX_HOURS = MAX_DURATION_S // 3600
+MAX_SEATS = 100_000
 
 # What a packed metal host keeps for its own OS and hypervisor. nestcloud's own assumption, not
 # a cloud fact: enough for the host kernel, libvirt and page tables of the seat VMs.
@@ -59,18 +63,20 @@ class PlanRequest(_Model):
     """What is wanted: per-seat size (or one explicit type), where, how long, how many."""
 
     vcpus: PositiveInt | None = None
-    memory_gib: PositiveFloat | None = None
+    memory_gib: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     type: str | None = None
     hypervisor: Hypervisor = "kvm"
     os: str = "ubuntu-24.04"
     providers: list[str] | None = None
     regions: list[str] | None = None
     spot: bool = False
-    hours: PositiveFloat = 1.0
-    seats: PositiveInt = 1
-    max_hourly: PositiveFloat | None = Field(
+    # Finite and bounded, so totals stay finite numbers (JSON has no Infinity): hours up to
+    # the longest TTL (a year, spec.MAX_DURATION_S), seats up to far more than a lab holds.
+    hours: Annotated[float, Field(gt=0, le=MAX_HOURS, allow_inf_nan=False)] = 1.0
+    seats: Annotated[int, Field(gt=0, le=MAX_SEATS)] = 1
+    max_hourly: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         default=None, description="ceiling on USD per hour for one seat")
-    budget: NonNegativeFloat | None = Field(
+    budget: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
         default=None, description="ceiling on USD for all seats over all hours")
     pack_metal: bool = False
     # How the hosts reach the internet (where a provider prices it); None: its default.

@@ -9,12 +9,23 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from nestcloud.errors import SpecError
+from nestcloud.errors import InputError, SpecError
 from nestcloud.oses import HYPERVISORS, Hypervisor
 
 # IAM's instanceProfileNameType (botocore iam service model): 1-128 of [\w+=,.@-].
 INSTANCE_PROFILE_RE = re.compile(r"^[\w+=,.@-]{1,128}$", re.ASCII)
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
+# A group name, as a whole: \A and \Z, because `$` also matches before a trailing newline
+# (a group created as "lab\n" could never be found again). `.match` and `.fullmatch` agree.
+NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
+NAME_RULE = ("names are 1-40 characters: lowercase letters, digits and '-', starting with a "
+             "letter and not ending with '-'")
+# A region's shape on every cloud (botocore's own check of region names, which it applies
+# only without a custom endpoint): letters, digits and inner '-'. Whether the region exists
+# is the catalog's business (checks.py, and the CLI's --region check).
+REGION_RE = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?\Z")
+# The longest TTL, --hours or wait a duration may say: a year. It keeps expiry timestamps and
+# costs far from overflowing, and nothing nestcloud launches is meant to live longer.
+MAX_DURATION_S = 366 * 86400
 TAG_PREFIX = "nestcloud:"
 TAG_NAME = "nestcloud:name"
 TAG_OWNER = "nestcloud:owner"
@@ -213,11 +224,25 @@ def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _name(v: Any) -> str:
     s = _str(v)
-    if not NAME_RE.match(s):
-        raise _invalid("value_error", "Value error, names are 1-40 characters: lowercase "
-                       "letters, digits and '-', starting with a letter and not ending with '-'",
-                       v)
+    if not NAME_RE.fullmatch(s):
+        raise _invalid("value_error", f"Value error, {NAME_RULE}", v)
     return s
+
+
+def _region(v: Any) -> str:
+    s = _str(v)
+    if not REGION_RE.fullmatch(s):
+        raise _invalid("value_error", "Value error, a region name is letters, digits and '-' "
+                       "(e.g. us-east-1, eastus)", v)
+    return s
+
+
+def _ttl(v: Any) -> int:
+    n = _positive_int(v)
+    if n > MAX_DURATION_S:
+        raise _invalid("less_than_equal",
+                       f"Input should be less than or equal to {MAX_DURATION_S}", v)
+    return n
 
 
 def _instance_profile(v: Any) -> str:
@@ -247,6 +272,8 @@ def _tags(v: Any) -> dict[str, str]:
             out[k] = v_
     if errors:
         raise _Invalid(errors)
+    if "" in out:  # no cloud takes an empty key (EC2, ARM)
+        raise _invalid("value_error", "Value error, tag keys may not be empty", v)
     for k in out:  # the first reserved key only, as the pydantic validator reported it
         if k.lower().startswith(TAG_PREFIX):
             raise _invalid("value_error", f"Value error, tag {k!r}: the 'nestcloud:' prefix "
@@ -261,21 +288,21 @@ def _tags(v: Any) -> dict[str, str]:
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "provider": _non_empty_str,
     "type": _non_empty_str,
-    "region": _optional(_str),
+    "region": _optional(_region),
     "os": _str,
     "hypervisor": _one_of(HYPERVISORS),
     "depth": _int_between(1, 9),
     "name": _optional(_name),
     "count": _int_between(1, 1000),
-    "image": _optional(_str),
+    "image": _optional(_non_empty_str),
     "spot": _bool,
     "security_type": _one_of(SECURITY_TYPES),
     "image_generation": _optional(_one_of(IMAGE_GENERATIONS)),
     "ssh_cidr": _optional(_str),
     "allow_world_ssh": _bool,
-    "key_name": _optional(_str),
+    "key_name": _optional(_non_empty_str),
     "disk_gib": _int_between(8, 16384),
-    "ttl_seconds": _optional(_positive_int),
+    "ttl_seconds": _optional(_ttl),
     "tags": _tags,
     "user_data": _optional(_str),
     "public_ip": _bool,
@@ -288,17 +315,35 @@ _UNIT = {"": 3600, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> int:
-    """'90m', '4h', '2d', '3600s', or '4h30m' -> seconds. A bare number means hours."""
+    """'90m', '4h', '2d', '3600s', or '4h30m' -> seconds. A bare number means hours.
+
+    ValueError unless 0 < seconds <= MAX_DURATION_S."""
     total = 0
     parts = re.findall(r"(\d+)\s*([smhdw]?)", text.strip().lower())
     joined = "".join(n + u for n, u in parts)
     if not parts or joined != re.sub(r"\s+", "", text.strip().lower()):
         raise ValueError(f"not a duration: {text!r} (use e.g. 90m, 4h, 2d, 4h30m)")
     for n, u in parts:
+        # More digits than a year of seconds has is too long whatever the unit; checked
+        # before int() so a huge number never meets Python's int-from-text digit limit.
+        if len(n.lstrip("0")) > len(str(MAX_DURATION_S)):
+            raise ValueError(f"too long: {text!r} (at most {MAX_DURATION_S // 86400} days)")
         total += int(n) * _UNIT[u]
     if total <= 0:
         raise ValueError(f"duration must be positive: {text!r}")
+    if total > MAX_DURATION_S:
+        raise ValueError(f"too long: {text!r} (at most {MAX_DURATION_S // 86400} days)")
     return total
+
+
+def hours_to_seconds(hours: float) -> int:
+    """A TTL given in hours (the Python API, lab files) -> seconds; ValueError when it is not
+    a finite number of hours in (0, MAX_DURATION_S]."""
+    if not math.isfinite(hours) or hours <= 0:
+        raise ValueError(f"must be a positive, finite number of hours (got {hours!r})")
+    if hours * 3600 > MAX_DURATION_S:
+        raise ValueError(f"too long: {hours!r} hours (at most {MAX_DURATION_S // 3600})")
+    return max(1, int(round(hours * 3600)))
 
 
 def parse_tags(pairs: list[str]) -> dict[str, str]:
@@ -308,5 +353,74 @@ def parse_tags(pairs: list[str]) -> dict[str, str]:
         if "=" not in pair or pair.startswith("="):
             raise ValueError(f"--tag {pair!r}: expected KEY=VALUE")
         k, v = pair.split("=", 1)
+        if not k.strip():
+            raise ValueError(f"--tag {pair!r}: the key is empty")
         out[k.strip()] = v
     return out
+
+
+def check_name(name: object, what: str = "name") -> str:
+    """``name`` if it is a group name (NAME_RULE, whole string); InputError otherwise.
+
+    Every verb that acts on a named group calls this before anything reaches a cloud: EC2
+    filters read ``*`` and ``?`` as wildcards, and an empty name would mean "every group"."""
+    if isinstance(name, str) and NAME_RE.fullmatch(name):
+        return name
+    hint = ("NAME is the exact name of one group; nestcloud never reads it as a pattern"
+            if isinstance(name, str) and ("*" in name or "?" in name) else None)
+    raise InputError(f"{what} {name!r}: {NAME_RULE}", hint=hint)
+
+
+@dataclasses.dataclass(frozen=True)
+class TagLimits:
+    """What one cloud accepts as tags on a resource. Providers declare theirs as the class
+    attribute ``tag_limits``; :func:`check_tags` applies them before anything is created."""
+
+    cloud: str                               # as messages name it, e.g. "AWS"
+    max_tags: int                            # per resource, ours included
+    key_max: int                             # characters
+    value_max: int                           # characters
+    added: tuple[str, ...] = ()              # keys the provider itself may add
+    reserved_prefixes: tuple[str, ...] = ()  # no key or value may start with these (any case)
+    key_forbidden: str = ""                  # characters no key may contain
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_tags(tags: Mapping[str, str], limits: TagLimits | None) -> None:
+    """InputError naming every user tag ``limits`` would make the cloud reject (none when
+    ``limits`` is None: a provider that declares nothing gets only LaunchSpec's checks).
+    Values are never echoed: a tag value may be something the user did not mean to print."""
+    if limits is None:
+        return
+    problems: list[str] = []
+    for k, v in tags.items():
+        key = repr(_short(k))
+        if len(k) > limits.key_max:
+            problems.append(f"tag {key}: the key is {len(k)} characters; {limits.cloud} "
+                            f"allows at most {limits.key_max}")
+        if len(v) > limits.value_max:
+            problems.append(f"tag {key}: the value is {len(v)} characters; {limits.cloud} "
+                            f"allows at most {limits.value_max}")
+        bad = sorted({c for c in k if c in limits.key_forbidden})
+        if bad:
+            problems.append(f"tag {key}: {limits.cloud} tag names may not contain any of "
+                            + " ".join(limits.key_forbidden))
+        for prefix in limits.reserved_prefixes:
+            if k.lower().startswith(prefix):
+                problems.append(f"tag {key}: the key starts with {prefix!r}, which "
+                                f"{limits.cloud} reserves")
+            if v.lower().startswith(prefix):
+                problems.append(f"tag {key}: the value starts with {prefix!r}, which "
+                                f"{limits.cloud} reserves")
+    total = len(set(tags) | set(limits.added))
+    if total > limits.max_tags:
+        mine = limits.max_tags - len(limits.added)
+        own = [k for k in tags if not k.lower().startswith(TAG_PREFIX)]  # a lab adds its tag
+        problems.append(f"{len(own)} tags of your own: {limits.cloud} allows "
+                        f"{limits.max_tags} per resource and nestcloud adds up to "
+                        f"{len(limits.added)} ({', '.join(limits.added)}), so at most {mine}")
+    if problems:
+        raise InputError("; ".join(problems))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,11 +10,13 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     EndpointConnectionError,
+    InvalidRegionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
     TokenRetrievalError,
 )
+from botocore.parsers import ResponseParserError
 
 from nestcloud.errors import (
     CapacityError,
@@ -37,6 +40,19 @@ _REJECTED = {"AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch",
 _THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded",
               "TooManyRequestsException", "RequestThrottled", "SlowDown"}
 
+# What a SigV4 request carries that must never be printed: the Authorization header's
+# Credential (access key id and scope) and Signature, presigned-URL query parameters and the
+# session token. botocore quotes the whole header in some errors (an invalid header value).
+_SECRETS = re.compile(
+    r"(?i)(?:x-amz-)?(?:credential|signature|security-token)=[^\s,;&'\"]*"
+    r"|(authorization[\"']?\s*[:=]\s*[\"']?)[^,;\n'\"]*")
+
+
+def scrub(text: str) -> str:
+    """``text`` without SigV4 credentials, signatures, session tokens or Authorization values
+    (the parameter names go too: "Credential=" in a message would invite a second look)."""
+    return _SECRETS.sub(lambda m: (m.group(1) or "") + "<redacted>", text)
+
 
 def translate(exc: Exception, *, action: str, region: str | None = None,
               type_name: str | None = None) -> NestcloudError:
@@ -47,12 +63,15 @@ def translate(exc: Exception, *, action: str, region: str | None = None,
                                 hint=CREDENTIAL_HINT, provider=P)
     if isinstance(exc, TokenRetrievalError) or type(exc).__name__ in (
             "SSOTokenLoadError", "UnauthorizedSSOTokenError"):
-        return CredentialsError(f"AWS SSO credentials could not be loaded ({exc})",
+        return CredentialsError(f"AWS SSO credentials could not be loaded ({scrub(str(exc))})",
                                 hint="run `aws sso login` (with --profile if you use one)",
                                 provider=P)
     if isinstance(exc, NoRegionError):
         return InputError("no AWS region: pass --region or set AWS_DEFAULT_REGION / a profile "
                           "region")
+    if isinstance(exc, InvalidRegionError):
+        return InputError(f"AWS region {exc.kwargs.get('region_name')!r}: not a region name "
+                          "(e.g. us-east-1)")
     if isinstance(exc, EndpointConnectionError):
         return ProviderError(f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url')} "
                              f"to {action}", hint="check the network, AWS_ENDPOINT_URL, or "
@@ -60,7 +79,7 @@ def translate(exc: Exception, *, action: str, region: str | None = None,
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", "Unknown"))
-        msg = str(err.get("Message", "")).strip()
+        msg = scrub(str(err.get("Message", "")).strip())
         said = f" (AWS: {code}: {msg})" if msg else f" (AWS: {code})"
         if code == "UnsupportedOperation":
             return UnsupportedError(
@@ -106,9 +125,16 @@ def translate(exc: Exception, *, action: str, region: str | None = None,
                                  provider=P)
         return ProviderError(f"AWS error while trying to {action}{where}{said}", code=code,
                              provider=P)
+    if isinstance(exc, ResponseParserError):
+        return ProviderError(f"the answer of the AWS endpoint could not be read while trying to "
+                             f"{action}{where} (not an AWS response: a proxy or a broken "
+                             "endpoint?)", hint="check AWS_ENDPOINT_URL and proxies, and retry",
+                             provider=P)
     if isinstance(exc, BotoCoreError):
-        return ProviderError(f"AWS SDK error while trying to {action}: {exc}", provider=P)
-    return ProviderError(f"unexpected error while trying to {action}: {exc}", provider=P)
+        return ProviderError(f"AWS SDK error while trying to {action}: {scrub(str(exc))}",
+                             provider=P)
+    return ProviderError(f"unexpected error while trying to {action}: {scrub(str(exc))}",
+                         provider=P)
 
 
 @contextmanager
@@ -119,7 +145,7 @@ def aws_errors(action: str, *, region: str | None = None,
         yield
     except NestcloudError:
         raise
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise translate(exc, action=action, region=region, type_name=type_name) from exc
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from nestcloud.errors import (CapacityError, CredentialsError, InputError, ProviderError,
                               QuotaError, ThrottledError, UnsupportedError)
+from nestcloud.launcher import world_open  # the one world-open rule of every provider
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT
 
 PROVIDER = "azure"
@@ -252,6 +253,7 @@ def ssh_rules(ssh_cidr: str | None, allow_world: bool) -> list[dict[str, Any]]:
     if ssh_cidr is None:
         return []
     cidr = ssh_cidr.strip()
+    reach: str | None = "the whole internet"
     if cidr.lower() in WORLD_CIDRS:
         source = "*"
     else:
@@ -260,11 +262,10 @@ def ssh_rules(ssh_cidr: str | None, allow_world: bool) -> list[dict[str, Any]]:
         except ValueError:
             raise InputError(f"--ssh-cidr {ssh_cidr!r}: not an IP network "
                              "(e.g. 203.0.113.7/32)") from None
-        source = str(net)
-        if net.prefixlen == 0:
-            source = "*"
-    if source == "*" and not allow_world:
-        raise InputError(f"--ssh-cidr {ssh_cidr}: opens SSH to the whole internet",
+        source = "*" if net.prefixlen == 0 else str(net)
+        reach = world_open(net)
+    if reach and not allow_world:
+        raise InputError(f"--ssh-cidr {ssh_cidr}: opens SSH to {reach}",
                          hint="give your own address (e.g. 203.0.113.7/32), or add "
                               "--allow-world-ssh if you really mean it")
     return [{

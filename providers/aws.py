@@ -43,7 +43,9 @@ from nestcloud.models import (
     PlannedRequest,
     VerifyResult,
 )
-from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec
+from nestcloud.bootstrap.profiles import TAG_L1
+from nestcloud.spec import (REGION_RE, TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT,
+                            LaunchSpec, TagLimits, check_name)
 from providers._aws_errors import aws_errors, error_code
 from providers._aws_fleet import FLEET_THRESHOLD, Subnet
 
@@ -378,6 +380,15 @@ class AwsProvider:
     """EC2 through boto3, with the standard credential chain and standard retries."""
 
     name = "aws"
+    # EC2 tags: keys <= 127 and values <= 256 characters, keys not starting with aws: (the
+    # EC2 service model's Tag shape, botocore data/ec2; the user guide says 128 for keys: the
+    # stricter number wins); 50 user tags per resource and no aws: values either (AWS "Tag
+    # restrictions"). Ours count towards the 50: Name (unless yours), the nestcloud: tags,
+    # and the Windows L1's readiness tag.
+    tag_limits = TagLimits(cloud="AWS", max_tags=50, key_max=127, value_max=256,
+                           added=("Name", TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB,
+                                  TAG_L1),
+                           reserved_prefixes=("aws:",))
 
     def __init__(self, region: str | None = None, endpoint_url: str | None = None,
                  session: boto3.Session | None = None, *, sandbox: bool | None = None
@@ -459,6 +470,10 @@ class AwsProvider:
         if not r:
             raise InputError("no AWS region: pass --region or set AWS_DEFAULT_REGION (or a "
                              "region in your AWS profile)")
+        if not REGION_RE.fullmatch(r):
+            # botocore checks the shape only without a custom endpoint; with one, the region
+            # goes into the signed Authorization header, and its error text echoes that.
+            raise InputError(f"AWS region {r!r}: not a region name (e.g. us-east-1)")
         return r
 
     # reads ---------------------------------------------------------------------------------
@@ -1119,16 +1134,20 @@ class AwsProvider:
         AHEAD_TTL_S (a lab's search for its seats right before it launches the missing
         ones), which then does not read the same seats again. Taken once (see _take_ahead);
         ``down`` drops it."""
+        check_name(name, "group name")
         region = self._region(None)
         raws = self.raw_instances(region, name)
         self._remember(("existing", region, name), raws)
         return listed(raws, region)
 
     def list(self, name: str | None = None) -> list[Instance]:
+        if name is not None:
+            check_name(name, "group name")  # a filter value: EC2 reads * and ? as wildcards
         region = self._region(None)
         return listed(self.raw_instances(region, name), region)
 
     def down(self, name: str) -> DownResult:
+        check_name(name, "group name")  # never "every group" (empty) nor a pattern
         region = self._region(None)
         self._ahead.pop(("existing", region, name), None)  # about to be stale
         ec2 = self.client("ec2", region)

@@ -61,7 +61,8 @@ from nestcloud.errors import (CleanupError, CredentialsError, InputError, Nestcl
 from nestcloud.models import (CatalogDiff, DownResult, Instance, LaunchResult, PlannedRequest,
                               VerifyResult)
 from nestcloud.oses import OSES
-from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_SEAT, LaunchSpec
+from nestcloud.spec import (TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec,
+                            TagLimits, check_name)
 from providers import _azure_plan as plan
 
 ENV_ENDPOINT = "NESTCLOUD_AZURE_ARM_ENDPOINT"
@@ -229,6 +230,13 @@ class AzureProvider:
     """Azure Resource Manager through the official SDK clients."""
 
     name = "azure"
+    # ARM tags: 50 per resource, names <= 512 and values <= 256 characters (azure-mgmt-resource
+    # TagsOperations docstrings; Microsoft Learn "Use tags to organize your Azure resources");
+    # names without < > % & \ ? / (Microsoft's ARM API reference for resource tags). Ours
+    # count towards the 50.
+    tag_limits = TagLimits(cloud="Azure", max_tags=50, key_max=512, value_max=256,
+                           added=(TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB),
+                           key_forbidden="<>%&\\?/")
 
     def __init__(self, region: str | None = None, subscription_id: str | None = None,
                  arm_endpoint: str | None = None, resource_group: str | None = None,
@@ -740,6 +748,7 @@ class AzureProvider:
             return False
 
     def down(self, name: str) -> DownResult:
+        check_name(name, "group name")  # it goes into OData filters: never a fragment of one
         result = DownResult(provider=self.name, name=name)
         if self.resource_group:
             return self._down_in_group(self.resource_group, name, result)
@@ -818,6 +827,8 @@ class AzureProvider:
     # -- list / console ------------------------------------------------------------------------
 
     def list(self, name: str | None = None) -> list[Instance]:
+        if name is not None:
+            check_name(name, "group name")
         with _errors("listing virtual machines"):
             if self.resource_group:
                 vms = self._vms_in(self.resource_group, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -23,6 +24,19 @@ _USAGE_ERRORS: tuple[type[Exception], ...] = tuple(dict.fromkeys(
     c for c in (getattr(typer, "TyperException", None),
                 getattr(sys.modules[typer.Exit.__module__], "ClickException", None))
     if isinstance(c, type) and issubclass(c, Exception)))
+
+# Request authorization that an SDK's error text may quote (botocore quotes a whole SigV4
+# header when it is malformed): never printed, whichever provider or bug it comes from.
+_AUTH = re.compile(
+    r"(?i)(?:x-amz-)?(?:credential|signature|security-token)=[^\s,;&'\"]*"
+    r"|(authorization[\"']?\s*[:=]\s*[\"']?)[^,;\n'\"]*"
+    r"|(bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+
+def redact(text: str) -> str:
+    """``text`` without authorization headers, SigV4 credentials/signatures or bearer tokens."""
+    return _AUTH.sub(lambda m: (m.group(1) or m.group(2) or "") + "<redacted>", text)
+
 
 _json_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("json_mode", default=False)
 # Whether the command line asked for --json: usage errors happen before a command runs and
@@ -82,8 +96,9 @@ def _json_wanted() -> bool:
 
 def _report(doc: dict[str, Any], text: str) -> None:
     if _json_wanted():
+        doc = {k: redact(v) if isinstance(v, str) else v for k, v in doc.items()}
         typer.echo(json.dumps(doc, indent=2))
-    typer.echo(f"error: {text}", err=True)
+    typer.echo(f"error: {redact(text)}", err=True)
 
 
 def _report_usage(exc: Exception) -> None:

@@ -8,6 +8,7 @@ ready" exit 1); wait 0 ready (or sandbox: not verifiable), 1 a host reported fai
 from __future__ import annotations
 
 import base64
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -30,8 +31,8 @@ def parse_timeout(text: str) -> float:
             return float(parse_duration(t))
         except ValueError as exc:
             raise InputError(f"--timeout {text!r}: {exc}") from None
-    if value <= 0:
-        raise InputError(f"--timeout {text!r}: must be positive")
+    if not (math.isfinite(value) and value > 0):  # float() also reads "nan" and "inf"
+        raise InputError(f"--timeout {text!r}: must be a positive, finite number of seconds")
     return value
 
 
@@ -124,6 +125,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("wait")
     def wait(
+        ctx: typer.Context,
         name: str = typer.Argument(..., help="Group name given at launch."),
         provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
         region: Optional[str] = typer.Option(None, "--region", "-r"),
@@ -138,6 +140,9 @@ def register(app: typer.Typer) -> None:
                                                    envvar="NESTCLOUD_AZURE_ARM_ENDPOINT"),
         resource_group: Optional[str] = typer.Option(None, "--resource-group"),
         as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+        catalog_path: Optional[Path] = typer.Option(
+            None, "--catalog", envvar="NESTCLOUD_CATALOG",
+            help="Catalog whose regions --region is checked against."),
     ) -> None:
         """Wait until NAME's hosts report their hypervisor ready (serial console or tag).
 
@@ -145,11 +150,15 @@ def register(app: typer.Typer) -> None:
         """
         json_mode(as_json)
         from nestcloud.bootstrap.wait import wait_for_ready
+        from nestcloud.cli._inputs import check_region, check_seconds, refuse_foreign_flags
         from nestcloud.cli.cloud_cmd import make_provider
+        from nestcloud.spec import check_name
 
+        check_name(name, "NAME")
         timeout_s = parse_timeout(timeout)
-        if interval <= 0:
-            raise InputError(f"--interval {interval!r}: must be positive")
+        check_seconds("--interval", interval)
+        refuse_foreign_flags(ctx, [provider])
+        check_region(region, [provider], catalog_path)
         prov = make_provider(provider, region=region, sandbox=sandbox,
                              subscription=subscription, arm_endpoint=arm_endpoint,
                              resource_group=resource_group)

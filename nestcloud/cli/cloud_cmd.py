@@ -25,6 +25,8 @@ ArmEndpointOpt = typer.Option(None, "--arm-endpoint", envvar="NESTCLOUD_AZURE_AR
 ResourceGroupOpt = typer.Option(None, "--resource-group", help="Azure resource group.")
 RegionOpt = typer.Option(None, "--region", "-r", help="Region (default: the SDK's default).")
 JsonOpt = typer.Option(False, "--json", help="One JSON document on stdout.")
+CatalogOpt = typer.Option(None, "--catalog", envvar="NESTCLOUD_CATALOG",
+                          help="Catalog whose regions --region is checked against.")
 
 
 def make_provider(name: str, *, region: Optional[str], sandbox: bool,
@@ -117,14 +119,19 @@ def _wait(provider: Any, instances: list[Any], timeout: float, sandbox: bool
     return doc, int(code or 0)
 
 
-def _providers(provider: str | None, region: str | None, sandbox: bool,
+def _providers(ctx: Any, provider: str | None, region: str | None, sandbox: bool,
                subscription: str | None, arm_endpoint: str | None,
-               resource_group: str | None) -> tuple[list[str], list[Any]]:
-    """The providers `ls` and `down` act on: the one named, or every configured one."""
+               resource_group: str | None, catalog_path: Optional[Path]
+               ) -> tuple[list[str], list[Any]]:
+    """The providers `ls` and `down` act on: the one named, or every configured one. Their
+    flags and --region are checked before any of them is made."""
     from nestcloud import sandbox as sb
+    from nestcloud.cli._inputs import check_region, refuse_foreign_flags
 
     use_sandbox = sb.enabled(sandbox)
     names = [provider] if provider else configured_providers(use_sandbox, subscription)
+    refuse_foreign_flags(ctx, names)
+    check_region(region, names, catalog_path)
     return names, [make_provider(p, region=region, sandbox=use_sandbox,
                                  subscription=subscription, arm_endpoint=arm_endpoint,
                                  resource_group=resource_group) for p in names]
@@ -133,6 +140,7 @@ def _providers(provider: str | None, region: str | None, sandbox: bool,
 def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command inside
     @app.command("launch")
     def launch_cmd(
+        ctx: typer.Context,
         provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
         type_name: str = typer.Option(..., "--type", "-t", help="Instance type / VM size."),
         region: Optional[str] = RegionOpt,
@@ -188,11 +196,14 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         json_mode(as_json)
         from nestcloud import sandbox as sb
         from nestcloud.catalog import load_catalog
+        from nestcloud.cli._inputs import check_seconds, refuse_foreign_flags
         from nestcloud.cli.check_cmd import spec_or_input_error
-        from nestcloud.launcher import launch, prepare
-        from nestcloud.spec import parse_duration, parse_tags
+        from nestcloud.launcher import launch, prepare, tag_limits
+        from nestcloud.spec import check_tags, parse_duration, parse_tags
 
         use_sandbox = sb.enabled(sandbox)
+        refuse_foreign_flags(ctx, [provider])
+        check_seconds("--timeout", timeout)
         try:
             ttl_s = parse_duration(ttl) if ttl is not None else None
         except ValueError as exc:
@@ -218,6 +229,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
                              f"--provider {spec.provider}")
         catalog = load_catalog(catalog_path)
         prepare(spec, catalog)  # refuse bad input before starting anything (sandbox included)
+        check_tags(spec.tags, tag_limits(spec.provider))  # what the cloud would reject
         prov = make_provider(provider, region=region, sandbox=use_sandbox,
                              subscription=subscription, arm_endpoint=arm_endpoint,
                              resource_group=resource_group)
@@ -241,6 +253,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
 
     @app.command("ls")
     def ls_cmd(
+        ctx: typer.Context,
         provider: Optional[str] = typer.Option(None, "--provider", "-p",
                                                help="Default: every configured provider."),
         name: Optional[str] = typer.Option(None, "--name", "-n", help="Only this group."),
@@ -250,11 +263,16 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         arm_endpoint: Optional[str] = ArmEndpointOpt,
         resource_group: Optional[str] = ResourceGroupOpt,
         as_json: bool = JsonOpt,
+        catalog_path: Optional[Path] = CatalogOpt,
     ) -> None:
         """List what nestcloud launched, from the cloud's tags."""
         json_mode(as_json)
-        names, provs = _providers(provider, region, sandbox, subscription, arm_endpoint,
-                                  resource_group)
+        if name is not None:
+            from nestcloud.spec import check_name
+
+            check_name(name, "--name")
+        names, provs = _providers(ctx, provider, region, sandbox, subscription, arm_endpoint,
+                                  resource_group, catalog_path)
         instances = [i for prov in provs for i in prov.list(name)]
         if as_json:
             emit_json({"instances": [i.to_dict() for i in instances]})
@@ -267,6 +285,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
 
     @app.command("down")
     def down_cmd(
+        ctx: typer.Context,
         name: str = typer.Argument(..., metavar="NAME", help="The group to remove."),
         provider: Optional[str] = typer.Option(None, "--provider", "-p",
                                                help="Default: every configured provider."),
@@ -277,11 +296,15 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         arm_endpoint: Optional[str] = ArmEndpointOpt,
         resource_group: Optional[str] = ResourceGroupOpt,
         as_json: bool = JsonOpt,
+        catalog_path: Optional[Path] = CatalogOpt,
     ) -> None:
         """Terminate every instance of NAME and remove its network rules. Safe to re-run."""
         json_mode(as_json)
-        _, provs = _providers(provider, region, sandbox, subscription, arm_endpoint,
-                              resource_group)
+        from nestcloud.spec import check_name
+
+        check_name(name, "NAME")  # never empty, never a pattern: it selects what is removed
+        _, provs = _providers(ctx, provider, region, sandbox, subscription, arm_endpoint,
+                              resource_group, catalog_path)
         found = [i for prov in provs for i in prov.list(name)]
         if found and not yes:
             if as_json or not sys.stdin.isatty():
@@ -368,6 +391,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
 
     @catalog_app.command("verify")
     def catalog_verify(
+        ctx: typer.Context,
         provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
         region: str = typer.Option(..., "--region", "-r"),
         sandbox: bool = SandboxOpt,
@@ -382,7 +406,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         json_mode(as_json)
         from nestcloud import sandbox as sb
         from nestcloud.catalog import load_catalog
+        from nestcloud.cli._inputs import check_region, refuse_foreign_flags
 
+        refuse_foreign_flags(ctx, [provider])
+        check_region(region, [provider], catalog_path)
         cat = load_catalog(catalog_path)
         prov = make_provider(provider, region=region, sandbox=sb.enabled(sandbox),
                              subscription=subscription, arm_endpoint=arm_endpoint,

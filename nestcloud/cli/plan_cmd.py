@@ -143,9 +143,11 @@ def lab_up(
     from nestcloud._progress import progress
     from nestcloud.sandbox import enabled
 
+    from nestcloud.cli._inputs import check_seconds
     from nestcloud.errors import NestcloudError
     from nestcloud.failover import attempts_of
 
+    check_seconds("--timeout", timeout)
     lab = _lab(file, catalog_path)
     sandbox = enabled(sandbox)
     try:
@@ -396,7 +398,7 @@ def register(app: typer.Typer) -> None:
         if sandbox and chosen != ["aws"]:
             raise InputError("--sandbox reaps the local EC2 endpoint: --providers aws only")
         wanted = _csv(regions)
-        if wanted and not sandbox:
+        if wanted:  # the sandbox too: its regions are AWS's, and nothing else reaches it
             known = {r for p in chosen for r in cat.regions(p)}
             bad = [r for r in wanted if r not in known]
             if bad:
