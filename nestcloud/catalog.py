@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from annotated_types import Ge, Gt, MinLen
 
-from nestcloud._yamlio import line_of, load_yaml, pydantic_problems
+from nestcloud._yamlio import (MAX_CATALOG_BYTES, FileRefused, decode_utf8, line_of,
+                               load_yaml, pydantic_problems, read_bounded, short_repr)
 from nestcloud.cache import cache_dir, read_cache_entry, write_cache_entry
 from nestcloud.errors import CatalogError
 
@@ -288,7 +289,7 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     if version is not None and version != SCHEMA_VERSION:
         where = _where(text, source, ("schema_version",))
         raise CatalogError(source, [f"{where}: schema_version: this nestcloud reads version "
-                                    f"{SCHEMA_VERSION} (got {version!r})"])
+                                    f"{SCHEMA_VERSION} (got {short_repr(version)})"])
     from pydantic import ValidationError
 
     try:
@@ -435,15 +436,19 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
     try:
         st = p.stat()
         resolved = str(p.resolve())
-        key = (resolved, st.st_mtime, st.st_size)
-        if key in _cache:
-            return _cache[key]
-        data = p.read_bytes()
-        text = data.decode("utf-8")
     except FileNotFoundError:
         raise CatalogError(str(p), [f"{p}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(str(p), [f"{p}: cannot read: {exc}"]) from None
+    except (OSError, ValueError) as exc:
+        raise CatalogError(str(p), [f"{p}: cannot read it: {exc}"]) from None
+    key = (resolved, st.st_mtime, st.st_size)
+    if key in _cache:
+        return _cache[key]
+    try:
+        # Only a regular file of a sane size: a FIFO or /dev/zero must not hang the command.
+        data = read_bounded(p, "a catalog file", MAX_CATALOG_BYTES)
+        text = decode_utf8(data, p)
+    except FileRefused as exc:
+        raise CatalogError(str(p), [str(exc)]) from None
     disk_key = _disk_cache_key(data)
     disk_file = _disk_cache_file(resolved)
     cat = _read_disk_cache(disk_file, disk_key)
