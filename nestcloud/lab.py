@@ -557,8 +557,14 @@ class Lab:
         unless ``keep_partial``; a re-run that fails leaves the seats that already ran alone.
         """
         from nestcloud.checks import refused, run_checks
+        from nestcloud.launcher import prepare
 
         step = progress.step if progress is not None else (lambda _t: None)
+        if self.user_data:
+            from nestcloud.bootstrap import check_user_data
+
+            # Before any cloud call, naming the user-data file (prepare() checks it again).
+            check_user_data(self.user_data, self.user_data_source)
         notes: list[str] = []
         req_providers = self.spec.providers
         if sandbox:
@@ -606,6 +612,9 @@ class Lab:
                                hint=next((f.suggestion for f in errors if f.suggestion), None),
                                findings=findings)
         notes += [f.message for f in findings if f.severity == "warning"]
+        # What every launch attempt runs first (launcher.launch): a dry run must refuse
+        # exactly what the real run refuses (world-open SSH, secrets in the user data...).
+        prepare(spec, self.catalog)
         if dry_run:
             return LabUpResult(lab=self.name, dry_run=True, cost=cost, notes=notes,
                                reused_placement=reused)
