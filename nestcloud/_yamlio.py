@@ -144,6 +144,22 @@ def load_yaml(text: str, source: str) -> tuple[Any, str | None]:
         loader.dispose()
 
 
+def load_yaml_nodes(text: str) -> tuple[yaml.Node, Any] | None:
+    """The node graph of ``text`` and the data PyYAML builds from it (a repeated key keeps its
+    last value, as for cloud-init), within the same bounds as ``load_yaml``; None when the text
+    is not such YAML. For readers that must see what a YAML consumer sees: the secret scan."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None or _graph_problem(node, "") is not None:
+            return None
+        return node, loader.construct_document(node)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+
+
 def _yaml_problem(exc: yaml.YAMLError, source: str) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -351,5 +367,6 @@ def pydantic_problems(errors: list[Any], text: str, source: str) -> list[str]:
 
 
 __all__ = ["FileRefused", "MAX_ALIAS_NODES", "MAX_CATALOG_BYTES", "MAX_DEPTH", "MAX_LAB_BYTES",
-           "MAX_USER_DATA_BYTES", "decode_utf8", "format_loc", "line_of", "load_yaml", "pydantic_problems",
-           "read_bounded", "read_text_bounded", "short_repr"]
+           "MAX_USER_DATA_BYTES", "decode_utf8", "format_loc", "line_of", "load_yaml",
+           "load_yaml_nodes", "pydantic_problems", "read_bounded", "read_text_bounded",
+           "short_repr"]
