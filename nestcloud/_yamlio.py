@@ -129,7 +129,7 @@ def load_yaml(text: str, source: str) -> tuple[Any, str | None]:
             return None, f"{source}: nested deeper than {MAX_DEPTH} levels"
         if node is None:
             return None, None
-        problem = _graph_problem(node, source) or _duplicate_problem(loader, node, source)
+        problem = _graph_problem(node, source, loader)
         if problem:
             return None, problem
         try:
@@ -169,16 +169,12 @@ def _yaml_problem(exc: yaml.YAMLError, source: str) -> str:
     return f"{where}: malformed YAML: {problem}"
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
-def _graph_problem(root: yaml.Node, source: str) -> str | None:
-    """Recursive aliases, nesting past MAX_DEPTH, or aliases that expand too far.
+def _graph_problem(root: yaml.Node, source: str, loader: Any = None) -> str | None:
+    """Recursive aliases, nesting past MAX_DEPTH, aliases that expand too far, and (given the
+    ``loader`` that builds keys) the first key given twice in one mapping.
 
     One iterative pass over the distinct nodes (an alias is the same node object as its
     anchor), so a bomb costs what its file costs, not what it expands to.
@@ -186,71 +182,80 @@ def _graph_problem(root: yaml.Node, source: str) -> str | None:
     height: dict[int, int] = {}
     size: dict[int, int] = {}
     on_path: set[int] = set()
+    duplicates: list[tuple[int, int, str]] = []
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    scalar = yaml.ScalarNode
     while stack:
         node, done = stack.pop()
         key = id(node)
         if done:
             on_path.discard(key)
-            kids = _children(node)
-            h = max((height[id(k)] for k in kids), default=0) + (
-                0 if isinstance(node, yaml.ScalarNode) else 1)
+            if isinstance(node, yaml.MappingNode):
+                kids = [n for pair in node.value for n in pair]
+                if loader is not None:
+                    _duplicate_keys(loader, node, duplicates)
+            else:
+                kids = node.value
+            h = 0
+            n = 1
+            for kid in kids:
+                k = id(kid)
+                if height[k] > h:
+                    h = height[k]
+                n += size[k]
+            h += 1
             if h > MAX_DEPTH:
                 return f"{source}:{node.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels"
             height[key] = h
-            size[key] = min(1 + sum(size[id(k)] for k in kids), _SIZE_CLAMP)
+            size[key] = min(n, _SIZE_CLAMP)
             continue
         if key in height:
+            continue
+        if node.__class__ is scalar:
+            height[key] = 0
+            size[key] = 1
             continue
         if key in on_path:  # only the nodes being walked are on the path: this is a cycle
             return f"{source}:{node.start_mark.line + 1}: an alias refers to itself"
         on_path.add(key)
         stack.append((node, True))
-        stack.extend((k, False) for k in _children(node) if id(k) not in height)
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((n, False) for pair in node.value for n in pair if id(n) not in height)
+        else:
+            stack.extend((n, False) for n in node.value if id(n) not in height)
     if size[id(root)] - len(height) > MAX_ALIAS_NODES:
         return (f"{source}: aliases expand the document by more than {MAX_ALIAS_NODES} nodes "
                 "(an alias bomb?)")
+    if duplicates:
+        _, line, what = min(duplicates)
+        return f"{source}:{line}: {what}"
     return None
 
 
-def _duplicate_problem(loader: Any, root: yaml.Node, source: str) -> str | None:
-    """The first key given twice in one mapping (as Python would see the keys), if any."""
-    found: list[tuple[int, int, str]] = []
-    seen_nodes: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen_nodes:
+def _duplicate_keys(loader: Any, node: yaml.MappingNode,
+                    found: list[tuple[int, int, str]]) -> None:
+    """Record keys given twice in ``node`` (compared as the Python keys they become)."""
+    keys: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue  # complex keys: the constructor refuses unhashable ones itself
+        if key_node.tag == _STR_TAG:
+            ident: Any = key_node.value
+        elif key_node.tag == _MERGE_TAG:
+            ident = ("<<",)
+        else:
+            try:
+                ident = loader.construct_object(key_node)
+                hash(ident)
+            except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+                continue  # reported when the document is built
+        first = keys.get(ident)
+        if first is None:
+            keys[ident] = key_node
             continue
-        seen_nodes.add(id(node))
-        stack.extend(_children(node))
-        if not isinstance(node, yaml.MappingNode):
-            continue
-        keys: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue  # complex keys: the constructor refuses unhashable ones itself
-            if key_node.tag == _MERGE_TAG:
-                ident: Any = ("<<",)
-                shown = "<<"
-            else:
-                try:
-                    ident = loader.construct_object(key_node)
-                    hash(ident)
-                except (yaml.YAMLError, ValueError, TypeError, OverflowError):
-                    continue  # reported when the document is built
-                shown = short_repr(ident, 40)
-            first = keys.get(ident)
-            if first is None:
-                keys[ident] = key_node
-            else:
-                found.append((key_node.start_mark.index, key_node.start_mark.line + 1,
-                              f"duplicate key {shown} (first at line "
-                              f"{first.start_mark.line + 1})"))
-    if not found:
-        return None
-    _, line, what = min(found)
-    return f"{source}:{line}: {what}"
+        shown = "<<" if key_node.tag == _MERGE_TAG else short_repr(ident, 40)
+        found.append((key_node.start_mark.index, key_node.start_mark.line + 1,
+                      f"duplicate key {shown} (first at line {first.start_mark.line + 1})"))
 
 
 # -- error messages ----------------------------------------------------------------------------
