@@ -17,9 +17,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from annotated_types import Ge, Gt, MinLen
+from annotated_types import Ge, Gt, Le, MinLen
 
-from nestcloud._yamlio import line_of, load_yaml, pydantic_problems
+from nestcloud._yamlio import (MAX_CATALOG_BYTES, FileRefused, decode_utf8, line_of,
+                               load_yaml, pydantic_problems, read_bounded, short_repr)
 from nestcloud.cache import cache_dir, read_cache_entry, write_cache_entry
 from nestcloud.errors import CatalogError
 
@@ -35,6 +36,16 @@ PositiveFloat = Annotated[float, Gt(0)]
 NonNegativeFloat = Annotated[float, Ge(0)]
 NonEmptyStr = Annotated[str, MinLen(1)]
 
+# Sanity bounds, not facts about any cloud: each is far above every size and price in the
+# catalog (largest today: 384 vCPUs, 6144 GiB, ~59 USD/h), so only a broken file or a typo
+# reaches them, and sums and products over the catalog stay finite.
+MAX_VCPUS = 4096
+MAX_MEMORY_GIB = 131072
+MAX_USD_PER_HOUR = 10000
+VcpuCount = Annotated[int, Gt(0), Le(MAX_VCPUS)]
+MemoryGib = Annotated[float, Gt(0), Le(MAX_MEMORY_GIB)]
+UsdPerHour = Annotated[float, Ge(0), Le(MAX_USD_PER_HOUR)]
+
 Nesting = Literal["nested", "native", "none"]
 Arch = Literal["x86_64", "arm64"]
 CpuVendor = Literal["intel", "amd", "aws", "ampere", "unknown"]
@@ -47,7 +58,9 @@ HyperVGeneration = Literal["V1", "V2"]
 # file or the network goes through `Catalog.validate`/`parse_catalog`, which validate exactly
 # as the models did.
 _D = TypeVar("_D", bound="_Data")
-_FORBID = {"extra": "forbid"}  # a pydantic ConfigDict (a TypedDict: a plain dict at run time)
+# A pydantic ConfigDict (a TypedDict: a plain dict at run time). No float field may be
+# infinite or NaN: `.inf` in a catalog would otherwise print as `Infinity` in --json.
+_FORBID = {"extra": "forbid", "allow_inf_nan": False}
 
 
 class _Data:
@@ -86,8 +99,8 @@ class RegionPrice(_Data):
 
     __pydantic_config__ = _FORBID
 
-    on_demand: NonNegativeFloat | None = None
-    spot: NonNegativeFloat | None = None
+    on_demand: UsdPerHour | None = None
+    spot: UsdPerHour | None = None
     source: str
 
 
@@ -100,8 +113,8 @@ class InstanceType(_Data):
     provider: NonEmptyStr
     name: NonEmptyStr
     family: NonEmptyStr
-    vcpus: PositiveInt
-    memory_gib: PositiveFloat
+    vcpus: VcpuCount
+    memory_gib: MemoryGib
     arch: Arch
     cpu_vendor: CpuVendor
     nesting: Nesting
@@ -288,7 +301,7 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     if version is not None and version != SCHEMA_VERSION:
         where = _where(text, source, ("schema_version",))
         raise CatalogError(source, [f"{where}: schema_version: this nestcloud reads version "
-                                    f"{SCHEMA_VERSION} (got {version!r})"])
+                                    f"{SCHEMA_VERSION} (got {short_repr(version)})"])
     from pydantic import ValidationError
 
     try:
@@ -424,7 +437,7 @@ def _write_disk_cache(file: Path | None, key: str, cat: Catalog) -> None:
     body = _adapter(Catalog).dump_json(cat)
     try:
         if _from_cache(json.loads(body)) != cat:
-            return  # e.g. an infinite price would not survive JSON: never cache a lossy copy
+            return  # whatever would not survive JSON: never cache a lossy copy
     except (ValueError, TypeError, KeyError, AttributeError):
         return
     write_cache_entry(file, key, body)
@@ -436,15 +449,19 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
     try:
         st = p.stat()
         resolved = str(p.resolve())
-        key = (resolved, st.st_mtime, st.st_size)
-        if key in _cache:
-            return _cache[key]
-        data = p.read_bytes()
-        text = data.decode("utf-8")
     except FileNotFoundError:
         raise CatalogError(str(p), [f"{p}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(str(p), [f"{p}: cannot read: {exc}"]) from None
+    except (OSError, ValueError) as exc:
+        raise CatalogError(str(p), [f"{p}: cannot read it: {exc}"]) from None
+    key = (resolved, st.st_mtime, st.st_size)
+    if key in _cache:
+        return _cache[key]
+    try:
+        # Only a regular file of a sane size: a FIFO or /dev/zero must not hang the command.
+        data = read_bounded(p, "a catalog file", MAX_CATALOG_BYTES)
+        text = decode_utf8(data, p)
+    except FileRefused as exc:
+        raise CatalogError(str(p), [str(exc)]) from None
     disk_key = _disk_cache_key(data)
     disk_file = _disk_cache_file(resolved)
     cat = _read_disk_cache(disk_file, disk_key)

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic import ValidationError, field_validator, model_validator
 
-from nestcloud._yamlio import load_yaml, pydantic_problems
+from nestcloud._yamlio import (MAX_LAB_BYTES, MAX_USER_DATA_BYTES, FileRefused, line_of,
+                               load_yaml, pydantic_problems, read_text_bounded, short_repr)
 from nestcloud.checks import Finding
 from nestcloud.errors import (BudgetError, CleanupError, CredentialsError, InputError,
                               LabFileError, MissingDependencyError, NestcloudError,
@@ -158,22 +159,22 @@ def parse_lab(text: str, source: str = "<lab>", base_dir: Path | None = None
             source)) from None
     user_data: str | None = None
     if isinstance(lab.user_data, UserDataFile):
-        path = Path(lab.user_data.file)
-        if not path.is_absolute():
-            path = (base_dir or Path.cwd()) / path
+        path = _user_data_path(lab.user_data, base_dir)
         try:
-            user_data = path.read_text(encoding="utf-8")
-        except (OSError, ValueError) as exc:  # ValueError: undecodable, or a NUL in the name
-            from nestcloud._yamlio import line_of
-
+            user_data = read_text_bounded(path, "a user-data file", MAX_USER_DATA_BYTES)
+        except FileRefused as exc:
             line = line_of(text, ("user_data", "file"))
             where = f"{source}:{line}" if line else source
-            reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
             raise LabFileError(source, [f"{where}: user_data.file: cannot read {str(path)!r}: "
-                                        f"{reason}"]) from None
+                                        f"{exc.reason}"]) from None
     else:
         user_data = lab.user_data
     return lab, user_data
+
+
+def _user_data_path(ref: UserDataFile, base_dir: Path | None) -> Path:
+    path = Path(ref.file)
+    return path if path.is_absolute() else (base_dir or Path.cwd()) / path
 
 
 def _union_errors(errors: list[Any]) -> list[Any]:
@@ -229,11 +230,9 @@ def _clean(err: Any) -> Any:
 def load_lab(path: str | os.PathLike[str]) -> tuple[LabFile, str | None]:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LabFileError(str(p), [f"{p}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabFileError(str(p), [f"{p}: cannot read: {exc}"]) from None
+        text = read_text_bounded(p, "a lab file", MAX_LAB_BYTES)
+    except FileRefused as exc:
+        raise LabFileError(str(p), [str(exc)]) from None
     return parse_lab(text, str(p), p.parent)
 
 
@@ -384,9 +383,11 @@ class Lab:
         except ValidationError as exc:
             raise InputError("; ".join(
                 f"{'.'.join(str(x) for x in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                f" (got {e.get('input')!r})" for e in map(_clean, exc.errors(include_url=False))
+                f" (got {short_repr(e.get('input'))})"
+                for e in map(_clean, exc.errors(include_url=False))
             )) from None
         self.user_data = user_data
+        self.user_data_source = "user_data"  # what messages about the user data name
         self._catalog = catalog
         self.source = "<python>"
 
@@ -395,6 +396,9 @@ class Lab:
         spec, user_data = load_lab(path)
         lab = cls.__new__(cls)
         lab.spec, lab.user_data, lab._catalog, lab.source = spec, user_data, catalog, str(path)
+        lab.user_data_source = (str(_user_data_path(spec.user_data, Path(path).parent))
+                                if isinstance(spec.user_data, UserDataFile)
+                                else f"{path} (inline user_data)")
         return lab
 
     def __repr__(self) -> str:
@@ -556,8 +560,14 @@ class Lab:
         unless ``keep_partial``; a re-run that fails leaves the seats that already ran alone.
         """
         from nestcloud.checks import refused, run_checks
+        from nestcloud.launcher import prepare
 
         step = progress.step if progress is not None else (lambda _t: None)
+        if self.user_data:
+            from nestcloud.bootstrap import check_user_data
+
+            # Before any cloud call, naming the user-data file (prepare() checks it again).
+            check_user_data(self.user_data, self.user_data_source)
         notes: list[str] = []
         req_providers = self.spec.providers
         if sandbox:
@@ -605,6 +615,9 @@ class Lab:
                                hint=next((f.suggestion for f in errors if f.suggestion), None),
                                findings=findings)
         notes += [f.message for f in findings if f.severity == "warning"]
+        # What every launch attempt runs first (launcher.launch): a dry run must refuse
+        # exactly what the real run refuses (world-open SSH, secrets in the user data...).
+        prepare(spec, self.catalog)
         if dry_run:
             return LabUpResult(lab=self.name, dry_run=True, cost=cost, notes=notes,
                                reused_placement=reused)

@@ -100,9 +100,9 @@ def prepare(spec: LaunchSpec, catalog: Catalog) -> tuple[LaunchSpec, list[Findin
     if refused(findings):
         raise RefusedError(refusal_message(findings), findings=findings)
     if spec.user_data:
-        from nestcloud.security import refuse_secrets
+        from nestcloud.bootstrap import check_user_data
 
-        refuse_secrets(spec.user_data, "user data")
+        check_user_data(spec.user_data, "user data")
     cidr = check_ssh_cidr(spec.ssh_cidr, spec.allow_world_ssh)
     updates: dict[str, Any] = {"ssh_cidr": cidr}
     if spec.name is None:

@@ -138,11 +138,11 @@ def test_an_invalid_catalog_is_never_cached(tmp_path: Path, cache_dir: Path,
     assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
 
 
-def test_a_value_json_cannot_carry_is_not_cached(tmp_path: Path, cache_dir: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_value_json_cannot_carry_is_refused_and_not_cached(
+        tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "c.yaml"
     p.write_text(TEXT.replace("spot: 0.05", "spot: .inf"))
     for _ in range(2):
-        t = fresh_load(p, monkeypatch).get("aws", "c8i.large")
-        assert t is not None and t.price("us-east-1", spot=True) == float("inf")
+        with pytest.raises(CatalogError, match="spot: Input should be a finite number"):
+            fresh_load(p, monkeypatch)
         assert not cache_dir.exists() or list(cache_dir.iterdir()) == []

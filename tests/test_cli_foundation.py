@@ -186,7 +186,7 @@ def test_a_missing_catalog_file(tmp_path: Path) -> None:
 def test_a_directory_as_catalog(tmp_path: Path) -> None:
     r = run("catalog", "list", "--catalog", str(tmp_path))
     assert r.exit_code == 2
-    assert f"{tmp_path}: cannot read" in r.stderr
+    assert f"  - {tmp_path}: not a regular file (a directory)\n" in r.stderr
 
 
 # -- catalog show ----------------------------------------------------------------------------

@@ -13,10 +13,12 @@ import gzip
 import hashlib
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from nestcloud._yamlio import MAX_USER_DATA_BYTES, FileRefused, load_yaml, read_text_bounded
 from nestcloud.bootstrap.profiles import TAG_L1
 from nestcloud.errors import InputError, RefusedError
 from nestcloud.oses import HYPERVISORS, OSES
@@ -147,6 +149,7 @@ def _user_parts(extra: str) -> list[EmailMessage]:
             parts.append(sub)
         if not parts:
             raise InputError("--user-data: the MIME document has no parts")
+        _check_mime_yaml(msg, "--user-data")
         return parts
     subtype = _part_subtype(extra)
     if subtype is None:
@@ -154,19 +157,68 @@ def _user_parts(extra: str) -> list[EmailMessage]:
         raise InputError(f"--user-data: cloud-init would not know what {first!r} is; start "
                          "the file with #cloud-config, #! (a script), #include or "
                          "#cloud-boothook, or give a MIME multipart document")
+    _check_yaml(extra, subtype, "--user-data")
     if subtype == "cloud-config":
-        try:
-            data = yaml.safe_load(extra)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise InputError(f"--user-data: not valid YAML{where}: "
-                             f"{getattr(exc, 'problem', None) or exc}") from None
-        if data is not None and not isinstance(data, dict):
-            raise InputError("--user-data: a #cloud-config must be a YAML mapping "
-                             f"(got {type(data).__name__})")
         return [_text_part(extra, subtype, "user-cloud-config.yaml", USER_MERGE_TYPE)]
     return [_text_part(extra, subtype, "user-data-part", None)]
+
+
+# The part types cloud-init parses as YAML, and the top level each must have.
+_YAML_TOP = {"cloud-config": (dict, "a #cloud-config must be a YAML mapping"),
+             "cloud-config-archive": (list, "a #cloud-config-archive must be a YAML list")}
+
+
+def _check_yaml(text: str, subtype: str | None, source: str) -> None:
+    """Refuse a YAML part cloud-init would read that we cannot bound or that is ambiguous:
+    alias bombs, deep nesting, duplicate keys (cloud-init would keep the last silently)."""
+    if subtype not in _YAML_TOP:
+        return
+    data, err = load_yaml(text.lstrip("\ufeff"), source)
+    if err:
+        raise InputError(err)
+    kind, must = _YAML_TOP[subtype]
+    if data is not None and not isinstance(data, kind):
+        raise InputError(f"{source}: {must} (got {type(data).__name__})")
+
+
+def _check_mime_yaml(msg: Any, source: str) -> None:
+    for n, part in enumerate(msg.walk()):
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        sub = part.get_content_subtype()
+        if sub in _YAML_TOP:
+            try:
+                body = part.get_content()  # undoes base64 / quoted-printable
+            except (LookupError, ValueError):  # an unknown charset: not ours to judge
+                continue
+            if isinstance(body, str):
+                _check_yaml(body, sub, f"{source} (MIME part {n})")
+
+
+def check_user_data(text: str, source: str) -> None:
+    """Refuse (InputError, exit 2) user data cloud-init could not read safely, or that holds a
+    secret. Every launch path and `nestcloud userdata` call this, dry runs included.
+
+    ``source`` names the file in messages (with its line); nothing of its content is quoted.
+    """
+    if _is_mime(text):
+        _check_mime_yaml(email.parser.Parser(policy=email.policy.default).parsestr(text),
+                         source)
+    else:
+        _check_yaml(text, _part_subtype(text), source)
+    from nestcloud.security import refuse_secrets
+
+    refuse_secrets(text, source)
+
+
+def read_user_data(path: Path) -> str:
+    """A ``--user-data`` file, read with bounds and checked like every launch checks it."""
+    try:
+        text = read_text_bounded(path, "a user-data file", MAX_USER_DATA_BYTES)
+    except FileRefused as exc:
+        raise InputError(f"--user-data {str(path)!r}: cannot read it ({exc.reason})") from None
+    check_user_data(text, str(path))
+    return text
 
 
 def _mime(ours: str, extra: str) -> tuple[bytes, tuple[str, ...]]:
@@ -268,5 +320,5 @@ def render_user_data(provider: str, os_alias: str, hypervisor: str, *,
                             limit=LIMITS[provider], parts=parts, readiness="console")
 
 
-__all__ = ["LIMITS", "RenderedUserData", "TAG_L1", "USER_MERGE_TYPE", "dump_cloud_config",
-           "render_user_data"]
+__all__ = ["LIMITS", "RenderedUserData", "TAG_L1", "USER_MERGE_TYPE", "check_user_data",
+           "dump_cloud_config", "read_user_data", "render_user_data"]

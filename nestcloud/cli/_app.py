@@ -97,7 +97,7 @@ def _json_wanted() -> bool:
 def _report(doc: dict[str, Any], text: str) -> None:
     if _json_wanted():
         doc = {k: redact(v) if isinstance(v, str) else v for k, v in doc.items()}
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(json.dumps(doc, indent=2, allow_nan=False))
     typer.echo(f"error: {redact(text)}", err=True)
 
 
@@ -106,7 +106,7 @@ def _report_usage(exc: Exception) -> None:
     if _json_wanted():
         typer.echo(json.dumps({"error": "UsageError", "message": exc.format_message(),  # type: ignore[attr-defined]
                                "hint": None,
-                               "exit_code": exc.exit_code}, indent=2))
+                               "exit_code": exc.exit_code}, indent=2, allow_nan=False))
 
 
 def new_app() -> typer.Typer:
@@ -132,8 +132,11 @@ def json_mode(enabled: bool) -> None:
 
 
 def emit_json(doc: Any) -> None:
-    """The one JSON document a --json command prints on stdout."""
-    typer.echo(json.dumps(doc, indent=2, default=str))
+    """The one JSON document a --json command prints on stdout.
+
+    Strict JSON: a non-finite number raises ValueError (an internal error, exit 1) instead
+    of printing `Infinity` or `NaN`, which JSON parsers other than Python's reject."""
+    typer.echo(json.dumps(doc, indent=2, default=str, allow_nan=False))
 
 
 def info(text: str) -> None:

@@ -56,15 +56,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print exactly the user data a launch would send (gzipped: as base64, or --out)."""
         json_mode(as_json)
-        from nestcloud.bootstrap import render_user_data
+        from nestcloud.bootstrap import read_user_data, render_user_data
 
-        extra = None
-        if user_data is not None:
-            try:
-                extra = user_data.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(f"--user-data {str(user_data)!r}: cannot read it "
-                                 f"({exc})") from None
+        # The same reader and checks as `launch --user-data` (secrets included).
+        extra = read_user_data(user_data) if user_data is not None else None
         r = render_user_data(provider, os_alias, hypervisor, extra=extra, l2_smoke=l2_smoke,
                              hugepages=hugepages)
         what = (f"{r.kind}, {r.size} bytes" + (f" gzipped from {r.raw_size}" if r.gzipped

@@ -93,14 +93,9 @@ INSTANCE_HEADERS = ["provider", "name", "seat", "id", "type", "region", "zone", 
 def _read_user_data(path: Optional[Path]) -> Optional[str]:
     if path is None:
         return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--user-data {str(path)!r}: cannot read it ({exc})") from None
-    from nestcloud.security import refuse_secrets
+    from nestcloud.bootstrap import read_user_data
 
-    refuse_secrets(text, str(path))  # names the file and line; nothing is sent
-    return text
+    return read_user_data(path)  # bounded; names the file and line; nothing is sent
 
 
 def _wait(provider: Any, instances: list[Any], timeout: float, sandbox: bool

@@ -333,7 +333,10 @@ def test_mime_non_ascii_user_data_survives():
 
 @pytest.mark.parametrize("extra, message", [
     ("echo hi\n", "--user-data: cloud-init would not know what 'echo hi' is"),
-    ("#cloud-config\nruncmd: [\n", "--user-data: not valid YAML (line 3, column 1)"),
+    ("#cloud-config\nruncmd: [\n", "--user-data:3:1: malformed YAML: did not find expected "
+                                   "node content"),
+    ("#cloud-config\nruncmd: [a]\nruncmd: [b]\n",
+     "--user-data:3: duplicate key 'runcmd' (first at line 2)"),
     ("#cloud-config\n- a\n- b\n", "--user-data: a #cloud-config must be a YAML mapping (got list)"),
 ])
 def test_unusable_user_data(extra, message):
