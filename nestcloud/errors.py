@@ -24,13 +24,21 @@ Library code raises these and never exits; the CLI catches NestcloudError once, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nestcloud.failover import Attempt
+    from nestcloud.provider import LaunchOutcome, Scope
 
 
 class NestcloudError(Exception):
-    """Base of every error nestcloud reports to a user."""
+    """Base of every error nestcloud reports to a user.
+
+    ``attempts``: the failover attempt table behind this error (empty unless a launch tried
+    several places); the CLI prints it. Declared here, set only by ``nestcloud.failover``."""
 
     exit_code: int = 1
+    attempts: tuple[Attempt, ...] = ()
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -114,39 +122,59 @@ class BudgetError(RefusedError):
 
 
 class ProviderError(NestcloudError):
-    """Something a cloud or a provider plugin reported."""
+    """Something a cloud or a provider plugin reported.
+
+    ``scope`` (set by the provider) says what the failure rules out, for failover
+    (``nestcloud.provider.Scope``); ``code`` is the cloud's own code, for people only;
+    ``outcome`` is what a failed launch left (``nestcloud.provider.LaunchOutcome``)."""
 
     exit_code = 1
+    default_scope: Scope | None = None
 
     def __init__(self, message: str, *, hint: str | None = None, code: str | None = None,
-                 provider: str | None = None) -> None:
+                 provider: str | None = None, scope: Scope | None = None,
+                 outcome: LaunchOutcome | None = None) -> None:
         super().__init__(message, hint=hint)
         self.code = code
         self.provider = provider
+        self.scope: Scope | None = scope or self.default_scope
+        self.outcome = outcome
 
 
 class MissingDependencyError(ProviderError):
     """The SDK a provider needs is not installed."""
 
+    default_scope = "provider"
+
 
 class CredentialsError(ProviderError):
     """Credentials are missing, expired or rejected."""
+
+    default_scope = "credentials"
 
 
 class CapacityError(ProviderError):
     """No capacity for the type in that zone right now."""
 
+    default_scope = "zone"
+
 
 class QuotaError(ProviderError):
     """An account or subscription limit was reached."""
+
+    default_scope = "region"
 
 
 class UnsupportedError(ProviderError):
     """The cloud refused the type or feature combination."""
 
+    default_scope = "type"
+
 
 class ThrottledError(ProviderError):
     """The cloud kept throttling after the SDK's retries."""
+
+    default_scope = "region"
 
 
 class CleanupError(ProviderError):
