@@ -89,7 +89,12 @@ def create_template_params(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> di
 
 
 def overrides(types: tuple[str, ...], subnets: list[Subnet]) -> list[dict[str, Any]]:
-    """Every (type, zone); the planned type first. Priority: the highest is launched first."""
+    """Every (type, zone); the planned type first, with priority 0.
+
+    The EC2 API reference (FleetLaunchTemplateOverridesRequest.Priority): "Valid values are
+    whole numbers starting at 0. The lower the number, the higher the priority." So the
+    planned (cheapest) type gets 0 and each equivalent the next number, in the order the
+    planner ranked them; every zone of a type shares its type's number."""
     out: list[dict[str, Any]] = []
     for n, t in enumerate(types):
         for s in subnets:
@@ -104,10 +109,6 @@ def create_fleet_params(plan: LaunchPlan, template_id: str, types: tuple[str, ..
     n = len(plan.missing_seats)
     tags = _tags(resource_tags(plan.spec, plan.name, plan.owner, None, now))
     ovr = overrides(types, subnets)
-    # prioritized: the lower the list position the higher the priority (AWS: highest first).
-    top = float(len(types))
-    for o in ovr:
-        o["Priority"] = top - o["Priority"]
     capacity_type = "spot" if plan.spec.spot else "on-demand"
     all_or_none = {"SingleInstanceType": True, "MinTargetCapacity": n}
     params: dict[str, Any] = {

@@ -181,7 +181,7 @@ def test_fleet_launch_sends_one_template_and_one_fleet(world: World, catalog: Ca
     zones = world.zones("us-east-1")
     got = [(o["InstanceType"], world.zone_of[o["SubnetId"]], o["Priority"])
            for o in fleet["LaunchTemplateConfigs"][0]["Overrides"]]
-    assert got == [("c8i.large", z, 2.0) for z in zones] + [("m8i.large", z, 1.0)
+    assert got == [("c8i.large", z, 0.0) for z in zones] + [("m8i.large", z, 1.0)
                                                           for z in zones]
     assert fleet["ClientToken"].startswith("ncf-")
     used = fleet["LaunchTemplateConfigs"][0]["LaunchTemplateSpecification"]
