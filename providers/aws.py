@@ -111,6 +111,17 @@ def _ceil_minute(t: dt.datetime) -> dt.datetime:
     return floor if floor == t else floor + dt.timedelta(minutes=1)
 
 
+def _json_dict(body: bytes | None) -> dict[str, Any] | None:
+    """A cache entry's body as the JSON object it holds, or None."""
+    if body is None:
+        return None
+    try:
+        got = json.loads(body)
+    except ValueError:
+        return None
+    return got if isinstance(got, dict) else None
+
+
 def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00",
                                                                                     "Z")
@@ -153,6 +164,46 @@ def decide_nesting(t: InstanceType, live: dict[str, Any] | None, region: str) ->
         "(the live API wins; nothing was created)",
         hint=f"run `nestcloud catalog verify --provider aws --region {region}` and pick another "
              "type")
+
+
+def confirmed_equivalents(planned: str, types: Iterable[str],
+                          live: dict[str, dict[str, Any] | None], nesting: NestingDecision,
+                          catalog: Catalog, region: str, arch: str
+                          ) -> tuple[tuple[str, ...], list[str]]:
+    """(the planned type and the equivalents the live API confirms, a note per one left
+    out). A fleet's launch template carries the planned type's nested switch to every
+    override, so an equivalent must run a hypervisor the same way (nested, or bare metal)
+    by DescribeInstanceTypes, not by the catalog's word, and take the image's architecture."""
+    kept = [planned]
+    notes: list[str] = []
+    for n in dict.fromkeys(types):
+        if n == planned:
+            continue
+        it = live.get(n)
+        why = None
+        if it is None:
+            why = f"DescribeInstanceTypes does not know it in {region}"
+        else:
+            mode = live_nesting(it)
+            archs = (it.get("ProcessorInfo") or {}).get("SupportedArchitectures") or []
+            if mode != nesting.mode:
+                said = {"native": "reports bare metal",
+                        "nested": f"reports {NESTED_FEATURE}",
+                        "none": f"reports neither bare metal nor {NESTED_FEATURE}"}[mode]
+                cat = catalog.get("aws", n)
+                claim = (f"the catalog says {cat.nesting!r} but " if cat is not None
+                         else "")
+                why = f"{claim}DescribeInstanceTypes in {region} {said} for it"
+                if mode in ("native", "nested"):
+                    why += f" (this launch is {nesting.mode})"
+            elif arch not in archs:
+                why = (f"DescribeInstanceTypes in {region} reports {', '.join(archs) or 'no'} "
+                       f"architecture for it, the image is {arch}")
+        if why is None:
+            kept.append(n)
+        else:
+            notes.append(f"equivalent type {n} left out of the fleet: {why}")
+    return tuple(kept), notes
 
 
 def spec_digest(spec: LaunchSpec, image_id: str, user_data: bytes | None) -> str:
@@ -223,6 +274,9 @@ class LaunchPlan:
     notes: list[str] = field(default_factory=list)
     # The default VPC's default subnet per zone (what a fleet's overrides name), by zone.
     subnets: list[Subnet] = field(default_factory=list)
+    # The types a fleet may use: the planned one first, then the equivalents the live API
+    # confirmed run a hypervisor the same way (see confirmed_equivalents).
+    types: tuple[str, ...] = ()
 
 
 def reconcile(spec: LaunchSpec, name: str, region: str, types: tuple[str, ...],
@@ -464,23 +518,45 @@ class AwsProvider:
     # reads ---------------------------------------------------------------------------------
 
     def describe_type(self, type_name: str, region: str) -> dict[str, Any] | None:
-        """DescribeInstanceTypes for one type, or None when the region does not offer it.
+        """DescribeInstanceTypes for one type, or None when the region does not offer it."""
+        return self.describe_types((type_name,), region)[type_name]
 
-        An answer that the region offers the type is kept FACT_TTL_S (a type's features do
-        not change once offered); "not offered" is always asked again."""
-        def read() -> dict[str, Any] | None:
+    def describe_types(self, names: Iterable[str], region: str
+                       ) -> dict[str, dict[str, Any] | None]:
+        """DescribeInstanceTypes for several types in one call: name -> its description, or
+        None when the region does not offer it.
+
+        A name filter (unlike InstanceTypes=[...]) does not fail the whole call on one type
+        the region lacks. An answer that the region offers a type is kept FACT_TTL_S per
+        type (a type's features do not change once offered), and only the types not kept
+        are asked for; "not offered" is always asked again."""
+        wanted = list(dict.fromkeys(names))
+        out: dict[str, dict[str, Any] | None] = {}
+        missed: list[str] = []
+        for n in wanted:
+            file, key = self._fact("type", region, n)
+            body = read_cache_entry(file, key, FACT_TTL_S)
+            got = _json_dict(body)
+            if got is not None:
+                out[n] = got
+            else:
+                missed.append(n)
+        if missed:
             ec2 = self.client("ec2", region)
-            try:
-                with aws_errors(f"describe instance type {type_name}", region=region):
-                    got = ec2.describe_instance_types(InstanceTypes=[type_name])[
-                        "InstanceTypes"]
-            except ProviderError as exc:
-                if error_code(exc) == "InvalidInstanceType":
-                    return None
-                raise
-            return got[0] if got else None
-
-        return self._cached_json("type", (region, type_name), read)[0]
+            live: dict[str, dict[str, Any]] = {}
+            with aws_errors(f"describe instance type(s) {', '.join(missed)}", region=region):
+                for page in ec2.get_paginator("describe_instance_types").paginate(
+                        Filters=[{"Name": "instance-type", "Values": missed}]):
+                    for it in page["InstanceTypes"]:
+                        live[str(it["InstanceType"])] = it
+            for n in missed:
+                out[n] = live.get(n)
+                file, key = self._fact("type", region, n)
+                if out[n] is not None and file is not None:
+                    write_cache_entry(file, key, json.dumps(out[n], default=str).encode())
+            if file is not None and live:
+                prune(file.parent, "aws-type-*.json", FACT_TTL_S)
+        return out
 
     def vcpu_quota(self, region: str) -> tuple[float | None, str]:
         """The account's on-demand standard vCPU quota in ``region`` (Service Quotas), or
@@ -656,14 +732,9 @@ class AwsProvider:
         FACT_TTL_S); a None answer (or an error) is never kept, so only what a launch may
         proceed on is remembered."""
         file, key = self._fact(kind, *parts)
-        body = read_cache_entry(file, key, ttl_s or FACT_TTL_S)
-        if body is not None:
-            try:
-                got = json.loads(body)
-            except ValueError:
-                got = None
-            if isinstance(got, dict):
-                return got, True
+        got = _json_dict(read_cache_entry(file, key, ttl_s or FACT_TTL_S))
+        if got is not None:
+            return got, True
         answer = read()
         if answer is not None and file is not None:
             write_cache_entry(file, key, json.dumps(answer, default=str).encode("utf-8"))
@@ -729,11 +800,12 @@ class AwsProvider:
         # the same arguments (a lab, while it searched for its seats) are taken as they are.
         self.client("ec2", region)
         self._key_id()
-        reads = self._plan_reads(spec, region, name, find_group)
+        reads = self._plan_reads(spec, region, name, find_group, types)
         with ThreadPoolExecutor(max_workers=6) as pool:
             f = {what: self._take_ahead(key) or pool.submit(fn, *args)
                  for what, (key, fn, args) in reads.items()}
-            nesting = decide_nesting(t, f["type"].result(), region)
+            live_types = dict(f["type"].result())
+            nesting = decide_nesting(t, live_types[spec.type], region)
             notes = list(nesting.notes)
             image_id, how, image = f["image"].result()
             user_data, kind = f["user_data"].result()
@@ -755,6 +827,12 @@ class AwsProvider:
                          "snapshot is that large")
             disk = snap
         notes.append(f"image {image_id} ({how})")
+        unknown = [n for n in types if n not in live_types]
+        if unknown:  # the planned type's answer was read ahead, before the equivalents
+            live_types.update(self.describe_types(unknown, region))
+        fleet_types, dropped = confirmed_equivalents(
+            spec.type, types, live_types, nesting, catalog, region, arch or t.arch)
+        notes += dropped
         missing, seat_notes = reconcile(spec, name, region, types, existing)
         notes += seat_notes
         return LaunchPlan(spec=spec, name=name, region=region, nesting=nesting,
@@ -765,10 +843,10 @@ class AwsProvider:
                           existing=existing,
                           missing_seats=missing,
                           digest=spec_digest(spec, image_id, user_data), notes=notes,
-                          subnets=subnets)
+                          subnets=subnets, types=fleet_types)
 
-    def _plan_reads(self, spec: LaunchSpec, region: str, name: str, find_group: bool
-                    ) -> dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]:
+    def _plan_reads(self, spec: LaunchSpec, region: str, name: str, find_group: bool,
+                    types: tuple[str, ...] = ()) -> dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]:
         """plan()'s reads: what -> (the arguments its answer depends on, function, args).
         The longest chain first (SSM client, GetParameter, DescribeImages), then the other
         read that needs a new client (STS)."""
@@ -776,7 +854,10 @@ class AwsProvider:
             "image": (("image", region, spec.os, spec.image), self._image_details,
                       (spec, region)),
             "owner": (("owner", region), self.owner, (region,)),
-            "type": (("type", region, spec.type), self.describe_type, (spec.type, region)),
+            # The equivalents a fleet may use are asked in the same call as the planned
+            # type; an answer read ahead (for the planned type alone) is keyed the same.
+            "type": (("type", region, spec.type), self.describe_types,
+                     (tuple(dict.fromkeys((spec.type, *types))), region)),
             "network": (("network", region), self.default_network, (region,)),
             "existing": (("existing", region, name), self.raw_instances, (region, name)),
             "user_data": (("user_data", spec.os, spec.hypervisor, spec.user_data,
@@ -985,7 +1066,7 @@ class AwsProvider:
                                         params=fleet.create_template_params(plan, sg, now)),
                          PlannedRequest(service="ec2", operation="CreateFleet",
                                         params=fleet.create_fleet_params(
-                                            plan, "<new template>", all_types, subnets, now)),
+                                            plan, "<new template>", plan.types, subnets, now)),
                          PlannedRequest(service="ec2", operation="DeleteLaunchTemplate",
                                         params={"LaunchTemplateId": "<new template>"})]
             else:
@@ -1029,9 +1110,9 @@ class AwsProvider:
             if self.use_fleet(plan):
                 assert lock is not None  # a fleet launches from the lock's template
                 launched, self.last_attempts = fleet.launch_fleet(self, plan, lock, now,
-                                                                  all_types)
+                                                                  plan.types)
                 notes.append(f"launched {len(launched)} seat(s) in one EC2 Fleet call "
-                             f"({len(all_types)} type(s) x every default-VPC zone)")
+                             f"({len(plan.types)} type(s) x every default-VPC zone)")
             else:
                 launched = self._run_seats(plan, sg_id, now)
             new, read_notes = self.readback(plan, launched)

@@ -61,3 +61,61 @@ def test_the_planned_type_gets_the_highest_priority(moto_endpoint: str,
     assert prio == {"c8i.large": {0.0}, "m8i.large": {1.0}}
     prov.down(name)
     assert leftovers(moto_endpoint, name) == {}
+
+
+# c6i.large is listed as nested here (a stale catalog); DescribeInstanceTypes reports no
+# nested-virtualization for it. c9z.large does not exist anywhere.
+STALE_EQUIVALENTS = CATALOG_YAML + """
+  - {provider: aws, name: c6i.large, family: c6i, vcpus: 2, memory_gib: 4, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [us-east-1], prices: {us-east-1: {on_demand: 0.101, source: prices}}}
+  - {provider: aws, name: c9z.large, family: c9z, vcpus: 2, memory_gib: 4, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [us-east-1], prices: {us-east-1: {on_demand: 0.102, source: prices}}}
+"""
+
+
+def _described(rec: Recorder) -> list[list[str]]:
+    """The type names each DescribeInstanceTypes call asked about."""
+    out = []
+    for p in rec.params("DescribeInstanceTypes"):
+        names = list(p.get("InstanceTypes") or [])
+        for f in p.get("Filters") or []:
+            if f["Name"] == "instance-type":
+                names += f["Values"]
+        out.append(sorted(names))
+    return out
+
+
+def test_equivalents_are_checked_in_the_planned_types_describe_call(
+        moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NESTCLOUD_CACHE_DIR", "off")
+    cat = parse_catalog(STALE_EQUIVALENTS, "stale")
+    prov, rec = _provider(moto_endpoint)
+    name = lab_name()
+    res = launch(_spec(name), cat, prov, types=("c6i.large", "c9z.large", "m8i.large"))
+    # One call asked about the planned type and every equivalent.
+    assert _described(rec) == [["c6i.large", "c8i.large", "c9z.large", "m8i.large"]]
+    # Only what the API confirms as nested gets the nested switch through the template;
+    # the priorities stay dense in the planner's order.
+    assert _priorities(rec) == {"c8i.large": {0.0}, "m8i.large": {1.0}}
+    assert ("equivalent type c6i.large left out of the fleet: the catalog says 'nested' but "
+            "DescribeInstanceTypes in us-east-1 reports neither bare metal nor "
+            "nested-virtualization for it") in res.notes
+    assert ("equivalent type c9z.large left out of the fleet: DescribeInstanceTypes does not "
+            "know it in us-east-1") in res.notes
+    prov.down(name)
+    assert leftovers(moto_endpoint, name) == {}
+
+
+def test_an_unconfirmed_equivalent_alone_leaves_a_one_type_fleet(
+        moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NESTCLOUD_CACHE_DIR", "off")
+    cat = parse_catalog(STALE_EQUIVALENTS, "stale")
+    prov, rec = _provider(moto_endpoint)
+    name = lab_name()
+    launch(_spec(name), cat, prov, types=("c6i.large",))
+    assert _priorities(rec) == {"c8i.large": {0.0}}
+    [tmpl] = rec.params("CreateLaunchTemplate")
+    assert tmpl["LaunchTemplateData"]["CpuOptions"] == {"NestedVirtualization": "enabled"}
+    prov.down(name)
