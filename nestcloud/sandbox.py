@@ -35,8 +35,9 @@ DEFAULT_REGION = "us-east-1"
 
 LIMITS = (
     "the sandbox is a local EC2 endpoint (moto): requests are real, machines are not. No guest "
-    "boots, so readiness markers never appear; CpuOptions.NestedVirtualization is accepted "
-    "but not echoed back; only the al2023 image parameter exists in its SSM."
+    "boots, so readiness markers never appear; CpuOptions.NestedVirtualization is echoed back "
+    "for what was launched with it, as EC2 reports it; only the al2023 image parameter exists "
+    "in its SSM."
 )
 
 
@@ -218,9 +219,9 @@ def serve(state_file: str) -> None:
     """Run moto's server on a free loopback port until SIGTERM; write the state file."""
     from importlib.metadata import version
 
-    from moto.server import ThreadedMotoServer
+    from providers._aws_sandbox import sandbox_server  # moto, echoing the nested switch
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = sandbox_server()
     server.start()
     host, port = server.get_host_and_port()
     st = SandboxState(pid=os.getpid(), port=port, url=f"http://{host}:{port}",
