@@ -67,6 +67,10 @@ USER_DATA_LIMIT = 16 * 1024  # FACTS.md: 16 KB raw, before base64
 LIVE_STATES = ("pending", "running")
 FOUND_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 MAX_TOKEN_GENERATIONS = 20
+# How often a token's instance is looked for after IdempotentParameterMismatch (see
+# AwsProvider._token_owner), waiter_delay apart.
+TOKEN_OWNER_READS = 3
+ALL_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
 # botocore retry attempts (first call included). Standard mode backs off exponentially with
 # jitter up to 20 s, so 10 attempts ride out well over a minute of throttling per call.
 MAX_ATTEMPTS = 10
@@ -217,14 +221,22 @@ def spec_digest(spec: LaunchSpec, image_id: str, user_data: bytes | None) -> str
 
 
 def client_token(name: str, seat: int, type_name: str, region: str, digest: str,
-                 generation: int = 0) -> str:
+                 generation: int = 0, *, group: str = "") -> str:
     """Deterministic RunInstances ClientToken (max 64 ASCII): same launch, same token.
 
-    ``generation`` moves on only when AWS answers a token with an instance that is already
-    terminated (a token stays bound for a while after termination), so a relaunch after
-    ``down`` gets new instances while a retried command still gets the same ones.
+    EC2 keeps a token bound to its instance for at least 24 hours after that instance is
+    terminated, and answers the same token with other parameters (a later expiry tag, another
+    security group) with IdempotentParameterMismatch. So the token names the seat's
+    *incarnation*, read from the cloud: ``group`` is the id of the name's security group,
+    which every run of the same launch shares (a second run finds the first one's group) and
+    which ``down`` deletes, so a launch after ``down`` makes a new group and gets new tokens,
+    while two concurrent runs send the same token and EC2 gives both the same instance.
+    ``generation`` moves on only when EC2 says the token is still bound to an instance that
+    no longer runs (see AwsProvider.run_seat).
     """
     raw = f"{name}|{seat}|{type_name}|{region}|{digest}|{generation}"
+    if group:
+        raw += f"|{group}"
     return "nc-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
 
 
@@ -368,7 +380,7 @@ def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.dateti
     params = instance_settings(plan, seat, sg_id, now)
     params.update(MinCount=1, MaxCount=1,
                   ClientToken=client_token(plan.name, seat, spec.type, plan.region,
-                                           plan.digest, generation))
+                                           plan.digest, generation, group=sg_id))
     if plan.user_data:
         params["UserData"] = plan.user_data  # boto3 base64-encodes it
     if spec.spot:
@@ -480,6 +492,8 @@ class AwsProvider:
         self.waiter_delay: float = 1.0 if self.sandbox else 5.0
         self.sg_delete_timeout_s: float = 10.0 if self.sandbox else 300.0
         self.sleep: Callable[[float], None] = time.sleep
+        # The launch time (expiry tags are computed from it); tests move it.
+        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
 
     # clients -------------------------------------------------------------------------------
 
@@ -544,7 +558,9 @@ class AwsProvider:
         if missed:
             ec2 = self.client("ec2", region)
             live: dict[str, dict[str, Any]] = {}
-            with aws_errors(f"describe instance type(s) {', '.join(missed)}", region=region):
+            what = (f"instance type {missed[0]}" if len(missed) == 1 else
+                    f"instance types {', '.join(missed)}")
+            with aws_errors(f"describe {what}", region=region):
                 for page in ec2.get_paginator("describe_instance_types").paginate(
                         Filters=[{"Name": "instance-type", "Values": missed}]):
                     for it in page["InstanceTypes"]:
@@ -958,18 +974,52 @@ class AwsProvider:
 
     def run_seat(self, plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime
                  ) -> dict[str, Any]:
-        """RunInstances for one seat; idempotent through its ClientToken."""
+        """RunInstances for one seat; idempotent through its ClientToken (see client_token).
+
+        EC2 answers a token still bound to an earlier request either with that request's
+        instance (same parameters; it may be terminated by now) or with
+        IdempotentParameterMismatch (other parameters, e.g. another run's expiry minute).
+        A terminated instance means the seat's earlier incarnation: the next generation of
+        the token launches a new one. On a mismatch the token's instance is looked up: if it
+        runs, it is this seat, launched by a concurrent run of the same launch, and is taken
+        as it is; if it is gone, the next generation launches."""
         ec2 = self.client("ec2", plan.region)
         for generation in range(MAX_TOKEN_GENERATIONS):
             params = run_instances_params(plan, seat, sg_id, now, generation)
-            with aws_errors(f"launch {plan.spec.type} (seat {seat} of {plan.name!r})",
-                            region=plan.region, type_name=plan.spec.type):
-                inst: dict[str, Any] = ec2.run_instances(**params)["Instances"][0]
+            try:
+                with aws_errors(f"launch {plan.spec.type} (seat {seat} of {plan.name!r})",
+                                region=plan.region, type_name=plan.spec.type):
+                    inst: dict[str, Any] = ec2.run_instances(**params)["Instances"][0]
+            except ProviderError as exc:
+                if error_code(exc) != "IdempotentParameterMismatch":
+                    raise
+                owner = self._token_owner(plan, params["ClientToken"])
+                if owner is not None:
+                    return owner
+                continue
             if inst.get("State", {}).get("Name") not in ("shutting-down", "terminated"):
                 return inst
             # The token still points at an instance a previous `down` removed.
         raise ProviderError(f"seat {seat} of {plan.name!r}: every ClientToken generation "
-                            "returned a terminated instance", provider="aws")
+                            "is bound to an earlier instance", provider="aws")
+
+    def _token_owner(self, plan: LaunchPlan, token: str) -> dict[str, Any] | None:
+        """The running instance of ``plan.name`` that EC2 bound ``token`` to, or None when
+        that instance no longer runs. One launched a moment ago by another run may not be
+        listed yet: when none carries the token, the listing is asked again a few times
+        before the token counts as one whose instance is long gone (terminated instances
+        drop out of listings after about an hour; the token stays bound for a day)."""
+        for attempt in range(TOKEN_OWNER_READS):
+            if attempt:
+                self.sleep(self.waiter_delay)
+            mine = [r for r in self.raw_instances(plan.region, plan.name, states=ALL_STATES)
+                    if r.get("ClientToken") == token]
+            live = [r for r in mine if r.get("State", {}).get("Name") in LIVE_STATES]
+            if live:
+                return live[0]
+            if mine:
+                return None
+        return None
 
     def readback(self, plan: LaunchPlan, launched: list[dict[str, Any]]
                  ) -> tuple[list[Instance], list[str]]:
@@ -1039,7 +1089,7 @@ class AwsProvider:
         self.last_attempts = []
         self.created_any = False
         plan = self.plan(spec, catalog, all_types, find_group=dry_run)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = self.clock()
         reused = [to_instance(r, plan.region) for r in plan.existing
                   if r.get("State", {}).get("Name") in LIVE_STATES]
         notes = list(plan.notes)
