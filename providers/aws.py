@@ -395,6 +395,14 @@ def _nested_field(raw: dict[str, Any]) -> str | None:
     return (raw.get("CpuOptions") or {}).get("NestedVirtualization")
 
 
+def _cpu_flag_proven(checks: dict[str, Any]) -> bool:
+    """Whether an in-guest readiness report shows the CPU's virtualization flag (the
+    l1check ``cpu_flag`` check: vmx or svm in /proc/cpuinfo)."""
+    flag = checks.get("cpu_flag")
+    return isinstance(flag, dict) and flag.get("ok") is True and flag.get("flag") in (
+        "vmx", "svm")
+
+
 def to_instance(raw: dict[str, Any], region: str) -> Instance:
     tags = _tag_dict(raw.get("Tags"))
     seat = tags.get(TAG_SEAT)
@@ -491,6 +499,9 @@ class AwsProvider:
         self.concurrency = 8
         self.waiter_delay: float = 1.0 if self.sandbox else 5.0
         self.sg_delete_timeout_s: float = 10.0 if self.sandbox else 300.0
+        # How long a launch waits for the in-guest check of an instance whose nested switch
+        # the API did not report, before it terminates it (see readback).
+        self.unverified_wait_s: float = 900.0
         self.sleep: Callable[[float], None] = time.sleep
         # The launch time (expiry tags are computed from it); tests move it.
         self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
@@ -1023,12 +1034,16 @@ class AwsProvider:
 
     def readback(self, plan: LaunchPlan, launched: list[dict[str, Any]]
                  ) -> tuple[list[Instance], list[str]]:
-        """Check the nested switch on what we launched; terminate and fail if AWS dropped it.
+        """Check the nested switch on what we launched; terminate and fail unless it is on.
 
-        RunInstances answers with the same Instance shape as DescribeInstances; only the
-        instances it leaves CpuOptions.NestedVirtualization out for are described. One is
-        described first: if DescribeInstances does not report the field either, this API
-        does not report it at all (the local endpoint), and the rest are not described.
+        EC2 reports CpuOptions.NestedVirtualization for a nested launch (FACTS.md). RunInstances
+        answers with the same Instance shape as DescribeInstances; only the instances it
+        leaves the field out for are described. One is described first: if DescribeInstances
+        does not report the field either, this API does not report it at all, and the rest
+        are not described. An instance reported "disabled" is terminated. One not reported at
+        all is not verified: it stays only if the in-guest check proves the CPU's
+        virtualization flag within ``unverified_wait_s`` (see _proven_in_guest); otherwise it
+        is terminated too. Either way the launch fails, naming what was terminated.
         """
         if not launched:
             return [], []
@@ -1041,30 +1056,68 @@ class AwsProvider:
             if any(_nested_field(r) is not None for r in probe.values()):
                 by_id.update(self._describe(plan.region, unknown[1:]))
         raws = [by_id[i] for i in ids]
-        ec2 = self.client("ec2", plan.region)
         notes: list[str] = []
+        proven: set[str] = set()
         if plan.nesting.mode == "nested":
-            disabled = [r["InstanceId"] for r in raws
-                        if (r.get("CpuOptions") or {}).get("NestedVirtualization") == "disabled"]
-            if disabled:
-                with aws_errors("terminate instances launched without nesting",
-                                region=plan.region):
-                    ec2.terminate_instances(InstanceIds=disabled)
-                raise UnsupportedError(
-                    f"AWS launched {', '.join(disabled)} with CpuOptions.NestedVirtualization "
-                    "= disabled although the request enabled it; they were terminated",
-                    hint="this launch path dropped the nested switch; report it, and use a "
-                         ".metal type meanwhile", provider="aws")
-            unreported = [r["InstanceId"] for r in raws
-                          if (r.get("CpuOptions") or {}).get("NestedVirtualization") is None]
-            if unreported:
-                where = ("the local sandbox endpoint never echoes it" if self.sandbox else
-                         "the API did not report it")
-                notes.append(f"nested switch not confirmed for {', '.join(unreported)}: "
-                             f"CpuOptions.NestedVirtualization not reported ({where})")
+            disabled = [r["InstanceId"] for r in raws if _nested_field(r) == "disabled"]
+            unreported = [r for r in raws if _nested_field(r) is None]
+            waited = 0.0
+            if unreported and not disabled:
+                proven, waited = self._proven_in_guest(plan, unreported)
+            unverified = [r["InstanceId"] for r in unreported if r["InstanceId"] not in proven]
+            if disabled or unverified:
+                self._terminate_unverified(plan, disabled + unverified)
+                raise self._unverified_error(disabled, unverified, waited)
+            if proven:
+                notes.append(f"nested switch not reported by the API for "
+                             f"{', '.join(sorted(proven))}; the in-guest check found the CPU's "
+                             "virtualization flag on each, so they stay")
         order = {iid: n for n, iid in enumerate(ids)}
-        return sorted((to_instance(r, plan.region) for r in raws),
-                      key=lambda i: order.get(i.id, 0)), notes
+        out = [to_instance(r, plan.region) for r in raws]
+        out = [i.model_copy(update={"nested": True}) if i.id in proven else i for i in out]
+        return sorted(out, key=lambda i: order.get(i.id, 0)), notes
+
+    def _proven_in_guest(self, plan: LaunchPlan, raws: list[dict[str, Any]]
+                         ) -> tuple[set[str], float]:
+        """(the instances whose in-guest check reported the vmx/svm flag within
+        ``unverified_wait_s``, the seconds waited). The local endpoint boots no guest:
+        nothing is waited for there."""
+        from nestcloud.bootstrap.wait import wait_for_ready
+
+        if self.sandbox:
+            return set(), 0.0
+        timeout = max(0.0, self.unverified_wait_s)
+        report = wait_for_ready(self, [to_instance(r, plan.region) for r in raws],
+                                timeout_s=timeout, interval_s=min(10.0, timeout) or 1.0,
+                                sleep=self.sleep)
+        proven = {r.id for r in report.instances if _cpu_flag_proven(r.checks)}
+        return proven, timeout
+
+    def _terminate_unverified(self, plan: LaunchPlan, ids: list[str]) -> None:
+        ec2 = self.client("ec2", plan.region)
+        with aws_errors("terminate instances whose nested switch is not verified",
+                        region=plan.region):
+            ec2.terminate_instances(InstanceIds=ids)
+
+    def _unverified_error(self, disabled: list[str], unverified: list[str], waited: float
+                          ) -> UnsupportedError:
+        parts = []
+        if disabled:
+            parts.append(f"AWS launched {', '.join(disabled)} with "
+                         "CpuOptions.NestedVirtualization = disabled although the request "
+                         "enabled it")
+        if unverified:
+            where = ("the local endpoint did not echo it (a sandbox started by an older "
+                     "nestcloud? `nestcloud sandbox stop` and run again)" if self.sandbox else
+                     f"and no in-guest check proved the CPU's virtualization flag within "
+                     f"{waited:g} s")
+            parts.append(f"the API did not report CpuOptions.NestedVirtualization for "
+                         f"{', '.join(unverified)} although the request enabled it, {where}: "
+                         "nested virtualization is not verified")
+        return UnsupportedError("; ".join(parts) + "; they were terminated",
+                                hint="this launch path dropped or did not confirm the nested "
+                                     "switch; report it, and use a .metal type meanwhile",
+                                provider="aws")
 
     def _describe(self, region: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
