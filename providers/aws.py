@@ -31,6 +31,7 @@ from nestcloud.errors import (
     CleanupError,
     CredentialsError,
     InputError,
+    NestcloudError,
     ProviderError,
     RefusedError,
     UnsupportedError,
@@ -71,6 +72,8 @@ MAX_TOKEN_GENERATIONS = 20
 # AwsProvider._token_owner), waiter_delay apart.
 TOKEN_OWNER_READS = 3
 ALL_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
+# The states of an instance that is still there (not on its way out).
+KEPT_STATES = ("pending", "running", "stopping", "stopped")
 # botocore retry attempts (first call included). Standard mode backs off exponentially with
 # jitter up to 20 s, so 10 attempts ride out well over a minute of throttling per call.
 MAX_ATTEMPTS = 10
@@ -113,6 +116,10 @@ def _ceil_minute(t: dt.datetime) -> dt.datetime:
     instance instead of IdempotentParameterMismatch; a TTL is never shortened."""
     floor = t.replace(second=0, microsecond=0)
     return floor if floor == t else floor + dt.timedelta(minutes=1)
+
+
+def _plural(noun: str, items: list[str]) -> str:
+    return noun if len(items) == 1 else noun + "s"
 
 
 def _json_dict(body: bytes | None) -> dict[str, Any] | None:
@@ -289,6 +296,9 @@ class LaunchPlan:
     # The types a fleet may use: the planned one first, then the equivalents the live API
     # confirmed run a hypervisor the same way (see confirmed_equivalents).
     types: tuple[str, ...] = ()
+    # The name's launch template as the plan found it (a lock some run holds, or one a
+    # killed run left), or None.
+    template: dict[str, Any] | None = None
 
 
 def reconcile(spec: LaunchSpec, name: str, region: str, types: tuple[str, ...],
@@ -702,6 +712,11 @@ class AwsProvider:
                          key=lambda s: s.zone)
         return vpcs.pop(), subnets
 
+    def _name_template(self, name: str, region: str) -> dict[str, Any] | None:
+        from providers._aws_fleet import describe_template, template_name
+
+        return describe_template(self, template_name(name), region)
+
     def find_security_groups(self, name: str, region: str) -> list[dict[str, Any]]:
         ec2 = self.client("ec2", region)
         with aws_errors("find the security group", region=region):
@@ -841,6 +856,7 @@ class AwsProvider:
                    if "groups" in f else [])
             existing = f["existing"].result()
             owner = f["owner"].result()
+            template = f["template"].result() if "template" in f else None
         arch = image.get("Architecture")
         if arch and arch != t.arch:
             raise InputError(f"image {image_id} is {arch} but {t.name} is {t.arch}")
@@ -870,7 +886,7 @@ class AwsProvider:
                           existing=existing,
                           missing_seats=missing,
                           digest=spec_digest(spec, image_id, user_data), notes=notes,
-                          subnets=subnets, types=fleet_types)
+                          subnets=subnets, types=fleet_types, template=template)
 
     def _plan_reads(self, spec: LaunchSpec, region: str, name: str, find_group: bool,
                     types: tuple[str, ...] = ()) -> dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]:
@@ -893,6 +909,11 @@ class AwsProvider:
         if find_group:
             reads["groups"] = (("groups", region, name), self.find_security_groups,
                                (name, region))
+        if not self.exclusive:
+            # A launch that takes no lock still removes a lock a killed run left (see
+            # _left_template); an exclusive one (a lab) takes the lock, which does that.
+            reads["template"] = (("template", region, name), self._name_template,
+                                 (name, region))
         return reads
 
     def prefetch(self, spec: LaunchSpec) -> None:
@@ -906,8 +927,10 @@ class AwsProvider:
 
         region = self._region(spec.region)
         reads = self._plan_reads(spec, region, spec.name or default_name(spec), False)
-        # The seats themselves: the lab's own search (list) is that read, see _remember.
+        # The seats themselves: the lab's own search (list) is that read, see _remember; the
+        # name's launch template is the lock, which the lab's launch takes itself.
         reads.pop("existing")
+        reads.pop("template", None)
         # Nearly every read (and the caller's own search) needs the EC2 client: make it
         # first, here, rather than let a smaller client take the lock ahead of it.
         self.client("ec2", region)
@@ -948,8 +971,10 @@ class AwsProvider:
                                                    plan.spec.ssh_cidr)]}))
         return reqs
 
-    def ensure_security_group(self, plan: LaunchPlan, now: dt.datetime) -> tuple[str, list[str]]:
-        """The group's id, creating it (tagged) if needed; SSH rule only from --ssh-cidr."""
+    def ensure_security_group(self, plan: LaunchPlan, now: dt.datetime,
+                              made: list[str] | None = None) -> tuple[str, list[str]]:
+        """The group's id, creating it (tagged) if needed; SSH rule only from --ssh-cidr.
+        A group it creates is also added to ``made`` at once (a later step may fail)."""
         ec2 = self.client("ec2", plan.region)
         created: list[str] = []
         sg_id = plan.sg_id
@@ -959,6 +984,8 @@ class AwsProvider:
                 with aws_errors("create the security group", region=plan.region):
                     sg_id = ec2.create_security_group(**req.params)["GroupId"]
                 created.append(sg_id)
+                if made is not None:
+                    made.append(sg_id)
             except ProviderError as exc:
                 if error_code(exc) != "InvalidGroup.Duplicate":
                     raise
@@ -1185,12 +1212,38 @@ class AwsProvider:
         # From here on this launch may have created something (a create whose answer is
         # lost counts): a failure before it leaves nothing for a rollback to remove.
         self.created_any = True
-        sg_id, created_sg = self.ensure_security_group(plan, now)
-        notes += [f"created security group {g} ({security_group_name(plan.name)}): no inbound "
-                  "rule" + (f" except SSH from {plan.spec.ssh_cidr}" if plan.spec.ssh_cidr else "")
-                  for g in created_sg]
-        lock = (fleet.TemplateLock(self, plan, notes)
-                if plan.missing_seats and (self.exclusive or self.use_fleet(plan)) else None)
+        made_groups: list[str] = []
+        try:
+            sg_id, created_sg = self.ensure_security_group(plan, now, made=made_groups)
+            notes += [f"created security group {g} ({security_group_name(plan.name)}): no "
+                      "inbound rule" + (f" except SSH from {plan.spec.ssh_cidr}"
+                                        if plan.spec.ssh_cidr else "")
+                      for g in created_sg]
+            lock = (fleet.TemplateLock(self, plan, notes) if plan.missing_seats and (
+                self.exclusive or self.use_fleet(plan)) else None)
+            if lock is None and plan.template is not None:
+                notes += self._left_template(plan)
+            plan, reused, new, read_notes = self._create(plan, lock, sg_id, now, all_types,
+                                                         reused, notes)
+        except BaseException as exc:
+            if not self.exclusive:  # a lab rolls back itself, and says so (see lab.py)
+                self._say_what_is_left(plan, exc, made_groups)
+            raise
+        notes += read_notes
+        if self.sandbox:
+            notes += SANDBOX_NOTES
+        instances = sorted([*reused, *new], key=lambda i: (i.seat is None, i.seat or 0))
+        return LaunchResult(**base, instances=instances,
+                            created=[i.id for i in new],
+                            reused=[i.id for i in reused], notes=notes)
+
+    def _create(self, plan: LaunchPlan, lock: Any, sg_id: str, now: dt.datetime,
+                all_types: tuple[str, ...], reused: list[Instance], notes: list[str]
+                ) -> tuple[LaunchPlan, list[Instance], list[Instance], list[str]]:
+        """Take the launch lock (when ``lock``), launch the missing seats, read them back:
+        (the plan as read again under the lock, the seats reused, the new ones, notes)."""
+        from providers import _aws_fleet as fleet
+
         done = False
         try:
             if lock is not None:
@@ -1228,13 +1281,85 @@ class AwsProvider:
                     # A lab removes what a failed launch created: it must do so before another
                     # run can take the lock and count those seats as its own. It calls unlock().
                     self._held = lock
-        notes += read_notes
-        if self.sandbox:
-            notes += SANDBOX_NOTES
-        instances = sorted([*reused, *new], key=lambda i: (i.seat is None, i.seat or 0))
-        return LaunchResult(**base, instances=instances,
-                            created=[i.id for i in new],
-                            reused=[i.id for i in reused], notes=notes)
+        return plan, reused, new, read_notes
+
+    def _left_template(self, plan: LaunchPlan) -> list[str]:
+        """The name's launch template when this launch takes no lock: removed when a killed
+        run left it (its holder is gone, or it is older than any launch holds one), else
+        named (another run holds it right now)."""
+        from providers import _aws_fleet as fleet
+
+        held = plan.template or {}
+        tid = str(held.get("LaunchTemplateId"))
+        label = f"launch template {tid} ({fleet.template_name(plan.name)})"
+        why = fleet.stale_lock(held, plan.name, taking=False)
+        if why is None:
+            holder = fleet._tag_value(held, fleet.TAG_LOCK) or "unknown"
+            return [f"{label} is held by {holder}: another launch of {plan.name!r} is running "
+                    f"(if that run was killed on another machine, `nestcloud down "
+                    f"{plan.name}` removes it)"]
+        try:
+            fleet.delete_template(self, tid, plan.region)
+        except ProviderError as exc:
+            return [f"{label}, left by an interrupted run ({why}), was not deleted "
+                    f"({exc.message}); `nestcloud down {plan.name}` removes it"]
+        return [f"removed {label} left by an interrupted run: {why}"]
+
+    def _say_what_is_left(self, plan: LaunchPlan, exc: BaseException,
+                          made_groups: list[str]) -> None:
+        """After a failed or interrupted launch: remove the security group this launch made
+        when no instance of the name exists, and put exactly what is left of the name on
+        ``exc`` (the hint of a nestcloud error; an extra argument of KeyboardInterrupt)."""
+        from providers import _aws_fleet as fleet
+
+        region, name = plan.region, plan.name
+        try:
+            live = self.raw_instances(region, name, states=KEPT_STATES)
+            groups = [str(g["GroupId"]) for g in self.find_security_groups(name, region)]
+            removed = []
+            if not live:
+                for g in groups:
+                    if g in made_groups and self._try_delete_group(g, region):
+                        removed.append(g)
+            groups = [g for g in groups if g not in removed]
+            templates = fleet.find_templates(self, name, region)
+        except Exception as err:  # noqa: BLE001 - the launch's own error is what is raised
+            note = (f"what is left of {name!r} could not be listed ({err}): `nestcloud ls "
+                    f"--name {name}` shows it, `nestcloud down {name}` removes it")
+        else:
+            before = {r["InstanceId"] for r in plan.existing} | set(self.found_live)
+            new = sorted(r["InstanceId"] for r in live if r["InstanceId"] not in before)
+            old = sorted(r["InstanceId"] for r in live if r["InstanceId"] in before)
+            parts = [f"{_plural('instance', ids)} {', '.join(ids)} ({why})"
+                     for ids, why in ((new, "launched by this run, running"),
+                                      (old, "there before this run")) if ids]
+            if groups:
+                parts.append(f"{_plural('security group', groups)} {', '.join(groups)}")
+            if templates:
+                parts.append(f"{_plural('launch template', templates)} "
+                             f"{', '.join(templates)}")
+            if parts:
+                note = ("left: " + "; ".join(parts) + ": run the same command again to "
+                        f"complete, or `nestcloud down {name}` to remove them")
+            else:
+                note = f"nothing of {name!r} is left" + (
+                    f" (removed {_plural('security group', removed)} {', '.join(removed)} "
+                    "this launch created)" if removed else "")
+        if isinstance(exc, NestcloudError):
+            exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+        else:
+            exc.args = (*exc.args, ("interrupted; " if isinstance(exc, KeyboardInterrupt)
+                                    else "") + note)
+
+    def _try_delete_group(self, group_id: str, region: str) -> bool:
+        """One DeleteSecurityGroup (no waiting for terminating instances): deleted?"""
+        ec2 = self.client("ec2", region)
+        try:
+            with aws_errors(f"delete security group {group_id}", region=region):
+                ec2.delete_security_group(GroupId=group_id)
+        except ProviderError as exc:
+            return error_code(exc) == "InvalidGroup.NotFound"
+        return True
 
     def unlock(self) -> None:
         """Release the launch lock a failed exclusive launch kept for its caller's rollback
@@ -1287,13 +1412,7 @@ class AwsProvider:
                 results = list(pool.map(one, seats))
         done = [r for r in results if r is not None]
         if errors:
-            first = errors[0]
-            if isinstance(first, ProviderError) and done:
-                ids = ", ".join(i["InstanceId"] for i in done)
-                first.hint = ((first.hint + "; ") if first.hint else "") + (
-                    f"launched before the failure (tagged, still running): {ids}; run the "
-                    f"same command again to complete, or `nestcloud down {plan.name}`")
-            raise first
+            raise errors[0]  # what is left is said by the caller (see _say_what_is_left)
         return done
 
     # list / down / console -----------------------------------------------------------------
@@ -1311,6 +1430,29 @@ class AwsProvider:
     def list(self, name: str | None = None) -> list[Instance]:
         region = self._region(None)
         return listed(self.raw_instances(region, name), region)
+
+    def leftovers(self, name: str | None = None, instances: Iterable[Instance] | None = None
+                  ) -> list[dict[str, str]]:
+        """What names without any instance still have: their security groups and launch
+        templates (found by the ``nestcloud:name`` tag), as rows `ls` prints and `down NAME`
+        removes. ``instances``: the listing the caller already has (else it is read)."""
+        region = self._region(None)
+        ec2 = self.client("ec2", region)
+        tag = ([{"Name": f"tag:{TAG_NAME}", "Values": [name]}] if name else
+               [{"Name": "tag-key", "Values": [TAG_NAME]}])
+        found: list[tuple[str, str, str]] = []
+        with aws_errors("list security groups and launch templates", region=region):
+            for page in ec2.get_paginator("describe_security_groups").paginate(Filters=tag):
+                found += [(_tag_dict(g.get("Tags")).get(TAG_NAME, ""), "security-group",
+                           str(g["GroupId"])) for g in page["SecurityGroups"]]
+            for page in ec2.get_paginator("describe_launch_templates").paginate(Filters=tag):
+                found += [(_tag_dict(t.get("Tags")).get(TAG_NAME, ""), "launch-template",
+                           str(t["LaunchTemplateId"])) for t in page["LaunchTemplates"]]
+        have = {i.name for i in (instances if instances is not None else self.list(name))}
+        kinds = {"security-group": 0, "launch-template": 1}
+        return [{"provider": "aws", "name": n, "region": region, "kind": k, "id": i}
+                for n, k, i in sorted(found, key=lambda f: (f[0], kinds[f[1]], f[2]))
+                if n and n not in have]
 
     def down(self, name: str) -> DownResult:
         region = self._region(None)
