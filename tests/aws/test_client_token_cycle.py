@@ -116,3 +116,30 @@ def test_two_concurrent_runs_in_the_same_minute_get_one_instance(
     res_b = launch(spec_for(ttl_seconds=3600), catalog, b)
     assert [i.id for i in res_b.instances] == res_a.created == _live(ec2, name)
     a.down(name)
+
+
+def test_a_token_whose_instance_is_no_longer_listed_moves_on(moto_endpoint, catalog, spec_for,
+                                                             ec2, name):
+    """A terminated instance drops out of DescribeInstances after about an hour while EC2
+    keeps its token bound for a day: the token's owner is looked for a few times, then the
+    next generation launches."""
+    prov, session, rec = _provider(moto_endpoint, T0)
+    first = launch(spec_for(ttl_seconds=3600), catalog, prov)
+    ec2.terminate_instances(InstanceIds=first.created)
+
+    def long_gone(parsed: dict[str, Any]) -> None:
+        for r in parsed.get("Reservations", []):
+            r["Instances"] = [i for i in r["Instances"] if i["InstanceId"] not in first.created]
+
+    on_response(prov.client("ec2"), "ec2", "DescribeInstances", long_gone)
+    prov.clock = lambda: T0 + dt.timedelta(hours=2)
+    rec.calls.clear()
+    second = launch(spec_for(ttl_seconds=3600), catalog, prov)
+    assert len(second.created) == 1 and second.created != first.created
+    tokens = [p["ClientToken"] for p in rec.params("RunInstances")]
+    assert len(tokens) == 2 and len(set(tokens)) == 2
+    owner_reads = [p for p in rec.params("DescribeInstances")
+                   if any("terminated" in f["Values"] for f in p.get("Filters", [])
+                          if f["Name"] == "instance-state-name")]
+    assert len(owner_reads) == 3  # TOKEN_OWNER_READS, then it moved on
+    prov.down(name)
