@@ -228,5 +228,31 @@ def sandbox_server() -> LocalEc2Server:
     return LocalEc2Server(ip_address="127.0.0.1", port=0)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m providers._aws_sandbox --port N``: the echoing endpoint in the foreground
+    (the benchmarks run it as a separate process, like ``python -m moto.server``)."""
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(description="moto's EC2 endpoint, echoing the nested switch")
+    ap.add_argument("-H", "--host", default="127.0.0.1")
+    ap.add_argument("-p", "--port", type=int, default=0)
+    args = ap.parse_args(argv)
+    server = LocalEc2Server(ip_address=args.host, port=args.port)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"http://{host}:{port}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
 __all__ = ["CpuOptionsEcho", "LocalEc2Server", "call", "read_params", "respond",
            "sandbox_server"]
