@@ -301,7 +301,8 @@ class TemplateLock:
 
 
 def stale_lock(held: dict[str, Any], name: str, taking: bool = True) -> str | None:
-    """Why the launch template ``held`` (DescribeLaunchTemplates) is a dead run's leftover
+    """Why the launch template ``held`` (DescribeLaunchTemplates, named ``name``; ``taking``:
+    whether the caller is itself taking it) is a dead run's leftover
     rather than a lock some launch holds, or None: its holder was a process of this host
     that is gone, or it is older than any launch holds one (LOCK_STALE_S)."""
     holder = _tag_value(held, TAG_LOCK)

@@ -1292,7 +1292,7 @@ class AwsProvider:
         held = plan.template or {}
         tid = str(held.get("LaunchTemplateId"))
         label = f"launch template {tid} ({fleet.template_name(plan.name)})"
-        why = fleet.stale_lock(held, plan.name, taking=False)
+        why = fleet.stale_lock(held, fleet.template_name(plan.name), taking=False)
         if why is None:
             holder = fleet._tag_value(held, fleet.TAG_LOCK) or "unknown"
             return [f"{label} is held by {holder}: another launch of {plan.name!r} is running "

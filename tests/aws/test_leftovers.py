@@ -224,3 +224,29 @@ def test_cli_ctrl_c_while_waiting_names_the_running_seats(moto_endpoint, catalog
     prov = AwsProvider(region="us-east-1", endpoint_url=moto_endpoint)
     prov.sleep = lambda s: None
     prov.down(name)
+
+
+def test_a_template_another_launch_of_this_process_holds_is_not_removed(
+        aws, catalog, spec_for, ec2, name):
+    """A notebook may run several launches at once: a template this process holds for
+    another launch of the name is that launch's lock, not a leftover."""
+    from providers import _aws_fleet as fleet
+
+    launch(spec_for(), catalog, aws)
+    ec2.create_launch_template(
+        LaunchTemplateName=f"nestcloud-{name}",
+        LaunchTemplateData={"MetadataOptions": {"HttpTokens": "required"}},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
+            {"Key": TAG_NAME, "Value": name},
+            {"Key": "nestcloud:lock", "Value": fleet.lock_holder()}]}])
+    fleet._taking(f"nestcloud-{name}", +1)  # the other launch is taking it
+    try:
+        again = launch(spec_for(), catalog, aws)
+        assert len(templates(ec2, name)) == 1
+        assert any(" is held by " in n for n in again.notes)
+    finally:
+        fleet._taking(f"nestcloud-{name}", -1)
+    again = launch(spec_for(), catalog, aws)  # that launch is over: now it is a leftover
+    assert templates(ec2, name) == []
+    assert any(n.startswith("removed launch template") for n in again.notes)
+    aws.down(name)
