@@ -1221,8 +1221,14 @@ class AwsProvider:
                       for g in created_sg]
             lock = (fleet.TemplateLock(self, plan, notes) if plan.missing_seats and (
                 self.exclusive or self.use_fleet(plan)) else None)
-            if lock is None and plan.template is not None:
-                notes += self._left_template(plan)
+            if lock is None:
+                # No lock to take: a template a killed run left is removed here. A lab
+                # (exclusive) did not read it with the plan: it takes the lock when seats
+                # are missing, which removes one; asked only when none are.
+                held = (self._name_template(plan.name, plan.region) if self.exclusive
+                        else plan.template)
+                if held is not None:
+                    notes += self._left_template(dataclasses.replace(plan, template=held))
             plan, reused, new, read_notes = self._create(plan, lock, sg_id, now, all_types,
                                                          reused, notes)
         except BaseException as exc:

@@ -119,3 +119,34 @@ def test_an_unconfirmed_equivalent_alone_leaves_a_one_type_fleet(
     [tmpl] = rec.params("CreateLaunchTemplate")
     assert tmpl["LaunchTemplateData"]["CpuOptions"] == {"NestedVirtualization": "enabled"}
     prov.down(name)
+
+
+def test_a_lab_rerun_after_a_kill_removes_the_template_it_left(moto_endpoint: str,
+                                                              catalog: Catalog) -> None:
+    """The first `lab up` was killed after its fleet launched every seat, before it deleted
+    its launch template: the re-run launches nothing, and removes the template."""
+    import socket
+
+    import boto3
+
+    from nestcloud.spec import TAG_NAME
+
+    from .test_scale_faults import World, make_lab, up
+
+    world = World(moto_endpoint)
+    name = lab_name()
+    up(make_lab(catalog, name, 6, regions=["us-east-1"]), world)
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
+    left = ec2.create_launch_template(
+        LaunchTemplateName=f"nestcloud-{name}",
+        LaunchTemplateData={"MetadataOptions": {"HttpTokens": "required"}},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
+            {"Key": TAG_NAME, "Value": name},
+            {"Key": "nestcloud:lock", "Value": f"{socket.gethostname()}:{2 ** 22 + 99}"}]}],
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    again = up(make_lab(catalog, name, 6, regions=["us-east-1"]), world)
+    assert again.launch is not None and again.launch.created == []
+    assert any(n.startswith(f"removed launch template {left}") for n in again.launch.notes)
+    assert all(not i.startswith("lt-") for i in leftovers(moto_endpoint, name)["us-east-1"])
+    make_lab(catalog, name, 6).down(sandbox=True, providers=world.provider)
+    assert leftovers(moto_endpoint, name) == {}
