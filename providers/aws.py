@@ -889,7 +889,8 @@ class AwsProvider:
                           subnets=subnets, types=fleet_types, template=template)
 
     def _plan_reads(self, spec: LaunchSpec, region: str, name: str, find_group: bool,
-                    types: tuple[str, ...] = ()) -> dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]:
+                    types: tuple[str, ...] = ()
+                    ) -> dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]:
         """plan()'s reads: what -> (the arguments its answer depends on, function, args).
         The longest chain first (SSM client, GetParameter, DescribeImages), then the other
         read that needs a new client (STS)."""
