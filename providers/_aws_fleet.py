@@ -89,7 +89,12 @@ def create_template_params(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> di
 
 
 def overrides(types: tuple[str, ...], subnets: list[Subnet]) -> list[dict[str, Any]]:
-    """Every (type, zone); the planned type first. Priority: the highest is launched first."""
+    """Every (type, zone); the planned type first, with priority 0.
+
+    The EC2 API reference (FleetLaunchTemplateOverridesRequest.Priority): "Valid values are
+    whole numbers starting at 0. The lower the number, the higher the priority." So the
+    planned (cheapest) type gets 0 and each equivalent the next number, in the order the
+    planner ranked them; every zone of a type shares its type's number."""
     out: list[dict[str, Any]] = []
     for n, t in enumerate(types):
         for s in subnets:
@@ -104,10 +109,6 @@ def create_fleet_params(plan: LaunchPlan, template_id: str, types: tuple[str, ..
     n = len(plan.missing_seats)
     tags = _tags(resource_tags(plan.spec, plan.name, plan.owner, None, now))
     ovr = overrides(types, subnets)
-    # prioritized: the lower the list position the higher the priority (AWS: highest first).
-    top = float(len(types))
-    for o in ovr:
-        o["Priority"] = top - o["Priority"]
     capacity_type = "spot" if plan.spec.spot else "on-demand"
     all_or_none = {"SingleInstanceType": True, "MinTargetCapacity": n}
     params: dict[str, Any] = {
@@ -185,14 +186,14 @@ def _taking(name: str, delta: int) -> int:
         return n
 
 
-def _holder_gone(holder: str, name: str) -> bool:
+def _holder_gone(holder: str, name: str, taking: bool = True) -> bool:
     """Whether the holder ran on this host and its process (or its launch) no longer exists;
-    asked by a launch that is itself taking ``name``."""
+    asked by a launch that is itself taking ``name`` (``taking``) or one that is not."""
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     if int(pid) == os.getpid():
-        return _taking(name, 0) <= 1  # only the launch asking
+        return _taking(name, 0) <= (1 if taking else 0)  # no launch but the one asking
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -263,12 +264,8 @@ class TemplateLock:
                 continue
             holder = _tag_value(held, TAG_LOCK)
             created = held.get("CreateTime")
-            age = ((dt.datetime.now(dt.timezone.utc) - created).total_seconds()
-                   if isinstance(created, dt.datetime) else 0.0)
-            gone = _holder_gone(holder, name)
-            if gone or age > LOCK_STALE_S:
-                why = (f"its holder {holder} is gone" if gone else
-                       f"it is {age / 60:.0f} minutes old")
+            why = stale_lock(held, name)
+            if why is not None:
                 self.notes.append(f"took over launch template {held['LaunchTemplateId']} "
                                   f"({name}) left by an interrupted run: {why}")
                 delete_template(prov, str(held["LaunchTemplateId"]), plan.region)
@@ -301,6 +298,22 @@ class TemplateLock:
             _delete_template_noting(self.prov, self.template_id, self.plan, self.notes)
             _taking(self.name, -1)
         self.template_id = ""
+
+
+def stale_lock(held: dict[str, Any], name: str, taking: bool = True) -> str | None:
+    """Why the launch template ``held`` (DescribeLaunchTemplates, named ``name``; ``taking``:
+    whether the caller is itself taking it) is a dead run's leftover
+    rather than a lock some launch holds, or None: its holder was a process of this host
+    that is gone, or it is older than any launch holds one (LOCK_STALE_S)."""
+    holder = _tag_value(held, TAG_LOCK)
+    if _holder_gone(holder, name, taking):
+        return f"its holder {holder} is gone"
+    created = held.get("CreateTime")
+    age = ((dt.datetime.now(dt.timezone.utc) - created).total_seconds()
+           if isinstance(created, dt.datetime) else 0.0)
+    if age > LOCK_STALE_S:
+        return f"it is {age / 60:.0f} minutes old"
+    return None
 
 
 def _held(exc: ProviderError) -> ProviderError:
@@ -375,8 +388,8 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: d
         codes = sorted({r.code or "?" for r in rows}) or ["no error reported"]
         err = cls(f"EC2 Fleet launched {len(ids)} of {len(plan.missing_seats)} seat(s) of "
                   f"{plan.name!r} in {plan.region} ({', '.join(codes)})",
-                  hint="failover tries the next type/region; the ones launched are removed "
-                       "unless --keep-partial", code=codes[0] if rows else None,
+                  hint="no capacity for the whole launch at once: retry later, or allow "
+                       "other types, zones or regions", code=codes[0] if rows else None,
                   provider="aws")
         err.partial = ids  # type: ignore[attr-defined]
         raise attach(err, rows)
