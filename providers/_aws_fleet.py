@@ -23,11 +23,11 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nestcloud.errors import CapacityError, ProviderError, QuotaError
-from nestcloud.failover import FLEET_THRESHOLD, Attempt, attach, classify, stop_here
+from nestcloud.failover import Attempt, classify
 from nestcloud.spec import TAG_NAME
 from providers._aws_errors import aws_errors, error_code, translate
 
@@ -203,6 +203,26 @@ def _holder_gone(holder: str, name: str, taking: bool = True) -> bool:
     return False
 
 
+# Above this many missing seats a launch goes through one CreateFleet call with every
+# equivalent type and zone (capabilities.fleet_above). At 4 or fewer, separate RunInstances
+# calls (each with its own deterministic ClientToken and seat tag) cost no more round trips
+# than template + fleet + template delete, and keep per-seat idempotency.
+FLEET_THRESHOLD = 4
+
+
+@dataclass
+class LaunchRun:
+    """What one launch did so far, for the LaunchOutcome it returns or its error carries;
+    local to the launch (labs launch from several threads on one provider)."""
+
+    exclusive: bool = False          # hold the name's launch lock throughout (a lab)
+    created_any: bool = False        # got as far as a create call
+    other_holds: bool = False        # another run holds the lock: nothing here is ours
+    found_live: list[str] = field(default_factory=list)  # seats another run launched
+    attempts: list[Attempt] = field(default_factory=list)  # a fleet's per-override rows
+    held: TemplateLock | None = None  # the lock a failed exclusive launch keeps for unlock()
+
+
 class TemplateLock:
     """The name's launch template, held for the whole launch: a lock across machines.
 
@@ -215,8 +235,9 @@ class TemplateLock:
     path holds it only as the lock. Release deletes it (tagged: `down` removes a leftover).
     """
 
-    def __init__(self, prov: AwsProvider, plan: LaunchPlan, notes: list[str]) -> None:
-        self.prov, self.plan, self.notes = prov, plan, notes
+    def __init__(self, prov: AwsProvider, plan: LaunchPlan, notes: list[str],
+                 run: LaunchRun) -> None:
+        self.prov, self.plan, self.notes, self.run = prov, plan, notes, run
         self.template_id = ""
         self.name = ""
         self.waited = False
@@ -239,7 +260,7 @@ class TemplateLock:
             _taking(name, -1)
             if isinstance(exc, KeyboardInterrupt) and self.waited:
                 # Interrupted while another run held the lock: not ours to undo.
-                exc.lock_held = True  # type: ignore[attr-defined]
+                self.run.other_holds = True
             raise
 
     def _take(self, ec2: Any, params: dict[str, Any], name: str, deadline: float) -> str:
@@ -256,7 +277,7 @@ class TemplateLock:
             held = describe_template(prov, name, plan.region)
             if held is None:  # released between the two calls: try again
                 if time.monotonic() > deadline:
-                    raise _held(ProviderError(
+                    raise self._held(ProviderError(
                         f"launch template {name} exists but cannot be read; waited "
                         f"{prov.lock_wait_s:g} s; nothing was launched",
                         hint=f"`nestcloud down {plan.name}` removes it", provider="aws"))
@@ -271,7 +292,7 @@ class TemplateLock:
                 delete_template(prov, str(held["LaunchTemplateId"]), plan.region)
                 continue
             if time.monotonic() > deadline:
-                raise _held(ProviderError(
+                raise self._held(ProviderError(
                     f"another launch of {plan.name!r} is running (it holds launch template "
                     f"{held['LaunchTemplateId']} ({name}), held by {holder or 'unknown'} since "
                     f"{created}); waited {prov.lock_wait_s:g} s; nothing was launched",
@@ -284,6 +305,13 @@ class TemplateLock:
                 self.notes.append(f"waited for another launch of {plan.name!r} (launch "
                                   f"template {name}, held by {holder or 'unknown'}) to finish")
             prov.sleep(prov.waiter_delay)
+
+    def _held(self, exc: ProviderError) -> ProviderError:
+        """The lock is another run's: nothing of the name may be rolled back (the seats,
+        group and template are that run's; the launch's outcome says so), and failover
+        stops here (the error has no scope)."""
+        self.run.other_holds = True
+        return exc
 
     def forget(self) -> None:
         """The template is gone already (``down`` removed it): nothing left to release."""
@@ -316,11 +344,6 @@ def stale_lock(held: dict[str, Any], name: str, taking: bool = True) -> str | No
     return None
 
 
-def _held(exc: ProviderError) -> ProviderError:
-    """The lock is another run's: failover must not go elsewhere, and nothing of the name
-    may be rolled back (the seats, group and template are that run's)."""
-    exc.lock_held = True  # type: ignore[attr-defined]
-    return stop_here(exc)  # type: ignore[return-value]
 
 
 def _tag_value(resource: dict[str, Any], key: str) -> str:
@@ -363,14 +386,14 @@ def delete_template(prov: AwsProvider, template_id: str, region: str) -> None:
 
 
 def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: dt.datetime,
-                 types: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[Attempt]]:
-    """CreateFleet for every missing seat from the template ``lock`` holds; (the launched
-    instances, per-override rows). The caller reads them back, then releases the lock: by
+                 types: tuple[str, ...], run: LaunchRun) -> list[dict[str, Any]]:
+    """CreateFleet for every missing seat from the template ``lock`` holds: the launched
+    instances (the per-override rows go to ``run.attempts``). The caller reads them back, then releases the lock: by
     then the new seats are visible to DescribeInstances, so a run that takes the lock next
     finds them.
 
     When the fleet comes back short, the error (CapacityError, or QuotaError when a quota
-    code is among the errors) carries the rows; the instances it did launch stay tagged for
+    code is among the errors) follows the rows; the instances it did launch stay tagged for
     the caller's rollback (``down`` finds them).
     """
     ec2 = prov.client("ec2", plan.region)
@@ -382,6 +405,7 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: d
         resp = ec2.create_fleet(**params)
     ids = [i for inst in resp.get("Instances") or [] for i in inst.get("InstanceIds") or []]
     rows = error_attempts(resp.get("Errors") or [], plan.region, zone_of)
+    run.attempts = rows
     if len(ids) < len(plan.missing_seats):
         scopes = {r.scope for r in rows}
         cls = QuotaError if "region" in scopes else CapacityError
@@ -391,9 +415,8 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: d
                   hint="no capacity for the whole launch at once: retry later, or allow "
                        "other types, zones or regions", code=codes[0] if rows else None,
                   provider="aws")
-        err.partial = ids  # type: ignore[attr-defined]
-        raise attach(err, rows)
-    return instances_from_response(resp, plan, zone_of, now), rows
+        raise err
+    return instances_from_response(resp, plan, zone_of, now)
 
 
 def _delete_template_noting(prov: AwsProvider, template_id: str, plan: LaunchPlan,

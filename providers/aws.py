@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import boto3
 from botocore.config import Config
@@ -28,6 +28,7 @@ from botocore.config import Config
 from nestcloud.cache import cache_dir, prune, read_cache_entry, write_cache_entry
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (
+    LaunchInterrupted,
     CleanupError,
     CredentialsError,
     InputError,
@@ -36,6 +37,8 @@ from nestcloud.errors import (
     RefusedError,
     UnsupportedError,
 )
+from nestcloud.provider import (Capabilities, LaunchOutcome, LaunchRequest, ProviderOption,
+                                Quota, UserDataEnvelope)
 from nestcloud.models import (
     CatalogDiff,
     DownResult,
@@ -48,7 +51,7 @@ from nestcloud.bootstrap.profiles import TAG_L1
 from nestcloud.spec import (REGION_RE, TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT,
                             LaunchSpec, TagLimits, check_name)
 from providers._aws_errors import aws_errors, error_code
-from providers._aws_fleet import FLEET_THRESHOLD, Subnet
+from providers._aws_fleet import FLEET_THRESHOLD, LaunchRun, Subnet
 
 NESTED_FEATURE = "nested-virtualization"
 NESTED_CPU_OPTIONS = {"NestedVirtualization": "enabled"}
@@ -463,16 +466,50 @@ def _is_loopback(url: str | None) -> bool:
 class AwsProvider:
     """EC2 through boto3, with the standard credential chain and standard retries."""
 
-    name = "aws"
-    # EC2 tags: keys <= 127 and values <= 256 characters, keys not starting with aws: (the
-    # EC2 service model's Tag shape, botocore data/ec2; the user guide says 128 for keys: the
-    # stricter number wins); 50 user tags per resource and no aws: values either (AWS "Tag
-    # restrictions"). Ours count towards the 50: Name (unless yours), the nestcloud: tags,
-    # and the Windows L1's readiness tag.
-    tag_limits = TagLimits(cloud="AWS", max_tags=50, key_max=127, value_max=256,
-                           added=("Name", TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB,
-                                  TAG_L1),
-                           reserved_prefixes=("aws:",))
+    name: ClassVar[str] = "aws"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        fleet_above=FLEET_THRESHOLD,   # one CreateFleet with every equivalent type and zone
+        quota=True,                    # vcpu_quota: Service Quotas, standard families
+        launch_lock=True,              # the name's launch template (_aws_fleet.TemplateLock)
+        prefetch=True,                 # plan()'s reads, started while a lab searches
+        adaptive_rate=True,            # botocore's adaptive retry mode for big launches
+        spot=True,
+        windows=True,
+        local_endpoint=True,           # the sandbox: moto's server on loopback
+        leftovers=True,                # security groups and launch templates without seats
+        # User data: 16 KiB raw (EC2 RunInstances), gunzipped by cloud-init; Windows runs
+        # <powershell> from user data and reports readiness through the nestcloud:l1 tag.
+        user_data=UserDataEnvelope(limit_bytes=16 * 1024, gzip=True, windows="user-data",
+                                   readiness="console", windows_readiness="tag"),
+        # EC2 tags: keys <= 127 and values <= 256 characters, keys not starting with aws:
+        # (the EC2 service model's Tag shape, botocore data/ec2; the user guide says 128 for
+        # keys: the stricter number wins); 50 user tags per resource and no aws: values
+        # either (AWS "Tag restrictions"). Ours count towards the 50: Name (unless yours), the
+        # nestcloud: tags, and the Windows L1's readiness tag.
+        tags=TagLimits(cloud="AWS", max_tags=50, key_max=127, value_max=256,
+                       added=("Name", TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB,
+                              TAG_L1),
+                       reserved_prefixes=("aws:",)),
+    )
+    # No construction options beyond region: credentials, profile and endpoint come from the
+    # standard AWS configuration (AWS_PROFILE, AWS_ENDPOINT_URL...); --sandbox is local_endpoint.
+    options: ClassVar[tuple[ProviderOption, ...]] = ()
+
+    @classmethod
+    def configured(cls, **_: Any) -> bool:
+        """Usable without --provider when the standard credential chain finds credentials."""
+        return boto3.Session().get_credentials() is not None
+
+    @classmethod
+    def local_endpoint(cls, note: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Start (or find) the sandbox: the options that point a provider at it."""
+        from nestcloud import sandbox as sb
+
+        st, started = sb.start()
+        if started and note is not None:
+            note(f"sandbox: started the local EC2 endpoint at {st.url} "
+                 "(`nestcloud sandbox stop` removes it)")
+        return {"region": sb.DEFAULT_REGION, "endpoint_url": st.url, "session": sb.session()}
 
     def __init__(self, region: str | None = None, endpoint_url: str | None = None,
                  session: boto3.Session | None = None, *, sandbox: bool | None = None
@@ -491,21 +528,14 @@ class AwsProvider:
         self.endpoint_url = endpoint_url
         # botocore's own retries, no hand-rolled loops: standard mode retries throttling and
         # transient errors with backoff; MAX_ATTEMPTS (not the default 3) so a throttled burst
-        # never fails a lab. use_adaptive() adds client-side rate limiting for big labs.
+        # never fails a lab. A request with adaptive=True adds client-side rate limiting.
         self.config = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
                              user_agent_extra="nestcloud")
-        self.fleet_threshold = FLEET_THRESHOLD
-        # A lab sets this: every launch (not only a fleet) holds the name's launch template
-        # as a lock across machines (see _aws_fleet.TemplateLock).
-        self.exclusive = False
-        # Seats of the name another run launched, found under the lock (see _relist).
-        self.found_live: list[str] = []
-        self._held: Any = None  # a failed exclusive launch's lock, until unlock()
-        # Whether the last launch got as far as a create call (see launch).
-        self.created_any = False
+        self.fleet_threshold = FLEET_THRESHOLD  # tests force one launch path
+        # Locks failed exclusive launches kept for their caller's rollback, by name, until
+        # unlock(name) (see launch). The only launch state kept here: it outlives the launch.
+        self._held: dict[str, Any] = {}
         self.lock_wait_s: float = 120.0 if self.sandbox else 900.0
-        # Attempt rows the last fleet launch reported although it succeeded (failover reads).
-        self.last_attempts: list[Any] = []
         self._clients: dict[tuple[str, str], Any] = {}
         # A boto3 session is not thread-safe: clients are made one at a time under this lock,
         # so the plan's reads can make theirs (~5-15 ms of model loading each) in its worker
@@ -514,6 +544,8 @@ class AwsProvider:
         self._key: str | None = None  # see _key_id
         # Answers read ahead of plan() (prefetch, list): key -> (when, future); see _take_ahead.
         self._ahead: dict[tuple[Any, ...], tuple[float, Future[Any]]] = {}
+        # (region, name) whose next list() is kept for the plan that follows (see prefetch).
+        self._list_for_plan: set[tuple[str, str]] = set()
         # Seats launch in parallel: each RunInstances mostly waits on the endpoint. The sandbox
         # takes the same path as AWS (bench/bench_launch.py: 20 seats, one at a time 1.43x a
         # bare sequential script, 8 in parallel 1.20x, in one run).
@@ -529,7 +561,7 @@ class AwsProvider:
 
     # clients -------------------------------------------------------------------------------
 
-    def use_adaptive(self) -> None:
+    def _use_adaptive(self) -> None:
         """Adaptive retry mode (client-side rate limiting) for labs that send many calls."""
         if self.config.retries.get("mode") == "adaptive":  # type: ignore[union-attr]
             return  # its clients are already adaptive: keep them
@@ -610,22 +642,27 @@ class AwsProvider:
                 prune(file.parent, "aws-type-*.json", FACT_TTL_S)
         return out
 
-    def vcpu_quota(self, region: str) -> tuple[float | None, str]:
-        """The account's on-demand standard vCPU quota in ``region`` (Service Quotas), or
-        (None, why it could not be read). Only the limit: current usage would need
-        CloudWatch, so a launch can still hit VcpuLimitExceeded (failover handles that)."""
+    def vcpu_quota(self, region: str, type: str) -> Quota | None:
+        """The account's on-demand standard vCPU quota in ``region`` (Service Quotas) when it
+        counts ``type`` (else None), or Quota(None, why it could not be read). Only the limit:
+        current usage would need CloudWatch, so a launch can still hit VcpuLimitExceeded
+        (failover handles that)."""
+        if not self.quota_covers(type):
+            return None
         sq = self.client("service-quotas", region)
         try:
             with aws_errors("read the EC2 vCPU quota (Service Quotas)", region=region):
                 got = sq.get_service_quota(ServiceCode="ec2", QuotaCode=VCPU_QUOTA_CODE)
         except CredentialsError as exc:
             if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
-                return None, "quota not checked: no servicequotas:GetServiceQuota permission"
+                return Quota(None, "no servicequotas:GetServiceQuota permission")
             raise
         except ProviderError as exc:
-            return None, f"quota not checked: {error_code(exc) or exc.message}"
+            return Quota(None, error_code(exc) or exc.message)
         value = (got.get("Quota") or {}).get("Value")
-        return (float(value) if value is not None else None), "Service Quotas"
+        if value is None:
+            return Quota(None, "Service Quotas returned no value")
+        return Quota(float(value), "Service Quotas")
 
     @staticmethod
     def quota_covers(type_name: str) -> bool:
@@ -833,7 +870,7 @@ class AwsProvider:
     # launch --------------------------------------------------------------------------------
 
     def plan(self, spec: LaunchSpec, catalog: Catalog, types: tuple[str, ...] = (), *,
-             find_group: bool = True) -> LaunchPlan:
+             find_group: bool = True, exclusive: bool = False) -> LaunchPlan:
         """Every read a launch needs, and the decisions made from them. Creates nothing.
 
         ``types``: equivalent types a fleet may also use; seats already running one of them
@@ -857,7 +894,7 @@ class AwsProvider:
         # the same arguments (a lab, while it searched for its seats) are taken as they are.
         self.client("ec2", region)
         self._key_id()
-        reads = self._plan_reads(spec, region, name, find_group, types)
+        reads = self._plan_reads(spec, region, name, find_group, types, exclusive)
         with ThreadPoolExecutor(max_workers=6) as pool:
             f = {what: self._take_ahead(key) or pool.submit(fn, *args)
                  for what, (key, fn, args) in reads.items()}
@@ -904,7 +941,7 @@ class AwsProvider:
                           subnets=subnets, types=fleet_types, template=template)
 
     def _plan_reads(self, spec: LaunchSpec, region: str, name: str, find_group: bool,
-                    types: tuple[str, ...] = ()
+                    types: tuple[str, ...] = (), exclusive: bool = False
                     ) -> dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]:
         """plan()'s reads: what -> (the arguments its answer depends on, function, args).
         The longest chain first (SSM client, GetParameter, DescribeImages), then the other
@@ -925,7 +962,7 @@ class AwsProvider:
         if find_group:
             reads["groups"] = (("groups", region, name), self.find_security_groups,
                                (name, region))
-        if not self.exclusive:
+        if not exclusive:
             # A launch that takes no lock still removes a lock a killed run left (see
             # _left_template); an exclusive one (a lab) takes the lock, which does that.
             reads["template"] = (("template", region, name), self._name_template,
@@ -942,7 +979,11 @@ class AwsProvider:
         from nestcloud.launcher import default_name
 
         region = self._region(spec.region)
-        reads = self._plan_reads(spec, region, spec.name or default_name(spec), False)
+        name = spec.name or default_name(spec)
+        reads = self._plan_reads(spec, region, name, False)
+        # The lab's own search for its seats (list(name)) comes next: keep that listing for
+        # the plan instead of reading the same seats twice (see list).
+        self._list_for_plan.add((region, name))
         # The seats themselves: the lab's own search (list) is that read, see _remember; the
         # name's launch template is the lock, which the lab's launch takes itself.
         reads.pop("existing")
@@ -1174,17 +1215,36 @@ class AwsProvider:
     def use_fleet(self, plan: LaunchPlan) -> bool:
         return len(plan.missing_seats) > self.fleet_threshold
 
-    def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False,
-               types: tuple[str, ...] = ()) -> LaunchResult:
+    def launch(self, request: LaunchRequest) -> LaunchOutcome:
         """Launch the missing seats; above ``fleet_threshold`` of them in one EC2 Fleet call
-        whose overrides cover every default-VPC zone and ``spec.type`` plus ``types``
-        (equivalent nested-capable types the planner allows)."""
+        whose overrides cover every default-VPC zone and ``spec.type`` plus
+        ``request.types`` (equivalent nested-capable types the planner allows). With
+        ``request.exclusive`` the name's launch lock is held throughout, and a failed launch
+        keeps it for the caller's rollback (``lock_held``; the caller calls unlock(name))."""
+        run = LaunchRun(exclusive=request.exclusive)
+        if request.adaptive:
+            self._use_adaptive()  # many calls: client-side rate limiting as well as retries
+        try:
+            result = self._launch(request.spec, request.catalog, request.dry_run,
+                                  request.types, run)
+        except ProviderError as exc:
+            raise exc.with_outcome(self._outcome(run))
+        except KeyboardInterrupt as exc:
+            raise LaunchInterrupted(self._outcome(run), *exc.args) from exc
+        return self._outcome(run, result)
+
+    def _outcome(self, run: LaunchRun, result: LaunchResult | None = None) -> LaunchOutcome:
+        return LaunchOutcome(result=result, attempts=tuple(run.attempts),
+                             created_any=run.created_any and not run.other_holds,
+                             found_live=tuple(run.found_live), lock_held=run.held is not None)
+
+    def _launch(self, spec: LaunchSpec, catalog: Catalog, dry_run: bool,
+                types: tuple[str, ...], run: LaunchRun) -> LaunchResult:
         from providers import _aws_fleet as fleet
 
         all_types = tuple(dict.fromkeys((spec.type, *types)))
-        self.last_attempts = []
-        self.created_any = False
-        plan = self.plan(spec, catalog, all_types, find_group=dry_run)
+        plan = self.plan(spec, catalog, all_types, find_group=dry_run,
+                         exclusive=run.exclusive)
         now = self.clock()
         reused = [to_instance(r, plan.region) for r in plan.existing
                   if r.get("State", {}).get("Name") in LIVE_STATES]
@@ -1223,11 +1283,10 @@ class AwsProvider:
             notes.append("dry run: nothing was created")
             return LaunchResult(**base, instances=reused, reused=[i.id for i in reused],
                                 notes=notes, dry_run=True, requests=reqs)
-        self.found_live = []
-        self.unlock()
+        self.unlock(plan.name)  # a lock an earlier failed launch of the name still held
         # From here on this launch may have created something (a create whose answer is
         # lost counts): a failure before it leaves nothing for a rollback to remove.
-        self.created_any = True
+        run.created_any = True
         made_groups: list[str] = []
         try:
             sg_id, created_sg = self.ensure_security_group(plan, now, made=made_groups)
@@ -1235,21 +1294,21 @@ class AwsProvider:
                       "inbound rule" + (f" except SSH from {plan.spec.ssh_cidr}"
                                         if plan.spec.ssh_cidr else "")
                       for g in created_sg]
-            lock = (fleet.TemplateLock(self, plan, notes) if plan.missing_seats and (
-                self.exclusive or self.use_fleet(plan)) else None)
+            lock = (fleet.TemplateLock(self, plan, notes, run) if plan.missing_seats and (
+                run.exclusive or self.use_fleet(plan)) else None)
             if lock is None:
                 # No lock to take: a template a killed run left is removed here. A lab
                 # (exclusive) did not read it with the plan: it takes the lock when seats
                 # are missing, which removes one; asked only when none are.
-                held = (self._name_template(plan.name, plan.region) if self.exclusive
+                held = (self._name_template(plan.name, plan.region) if run.exclusive
                         else plan.template)
                 if held is not None:
                     notes += self._left_template(dataclasses.replace(plan, template=held))
             plan, reused, new, read_notes = self._create(plan, lock, sg_id, now, all_types,
-                                                         reused, notes)
+                                                         reused, notes, run)
         except BaseException as exc:
-            if not self.exclusive:  # a lab rolls back itself, and says so (see lab.py)
-                self._say_what_is_left(plan, exc, made_groups)
+            if not run.exclusive:  # a lab rolls back itself, and says so (see lab.py)
+                self._say_what_is_left(plan, exc, made_groups, run.found_live)
             raise
         notes += read_notes
         if self.sandbox:
@@ -1260,8 +1319,8 @@ class AwsProvider:
                             reused=[i.id for i in reused], notes=notes)
 
     def _create(self, plan: LaunchPlan, lock: Any, sg_id: str, now: dt.datetime,
-                all_types: tuple[str, ...], reused: list[Instance], notes: list[str]
-                ) -> tuple[LaunchPlan, list[Instance], list[Instance], list[str]]:
+                all_types: tuple[str, ...], reused: list[Instance], notes: list[str],
+                run: LaunchRun) -> tuple[LaunchPlan, list[Instance], list[Instance], list[str]]:
         """Take the launch lock (when ``lock``), launch the missing seats, read them back:
         (the plan as read again under the lock, the seats reused, the new ones, notes)."""
         from providers import _aws_fleet as fleet
@@ -1284,11 +1343,10 @@ class AwsProvider:
                     lock.acquire(sg_id, now)
                 # Another run of this name may have launched between our search and the lock
                 # (we may have waited for it): its seats count as present.
-                plan, reused = self._relist(plan, all_types, notes)
+                plan, reused = self._relist(plan, all_types, notes, run)
             if self.use_fleet(plan):
                 assert lock is not None  # a fleet launches from the lock's template
-                launched, self.last_attempts = fleet.launch_fleet(self, plan, lock, now,
-                                                                  plan.types)
+                launched = fleet.launch_fleet(self, plan, lock, now, plan.types, run)
                 notes.append(f"launched {len(launched)} seat(s) in one EC2 Fleet call "
                              f"({len(plan.types)} type(s) x every default-VPC zone)")
             else:
@@ -1297,12 +1355,14 @@ class AwsProvider:
             done = True
         finally:
             if lock is not None:
-                if done or not self.exclusive:
+                if done or not run.exclusive:
                     lock.release()
                 else:
                     # A lab removes what a failed launch created: it must do so before another
                     # run can take the lock and count those seats as its own. It calls unlock().
-                    self._held = lock
+                    run.held = lock
+                    with self._client_lock:
+                        self._held[plan.name] = lock
         return plan, reused, new, read_notes
 
     def _left_template(self, plan: LaunchPlan) -> list[str]:
@@ -1328,7 +1388,7 @@ class AwsProvider:
         return [f"removed {label} left by an interrupted run: {why}"]
 
     def _say_what_is_left(self, plan: LaunchPlan, exc: BaseException,
-                          made_groups: list[str]) -> None:
+                          made_groups: list[str], found_live: list[str]) -> None:
         """After a failed or interrupted launch: remove the security group this launch made
         when no instance of the name exists, and put exactly what is left of the name on
         ``exc`` (the hint of a nestcloud error; an extra argument of KeyboardInterrupt)."""
@@ -1349,7 +1409,7 @@ class AwsProvider:
             note = (f"what is left of {name!r} could not be listed ({err}): `nestcloud ls "
                     f"--name {name}` shows it, `nestcloud down {name}` removes it")
         else:
-            before = {r["InstanceId"] for r in plan.existing} | set(self.found_live)
+            before = {r["InstanceId"] for r in plan.existing} | set(found_live)
             new = sorted(r["InstanceId"] for r in live if r["InstanceId"] not in before)
             old = sorted(r["InstanceId"] for r in live if r["InstanceId"] in before)
             parts = [f"{_plural('instance', ids)} {', '.join(ids)} ({why})"
@@ -1383,28 +1443,29 @@ class AwsProvider:
             return error_code(exc) == "InvalidGroup.NotFound"
         return True
 
-    def unlock(self) -> None:
-        """Release the launch lock a failed exclusive launch kept for its caller's rollback
-        (see launch); harmless when none is held or `down` already removed it."""
-        held, self._held = self._held, None
+    def unlock(self, name: str) -> None:
+        """Release the launch lock a failed exclusive launch of ``name`` kept for its
+        caller's rollback (see launch); harmless when none is held or `down` removed it."""
+        with self._client_lock:
+            held = self._held.pop(name, None)
         if held is not None:
             held.release()
 
-    def _relist(self, plan: LaunchPlan, types: tuple[str, ...], notes: list[str]
-                ) -> tuple[LaunchPlan, list[Instance]]:
+    def _relist(self, plan: LaunchPlan, types: tuple[str, ...], notes: list[str],
+                run: LaunchRun) -> tuple[LaunchPlan, list[Instance]]:
         """The plan with the name's seats read again (under the launch lock), and the live
         ones. Seats found now that the first read did not see belong to another run: they
-        are kept in ``found_live`` so a failed launch does not remove them."""
+        are kept in ``run.found_live`` so a failed launch does not remove them."""
         existing = self.raw_instances(plan.region, plan.name)
         missing, _ = reconcile(plan.spec, plan.name, plan.region, types, existing)
         live = [to_instance(r, plan.region) for r in existing
                 if r.get("State", {}).get("Name") in LIVE_STATES]
         before = {r["InstanceId"] for r in plan.existing}
-        self.found_live = [i.id for i in live if i.id not in before]
-        if self.found_live:
-            notes.append(f"{len(self.found_live)} seat(s) of {plan.name!r} appeared "
+        run.found_live = [i.id for i in live if i.id not in before]
+        if run.found_live:
+            notes.append(f"{len(run.found_live)} seat(s) of {plan.name!r} appeared "
                               f"meanwhile (another run launched them): "
-                              f"{', '.join(self.found_live)}; launching only the missing ones")
+                              f"{', '.join(run.found_live)}; launching only the missing ones")
         return dataclasses.replace(plan, existing=existing, missing_seats=missing), live
 
     def _run_seats(self, plan: LaunchPlan, sg_id: str, now: dt.datetime
@@ -1439,22 +1500,19 @@ class AwsProvider:
 
     # list / down / console -----------------------------------------------------------------
 
-    def list_ahead(self, name: str) -> list[Instance]:
-        """list(name), kept for the launch plan of that name that follows within
-        AHEAD_TTL_S (a lab's search for its seats right before it launches the missing
-        ones), which then does not read the same seats again. Taken once (see _take_ahead);
-        ``down`` drops it."""
-        check_name(name, "group name")
-        region = self._region(None)
-        raws = self.raw_instances(region, name)
-        self._remember(("existing", region, name), raws)
-        return listed(raws, region)
-
     def list(self, name: str | None = None) -> list[Instance]:
+        """The instances of ``name`` (every name when None). Right after prefetch() for that
+        name (a lab's search before it launches the missing seats) the listing is also kept
+        for the launch plan that follows within AHEAD_TTL_S, which then does not read the
+        same seats again (taken once, see _take_ahead; ``down`` drops it)."""
         if name is not None:
             check_name(name, "group name")  # a filter value: EC2 reads * and ? as wildcards
         region = self._region(None)
-        return listed(self.raw_instances(region, name), region)
+        raws = self.raw_instances(region, name)
+        if name is not None and (region, name) in self._list_for_plan:
+            self._list_for_plan.discard((region, name))
+            self._remember(("existing", region, name), raws)
+        return listed(raws, region)
 
     def leftovers(self, name: str | None = None, instances: Iterable[Instance] | None = None
                   ) -> list[dict[str, str]]:
@@ -1511,8 +1569,11 @@ class AwsProvider:
         for tid in find_templates(self, name, region):  # a launch lock left behind, or ours
             delete_template(self, tid, region)
             result.deleted.append(tid)
-            if self._held is not None and self._held.template_id == tid:
-                self._held.forget()  # a lab's rollback released it: unlock has no work
+            with self._client_lock:
+                held = self._held.get(name)
+                if held is not None and held.template_id == tid:
+                    held.forget()  # a lab's rollback released it: unlock has no work
+                    self._held.pop(name, None)
         if not ids and not result.deleted:
             result.notes.append(f"nothing named {name!r} in {region}")
         return result

@@ -90,13 +90,13 @@ LEFTOVER_KEYS = ["provider", "name", "region", "kind", "id"]
 def _leftovers(provs: list[Any], name: Optional[str], instances: list[Any]
                ) -> list[dict[str, str]]:
     """What names without instances still have (security groups, launch templates...), from
-    the providers that can tell (``leftovers``); `down NAME` removes them."""
+    the providers that declare they can tell (``capabilities.leftovers``); `down NAME`
+    removes them."""
     out: list[dict[str, str]] = []
     for prov in provs:
-        find = getattr(prov, "leftovers", None)
-        if find is not None:
-            mine = [i for i in instances if i.provider == getattr(prov, "name", None)]
-            out += find(name, mine)
+        if prov.capabilities.leftovers:
+            mine = [i for i in instances if i.provider == prov.name]
+            out += prov.leftovers(name, mine)
     return out
 
 

@@ -173,7 +173,7 @@ types:
 def test_sandbox_has_no_azure(cli):
     res = cli("ls", "--provider", "azure", "--sandbox")
     assert res.exit_code == 2
-    assert res.stderr.startswith("error: --sandbox is a local EC2 endpoint: it has no azure\n")
+    assert res.stderr.startswith("error: --sandbox: provider 'azure' has no local endpoint\n")
 
 
 def test_catalog_verify_exit_codes(cli, tmp_path, verify_yaml):
