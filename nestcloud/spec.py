@@ -9,7 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator)
 
 from nestcloud.errors import InputError, SpecError
 from nestcloud.oses import OSES, Hypervisor
@@ -66,6 +67,15 @@ def _tags_rule(v: dict[str, str]) -> dict[str, str]:
     return v
 
 
+def _known_os(alias: str) -> str:
+    if alias not in OSES:
+        raise ValueError(f"unknown OS (one of {', '.join(OSES)})")
+    return alias
+
+
+# An OS alias nestcloud knows (nestcloud.oses); the planner's requests use it too.
+OsAlias = Annotated[str, AfterValidator(_known_os)]
+
 # A time to live as users write it (lab files, ``nestcloud.launch(ttl=...)``, ``Lab(ttl=...)``,
 # `--ttl`): a duration ("90m", "4h", "2d") or a number of hours; duration_seconds() reads it.
 Duration = str | Annotated[float, Field(gt=0, le=MAX_DURATION_S // 3600, allow_inf_nan=False,
@@ -90,7 +100,7 @@ class LaunchOptions(_Strict):
     # building a model's schema is most of what defining it costs (bench/README.md).
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    os: str = "ubuntu-24.04"
+    os: OsAlias = "ubuntu-24.04"
     hypervisor: Hypervisor = "kvm"
     # The level of the guests the user will run (L2 = 2).
     depth: int = Field(default=2, ge=1, le=9)
@@ -112,13 +122,6 @@ class LaunchOptions(_Strict):
     l2_smoke: bool = False
     # AWS: the IAM instance profile (by name) the instances run with.
     instance_profile: str | None = None
-
-    @field_validator("os")
-    @classmethod
-    def _os(cls, v: str) -> str:
-        if v not in OSES:
-            raise ValueError(f"unknown OS (one of {', '.join(OSES)})")
-        return v
 
     @field_validator("ssh_cidr")
     @classmethod

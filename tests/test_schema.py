@@ -160,3 +160,15 @@ def test_unknown_options_are_refused_everywhere() -> None:
     with pytest.raises(LabFileError) as ei:
         parse_lab("name: web\nseats: 1\nseat: {type: x}\nttl: 1\ncolour: blue\n", "lab.yaml")
     assert ei.value.problems == ["lab.yaml:5: colour: unknown key"]
+
+
+def test_plan_requests_know_the_same_oses(tmp_path: Path) -> None:
+    """`plan` takes an OS the same way (nestcloud.spec.OsAlias): an unknown one is bad input
+    naming the flag or keyword, not an empty plan."""
+    message = ("unknown OS (one of ubuntu-24.04, debian-12, rhel-9, al2023, windows-2022, "
+               "windows-2025)")
+    r = CliRunner().invoke(app, ["plan", "--vcpus", "2", "--memory", "4", "--os", "plan9"])
+    assert (r.exit_code, r.stderr) == (2, f"error: --os 'plan9': {message}\n")
+    with pytest.raises(InputError) as ei:
+        nestcloud.plan(2, 4, os="plan9")
+    assert str(ei.value) == f"os: {message} (got 'plan9')"
