@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic import ValidationError, field_validator, model_validator
 
 from nestcloud._yamlio import (MAX_LAB_BYTES, MAX_USER_DATA_BYTES, FileRefused, line_of,
-                               load_yaml, pydantic_problems, read_text_bounded, short_repr)
+                               load_yaml, pydantic_problems, read_text_bounded)
 from nestcloud.checks import Finding
 from nestcloud.errors import (BudgetError, CleanupError, CredentialsError, InputError,
                               LabFileError, MissingDependencyError, NestcloudError,
