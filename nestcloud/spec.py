@@ -16,7 +16,7 @@ from nestcloud.errors import InputError, SpecError
 from nestcloud.oses import OSES, Hypervisor
 
 # IAM's instanceProfileNameType (botocore iam service model): 1-128 of [\w+=,.@-].
-INSTANCE_PROFILE_RE = re.compile(r"^[\w+=,.@-]{1,128}$", re.ASCII)
+INSTANCE_PROFILE_RE = re.compile(r"[\w+=,.@-]{1,128}", re.ASCII)  # whole names: fullmatch
 # A group name, as a whole: \A and \Z, because `$` also matches before a trailing newline
 # (a group created as "lab\n" could never be found again). `.match` and `.fullmatch` agree.
 NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
@@ -138,7 +138,7 @@ class LaunchOptions(_Strict):
     @field_validator("instance_profile")
     @classmethod
     def _instance_profile(cls, v: str | None) -> str | None:
-        if v is not None and not INSTANCE_PROFILE_RE.match(v):
+        if v is not None and not INSTANCE_PROFILE_RE.fullmatch(v):
             raise ValueError("an IAM instance profile name is 1-128 characters: letters, "
                              "digits and + = , . @ _ -")
         return v
