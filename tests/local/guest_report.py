@@ -7,6 +7,7 @@ there because cloud-init needs them. Reports:
 - every WARNING/ERROR/CRITICAL line in /var/log/cloud-init.log, and each traceback's
   exception line,
 - each config module's outcome (the ``finish: <stage>/config-<module>: SUCCESS|FAIL`` events),
+- the slowest cloud-init steps (``cloud-init analyze blame``),
 - the modules our merged cloud-config activates, from cloud-init's own module metadata
   (``activate_by_schema_keys``) for the keys of /var/lib/cloud/instance/cloud-config.txt.
 """
@@ -41,6 +42,9 @@ def main():
     status = subprocess.run(["cloud-init", "status", "--wait", "--long"],
                             capture_output=True, text=True)
     out = {"status_rc": status.returncode, "status_long": status.stdout.strip()}
+    # Where the boot's cloud-init time went (slowest first): for docs/local-boot.md.
+    blame = subprocess.run(["cloud-init", "analyze", "blame"], capture_output=True, text=True)
+    out["blame"] = [line.strip() for line in blame.stdout.splitlines() if "s (" in line][:12]
     with open("/run/cloud-init/result.json") as fh:
         out["result"] = json.load(fh)
     with open(LOG, errors="replace") as fh:

@@ -217,6 +217,8 @@ def test_ready_boot_runs_every_part_without_cloud_init_warnings(
     outcome = {m: report["modules"].get(m, {}).get("result") for m in sorted(used)}
     assert outcome == {m: "SUCCESS" for m in sorted(used)}, outcome
     print(f"\nmodules our debian-12/none user data uses: {outcome}", file=sys.stderr)
+    print("slowest cloud-init steps:\n  " + "\n  ".join(report.get("blame", [])),
+          file=sys.stderr)
 
 
 def test_boot_without_virtualization_reports_failed_checks(
