@@ -30,7 +30,7 @@ ARCH=amd64
 # the kvm profile's packages (about 960 MB with Recommends) plus headroom.
 FS_SIZE=${NESTCLOUD_IMAGE_FS_SIZE:-4G}
 # Debian packages this script runs (apt-get install -y --no-install-recommends ...).
-BUILD_DEPS="mmdebstrap qemu-utils e2fsprogs"
+BUILD_DEPS="mmdebstrap qemu-utils e2fsprogs mount"   # mount: mmdebstrap root mode (a Recommends)
 # What goes in the image besides Essential:yes and apt (--variant=apt). Recommends are not
 # installed (mmdebstrap's default), which keeps the image small.
 INCLUDE=(
