@@ -2,6 +2,8 @@
 # Build the Debian 12 test image that the local real-boot tests start under QEMU.
 #
 #   scripts/build-test-image.sh [CACHE_DIR]        (or NESTCLOUD_IMAGE_CACHE=DIR)
+#   scripts/build-test-image.sh --path [CACHE_DIR] prints where the image is or would be built,
+#                                                  builds nothing (needs neither root nor tools)
 #
 # Prints the image directory on stdout (progress goes to stderr). It holds:
 #   disk.qcow2    the root file system (ext4, no partition table) as qcow2
@@ -18,7 +20,8 @@
 #
 # The image is cached under CACHE_DIR/debian-12-<key>, where <key> hashes this script (the
 # whole recipe is in it) and the settings below: a rebuild happens only when the recipe
-# changes. A lock file serialises concurrent builds of the same key.
+# changes. A lock file serialises concurrent builds of the same key. A cache hit needs neither
+# root nor the build tools.
 #
 # Needs root (mmdebstrap's root mode chroots to run maintainer scripts) and Debian's packages:
 # BUILD_DEPS below, checked up front with one message naming the missing ones.
@@ -46,10 +49,16 @@ INCLUDE=(
 
 die() { echo "build-test-image: $*" >&2; exit 2; }
 
+PRINT_PATH=0
+if [[ ${1:-} == --path ]]; then PRINT_PATH=1; shift; fi
 CACHE_DIR=${1:-${NESTCLOUD_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nestcloud/images}}
 SELF=$(readlink -f "$0")
 KEY=$( { cat "$SELF"; echo "$SUITE $ARCH $FS_SIZE"; } | sha256sum | cut -c1-16)
 OUT="$CACHE_DIR/debian-12-$KEY"
+if ((PRINT_PATH)); then
+  echo "$OUT"
+  exit 0
+fi
 
 if [[ -f "$OUT/manifest.json" ]]; then
   echo "build-test-image: cached $OUT" >&2
@@ -64,7 +73,7 @@ for tool in mmdebstrap qemu-img mkfs.ext4; do
 done
 ((${#missing[@]} == 0)) || die "missing ${missing[*]}: apt-get install -y --no-install-recommends $BUILD_DEPS"
 
-mkdir -p "$CACHE_DIR"
+mkdir -p -- "$CACHE_DIR"
 exec 9>"$CACHE_DIR/.debian-12-$KEY.lock"
 flock 9
 if [[ -f "$OUT/manifest.json" ]]; then   # another build finished while we waited
