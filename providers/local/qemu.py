@@ -86,7 +86,7 @@ def qemu_command(cfg: VmConfig) -> list[str]:
         raise ValueError(f"vcpus {cfg.vcpus} / memory {cfg.memory_mib} MiB: too small for an L1")
     # -nodefaults: no default e1000 NIC (no driver in Debian's cloud kernel), no VGA, no
     # monitor on a virtual console; each device we need is added explicitly below.
-    cmd = [cfg.qemu, "-name", cfg.name, "-nodefaults", "-display", "none",
+    cmd = [cfg.qemu, "-name", cfg.name.replace(",", ",,"), "-nodefaults", "-display", "none",
            "-accel", cfg.accel, "-cpu", cfg.cpu or cpu_model(cfg.accel, cfg.virtualization),
            "-smp", str(cfg.vcpus), "-m", str(cfg.memory_mib),
            "-chardev", f"file,id=serial0,path={Path(cfg.serial_log).absolute()}",

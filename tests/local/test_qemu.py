@@ -67,8 +67,10 @@ def test_command_forwards_ssh_on_loopback_and_boots_a_kernel(tmp_path: Path) -> 
     assert "-daemonize" not in argv
 
 
-def test_command_doubles_commas_in_drive_paths(tmp_path: Path) -> None:
-    argv = qemu.qemu_command(_cfg(tmp_path, disk=tmp_path / "a,b.qcow2", seed=None))
+def test_command_doubles_commas_in_drive_paths_and_the_name(tmp_path: Path) -> None:
+    argv = qemu.qemu_command(_cfg(tmp_path, disk=tmp_path / "a,b.qcow2", seed=None,
+                                  name="lab,process=x"))
+    assert _after(argv, "-name") == ["lab,,process=x"]
     assert _after(argv, "-drive") == [f"file={tmp_path}/a,,b.qcow2,if=virtio,format=qcow2,"
                                       "discard=unmap"]
 
