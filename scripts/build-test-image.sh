@@ -103,16 +103,17 @@ DPKG_OPTS=(
 # The initramfs needs only what mounts the root: virtio-pci, virtio-blk, ext4 (MODULES=list
 # and a hook instead of MODULES=most: a ~7x smaller initrd, which TCG unpacks faster). The
 # hook is not a dpkg conffile, so writing it before the kernel's postinst runs asks nothing.
-# fstab is written here too: mkinitramfs adds fsck.ext4 only for a root that fstab names
-# (without it the boot prints "Warning: fsck not present, so skipping root file system").
+# FSTYPE=ext4: the fsck hook ignores fstab's type for / and probes the root device instead,
+# which does not exist in the build chroot, so without it the initramfs gets no fsck.ext4 and
+# the boot prints "Warning: fsck not present, so skipping root file system".
 setup_initramfs='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"
-echo "/dev/vda / ext4 rw,discard,errors=remount-ro 0 1" > "$1/etc/fstab"
-printf "MODULES=list\nCOMPRESS=gzip\n" > "$1/etc/initramfs-tools/conf.d/nestcloud"
+printf "MODULES=list\nCOMPRESS=gzip\nFSTYPE=ext4\n" > "$1/etc/initramfs-tools/conf.d/nestcloud"
 printf "%s\n" "#!/bin/sh" "[ \"\$1\" = prereqs ] && exit 0" ". /usr/share/initramfs-tools/hook-functions" \
   "manual_add_modules virtio_pci virtio_blk ext4" > "$1/etc/initramfs-tools/hooks/nestcloud"
 chmod 0755 "$1/etc/initramfs-tools/hooks/nestcloud"'
 
 customize='set -e
+echo "/dev/vda / ext4 rw,discard,errors=remount-ro 0 1" > "$1/etc/fstab"
 echo debian > "$1/etc/hostname"
 printf "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n" > "$1/etc/hosts"
 mkdir -p "$1/etc/systemd/network"

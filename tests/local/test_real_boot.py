@@ -216,6 +216,8 @@ def test_ready_boot_runs_every_part_without_cloud_init_warnings(
     assert marker.checks["cpu_flag"]["flag"] == "svm"       # TCG's qemu64 carries AMD-V
     # The user's shell part ran after ours and left its file (its content is on the console).
     assert f"{USER_LINE} user part ran as uid 0" in b.console
+    # The image itself boots clean (the initramfs warned about a missing fsck once).
+    assert [line for line in clean_console(b.console) if line.startswith("Warning:")] == []
     # cloud-init: done, no error, no warning anywhere in its log.
     assert report["result"]["v1"]["errors"] == []
     assert "status: done" in report["status_long"]
