@@ -266,7 +266,7 @@ def test_boot_without_virtualization_reports_failed_checks(
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("NESTCLOUD_REALBOOT_KVM") != "1",
-                    reason="the kvm profile takes ~25 min under TCG: NESTCLOUD_REALBOOT_KVM=1")
+                    reason="the kvm profile takes 18-25 min under TCG: NESTCLOUD_REALBOOT_KVM=1")
 def test_kvm_profile_boot_installs_libvirt_and_is_ready(image: Path, tmp_path: Path) -> None:
     """The kvm profile for real: apt inside the emulated L1 (through QEMU's user-mode NAT to
     Debian's mirror), libvirt up, readiness ready, and no cloud-init warning. Not run by CI."""
