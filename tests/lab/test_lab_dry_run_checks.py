@@ -49,6 +49,8 @@ BAD = {
     "world-open-ssh-v6": {"ssh_cidr": "::/0"},
     "secret-in-user-data": {"user_data": f"#!/bin/sh\nexport AWS_ACCESS_KEY_ID={KEY_ID}\n"},
     "duplicate-key-in-user-data": {"user_data": "#cloud-config\nruncmd: [a]\nruncmd: [b]\n"},
+    # Over what the provider declares (capabilities.tags): 60 tags where AWS takes 50.
+    "too-many-tags": {"tags": {f"k{i}": "v" for i in range(60)}},
 }
 
 
