@@ -654,8 +654,17 @@ class Lab:
                 return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
                                    notes=notes, reused_placement=reused, attempts=rows)
             step(f"waiting for {len(result.instances)} seat(s) to report ready")
-            ready = wait_for_ready(prov, result.instances, timeout_s=timeout_s,
-                                   interval_s=interval_s, sandbox=sandbox)
+            try:
+                ready = wait_for_ready(prov, result.instances, timeout_s=timeout_s,
+                                       interval_s=interval_s, sandbox=sandbox)
+            except KeyboardInterrupt as exc:
+                # The seats exist and bill: say so, not just "interrupted".
+                ids = ", ".join(i.id for i in result.instances)
+                raise KeyboardInterrupt(
+                    f"lab {self.name}: interrupted while waiting for readiness; "
+                    f"{len(result.instances)} seat(s) are still running ({ids}): "
+                    f"`nestcloud lab status` on the lab file shows them, `nestcloud lab down` "
+                    f"or `nestcloud down {self.name}` removes them") from exc
         return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
                            ready=_plain(ready), notes=notes, reused_placement=reused,
                            attempts=rows)
