@@ -52,9 +52,17 @@ class NestcloudError(Exception):
             return f"{self.message}\n  hint: {self.hint}"
         return self.message
 
+    def attempt_rows(self) -> tuple[Attempt, ...]:
+        """The attempt table behind this error, for people and ``--json``."""
+        return self.attempts
+
     def to_dict(self) -> dict[str, Any]:
-        return {"error": type(self).__name__, "message": self.message, "hint": self.hint,
-                "exit_code": self.exit_code}
+        doc: dict[str, Any] = {"error": type(self).__name__, "message": self.message,
+                               "hint": self.hint, "exit_code": self.exit_code}
+        rows = self.attempt_rows()
+        if rows:
+            doc["attempts"] = [a.to_dict() for a in rows]
+        return doc
 
 
 class InputError(NestcloudError):
@@ -138,6 +146,11 @@ class ProviderError(NestcloudError):
         self.provider = provider
         self.scope: Scope | None = scope or self.default_scope
         self.outcome = outcome
+
+    def attempt_rows(self) -> tuple[Attempt, ...]:
+        """The rows the failed launch absorbed (``outcome``), then failover's table."""
+        rows = tuple(self.outcome.attempts) if self.outcome is not None else ()
+        return rows + tuple(a for a in self.attempts if a not in rows)
 
     def with_outcome(self, outcome: LaunchOutcome) -> ProviderError:
         """This error, saying what the failed launch left (a provider's launch boundary sets

@@ -97,12 +97,7 @@ class StopFailover(Exception):
 def attempts_of(exc: BaseException) -> list[Attempt]:
     """The attempt table behind an error: rows its launch absorbed (``outcome``) and the
     failover table (``attempts``)."""
-    rows: list[Attempt] = []
-    if isinstance(exc, ProviderError) and exc.outcome is not None:
-        rows += exc.outcome.attempts
-    if isinstance(exc, NestcloudError):
-        rows += [a for a in exc.attempts if a not in rows]
-    return rows
+    return list(exc.attempt_rows()) if isinstance(exc, NestcloudError) else []
 
 
 def attach(exc: NestcloudError, attempts: list[Attempt]) -> NestcloudError:

@@ -166,12 +166,8 @@ def lab_up(
                          providers=make)
     except NestcloudError as exc:
         rows = attempts_of(exc)
-        if rows:
+        if rows:  # the --json error document (exc.to_dict()) carries them too
             _attempt_table([a.to_dict() for a in rows])
-            doc = exc.to_dict()
-            # The error boundary prints to_dict(): the --json error document carries them too.
-            exc.to_dict = lambda: {**doc,  # type: ignore[method-assign]
-                                   "attempts": [a.to_dict() for a in rows]}
         raise
     except KeyboardInterrupt as exc:
         for note in exc.args:  # the rollback's note: what was removed, or what is left
