@@ -33,9 +33,9 @@ def cli(world: Any) -> Any:
 
     runner = CliRunner()
 
-    def run(*args: str, env: dict[str, str] | None = None) -> Any:
+    def run(*args: str, env: dict[str, str | None] | None = None) -> Any:
         argv = [*args]
-        if "--catalog" not in argv:
+        if "--catalog" not in argv and argv[0] != "userdata":  # userdata reads no catalog
             argv += ["--catalog", str(MEMORY_CATALOG)]
         return runner.invoke(app, argv, env={"NESTCLOUD_DEBUG": "", **(env or {})})
 
@@ -311,3 +311,32 @@ def test_console_marker_is_the_documented_format(memory_plugin: ModuleType) -> N
     assert "NESTCLOUD-L1 {" in text
     marker = parse_marker(text)
     assert marker is not None and marker.ready
+
+
+# -- what the core must not assume about a provider ------------------------------------------
+
+
+def test_userdata_renders_for_a_provider_the_core_never_heard_of(cli: Any) -> None:
+    # The envelope comes from the provider's declaration (here: Capabilities() defaults).
+    res = cli("userdata", "--provider", "memory", "--os", "ubuntu-24.04", "--hypervisor",
+              "kvm", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert (doc["provider"], doc["kind"], doc["limit"], doc["readiness"]) == (
+        "memory", "cloud-config", 16 * 1024, "console")
+    assert doc["size"] <= 16 * 1024
+
+
+def test_ls_and_down_without_provider_find_the_plugin(cli: Any, world: Any) -> None:
+    assert cli(*LAUNCH, "--name", "found").exit_code == 0
+    # No AWS credentials and no Azure subscription: only the plugin is usable, and nothing
+    # may reach a real cloud.
+    env = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None,
+           "AZURE_SUBSCRIPTION_ID": None}
+    res = cli("ls", "--json", env=env)
+    assert res.exit_code == 0, res.output
+    assert [(i["provider"], i["name"]) for i in json.loads(res.stdout)["instances"]] == [
+        ("memory", "found")]
+    down = cli("down", "found", "--yes", "--json", env=env)
+    assert down.exit_code == 0, down.output
+    assert world.instances == {}
