@@ -127,6 +127,12 @@ class MemoryProvider:
             raise InputError(f"memory: unknown region {region!r}")
         self.region = region
 
+    @classmethod
+    def configured(cls) -> bool:
+        """Usable without being named (`ls`/`down` without --provider): there are no
+        credentials to find, installed is configured."""
+        return True
+
     # -- required verbs --------------------------------------------------------------------
 
     def launch(self, request: LaunchRequest) -> LaunchOutcome:
