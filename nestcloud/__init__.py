@@ -108,7 +108,8 @@ def launch(provider: str, type: str, *, region: str | None = None, name: str | N
 
     ``ttl`` is a duration ("90m", "4h") or hours; the instances carry nestcloud:expires and
     ``nestcloud reap`` removes them after it. ``sandbox`` uses the local EC2 endpoint."""
-    from nestcloud.lab import LaunchReport, open_provider
+    from nestcloud.lab import LaunchReport
+    from nestcloud.provider import open_provider
     from nestcloud.launcher import launch as _launch
     from nestcloud.spec import hours_to_seconds, parse_duration
 

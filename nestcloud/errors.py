@@ -18,6 +18,8 @@
     │   └── CleanupError                removing what we created failed; lists what is left
     └── ReadinessTimeout                exit 4: the L1 did not report ready in time
 
+    LaunchInterrupted (a KeyboardInterrupt) Ctrl-C during a launch, with what it left
+
 Library code raises these and never exits; the CLI catches NestcloudError once, prints
 ``str(error)`` and exits with ``error.exit_code``.
 """
@@ -140,6 +142,12 @@ class ProviderError(NestcloudError):
         self.scope: Scope | None = scope or self.default_scope
         self.outcome = outcome
 
+    def with_outcome(self, outcome: LaunchOutcome) -> ProviderError:
+        """This error, saying what the failed launch left (a provider's launch boundary sets
+        it once, for errors raised deep inside where the outcome is not known yet)."""
+        self.outcome = outcome
+        return self
+
 
 class MissingDependencyError(ProviderError):
     """The SDK a provider needs is not installed."""
@@ -184,6 +192,15 @@ class CleanupError(ProviderError):
                  provider: str | None = None) -> None:
         super().__init__(message, hint=hint, provider=provider)
         self.leftovers = leftovers
+
+
+class LaunchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a launch, saying what the launch left (``outcome``), so the caller's
+    rollback knows whether anything of this run exists. Still a KeyboardInterrupt."""
+
+    def __init__(self, outcome: LaunchOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
 
 
 class ReadinessTimeout(NestcloudError):

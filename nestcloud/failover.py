@@ -3,15 +3,16 @@
 The planner ranks places; :func:`candidates` turns its options into an ordered list of
 :class:`Candidate` launches, and :func:`run` tries them in order with a launch callable (the
 only thing that talks to a cloud), recording one :class:`Attempt` row per try. Errors are
-classified by *scope*, so one failure rules out exactly what it says is unusable:
+classified by the *scope* the provider set on them (``ProviderError.scope``, never a cloud's
+error code), so one failure rules out exactly what it says is unusable:
 
-    zone      no capacity there now (InsufficientInstanceCapacity, SkuNotAvailable,
-              AllocationFailed): the next zone/type is tried
-    type      the cloud refused this type here (UnsupportedOperation): the next type
-    region    an account/subscription limit (VcpuLimitExceeded, quota) or a quota check
-              that says no: every other candidate in that region is skipped
-    provider  the provider's SDK is missing: every candidate on that provider is skipped
-    fatal     credentials, refusals, bad input, failed cleanup, unknown errors: stop now
+    zone      no capacity there now: the next zone/type is tried
+    type      the cloud refused this type here: the next type
+    region    a regional limit (quota, throttling) or a quota check that says no: every
+              other candidate in that region is skipped
+    provider  the provider cannot run here (SDK missing): every candidate on it is skipped
+    fatal     credentials, account, a bad request, refusals, bad input, failed cleanup,
+              unknown errors, or a launch callable that says stop (:class:`StopFailover`)
 """
 
 from __future__ import annotations
@@ -20,42 +21,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from nestcloud.errors import (
-    CapacityError,
-    CleanupError,
-    CredentialsError,
-    InputError,
-    MissingDependencyError,
-    NestcloudError,
-    ProviderError,
-    QuotaError,
-    RefusedError,
-    ThrottledError,
-    UnsupportedError,
-)
+from nestcloud.errors import (CapacityError, CleanupError, InputError, NestcloudError,
+                              ProviderError, RefusedError)
 
-Scope = Literal["zone", "type", "region", "provider", "fatal"]
+Verdict = Literal["zone", "type", "region", "provider", "fatal"]
 Outcome = Literal["ok", "failed", "skipped"]
 R = TypeVar("R")
-
-# Error codes (AWS and Azure) by the scope they rule out. A provider's own error class wins
-# where it has one; these catch codes that arrive as a plain ProviderError.
-ZONE_CODES = frozenset({"InsufficientInstanceCapacity", "InsufficientHostCapacity",
-                        "InsufficientCapacity", "SkuNotAvailable", "AllocationFailed",
-                        "ZonalAllocationFailed", "OverconstrainedAllocationRequest",
-                        "OverconstrainedZonalAllocationRequest", "Unsupported"})
-REGION_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded",
-                          "MaxSpotInstanceCountExceeded", "QuotaExceeded",
-                          "OperationNotAllowed"})
-TYPE_CODES = frozenset({"UnsupportedOperation", "InvalidInstanceType"})
-
-# Above this many seats a launch goes through the cloud's fleet engine (AWS: one CreateFleet
-# call with every equivalent type and zone). At 4 or fewer, separate RunInstances calls (each
-# with its own deterministic ClientToken and seat tag) cost no more round trips than template
-# + fleet + template delete, and keep per-seat idempotency.
-FLEET_THRESHOLD = 4
-# Providers whose launch takes several equivalent types at once (``types=``).
-FLEET_PROVIDERS = frozenset({"aws"})
 
 # An equivalent type may be used by failover (or a fleet override) only when its hourly
 # price per seat is at most this much above the planned one, and within the lab's budget:
@@ -89,7 +60,7 @@ class Attempt:
     type: str
     zone: str | None
     outcome: Outcome
-    scope: Scope | None = None
+    scope: Verdict | None = None
     code: str | None = None
     reason: str = ""
 
@@ -105,7 +76,7 @@ ATTEMPT_HEADERS = ["provider", "region", "type", "zone", "outcome", "scope", "co
 
 
 @dataclass
-class LaunchOutcome(Generic[R]):
+class Launched(Generic[R]):
     """What a launch callable returns: its result and the rows it saw itself (e.g. the
     per-override errors of a fleet that still succeeded)."""
 
@@ -114,48 +85,42 @@ class LaunchOutcome(Generic[R]):
     launched_type: str | None = None  # when the launch used an equivalent type
 
 
+class StopFailover(Exception):
+    """Raised by a launch callable: ``error`` ends failover here, whatever its scope (e.g. a
+    partial launch kept by --keep-partial must not be split across places)."""
+
+    def __init__(self, error: NestcloudError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def attempts_of(exc: BaseException) -> list[Attempt]:
-    """Rows a provider attached to an error (``exc.attempts``), else none."""
-    got = getattr(exc, "attempts", None)
-    return list(got) if isinstance(got, list) else []
+    """The attempt table behind an error: rows its launch absorbed (``outcome``) and the
+    failover table (``attempts``)."""
+    rows: list[Attempt] = []
+    if isinstance(exc, ProviderError) and exc.outcome is not None:
+        rows += exc.outcome.attempts
+    if isinstance(exc, NestcloudError):
+        rows += [a for a in exc.attempts if a not in rows]
+    return rows
 
 
-def attach(exc: BaseException, attempts: list[Attempt]) -> BaseException:
-    """Put the attempt table on an error so the CLI can print it."""
-    exc.attempts = list(attempts)  # type: ignore[attr-defined]
+def attach(exc: NestcloudError, attempts: list[Attempt]) -> NestcloudError:
+    """Set the error's attempt table (declared on NestcloudError) so the CLI can print it."""
+    exc.attempts = tuple(attempts)
     return exc
 
 
-def stop_here(exc: BaseException) -> BaseException:
-    """Mark an error fatal for failover (e.g. a partial launch kept by --keep-partial)."""
-    exc._failover_stop = True  # type: ignore[attr-defined]
-    return exc
+_BY_SCOPE: dict[str, Verdict] = {"zone": "zone", "type": "type", "region": "region",
+                                 "provider": "provider"}
 
 
-def classify(exc: BaseException) -> Scope:
-    """Which scope an error rules out."""
-    if getattr(exc, "_failover_stop", False):
+def classify(exc: BaseException) -> Verdict:
+    """Which scope an error rules out: the scope its provider set, else fatal."""
+    if isinstance(exc, RefusedError | InputError | CleanupError):
         return "fatal"
-    if isinstance(exc, CredentialsError | RefusedError | InputError | CleanupError):
-        return "fatal"
-    if isinstance(exc, MissingDependencyError):
-        return "provider"
-    if isinstance(exc, QuotaError):
-        return "region"
-    if isinstance(exc, CapacityError):
-        return "zone"
-    if isinstance(exc, UnsupportedError):
-        return "type"
-    if isinstance(exc, ThrottledError):
-        # Still throttled after the SDK's own retries: that region's API is saturated.
-        return "region"
-    code = exc.code if isinstance(exc, ProviderError) else None
-    if code in ZONE_CODES:
-        return "zone"
-    if code in REGION_CODES:
-        return "region"
-    if code in TYPE_CODES:
-        return "type"
+    if isinstance(exc, ProviderError) and exc.scope is not None:
+        return _BY_SCOPE.get(exc.scope, "fatal")
     return "fatal"
 
 
@@ -167,7 +132,7 @@ def _reason(exc: BaseException) -> str:
     return exc.message if isinstance(exc, NestcloudError) else str(exc) or type(exc).__name__
 
 
-def run(candidates: Sequence[Candidate], launch: Callable[[Candidate], LaunchOutcome[R]], *,
+def run(candidates: Sequence[Candidate], launch: Callable[[Candidate], Launched[R]], *,
         quota: Callable[[Candidate], str | None] | None = None
         ) -> tuple[R, list[Attempt]]:
     """Try ``candidates`` in order until one launches; return its result and every attempt.
@@ -198,9 +163,16 @@ def run(candidates: Sequence[Candidate], launch: Callable[[Candidate], LaunchOut
                 continue
         try:
             out = launch(c)
+        except StopFailover as stop:
+            exc = stop.error
+            attempts += [a for a in attempts_of(exc) if a not in attempts]
+            attempts.append(Attempt(c.provider, c.region, c.type, None, "failed", "fatal",
+                                    _code(exc), _reason(exc)))
+            attach(exc, attempts)
+            raise exc from exc.__cause__
         except NestcloudError as exc:
             scope = classify(exc)
-            attempts += attempts_of(exc)
+            attempts += [a for a in attempts_of(exc) if a not in attempts]
             attempts.append(Attempt(c.provider, c.region, c.type, None, "failed", scope,
                                     _code(exc), _reason(exc)))
             if scope == "fatal":
@@ -271,6 +243,5 @@ def render(attempts: Sequence[Attempt]) -> list[list[str]]:
     return [a.row() for a in attempts]
 
 
-__all__ = ["ATTEMPT_HEADERS", "EQUIVALENT_PRICE_FACTOR", "FLEET_PROVIDERS", "FLEET_THRESHOLD",
-           "Attempt", "Candidate", "LaunchOutcome", "attach", "attempts_of", "candidates",
-           "classify", "run", "stop_here"]
+__all__ = ["ATTEMPT_HEADERS", "EQUIVALENT_PRICE_FACTOR", "Attempt", "Candidate", "Launched",
+           "StopFailover", "Verdict", "attach", "attempts_of", "candidates", "classify", "run"]

@@ -9,7 +9,7 @@ and launches only the missing ones there.
 A first ``up`` is all or nothing: it tries the planner's places in failover order (zone ->
 equivalent type -> region -> provider, ``nestcloud.failover``), removes what each failed
 attempt created before the next, and reports every attempt. Big AWS labs go through one EC2
-Fleet call per region (``providers/_aws_fleet.py``).
+Fleet call per region (``capabilities.fleet_above``).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from nestcloud._yamlio import (MAX_LAB_BYTES, MAX_USER_DATA_BYTES, FileRefused, 
                                load_yaml, pydantic_problems, read_text_bounded, short_repr)
 from nestcloud.checks import Finding
 from nestcloud.errors import (BudgetError, CleanupError, CredentialsError, InputError,
-                              LabFileError, MissingDependencyError, NestcloudError,
-                              RefusedError)
+                              LabFileError, LaunchInterrupted, MissingDependencyError,
+                              NestcloudError, ProviderError, RefusedError)
 from nestcloud.oses import OSES, Hypervisor
 from nestcloud import failover
-from nestcloud.failover import (FLEET_PROVIDERS, FLEET_THRESHOLD, Candidate, LaunchOutcome,
-                                candidates, stop_here)
+from nestcloud.failover import Candidate, Launched, StopFailover, candidates
+from nestcloud.provider import capabilities_of, open_provider
 from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
 from nestcloud.spec import NAME_RE, TAG_LAB, TAG_PREFIX, LaunchSpec, parse_duration
 
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from nestcloud.catalog import Catalog
-    from nestcloud.provider import Provider
+    from nestcloud.bootstrap.wait import WaitReport
+    from nestcloud.provider import LaunchOutcome, Provider, Quota
 
 DEFAULT_READY_TIMEOUT_S = 1200.0
 
@@ -359,9 +360,10 @@ ProviderFactory = Any  # (provider_name, region) -> Provider
 class Lab:
     """A lab: plan it, price it, bring it up, look at it, take it down."""
 
-    # Missing seats above which AWS launches through one EC2 Fleet call (failover then hands
-    # a region's equivalent types over together).
-    fleet_threshold: int = FLEET_THRESHOLD
+    # Missing seats above which a provider launches through one fleet call (failover then
+    # hands a region's equivalent types over together): the provider's
+    # ``capabilities.fleet_above`` unless set here (tests force one path).
+    fleet_threshold: int | None = None
 
     def __init__(self, name: str, seats: int, *, vcpus: int | None = None,
                  memory_gib: float | None = None, type: str | None = None,
@@ -471,35 +473,19 @@ class Lab:
                    ) -> ProviderFactory:
         if factory is not None:
             return factory
-        cache: dict[tuple[str, str], Provider] = {}
+        return provider_cache(sandbox)
 
-        def make(provider: str, region: str) -> Provider:
-            if (provider, region) not in cache:
-                cache[(provider, region)] = open_provider(provider, region, sandbox=sandbox)
-            return cache[(provider, region)]
-
-        return make
-
-    def _big(self, make: ProviderFactory) -> ProviderFactory:
-        """A lab above the fleet threshold sends many calls: its providers use client-side
-        rate limiting (adaptive retries) from their first client on, so no client is built
-        twice in one run."""
-        if self.spec.seats <= self.fleet_threshold:
-            return make
-
-        def adaptive(provider: str, region: str) -> Provider:
-            prov = make(provider, region)
-            if hasattr(prov, "use_adaptive"):
-                prov.use_adaptive()
-            return prov
-
-        return adaptive
+    def _fleet_above(self, prov: Provider) -> int | None:
+        """Missing seats above which ``prov`` launches through one fleet call."""
+        above = prov.capabilities.fleet_above
+        if above is None:
+            return None
+        return self.fleet_threshold if self.fleet_threshold is not None else above
 
     def status(self, *, sandbox: bool = False, providers: ProviderFactory | None = None,
                launching: bool = False) -> LabStatus:
-        """The lab's instances, found by tag in every place it could be. ``launching``: a
-        launch follows at once, and providers that can (``list_ahead``) keep the listing
-        for its plan instead of reading the same seats twice."""
+        """The lab's instances, found by tag in every place it could be (``launching`` is
+        accepted for callers of the earlier signature and changes nothing)."""
         make = self._providers(sandbox, providers)
         found: dict[str, Instance] = {}
         notes: list[str] = []
@@ -508,9 +494,7 @@ class Lab:
             if prov in unusable:
                 continue
             try:
-                p = make(prov, region)
-                ahead = getattr(p, "list_ahead", None) if launching else None
-                listed = ahead(self.name) if ahead is not None else p.list(self.name)
+                listed = make(prov, region).list(self.name)
             except (MissingDependencyError, CredentialsError) as exc:
                 # A lab that allows several clouds must not need credentials for all of them;
                 # the cloud it launches on reports its own error when it is used.
@@ -528,7 +512,7 @@ class Lab:
     def _search_places(self, sandbox: bool) -> list[tuple[str, str]]:
         places = self.places()
         if sandbox:
-            places = [(p, r) for p, r in places if p == "aws"]
+            places = [(p, r) for p, r in places if _has_local_endpoint(p)]
         return places
 
     def up(self, *, dry_run: bool = False, sandbox: bool = False, wait: bool = True,
@@ -571,19 +555,23 @@ class Lab:
         notes: list[str] = []
         req_providers = self.spec.providers
         if sandbox:
-            if req_providers and "aws" not in req_providers:
-                raise InputError(f"lab {self.name}: --sandbox runs on the local EC2 endpoint "
-                                 "only, and the lab allows no aws")
-            req_providers = ["aws"]
-            notes.append("sandbox: planned on AWS prices, launched on the local EC2 endpoint")
+            local = [p for p in (req_providers or self.catalog.providers)
+                     if _has_local_endpoint(p)]
+            if not local:
+                raise InputError(f"lab {self.name}: --sandbox needs a provider with a local "
+                                 "endpoint, and the lab allows none of "
+                                 f"{', '.join(req_providers or self.catalog.providers)}")
+            req_providers = local
+            notes.append(f"sandbox: planned on {', '.join(local)} prices, launched on the "
+                         "local endpoint")
         step("planning")
         reused = False
         existing: list[Instance] = []
         fresh = plan(self.catalog, self.request(budget=False, providers=req_providers))
-        ahead: dict[tuple[str, str, str], Future[str | None]] = {}
+        ahead: dict[tuple[str, str, str], Future[Quota | None]] = {}
         if not dry_run:
             step("looking for seats that already run")
-            providers = self._big(self._providers(sandbox, providers))  # one client per place
+            providers = self._providers(sandbox, providers)  # one client per place
             with self._read_ahead(fresh, providers, ahead):
                 st = self.status(sandbox=sandbox, providers=providers, launching=True)
             existing = st.instances
@@ -628,13 +616,22 @@ class Lab:
             seen = tuple(dict.fromkeys([option.type, *(i.type for i in existing)]))
             cands = [Candidate(option.provider, option.region, seen)]
         else:
-            cands = candidates(res.options, fleet=lambda p: p in FLEET_PROVIDERS
-                               and missing > self.fleet_threshold, budget=self.spec.budget)
+            def fleet(p: str) -> bool:
+                try:
+                    caps = capabilities_of(p)
+                except NestcloudError:  # failover reports it when it gets there
+                    return False
+                above = caps.fleet_above
+                if above is not None and self.fleet_threshold is not None:
+                    above = self.fleet_threshold
+                return above is not None and missing > above
+
+            cands = candidates(res.options, fleet=fleet, budget=self.spec.budget)
         by_place = {(o.provider, o.region, o.type): o for o in res.options}
         launched_at: list[Any] = []
         rolled: list[str] = []
 
-        def attempt(c: Candidate) -> LaunchOutcome[LaunchResult]:
+        def attempt(c: Candidate) -> Launched[LaunchResult]:
             return self._launch_at(c, by_place[(c.provider, c.region, c.type)], make,
                                    missing, bool(existing), keep_partial, step, launched_at,
                                    rolled)
@@ -644,12 +641,18 @@ class Lab:
             if early is not None and missing == self.spec.seats:
                 said = early.result()
             else:
-                said = self._quota(make(c.provider, c.region),
-                                   by_place[(c.provider, c.region, c.type)], missing)
-            if said and said.startswith("quota not checked"):
-                notes.append(f"{c.provider} {c.region}: {said}")
+                said = _quota(make(c.provider, c.region),
+                              by_place[(c.provider, c.region, c.type)])
+            if said is None:
                 return None
-            return said
+            if said.limit is None:  # unknown: failover tries, the cloud refuses if it must
+                notes.append(f"{c.provider} {c.region}: quota not checked: {said.how}")
+                return None
+            need = by_place[(c.provider, c.region, c.type)].vcpus * missing
+            if need > said.limit:
+                return (f"needs {need} vCPUs ({missing} x {c.type}); the on-demand vCPU "
+                        f"quota in {c.region} is {said.limit:g} ({said.how})")
+            return None
 
         try:
             result, attempts = failover.run(cands, attempt,
@@ -689,54 +692,58 @@ class Lab:
 
     def _launch_at(self, c: Candidate, option: PlanOption, make: ProviderFactory,
                    missing: int, rerun: bool, keep_partial: bool, step: Any,
-                   launched_at: list[Any], rolled: list[str]) -> LaunchOutcome[LaunchResult]:
+                   launched_at: list[Any], rolled: list[str]) -> Launched[LaunchResult]:
         """One failover attempt: launch the lab at ``c``; on failure (or Ctrl-C) remove what
         this attempt created there before failover moves on (unless --keep-partial)."""
-        from nestcloud.launcher import launch
+        from nestcloud.launcher import run_launch
 
         prov = make(c.provider, c.region)
         launched_at.append(prov)
-        if missing > self.fleet_threshold and hasattr(prov, "use_adaptive"):
-            prov.use_adaptive()  # many calls: client-side rate limiting as well as retries
-        if hasattr(prov, "exclusive"):
-            # Hold the name's launch lock in the cloud (AWS: its launch template) for the
-            # whole launch, so a concurrent `lab up` on another machine waits, then finds
-            # this run's seats instead of launching its own.
-            prov.exclusive = True
+        caps = prov.capabilities
+        above = self._fleet_above(prov)
         spec = self.launch_spec(option)
         also = f" (or {', '.join(c.types[1:])})" if len(c.types) > 1 else ""
         step(f"launching {missing} seat(s) of {c.type}{also} in {c.provider} {c.region}")
         try:
-            result = launch(spec, self.catalog, prov, types=c.types[1:])
+            # exclusive: hold the name's launch lock in the cloud for the whole launch, so a
+            # concurrent `lab up` on another machine waits, then finds this run's seats
+            # instead of launching its own. adaptive: many calls, client-side rate limiting.
+            outcome = run_launch(spec, self.catalog, prov, types=c.types[1:],
+                                 exclusive=caps.launch_lock,
+                                 adaptive=above is not None and missing > above)
         except (NestcloudError, KeyboardInterrupt) as exc:
+            left = _outcome_of(exc)
             try:
-                self._after_failure(c, prov, exc, rerun, keep_partial, step, rolled)
+                stop = self._after_failure(c, prov, exc, left, rerun, keep_partial, step,
+                                           rolled)
             finally:
-                # A failed launch may keep its cloud lock for the rollback above (AWS), so
-                # that no other run takes the lock and counts this run's seats as its own.
-                unlock = getattr(prov, "unlock", None)
-                if unlock is not None:
-                    unlock()
+                # A failed launch may keep its cloud lock for the rollback above, so that no
+                # other run takes the lock and counts this run's seats as its own.
+                if left is not None and left.lock_held and caps.launch_lock:
+                    prov.unlock(self.name)
+            if stop and isinstance(exc, NestcloudError):
+                raise StopFailover(exc) from exc
             raise
+        result = outcome.result
+        assert result is not None
         kinds = [i.type for i in result.instances]
         launched = max(set(kinds), key=kinds.count) if kinds else c.type
         if launched != result.type:  # a fleet used an equivalent type
             result = result.model_copy(update={"type": launched})
-        return LaunchOutcome(result, list(getattr(prov, "last_attempts", []) or []),
-                             launched_type=launched)
+        return Launched(result, list(outcome.attempts), launched_type=launched)
 
-    def _after_failure(self, c: Candidate, prov: Any, exc: BaseException, rerun: bool,
-                       keep_partial: bool, step: Any, rolled: list[str]) -> None:
+    def _after_failure(self, c: Candidate, prov: Provider, exc: BaseException,
+                       left: LaunchOutcome | None, rerun: bool, keep_partial: bool, step: Any,
+                       rolled: list[str]) -> bool:
         """All or nothing: remove what a failed first launch created at ``c`` (recorded in
-        ``rolled``), unless it must stay; marks ``exc`` when failover must stop here."""
-        if rerun or isinstance(exc, RefusedError | InputError) or getattr(
-                exc, "lock_held", False):
-            return
-        if getattr(prov, "created_any", True) is False:
-            # It failed before its first create (a read, a check): nothing of this run to
-            # remove, and whatever else carries the lab's name belongs to another run.
-            return
-        others = list(getattr(prov, "found_live", None) or [])
+        ``rolled``), unless it must stay. True when failover must stop here."""
+        if rerun or isinstance(exc, RefusedError | InputError):
+            return False
+        if left is not None and not left.created_any:
+            # It failed before its first create (a read, a check, another run's lock): nothing
+            # of this run to remove, and whatever else carries the lab's name is another run's.
+            return False
+        others = list(left.found_live) if left is not None else []
         if others:
             # Another run launched seats of this lab while this one waited for the lock:
             # removing the lab would remove them. Stay here and leave them running.
@@ -744,18 +751,16 @@ class Lab:
                     f"running ({', '.join(others)}); re-run to complete the lab")
             if isinstance(exc, NestcloudError):
                 exc.hint = f"{exc.hint}; {note}" if exc.hint else note
-            stop_here(exc)
-            return
+            return True
         if keep_partial:
-            if _safe_list(prov, self.name):
-                # A kept partial lab stays where it is: failing over would split it.
-                stop_here(exc)
-            return
+            # A kept partial lab stays where it is: failing over would split it.
+            return bool(_safe_list(prov, self.name))
         rolled.append(f"{c.provider} {c.region} {c.type}: " + self._roll_back(prov, exc, step))
+        return False
 
     @contextlib.contextmanager
     def _read_ahead(self, res: PlanResult, make: ProviderFactory,
-                    ahead: dict[tuple[str, str, str], Future[str | None]]) -> Iterator[None]:
+                    ahead: dict[tuple[str, str, str], Future[Quota | None]]) -> Iterator[None]:
         """While the tag search runs, read what a first ``up`` asks for next at the cheapest
         place: its vCPU quota (failover checks quota before a region's first try) and, where
         the provider can (``prefetch``), the launch plan's lookups. A re-run drops them. All
@@ -769,40 +774,21 @@ class Lab:
         except NestcloudError:  # status says why it cannot search there
             yield
             return
-        prefetch = getattr(prov, "prefetch", None)
-        if prefetch is not None:
+        caps = prov.capabilities
+        if caps.prefetch:
             # Only a head start: if it cannot start, the plan reads for itself (and the
             # search reports a place it cannot use).
             with contextlib.suppress(NestcloudError):
-                prefetch(self.launch_spec(o))
-        if getattr(prov, "vcpu_quota", None) is None:
+                prov.prefetch(self.launch_spec(o))
+        if not caps.quota:
             yield
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        # The quota reader makes its client under the provider's client lock (AwsProvider).
+        # The quota reader makes its client under the provider's client lock.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead[(o.provider, o.region, o.type)] = pool.submit(self._quota, prov, o,
-                                                                self.spec.seats)
+            ahead[(o.provider, o.region, o.type)] = pool.submit(_quota, prov, o)
             yield
-
-    def _quota(self, prov: Any, option: PlanOption, missing: int) -> str | None:
-        """Why the region's vCPU quota cannot hold the lab, or None; providers without a
-        quota reader are not checked."""
-        reader = getattr(prov, "vcpu_quota", None)
-        if reader is None:
-            return None
-        from_class = getattr(prov, "quota_covers", lambda _t: True)
-        if not from_class(option.type):
-            return None
-        limit, how = reader(option.region)
-        if limit is None:
-            return how
-        need = option.vcpus * missing
-        if need > limit:
-            return (f"needs {need} vCPUs ({missing} x {option.type}); the on-demand vCPU "
-                    f"quota in {option.region} is {limit:g} ({how})")
-        return None
 
     def _roll_back(self, prov: Provider, exc: BaseException, step: Any) -> str:
         """Remove what a failed first ``up`` created; say so on the error (or raise
@@ -811,9 +797,10 @@ class Lab:
         try:
             removed = prov.down(self.name)
         except NestcloudError as cleanup:
-            left = list(dict.fromkeys([i.id for i in _safe_list(prov, self.name)]
-                                      + list(getattr(cleanup, "leftovers", []) or [])))
-            region = getattr(prov, "region", None)
+            left = list(dict.fromkeys(
+                [i.id for i in _safe_list(prov, self.name)]
+                + (cleanup.leftovers if isinstance(cleanup, CleanupError) else [])))
+            region = prov.region
             raise CleanupError(
                 f"lab {self.name}: the launch failed ({exc}) and removing what it created "
                 f"failed too: {cleanup}; still there"
@@ -860,14 +847,8 @@ def _safe_list(prov: Provider, name: str) -> list[Instance]:
         return []
 
 
-def _plain(report: Any) -> Any:
-    if report is None:
-        return None
-    to_dict = getattr(report, "to_dict", None)  # WaitReport's carries its exit code
-    if to_dict is not None:
-        return to_dict()
-    dump = getattr(report, "model_dump", None)
-    return dump(mode="json") if dump is not None else report
+def _plain(report: WaitReport | None) -> Any:
+    return None if report is None else report.to_dict()  # WaitReport's carries its exit code
 
 
 def res_hint(res: PlanResult, budget: float) -> str:
@@ -884,15 +865,37 @@ def res_hint(res: PlanResult, budget: float) -> str:
     return ", ".join(parts)
 
 
-def open_provider(provider: str, region: str | None, *, sandbox: bool = False) -> Provider:
-    """A provider for one region; with ``sandbox`` AWS talks to the local EC2 endpoint."""
-    from nestcloud.provider import get_provider
+def _has_local_endpoint(provider: str) -> bool:
+    try:
+        return capabilities_of(provider).local_endpoint
+    except NestcloudError:
+        return False
 
-    if sandbox:
-        if provider != "aws":
-            raise InputError(f"--sandbox runs on the local EC2 endpoint only, not {provider}")
-        from nestcloud.sandbox import ensure_endpoint
 
-        return get_provider("aws", region=region, endpoint_url=ensure_endpoint())
-    return get_provider(provider, region=region)
+def _outcome_of(exc: BaseException) -> LaunchOutcome | None:
+    """What a failed launch left, as its provider said (None: it did not say)."""
+    if isinstance(exc, ProviderError | LaunchInterrupted):
+        return exc.outcome
+    return None
 
+
+def _quota(prov: Provider, option: PlanOption) -> Quota | None:
+    """The region's vCPU quota for the option's type (``capabilities.quota``), else None."""
+    if not prov.capabilities.quota:
+        return None
+    return prov.vcpu_quota(option.region, option.type)  # type: ignore[attr-defined,no-any-return]
+
+
+def provider_cache(sandbox: bool = False,
+                   options: dict[str, dict[str, Any]] | None = None) -> ProviderFactory:
+    """A (provider, region) -> provider factory that opens each place once, through
+    ``nestcloud.provider.open_provider`` with each provider's ``options``."""
+    cache: dict[tuple[str, str], Provider] = {}
+
+    def make(provider: str, region: str) -> Provider:
+        if (provider, region) not in cache:
+            cache[(provider, region)] = open_provider(
+                provider, region, sandbox=sandbox, **(options or {}).get(provider, {}))
+        return cache[(provider, region)]
+
+    return make

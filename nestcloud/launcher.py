@@ -6,6 +6,7 @@ checks refuse never reaches a cloud, whoever asked for it.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from nestcloud.spec import LaunchSpec, TagLimits, check_tags
 
 if TYPE_CHECKING:
     from nestcloud.catalog import Catalog
-    from nestcloud.provider import Provider
+    from nestcloud.provider import LaunchOutcome, Provider
 
 WORLD_CIDRS = ("0.0.0.0/0", "::/0")
 # A source network at least this wide (a shorter prefix) counts as world-open unless all of it
@@ -70,17 +71,13 @@ def check_ssh_cidr(cidr: str | None, allow_world: bool) -> str | None:
 
 
 def tag_limits(provider: Provider | str) -> TagLimits | None:
-    """The tag limits a provider declares (``tag_limits`` on its class), by object or by name;
-    None when it declares none. By name, the provider's module is imported, nothing is made."""
+    """The tag limits a provider declares (``capabilities.tags``), by object or by name;
+    None when it declares none. By name, the provider's class is imported, nothing is made."""
     if isinstance(provider, str):
-        from nestcloud.provider import load_factory
+        from nestcloud.provider import capabilities_of
 
-        owner: Any = load_factory(provider)
-    else:
-        owner = type(provider)
-    # A plain class attribute read, not a capability query: Capabilities will carry it.
-    limits = getattr(owner, "tag_limits", None)
-    return limits if isinstance(limits, TagLimits) else None
+        return capabilities_of(provider).tags
+    return provider.capabilities.tags
 
 
 def refusal_message(findings: list[Finding]) -> str:
@@ -110,23 +107,45 @@ def prepare(spec: LaunchSpec, catalog: Catalog) -> tuple[LaunchSpec, list[Findin
     return spec.model_copy(update=updates), findings
 
 
+def run_launch(spec: LaunchSpec, catalog: Catalog, provider: Provider, *,
+               dry_run: bool = False, types: tuple[str, ...] = (), exclusive: bool = False,
+               adaptive: bool = False) -> LaunchOutcome:
+    """Check, then launch ``spec`` through ``provider``: its whole outcome.
+
+    ``types`` (equivalent types), ``exclusive`` (hold the launch lock) and ``adaptive``
+    (client-side rate limiting) go only to a provider whose capabilities declare them."""
+    from nestcloud.provider import LaunchRequest
+
+    ready, findings = prepare(spec, catalog)
+    caps = provider.capabilities
+    check_tags(ready.tags, caps.tags)  # before the provider sends anything
+    request = LaunchRequest(spec=ready, catalog=catalog, dry_run=dry_run,
+                            types=types if caps.fleet_above is not None else (),
+                            exclusive=exclusive and caps.launch_lock,
+                            adaptive=adaptive and caps.adaptive_rate)
+    outcome = provider.launch(request)
+    if outcome.result is None:
+        from nestcloud.errors import ProviderError
+
+        raise ProviderError(f"provider {provider.name!r} returned no result from a launch "
+                            "that did not fail", hint="this is a bug in the provider",
+                            provider=provider.name, outcome=outcome)
+    extra = [f"[{f.severity}] {f.rule}: {f.message}" for f in findings]
+    result = outcome.result.model_copy(update={"notes": extra + list(outcome.result.notes)})
+    return dataclasses.replace(outcome, result=result)
+
+
 def launch(spec: LaunchSpec, catalog: Catalog, provider: Provider | None = None, *,
            dry_run: bool = False, types: tuple[str, ...] = (),
            **provider_options: Any) -> LaunchResult:
-    """Check, then launch ``spec`` (through ``provider`` or the registered one).
-
-    ``types``: equivalent types a fleet-capable provider may also use (failover passes them;
-    only providers whose ``launch`` takes ``types`` get them)."""
-    ready, findings = prepare(spec, catalog)
+    """Check, then launch ``spec`` (through ``provider`` or one opened with
+    ``provider_options``, see ``nestcloud.provider.open_provider``); its result."""
     if provider is None:
-        from nestcloud.provider import get_provider
+        from nestcloud.provider import open_provider
 
-        provider = get_provider(spec.provider, **provider_options)
-    check_tags(ready.tags, tag_limits(provider))  # before the provider sends anything
-    if types:
-        result = provider.launch(ready, catalog, dry_run=dry_run,  # type: ignore[call-arg]
-                                 types=types)
-    else:
-        result = provider.launch(ready, catalog, dry_run=dry_run)
-    extra = [f"[{f.severity}] {f.rule}: {f.message}" for f in findings]
-    return result.model_copy(update={"notes": extra + list(result.notes)})
+        prepare(spec, catalog)  # bad input is refused before any provider is made
+        region = provider_options.pop("region", spec.region)
+        provider = open_provider(spec.provider, region, **provider_options)
+    result = run_launch(spec, catalog, provider, dry_run=dry_run, types=types).result
+    assert result is not None
+    return result

@@ -3,17 +3,24 @@
 Providers live outside the core and register under the entry-point group
 ``nestcloud.providers``; the built-in ``aws`` and ``azure`` do so from pyproject.toml exactly
 as a third-party plugin would. A provider module may import its cloud SDK at module level: the
-registry imports it only when that provider is asked for.
+registry imports it only when that provider is asked for, and ``check``, ``plan`` and the
+CLI read only its class attributes (which need no SDK).
+
+The contract is documented once, on :class:`Provider`; :func:`open_provider` is the one
+factory the CLI, labs, reap and the Python API build providers with.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from nestcloud.errors import MissingDependencyError, ProviderError, UnknownProviderError
+from nestcloud.errors import (InputError, MissingDependencyError, ProviderError,
+                              UnknownProviderError)
 
 if TYPE_CHECKING:  # only annotations: listing providers must not build these models
     from nestcloud.catalog import Catalog
@@ -22,18 +29,6 @@ if TYPE_CHECKING:  # only annotations: listing providers must not build these mo
     from nestcloud.spec import LaunchSpec, TagLimits
 
 GROUP = "nestcloud.providers"
-
-# The pip extra that brings each built-in provider's SDK, and the distributions that extra
-# installs (checked through installed metadata, so asking never imports an SDK).
-EXTRAS: dict[str, str] = {"aws": "aws", "azure": "azure"}
-SDK_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "aws": ("boto3",),
-    "azure": ("azure-mgmt-compute", "azure-mgmt-network", "azure-mgmt-resource",
-              "azure-identity"),
-}
-# Top-level modules whose absence means "install the extra", not "the plugin is broken".
-SDK_MODULES: dict[str, tuple[str, ...]] = {"aws": ("boto3", "botocore"), "azure": ("azure",)}
-
 
 Scope = Literal["zone", "type", "region", "account", "credentials", "request", "provider"]
 """What a provider error rules out, set by the provider (``ProviderError.scope``):
@@ -130,45 +125,73 @@ class Quota:
 class Provider(Protocol):
     """One cloud. Every verb acts on a *named group* of instances found by their tags.
 
-    A provider is a class registered under the entry-point group ``nestcloud.providers``
-    (``name = "package.module:Class [extra]"``; the extra names what ``pip install
-    'nestcloud[extra]'`` brings). Its module must import no cloud SDK at import time: ``check``,
-    ``plan`` and the CLI read the class attributes below without creating anything.
+    **Registering.** A provider is a class registered under the entry-point group
+    ``nestcloud.providers``, e.g. in pyproject.toml::
 
-    Class attributes:
+        [project.entry-points."nestcloud.providers"]
+        mycloud = "nestcloud_mycloud:MyCloud [mycloud]"
 
-    - ``name``: the registered name; ``capabilities``: :class:`Capabilities`;
-      ``options``: the construction options (:class:`ProviderOption`) besides ``region``.
-    - ``rules(spec, catalog, type)`` (classmethod): the provider's own pre-launch rules,
-      returning ``nestcloud.checks.Finding`` lists; pure, no SDK, no I/O.
+    The optional ``[extra]`` names the pip extra of the distribution that brings the cloud's
+    SDK (``pip install 'nestcloud[aws]'``); its ``Requires-Dist`` lines are what `nestcloud
+    providers` reports as missing. The module must import no cloud SDK at import time: the
+    CLI, ``check`` and ``plan`` read the class attributes below without making anything.
 
-    Constructor: ``Provider(region=None, **options)`` with the declared options.
+    **Class attributes** (read by the core instead of probing the object):
 
-    Required verbs:
+    - ``name``: the registered name.
+    - ``capabilities``: :class:`Capabilities`, what the provider offers beyond the required
+      verbs. The core calls an optional verb only when its capability is declared.
+    - ``options``: the construction options besides ``region`` (:class:`ProviderOption`):
+      every command that reaches a cloud offers their flags, and :func:`open_provider`
+      refuses any other option. Declare ``()`` when there are none.
 
-    - ``launch(request)`` makes the group ``request.spec.name`` have ``spec.count`` running
-      instances of ``spec.type`` (or of ``request.types``): it reuses what already runs under
-      that name and launches only what is missing, so re-running converges and never
-      duplicates. Every resource it creates carries the tags ``nestcloud:name``,
-      ``nestcloud:owner``, ``nestcloud:expires`` (when a TTL is set) and the user's tags,
-      written with or before the create call. With ``dry_run`` it sends nothing that creates
-      or changes anything and returns the requests it would send. It returns a
-      :class:`LaunchOutcome`; on failure it raises a ``nestcloud.errors.ProviderError`` whose
-      ``scope`` says what the failure rules out and whose ``outcome`` says what it left.
-    - ``list(name)``: the instances nestcloud created (every name when None), from the
-      cloud's tags only: there is no local state.
-    - ``down(name)`` removes every resource of that name and waits until they are gone;
-      running it again when nothing is left is harmless and succeeds.
-    - ``console(instance)``: the latest serial-console text (``""`` when none yet).
-    - ``verify_catalog(catalog, region)``: the catalog compared with the live API.
+    **Class methods:**
 
-    Optional verbs, called only when ``capabilities`` declares them: ``vcpu_quota(region,
-    type) -> Quota`` (quota), ``prefetch(spec)`` (prefetch), ``unlock(name)`` (launch_lock),
-    ``local_endpoint() -> dict`` (classmethod, local_endpoint: the constructor options that
-    point the provider at a local endpoint it started).
+    - ``configured(**options) -> bool``: whether this provider can be used here without
+      being named (credentials or settings found); `ls`/`down` without ``--provider`` ask
+      every installed provider. It may import the SDK; it must not call the cloud.
+    - ``local_endpoint(note=None) -> dict`` (only with ``capabilities.local_endpoint``):
+      starts (or finds) a local endpoint and returns the constructor options that point the
+      provider at it (``--sandbox``); ``"region"`` in it is the default region there. ``note``
+      (a callable taking one line, or None) hears what it started, for the user.
 
-    Errors are ``nestcloud.errors`` types raised ``from`` the SDK's exception, never SDK
-    exceptions, and their messages never include credentials or authorization headers.
+    **Constructor:** ``Provider(region=None, **options)`` with the declared options.
+
+    **Required verbs:**
+
+    - ``launch(request: LaunchRequest) -> LaunchOutcome`` makes the group
+      ``request.spec.name`` have ``spec.count`` running instances of ``spec.type`` (or of
+      ``request.types``): it reuses what already runs under that name and launches only what
+      is missing, so re-running converges and never duplicates. Every resource it creates
+      carries the tags ``nestcloud:name``, ``nestcloud:owner``, ``nestcloud:expires`` (when a
+      TTL is set) and the user's tags, written with or before the create call. With
+      ``dry_run`` it sends nothing that creates or changes anything and returns the requests
+      it would send. It returns everything the launch did (:class:`LaunchOutcome`) and keeps
+      nothing about the launch on the object (labs launch from several threads). On failure it
+      raises a ``nestcloud.errors.ProviderError`` whose ``scope`` says what the failure rules
+      out (:data:`Scope`) and whose ``outcome`` says what it left (Ctrl-C:
+      ``nestcloud.errors.LaunchInterrupted`` with the same ``outcome``).
+    - ``list(name=None) -> list[Instance]``: the instances nestcloud created (every name
+      when None), from the cloud's tags only: there is no local state.
+    - ``down(name) -> DownResult`` removes every resource of that name and waits until they
+      are gone; running it again when nothing is left is harmless and succeeds.
+    - ``console(instance) -> str``: the latest serial-console text (``""`` when none yet).
+    - ``verify_catalog(catalog, region) -> VerifyResult``: the catalog against the live API.
+
+    **Optional verbs**, called only when ``capabilities`` declares them:
+
+    - ``vcpu_quota(region, type) -> Quota | None`` (``quota``): the on-demand vCPU limit
+      that applies to ``type`` (None: no quota the provider reads applies to that type);
+      ``Quota(None, why)`` when it cannot be read (never raises for that).
+    - ``prefetch(spec)`` (``prefetch``): start the launch's read-only lookups early.
+    - ``unlock(name)`` (``launch_lock``): release the launch lock a failed ``exclusive``
+      launch kept (``outcome.lock_held``) once the caller has rolled back.
+
+    **Errors** are ``nestcloud.errors`` types raised ``from`` the SDK's exception, never SDK
+    exceptions; the provider sets ``scope`` (or uses a subclass whose ``default_scope`` fits:
+    CapacityError zone, UnsupportedError type, QuotaError/ThrottledError region,
+    CredentialsError credentials). Messages never include credentials or authorization
+    headers, and no caller reads meaning from message text.
     """
 
     name: ClassVar[str]
@@ -188,25 +211,32 @@ class Provider(Protocol):
 
 
 class QuotaReader(Protocol):
-    def vcpu_quota(self, region: str, type: str) -> Quota: ...
+    """``capabilities.quota``."""
+
+    def vcpu_quota(self, region: str, type: str) -> Quota | None: ...
 
 
 class Prefetcher(Protocol):
+    """``capabilities.prefetch``."""
+
     def prefetch(self, spec: LaunchSpec) -> None: ...
 
 
 class Locker(Protocol):
+    """``capabilities.launch_lock``."""
+
     def unlock(self, name: str) -> None: ...
 
 
-ProviderFactory = Callable[..., Provider]
+ProviderClass = Any  # a class following Provider (its ClassVars are read before it is made)
 
-_extra: dict[str, ProviderFactory] = {}
+_extra: dict[str, ProviderClass] = {}
 
 
-def register(name: str, factory: ProviderFactory) -> None:
-    """Register a provider in-process (tests, notebooks); entry points are the normal way."""
-    _extra[name] = factory
+def register(name: str, cls: ProviderClass) -> None:
+    """Register a provider class in-process (tests, notebooks); entry points are the normal
+    way. The class declares ``name``, ``capabilities`` and ``options`` like any provider."""
+    _extra[name] = cls
 
 
 def _entry_points() -> dict[str, EntryPoint]:
@@ -218,17 +248,45 @@ def available() -> list[str]:
     return sorted(set(_entry_points()) | set(_extra))
 
 
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+
+def _extra_requirements(ep: EntryPoint) -> list[str]:
+    """The distribution names the entry point's extras require, read from the installed
+    metadata of the distribution that registers it (``Requires-Dist: boto3; extra == "aws"``)."""
+    if not ep.extras or ep.dist is None:
+        return []
+    wanted = set(ep.extras)
+    out: list[str] = []
+    for line in ep.dist.requires or []:
+        req, _, marker = line.partition(";")
+        m = _EXTRA_MARKER.search(marker)
+        if m is None or m.group(1) not in wanted:
+            continue
+        dist = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+        if dist and dist.group(1) not in out:
+            out.append(dist.group(1))
+    return out
+
+
 def missing_sdk(name: str) -> list[str]:
-    """The SDK distributions provider ``name`` needs that are not installed (no import)."""
+    """The distributions provider ``name``'s extra needs that are not installed (no import)."""
     from importlib.metadata import PackageNotFoundError, distribution
 
+    ep = _entry_points().get(name)
+    if ep is None or name in _extra:
+        return []
     missing = []
-    for dist in SDK_DISTRIBUTIONS.get(name, ()):
+    for dist in _extra_requirements(ep):
         try:
             distribution(dist)
         except PackageNotFoundError:
             missing.append(dist)
     return missing
+
+
+def _extra_of(ep: EntryPoint) -> str | None:
+    return ep.extras[0] if ep.extras else None
 
 
 def describe() -> list[dict[str, Any]]:
@@ -241,22 +299,24 @@ def describe() -> list[dict[str, Any]]:
                         "missing": [], "extra": None})
             continue
         ep = eps[name]
-        dist = getattr(ep, "dist", None)
         missing = missing_sdk(name)
-        out.append({"name": name, "origin": f"{ep.value} ({dist.name if dist else 'entry point'})",
-                    "installed": not missing, "missing": missing, "extra": EXTRAS.get(name)})
+        value = ep.value.split("[", 1)[0].strip()
+        out.append({"name": name,
+                    "origin": f"{value} ({ep.dist.name if ep.dist else 'entry point'})",
+                    "installed": not missing, "missing": missing, "extra": _extra_of(ep)})
     return out
 
 
-def _install_hint(name: str) -> str:
-    extra = EXTRAS.get(name)
+def _install_hint(ep: EntryPoint) -> str:
+    extra = _extra_of(ep)
     if extra:
-        return f"pip install 'nestcloud[{extra}]'"
-    return f"install the package that provides the {name!r} provider"
+        dist = ep.dist.name if ep.dist else "nestcloud"
+        return f"pip install '{dist}[{extra}]'"
+    return f"install the package that provides the {ep.name!r} provider"
 
 
-def load_factory(name: str) -> ProviderFactory:
-    """The provider class (or factory) registered as ``name``."""
+def load_factory(name: str) -> ProviderClass:
+    """The provider class registered as ``name`` (its module is imported, nothing is made)."""
     if name in _extra:
         return _extra[name]
     eps = _entry_points()
@@ -266,27 +326,94 @@ def load_factory(name: str) -> ProviderFactory:
                                    hint="third-party providers register under the "
                                         f"'{GROUP}' entry-point group")
     ep = eps[name]
+    value = ep.value.split("[", 1)[0].strip()
     try:
-        return ep.load()  # type: ignore[no-any-return]
+        return ep.load()
     except ImportError as exc:
         missing = exc.name or ""
-        own = ep.value.split(":", 1)[0]
-        is_own = bool(missing) and (own == missing or own.startswith(missing + "."))
-        if missing.split(".", 1)[0] in SDK_MODULES.get(name, ()) or (
-                name not in SDK_MODULES and missing and not is_own):
+        own = value.split(":", 1)[0]
+        # A module of the plugin's own top-level package: its code is broken, not its SDK.
+        is_own = bool(missing) and missing.split(".", 1)[0] == own.split(".", 1)[0]
+        if missing and not is_own:
             raise MissingDependencyError(
                 f"provider {name!r} needs the module {missing!r}, which is not installed",
-                hint=_install_hint(name), provider=name) from exc
+                hint=_install_hint(ep), provider=name) from exc
         # The plugin's own code is missing or broken: installing an extra would not help.
         raise ProviderError(
-            f"provider {name!r} is registered as {ep.value!r} but cannot be imported: {exc}",
+            f"provider {name!r} is registered as {value!r} but cannot be imported: {exc}",
             hint="reinstall the package that provides it", provider=name) from exc
     except AttributeError as exc:
         raise ProviderError(
-            f"provider {name!r} is registered as {ep.value!r}, which does not exist: {exc}",
+            f"provider {name!r} is registered as {value!r}, which does not exist: {exc}",
             hint="reinstall the package that provides it", provider=name) from exc
 
 
+def capabilities_of(name: str) -> Capabilities:
+    """What provider ``name`` declares (its class is imported, nothing is made)."""
+    caps: Capabilities = load_factory(name).capabilities
+    return caps
+
+
+def options_of(name: str) -> tuple[ProviderOption, ...]:
+    """The construction options provider ``name`` declares."""
+    opts: tuple[ProviderOption, ...] = load_factory(name).options
+    return opts
+
+
+def open_provider(name: str, region: str | None = None, *, sandbox: bool = False,
+                  note: Callable[[str], None] | None = None, **options: Any) -> Provider:
+    """The one factory: provider ``name`` for ``region`` with its declared ``options``.
+
+    Options that are None are left out (the provider's default, or its declared environment
+    variable, applies). An option the provider does not declare is bad input naming the ones
+    it does. ``sandbox`` points it at its local endpoint (``capabilities.local_endpoint``);
+    a provider without one is bad input too (``note`` hears what starting it did)."""
+    cls = load_factory(name)
+    declared: tuple[ProviderOption, ...] = cls.options
+    known = {o.name: o for o in declared}
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(k for k in given if k not in known)
+    if unknown:
+        offered = ", ".join(f"{o.name} ({o.flag})" for o in declared) or "none"
+        raise InputError(f"provider {name!r} takes no option {', '.join(map(repr, unknown))} "
+                         f"(its options: {offered})")
+    for opt in declared:
+        if opt.name not in given and opt.envvar and os.environ.get(opt.envvar):
+            given[opt.name] = os.environ[opt.envvar]
+    if sandbox:
+        caps: Capabilities = cls.capabilities
+        if not caps.local_endpoint:
+            raise InputError(f"--sandbox: provider {name!r} has no local endpoint",
+                             hint="run without --sandbox (or point it at a local fake "
+                                  "through its own options)")
+        local: dict[str, Any] = dict(cls.local_endpoint(note))
+        default_region = local.pop("region", None)
+        given.update(local)
+        region = region or default_region
+    provider: Provider = cls(region=region, **given)
+    return provider
+
+
 def get_provider(name: str, **options: Any) -> Provider:
-    """Instantiate a provider by name with provider-specific options (region, endpoint...)."""
-    return load_factory(name)(**options)
+    """Instantiate a provider by name with constructor options, unchecked (tests, internal
+    callers that pass more than the declared options, e.g. an SDK session)."""
+    provider: Provider = load_factory(name)(**options)
+    return provider
+
+
+def configured(**options: Any) -> list[str]:
+    """Installed providers that say they can be used here without being named
+    (``configured(**options)`` on each class, given the options it declares)."""
+    out: list[str] = []
+    for row in describe():
+        if not row["installed"]:
+            continue
+        try:
+            cls = load_factory(row["name"])
+        except ProviderError:
+            continue
+        mine = {o.name: options[o.name] for o in cls.options
+                if options.get(o.name) is not None}
+        if cls.configured(**mine):
+            out.append(row["name"])
+    return out

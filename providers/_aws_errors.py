@@ -18,6 +18,7 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
+from nestcloud.provider import Scope
 from nestcloud.errors import (
     CapacityError,
     CredentialsError,
@@ -30,6 +31,8 @@ from nestcloud.errors import (
 )
 
 P = "aws"
+_BAD_REQUEST = frozenset({"InvalidBlockDeviceMapping", "InvalidAMIID.Malformed",
+                          "InvalidAMIID.NotFound"})
 
 CREDENTIAL_HINT = ("configure credentials as for any AWS tool (`aws configure`, `aws sso login`, "
                    "AWS_PROFILE, environment variables), or try everything locally with --sandbox")
@@ -52,6 +55,34 @@ def scrub(text: str) -> str:
     """``text`` without SigV4 credentials, signatures, session tokens or Authorization values
     (the parameter names go too: "Credential=" in a message would invite a second look)."""
     return _SECRETS.sub(lambda m: (m.group(1) or "") + "<redacted>", text)
+
+
+# EC2 error codes by what they rule out (nestcloud.provider.Scope): failover reads the scope
+# set here, never a code. Capacity is per zone ("Unsupported": this type is not offered in
+# the requested zone); a refused type or type/feature combination rules out the type; account
+# limits are per region.
+ZONE_CODES = frozenset({"InsufficientInstanceCapacity", "InsufficientHostCapacity",
+                        "InsufficientCapacity", "Unsupported"})
+TYPE_CODES = frozenset({"UnsupportedOperation", "InvalidInstanceType"})
+REGION_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded",
+                          "MaxSpotInstanceCountExceeded"})
+
+
+def scope_of_code(code: str | None) -> Scope | None:
+    """The scope an EC2 error code rules out (fleet error rows carry only a code)."""
+    if code in ZONE_CODES:
+        return "zone"
+    if code in TYPE_CODES:
+        return "type"
+    if code in REGION_CODES or code in _THROTTLED:
+        return "region"
+    if code in _EXPIRED or code in _REJECTED or code in ("UnauthorizedOperation",
+                                                          "AccessDenied",
+                                                          "AccessDeniedException"):
+        return "credentials"
+    if code is not None and (code.startswith("InvalidParameter") or code in _BAD_REQUEST):
+        return "request"
+    return None
 
 
 def translate(exc: Exception, *, action: str, region: str | None = None,
@@ -116,15 +147,13 @@ def translate(exc: Exception, *, action: str, region: str | None = None,
             return ThrottledError(f"AWS kept throttling the requests to {action}{where}{said}",
                                   hint="wait a minute and run the same command again (it "
                                        "resumes where it stopped)", code=code, provider=P)
-        if code.startswith("InvalidParameter") or code in ("InvalidBlockDeviceMapping",
-                                                           "InvalidAMIID.Malformed",
-                                                           "InvalidAMIID.NotFound"):
+        if code.startswith("InvalidParameter") or code in _BAD_REQUEST:
             return ProviderError(f"AWS rejected a parameter while trying to {action}{where}"
                                  f"{said}", hint="check --image, --key-name, --disk-gib and "
                                  "--type; `--dry-run` prints the exact request", code=code,
-                                 provider=P)
+                                 provider=P, scope="request")
         return ProviderError(f"AWS error while trying to {action}{where}{said}", code=code,
-                             provider=P)
+                             provider=P, scope=scope_of_code(code))
     if isinstance(exc, ResponseParserError):
         return ProviderError(f"the answer of the AWS endpoint could not be read while trying to "
                              f"{action}{where} (not an AWS response: a proxy or a broken "

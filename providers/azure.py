@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from azure.core.credentials import AccessToken, TokenCredential
@@ -57,10 +57,12 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (CleanupError, CredentialsError, InputError, NestcloudError,
-                              ProviderError, QuotaError)
+                              LaunchInterrupted, ProviderError, QuotaError)
 from nestcloud.models import (CatalogDiff, DownResult, Instance, LaunchResult, PlannedRequest,
                               VerifyResult)
 from nestcloud.oses import OSES
+from nestcloud.provider import (Capabilities, LaunchOutcome, LaunchRequest, ProviderOption,
+                                UserDataEnvelope)
 from nestcloud.spec import (TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec,
                             TagLimits, check_name)
 from providers import _azure_plan as plan
@@ -229,14 +231,41 @@ def _redact(body: dict[str, Any]) -> dict[str, Any]:
 class AzureProvider:
     """Azure Resource Manager through the official SDK clients."""
 
-    name = "azure"
-    # ARM tags: 50 per resource, names <= 512 and values <= 256 characters (azure-mgmt-resource
-    # TagsOperations docstrings; Microsoft Learn "Use tags to organize your Azure resources");
-    # names without < > % & \ ? / (Microsoft's ARM API reference for resource tags). Ours
-    # count towards the 50.
-    tag_limits = TagLimits(cloud="Azure", max_tags=50, key_max=512, value_max=256,
-                           added=(TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB),
-                           key_forbidden="<>%&\\?/")
+    name: ClassVar[str] = "azure"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        # Spot VMs (priority Spot) and Windows L1s; no fleet call, no cross-machine launch
+        # lock, no vcpu_quota verb (launch checks the family quota itself, before any write).
+        spot=True,
+        windows=True,
+        # Custom data: at most 65535 bytes (CUSTOM_DATA_MAX); cloud-init gunzips it. Windows
+        # does not run custom data: the CustomScriptExtension runs the script, and Windows
+        # readiness is read through Run Command (console()).
+        user_data=UserDataEnvelope(limit_bytes=plan.CUSTOM_DATA_MAX, gzip=True,
+                                   windows="provider", readiness="console",
+                                   windows_readiness="run-command"),
+        # ARM tags: 50 per resource, names <= 512 and values <= 256 characters
+        # (azure-mgmt-resource TagsOperations docstrings; Microsoft Learn "Use tags to organize
+        # your Azure resources"); names without < > % & \ ? / (Microsoft's ARM API reference
+        # for resource tags). Ours count towards the 50.
+        tags=TagLimits(cloud="Azure", max_tags=50, key_max=512, value_max=256,
+                       added=(TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB),
+                       key_forbidden="<>%&\\?/"),
+    )
+    options: ClassVar[tuple[ProviderOption, ...]] = (
+        ProviderOption("subscription_id", "--subscription", "Azure subscription id.",
+                       envvar=ENV_SUBSCRIPTION),
+        ProviderOption("arm_endpoint", "--arm-endpoint",
+                       "Azure Resource Manager endpoint (sovereign clouds, Azure Stack Hub).",
+                       envvar=ENV_ENDPOINT),
+        ProviderOption("resource_group", "--resource-group",
+                       "An existing resource group to launch into (default: one per group, "
+                       "created and deleted by nestcloud)."),
+    )
+
+    @classmethod
+    def configured(cls, subscription_id: str | None = None, **_: Any) -> bool:
+        """Usable without --provider when a subscription is given or set in the environment."""
+        return bool(subscription_id or os.environ.get(ENV_SUBSCRIPTION))
 
     def __init__(self, region: str | None = None, subscription_id: str | None = None,
                  arm_endpoint: str | None = None, resource_group: str | None = None,
@@ -324,8 +353,20 @@ class AzureProvider:
 
     # -- launch --------------------------------------------------------------------------------
 
-    def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False
-               ) -> LaunchResult:
+    def launch(self, request: LaunchRequest) -> LaunchOutcome:
+        """Create the missing seats (see the Provider protocol). A failure rolls back what
+        this run created and says, in its outcome, whether it had created anything."""
+        created: list[str] = []
+        try:
+            result = self._launch(request.spec, request.catalog, request.dry_run, created)
+        except ProviderError as exc:
+            raise exc.with_outcome(LaunchOutcome(created_any=bool(created)))
+        except KeyboardInterrupt as exc:
+            raise LaunchInterrupted(LaunchOutcome(created_any=bool(created))) from exc
+        return LaunchOutcome(result=result, created_any=bool(result.created))
+
+    def _launch(self, spec: LaunchSpec, catalog: Catalog, dry_run: bool, created: list[str]
+                ) -> LaunchResult:
         region = spec.region or self.region
         if not region:
             raise InputError("Azure needs a region: pass --region (e.g. eastus)")
@@ -457,7 +498,6 @@ class AzureProvider:
                                 dry_run=True, requests=[st.planned() for st in steps],
                                 reused=[v.id for v in existing.values()], notes=notes)
 
-        created: list[str] = []
         created_lock = threading.Lock()
         made_group = not group_exists
 

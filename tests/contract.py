@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import pytest
 
 from nestcloud.catalog import Catalog
-from nestcloud.provider import Provider
+from nestcloud.provider import (Capabilities, LaunchOutcome, LaunchRequest, Provider,
+                                ProviderOption)
 from nestcloud.spec import TAG_NAME, TAG_OWNER, LaunchSpec
 
 
@@ -45,9 +46,36 @@ class ProviderContract:
         assert isinstance(target.provider, Provider)
         assert isinstance(target.provider.name, str) and target.provider.name
 
+    def test_declares_its_contract_on_the_class(self, target: ContractTarget) -> None:
+        cls = type(target.provider)
+        assert cls.name == target.provider.name
+        assert isinstance(cls.capabilities, Capabilities)
+        assert isinstance(cls.options, tuple)
+        assert all(isinstance(o, ProviderOption) and o.flag.startswith("--")
+                   for o in cls.options)
+        assert len({o.name for o in cls.options}) == len(cls.options)
+        # Optional verbs exist exactly when declared (the core calls them only then).
+        caps = cls.capabilities
+        for verb, declared in (("vcpu_quota", caps.quota), ("prefetch", caps.prefetch),
+                               ("unlock", caps.launch_lock),
+                               ("local_endpoint", caps.local_endpoint)):
+            if declared:
+                assert callable(getattr(cls, verb, None)), verb
+        assert callable(getattr(cls, "configured", None))
+
+    def test_launch_returns_its_whole_outcome(self, target: ContractTarget) -> None:
+        p = target.provider
+        out = p.launch(LaunchRequest(target.make_spec("ct-outcome", 1), target.catalog))
+        assert isinstance(out, LaunchOutcome)
+        assert out.result is not None and len(out.result.created) == 1
+        assert out.created_any is True and out.lock_held is False
+        again = p.launch(LaunchRequest(target.make_spec("ct-outcome", 1), target.catalog))
+        assert again.result is not None and again.result.created == []
+        assert p.down("ct-outcome").terminated
+
     def test_launch_then_list(self, target: ContractTarget) -> None:
         p = target.provider
-        res = p.launch(target.make_spec("ct-one", 2), target.catalog)
+        res = p.launch(LaunchRequest(target.make_spec("ct-one", 2), target.catalog)).result
         assert not res.dry_run
         assert len(res.created) == 2 and res.reused == []
         listed = p.list("ct-one")
@@ -61,19 +89,19 @@ class ProviderContract:
 
     def test_relaunch_converges(self, target: ContractTarget) -> None:
         p = target.provider
-        first = p.launch(target.make_spec("ct-again", 2), target.catalog)
-        again = p.launch(target.make_spec("ct-again", 2), target.catalog)
+        first = p.launch(LaunchRequest(target.make_spec("ct-again", 2), target.catalog)).result
+        again = p.launch(LaunchRequest(target.make_spec("ct-again", 2), target.catalog)).result
         assert again.created == []
         assert sorted(again.reused) == sorted(first.created)
         assert len(p.list("ct-again")) == 2
-        grown = p.launch(target.make_spec("ct-again", 3), target.catalog)
+        grown = p.launch(LaunchRequest(target.make_spec("ct-again", 3), target.catalog)).result
         assert len(grown.created) == 1 and len(grown.reused) == 2
         assert sorted(i.seat for i in p.list("ct-again")) == [0, 1, 2]
 
     def test_down_removes_everything_and_repeats_harmlessly(self, target: ContractTarget
                                                            ) -> None:
         p = target.provider
-        res = p.launch(target.make_spec("ct-down", 2), target.catalog)
+        res = p.launch(LaunchRequest(target.make_spec("ct-down", 2), target.catalog)).result
         assert target.leftovers("ct-down")
         gone = p.down("ct-down")
         assert sorted(gone.terminated) == sorted(res.created)
@@ -85,8 +113,8 @@ class ProviderContract:
 
     def test_list_filters_by_name(self, target: ContractTarget) -> None:
         p = target.provider
-        p.launch(target.make_spec("ct-a", 1), target.catalog)
-        p.launch(target.make_spec("ct-b", 1), target.catalog)
+        p.launch(LaunchRequest(target.make_spec("ct-a", 1), target.catalog)).result
+        p.launch(LaunchRequest(target.make_spec("ct-b", 1), target.catalog)).result
         assert [i.name for i in p.list("ct-a")] == ["ct-a"]
         assert sorted(i.name for i in p.list()) == ["ct-a", "ct-b"]
         assert p.list("ct-missing") == []
@@ -95,7 +123,7 @@ class ProviderContract:
 
     def test_dry_run_creates_nothing(self, target: ContractTarget) -> None:
         p = target.provider
-        res = p.launch(target.make_spec("ct-dry", 2), target.catalog, dry_run=True)
+        res = p.launch(LaunchRequest(target.make_spec("ct-dry", 2), target.catalog, dry_run=True)).result
         assert res.dry_run and res.requests
         assert res.created == []
         assert p.list("ct-dry") == []
@@ -103,5 +131,5 @@ class ProviderContract:
 
     def test_console_is_text(self, target: ContractTarget) -> None:
         p = target.provider
-        res = p.launch(target.make_spec("ct-console", 1), target.catalog)
+        res = p.launch(LaunchRequest(target.make_spec("ct-console", 1), target.catalog)).result
         assert isinstance(p.console(res.instances[0]), str)

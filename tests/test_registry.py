@@ -14,13 +14,22 @@ from nestcloud.errors import MissingDependencyError, ProviderError, UnknownProvi
 from nestcloud.provider import GROUP, Provider
 
 PLUGIN_SOURCE = '''
+from nestcloud.provider import Capabilities
+
 class {cls}:
     name = "{name}"
+    capabilities = Capabilities()
+    options = ()
 
-    def __init__(self, **options):
-        self.options = options
+    @classmethod
+    def configured(cls, **options):
+        return False
 
-    def launch(self, spec, catalog, *, dry_run=False):
+    def __init__(self, region=None, **options):
+        self.region = region
+        self.given = dict(options, region=region)
+
+    def launch(self, request):
         raise NotImplementedError
 
     def list(self, name=None):
@@ -61,8 +70,10 @@ def fake_entry_point(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> 
 
 def test_builtins_are_registered_by_entry_point_like_a_plugin() -> None:
     eps = {ep.name: ep for ep in entry_points(group=GROUP)}
-    assert eps["aws"].value == "providers.aws:AwsProvider"
-    assert eps["azure"].value == "providers.azure:AzureProvider"
+    assert eps["aws"].value == "providers.aws:AwsProvider [aws]"
+    assert eps["azure"].value == "providers.azure:AzureProvider [azure]"
+    # The pip extra is the entry point's: no table in the core names it.
+    assert eps["aws"].extras == ["aws"] and eps["azure"].extras == ["azure"]
     assert eps["aws"].dist is not None and eps["aws"].dist.name == "nestcloud"
     assert {"aws", "azure"} <= set(reg.available())
 
@@ -96,7 +107,7 @@ def test_missing_boto3_names_the_aws_extra(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "fake_aws_provider.py").write_text("import boto3\nclass Cloud: ...\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ModuleNotFoundError
-    fake_entry_point(monkeypatch, "aws", "fake_aws_provider:Cloud")
+    fake_entry_point(monkeypatch, "aws", "fake_aws_provider:Cloud [aws]")
     with pytest.raises(MissingDependencyError) as info:
         reg.get_provider("aws")
     err = info.value
@@ -114,7 +125,7 @@ def test_missing_azure_sdk_names_the_azure_extra(tmp_path: Path,
         "from azure.mgmt.compute import ComputeManagementClient\nclass Cloud: ...\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, "azure.mgmt.compute", None)
-    fake_entry_point(monkeypatch, "azure", "fake_azure_provider:Cloud")
+    fake_entry_point(monkeypatch, "azure", "fake_azure_provider:Cloud [azure]")
     with pytest.raises(MissingDependencyError) as info:
         reg.load_factory("azure")
     assert info.value.hint == "pip install 'nestcloud[azure]'"
@@ -171,7 +182,7 @@ def test_a_third_party_plugin_is_found_through_its_entry_point(
     assert "mycloud" in reg.available()
     provider = reg.get_provider("mycloud", region="x-1")
     assert type(provider).__module__ == "nestcloud_mycloud"
-    assert provider.options == {"region": "x-1"}  # type: ignore[attr-defined]
+    assert provider.given == {"region": "x-1"}  # type: ignore[attr-defined]
     assert isinstance(provider, Provider)  # it satisfies the protocol
     row = next(r for r in reg.describe() if r["name"] == "mycloud")
     assert row == {"name": "mycloud", "origin": "nestcloud_mycloud:Cloud (nestcloud_mycloud)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,9 @@ from nestcloud.bootstrap.marker import Marker, parse_marker, parse_payload
 from nestcloud.bootstrap.profiles import TAG_L1, not_verifiable_reason
 from nestcloud.errors import CredentialsError, MissingDependencyError, ProviderError
 from nestcloud.models import Instance
+
+if TYPE_CHECKING:
+    from nestcloud.provider import Provider
 
 Status = Literal["ready", "failed", "timeout", "not-verifiable"]
 SANDBOX_MESSAGE = "sandbox: no guest boots, readiness cannot be shown"
@@ -72,8 +75,8 @@ class WaitReport(BaseModel):
         return "\n".join(lines) or self.message
 
 
-def _provider_name(provider: Any) -> str:
-    return str(getattr(provider, "name", type(provider).__name__))
+def _provider_name(provider: Provider) -> str:
+    return provider.name
 
 
 def _from_marker(inst: Instance, marker: Marker, source: Literal["console", "tag"],
@@ -86,7 +89,7 @@ def _from_marker(inst: Instance, marker: Marker, source: Literal["console", "tag
                              waited_s=round(waited, 1))
 
 
-def wait_for_ready(provider: Any, instances: Sequence[Instance], *, timeout_s: float,
+def wait_for_ready(provider: Provider, instances: Sequence[Instance], *, timeout_s: float,
                    interval_s: float = 10.0, sandbox: bool = False,
                    clock: Callable[[], float] | None = None,
                    sleep: Callable[[float], None] | None = None,

@@ -4,21 +4,22 @@ a bad value is exit 2 with one message naming the flag, and nothing reaches a cl
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 from pathlib import Path
 from typing import Any
 
 from nestcloud.errors import InputError
 
-# Provider settings some commands take as flags: (parameter, flag, the provider's option).
-# A flag applies to a provider whose factory takes that option (see make_provider); given on
-# the command line to one that does not, it is refused instead of silently dropped. Values
-# from the environment (AZURE_SUBSCRIPTION_ID...) are settings, not requests, and never count.
-PROVIDER_FLAGS: tuple[tuple[str, str, str], ...] = (
-    ("subscription", "--subscription", "subscription_id"),
-    ("arm_endpoint", "--arm-endpoint", "arm_endpoint"),
-    ("resource_group", "--resource-group", "resource_group"),
+# The provider flags every command that reaches a cloud offers (typer needs its options when
+# a command is defined, and reading every installed provider's class then would slow start-up).
+# Each flag goes to the provider that declares it (``ProviderOption.flag``); given on the
+# command line to providers none of which declares it, it is refused instead of silently
+# dropped. Values from the environment (AZURE_SUBSCRIPTION_ID...) are settings, not requests,
+# and never count. (typer parameter, flag)
+PROVIDER_FLAGS: tuple[tuple[str, str], ...] = (
+    ("subscription", "--subscription"),
+    ("arm_endpoint", "--arm-endpoint"),
+    ("resource_group", "--resource-group"),
 )
 
 
@@ -28,25 +29,76 @@ def given_on_command_line(ctx: Any, param: str) -> bool:
     return getattr(source, "name", None) == "COMMANDLINE"
 
 
-def _takes(provider: str, option: str) -> bool:
-    from nestcloud.provider import available, load_factory
+def check_provider_name(name: str) -> None:
+    """InputError for a provider name no plugin registers, naming the known ones."""
+    from nestcloud.provider import available
 
-    if provider not in available():
-        return True  # make_provider reports an unknown provider, with the known ones
-    try:
-        params = inspect.signature(load_factory(provider)).parameters.values()
-    except (TypeError, ValueError):  # no signature to read: let the provider decide
-        return True
-    return any(p.kind is p.VAR_KEYWORD or p.name == option for p in params)
+    if name not in available():
+        raise InputError(f"--provider {name!r}: unknown provider "
+                         f"(known: {', '.join(available())})")
 
 
-def refuse_foreign_flags(ctx: Any, providers: list[str]) -> None:
-    """InputError for a provider flag given on the command line that none of ``providers``
-    takes (``--resource-group`` with ``--provider aws``)."""
-    for param, flag, option in PROVIDER_FLAGS:
-        if param in ctx.params and given_on_command_line(ctx, param) and not any(
-                _takes(p, option) for p in providers):
+def _declared(provider: str) -> dict[str, str]:
+    """flag -> option name, as ``provider`` declares them."""
+    from nestcloud.provider import options_of
+
+    return {o.flag: o.name for o in options_of(provider)}
+
+
+def _pairs(ctx: Any) -> list[tuple[str, str]]:
+    """``--provider-option KEY=VALUE`` entries, checked for their shape."""
+    out = []
+    for item in ctx.params.get("provider_option") or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--provider-option {item!r}: expected KEY=VALUE "
+                             "(e.g. -o subscription_id=...)")
+        out.append((key.strip(), value))
+    return out
+
+
+def provider_options(ctx: Any, providers: list[str], *, tolerant: bool = False
+                     ) -> dict[str, dict[str, Any]]:
+    """Each provider's construction options from this command's provider flags and
+    ``--provider-option KEY=VALUE`` entries (KEY: an option's name or its flag).
+
+    A flag given on the command line that none of ``providers`` declares is bad input
+    naming the flag (``--resource-group`` with ``--provider aws``). ``tolerant`` (labs, reap:
+    several providers, some maybe unusable here): a provider whose class cannot be loaded
+    declares nothing, and reports its own error when it is used."""
+    from nestcloud.errors import ProviderError
+
+    declared: dict[str, dict[str, str]] = {}
+    for p in providers:
+        check_provider_name(p)
+        try:
+            declared[p] = _declared(p)
+        except ProviderError:
+            if not tolerant:
+                raise
+            declared[p] = {}
+    out: dict[str, dict[str, Any]] = {p: {} for p in providers}
+    for param, flag in PROVIDER_FLAGS:
+        value = ctx.params.get(param)
+        if value is None:
+            continue
+        takers = [p for p in providers if flag in declared[p]]
+        if not takers and given_on_command_line(ctx, param):
             raise InputError(f"{flag} does not apply to --provider {', '.join(providers)}")
+        for p in takers:
+            out[p][declared[p][flag]] = value
+    for key, value in _pairs(ctx):
+        flag = key if key.startswith("--") else "--" + key.replace("_", "-")
+        takers = [p for p in providers if key in declared[p].values() or flag in declared[p]]
+        if not takers:
+            offered = sorted({n for d in declared.values() for n in d.values()})
+            raise InputError(f"--provider-option {key}: not an option of --provider "
+                             f"{', '.join(providers)} (its options: "
+                             f"{', '.join(offered) or 'none'})")
+        for p in takers:
+            name = key if key in declared[p].values() else declared[p][flag]
+            out[p][name] = value
+    return out
 
 
 def check_region(region: str | None, providers: list[str], catalog_path: Path | None,

@@ -145,18 +145,16 @@ def register(app: typer.Typer) -> None:
         """
         json_mode(as_json)
         from nestcloud.bootstrap.wait import wait_for_ready
-        from nestcloud.cli._inputs import check_region, check_seconds, refuse_foreign_flags
-        from nestcloud.cli.cloud_cmd import make_provider
+        from nestcloud.cli import cloud_cmd
+        from nestcloud.cli._inputs import check_region, check_seconds, provider_options
         from nestcloud.spec import check_name
 
         check_name(name, "NAME")
         timeout_s = parse_timeout(timeout)
         check_seconds("--interval", interval)
-        refuse_foreign_flags(ctx, [provider])
+        provider_options(ctx, [provider])  # flags the provider does not declare: exit 2 now
         check_region(region, [provider], catalog_path)
-        prov = make_provider(provider, region=region, sandbox=sandbox,
-                             subscription=subscription, arm_endpoint=arm_endpoint,
-                             resource_group=resource_group)
+        prov = cloud_cmd.open_for(ctx, provider, region=region, sandbox=sandbox)
         instances = prov.list(name)
         if not instances:
             raise InputError(f"no instances named {name!r} on {provider}"

@@ -13,10 +13,14 @@ from typing import Any, Optional
 import typer
 
 from nestcloud.cli._app import emit_json, info, json_mode, table
-from nestcloud.errors import InputError
+from nestcloud.errors import InputError, NestcloudError
 
 SandboxOpt = typer.Option(False, "--sandbox",
-                          help="Use the local EC2 endpoint (also NESTCLOUD_SANDBOX=1).")
+                          help="Use the provider's local endpoint (AWS: a local EC2 endpoint; "
+                               "also NESTCLOUD_SANDBOX=1).")
+ProviderOptionOpt = typer.Option([], "--provider-option", "-o", metavar="KEY=VALUE",
+                                 help="A construction option the provider declares (by name "
+                                      "or flag, e.g. -o subscription_id=...); repeatable.")
 SubscriptionOpt = typer.Option(None, "--subscription", envvar="AZURE_SUBSCRIPTION_ID",
                                help="Azure subscription id.")
 ArmEndpointOpt = typer.Option(None, "--arm-endpoint", envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
@@ -29,53 +33,43 @@ CatalogOpt = typer.Option(None, "--catalog", envvar="NESTCLOUD_CATALOG",
                           help="Catalog whose regions --region is checked against.")
 
 
-def make_provider(name: str, *, region: Optional[str], sandbox: bool,
-                  subscription: Optional[str] = None, arm_endpoint: Optional[str] = None,
-                  resource_group: Optional[str] = None) -> Any:
-    """The provider object for these CLI options (starting the sandbox when asked)."""
-    from nestcloud.provider import available, get_provider
+def open_for(ctx: Any, name: str, *, region: Optional[str], sandbox: bool) -> Any:
+    """The provider ``name`` for this command's options (one factory:
+    ``nestcloud.provider.open_provider``; the sandbox's start is reported on stderr)."""
+    from nestcloud.cli._inputs import provider_options
+    from nestcloud.provider import open_provider
 
-    if name not in available():
-        raise InputError(f"--provider {name!r}: unknown provider "
-                         f"(known: {', '.join(available())})")
-    if name == "aws":
-        if sandbox:
-            from nestcloud import sandbox as sb
+    opts = provider_options(ctx, [name])[name]
+    return open_provider(name, region, sandbox=sandbox, note=info, **opts)
 
-            st, started = sb.start()
-            if started:
-                info(f"sandbox: started the local EC2 endpoint at {st.url} "
-                     "(`nestcloud sandbox stop` removes it)")
-            return get_provider("aws", region=region or sb.DEFAULT_REGION,
-                                endpoint_url=st.url, session=sb.session())
-        return get_provider("aws", region=region)
+
+def configured_providers(ctx: Any, sandbox: bool) -> list[str]:
+    """Providers `ls`/`down` ask when --provider is not given: installed, and configured by
+    their own judgement (``configured()``); with --sandbox, those with a local endpoint."""
+    from nestcloud.cli._inputs import PROVIDER_FLAGS
+    from nestcloud.provider import available, capabilities_of, configured, options_of
+
     if sandbox:
-        raise InputError(f"--sandbox is a local EC2 endpoint: it has no {name}",
-                         hint="for Azure, point --arm-endpoint at a local ARM fake")
-    if name == "azure":
-        return get_provider("azure", region=region, subscription_id=subscription,
-                            arm_endpoint=arm_endpoint, resource_group=resource_group)
-    return get_provider(name, region=region)
-
-
-def configured_providers(sandbox: bool, subscription: Optional[str]) -> list[str]:
-    """Providers `ls`/`down` ask when --provider is not given: installed and configured."""
-    if sandbox:
-        return ["aws"]
-    from nestcloud.provider import describe
-
-    rows = {r["name"]: r for r in describe()}
-    out: list[str] = []
-    if rows.get("aws", {}).get("installed"):
-        import boto3
-
-        if boto3.Session().get_credentials() is not None:
-            out.append("aws")
-    if rows.get("azure", {}).get("installed") and subscription:
-        out.append("azure")
+        out = []
+        for name in available():
+            try:
+                if capabilities_of(name).local_endpoint:
+                    out.append(name)
+            except NestcloudError:
+                continue
+        return out
+    flags = {flag: ctx.params.get(param) for param, flag in PROVIDER_FLAGS}
+    given: dict[str, Any] = {}
+    for name in available():
+        try:
+            given.update({o.name: flags[o.flag] for o in options_of(name)
+                          if flags.get(o.flag) is not None})
+        except NestcloudError:
+            continue
+    out = configured(**given)
     if not out:
-        raise InputError("no provider is configured: no AWS credentials found and no Azure "
-                         "subscription set",
+        raise InputError("no provider is configured: none of the installed providers "
+                         f"({', '.join(available())}) found credentials or settings",
                          hint="pass --provider, configure credentials, or try --sandbox")
     return out
 
@@ -103,33 +97,26 @@ def _wait(provider: Any, instances: list[Any], timeout: float, sandbox: bool
     from nestcloud.bootstrap.wait import wait_for_ready
 
     report = wait_for_ready(provider, instances, timeout_s=timeout, sandbox=sandbox)
-    code = getattr(report, "exit_code", 0)
-    code = code() if callable(code) else code
-    dump = getattr(report, "to_dict", None) or getattr(report, "model_dump", None)
-    doc = dump() if callable(dump) else None
-    text = getattr(report, "summary", None)
-    text = text() if callable(text) else text
+    text = report.summary()
     if text:
-        info(str(text))
-    return doc, int(code or 0)
+        info(text)
+    return report.to_dict(), report.exit_code()
 
 
 def _providers(ctx: Any, provider: str | None, region: str | None, sandbox: bool,
-               subscription: str | None, arm_endpoint: str | None,
-               resource_group: str | None, catalog_path: Optional[Path]
-               ) -> tuple[list[str], list[Any]]:
+               catalog_path: Optional[Path]) -> tuple[list[str], list[Any]]:
     """The providers `ls` and `down` act on: the one named, or every configured one. Their
     flags and --region are checked before any of them is made."""
     from nestcloud import sandbox as sb
-    from nestcloud.cli._inputs import check_region, refuse_foreign_flags
+    from nestcloud.cli._inputs import check_region, provider_options
+    from nestcloud.provider import open_provider
 
     use_sandbox = sb.enabled(sandbox)
-    names = [provider] if provider else configured_providers(use_sandbox, subscription)
-    refuse_foreign_flags(ctx, names)
+    names = [provider] if provider else configured_providers(ctx, use_sandbox)
+    opts = provider_options(ctx, names)
     check_region(region, names, catalog_path)
-    return names, [make_provider(p, region=region, sandbox=use_sandbox,
-                                 subscription=subscription, arm_endpoint=arm_endpoint,
-                                 resource_group=resource_group) for p in names]
+    return names, [open_provider(p, region, sandbox=use_sandbox, note=info, **opts[p])
+                   for p in names]
 
 
 def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command inside
@@ -183,6 +170,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         subscription: Optional[str] = SubscriptionOpt,
         arm_endpoint: Optional[str] = ArmEndpointOpt,
         resource_group: Optional[str] = ResourceGroupOpt,
+        provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = JsonOpt,
         catalog_path: Optional[Path] = typer.Option(None, "--catalog",
                                                     envvar="NESTCLOUD_CATALOG"),
@@ -191,13 +179,14 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         json_mode(as_json)
         from nestcloud import sandbox as sb
         from nestcloud.catalog import load_catalog
-        from nestcloud.cli._inputs import check_seconds, refuse_foreign_flags
+        from nestcloud.cli._inputs import check_seconds, provider_options
         from nestcloud.cli.check_cmd import spec_or_input_error
         from nestcloud.launcher import launch, prepare, tag_limits
+        from nestcloud.provider import open_provider
         from nestcloud.spec import check_tags, parse_duration, parse_tags
 
         use_sandbox = sb.enabled(sandbox)
-        refuse_foreign_flags(ctx, [provider])
+        opts = provider_options(ctx, [provider])[provider]
         check_seconds("--timeout", timeout)
         try:
             ttl_s = parse_duration(ttl) if ttl is not None else None
@@ -225,10 +214,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         catalog = load_catalog(catalog_path)
         prepare(spec, catalog)  # refuse bad input before starting anything (sandbox included)
         check_tags(spec.tags, tag_limits(spec.provider))  # what the cloud would reject
-        prov = make_provider(provider, region=region, sandbox=use_sandbox,
-                             subscription=subscription, arm_endpoint=arm_endpoint,
-                             resource_group=resource_group)
-        if spec.region is None and getattr(prov, "region", None):
+        prov = open_provider(provider, region, sandbox=use_sandbox, note=info, **opts)
+        if spec.region is None and prov.region:
             # The SDK's default region (or the sandbox's): check against it too.
             spec = spec.model_copy(update={"region": prov.region})
         result = launch(spec, catalog, prov, dry_run=dry_run)
@@ -257,6 +244,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         subscription: Optional[str] = SubscriptionOpt,
         arm_endpoint: Optional[str] = ArmEndpointOpt,
         resource_group: Optional[str] = ResourceGroupOpt,
+        provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = JsonOpt,
         catalog_path: Optional[Path] = CatalogOpt,
     ) -> None:
@@ -266,8 +254,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
             from nestcloud.spec import check_name
 
             check_name(name, "--name")
-        names, provs = _providers(ctx, provider, region, sandbox, subscription, arm_endpoint,
-                                  resource_group, catalog_path)
+        names, provs = _providers(ctx, provider, region, sandbox, catalog_path)
         instances = [i for prov in provs for i in prov.list(name)]
         if as_json:
             emit_json({"instances": [i.to_dict() for i in instances]})
@@ -290,6 +277,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         subscription: Optional[str] = SubscriptionOpt,
         arm_endpoint: Optional[str] = ArmEndpointOpt,
         resource_group: Optional[str] = ResourceGroupOpt,
+        provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = JsonOpt,
         catalog_path: Optional[Path] = CatalogOpt,
     ) -> None:
@@ -298,8 +286,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         from nestcloud.spec import check_name
 
         check_name(name, "NAME")  # never empty, never a pattern: it selects what is removed
-        _, provs = _providers(ctx, provider, region, sandbox, subscription, arm_endpoint,
-                              resource_group, catalog_path)
+        _, provs = _providers(ctx, provider, region, sandbox, catalog_path)
         found = [i for prov in provs for i in prov.list(name)]
         if found and not yes:
             if as_json or not sys.stdin.isatty():
@@ -393,6 +380,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         subscription: Optional[str] = SubscriptionOpt,
         arm_endpoint: Optional[str] = ArmEndpointOpt,
         resource_group: Optional[str] = ResourceGroupOpt,
+        provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = JsonOpt,
         catalog_path: Optional[Path] = typer.Option(None, "--catalog",
                                                     envvar="NESTCLOUD_CATALOG"),
@@ -401,14 +389,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         json_mode(as_json)
         from nestcloud import sandbox as sb
         from nestcloud.catalog import load_catalog
-        from nestcloud.cli._inputs import check_region, refuse_foreign_flags
+        from nestcloud.cli._inputs import check_region, provider_options
+        from nestcloud.provider import open_provider
 
-        refuse_foreign_flags(ctx, [provider])
+        opts = provider_options(ctx, [provider])[provider]
         check_region(region, [provider], catalog_path)
         cat = load_catalog(catalog_path)
-        prov = make_provider(provider, region=region, sandbox=sb.enabled(sandbox),
-                             subscription=subscription, arm_endpoint=arm_endpoint,
-                             resource_group=resource_group)
+        prov = open_provider(provider, region, sandbox=sb.enabled(sandbox), note=info, **opts)
         res = prov.verify_catalog(cat, region)
         if as_json:
             emit_json({**res.to_dict(), "ok": res.ok})

@@ -124,6 +124,7 @@ lab_app = typer.Typer(help="Labs: many identical seats from one lab file, with T
 
 @lab_app.command("up")
 def lab_up(
+    ctx: typer.Context,
     file: Path = typer.Argument(..., help="The lab file (YAML)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and cost; create "
                                                           "nothing, call no cloud."),
@@ -135,6 +136,17 @@ def lab_up(
                                            "created instead of removing it."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     catalog_path: Optional[Path] = CatalogOpt,
+    subscription: Optional[str] = typer.Option(None, "--subscription",
+                                               envvar="AZURE_SUBSCRIPTION_ID",
+                                               help="Azure subscription id."),
+    arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
+                                               envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
+                                               help="Azure Resource Manager endpoint."),
+    resource_group: Optional[str] = typer.Option(None, "--resource-group",
+                                                 help="Azure resource group."),
+    provider_option: list[str] = typer.Option([], "--provider-option", metavar="KEY=VALUE",
+                                              help="A construction option a provider "
+                                                   "declares; repeatable."),
 ) -> None:
     """Plan, check and budget the lab, then launch every missing seat and wait until ready.
 
@@ -150,10 +162,12 @@ def lab_up(
     check_seconds("--timeout", timeout)
     lab = _lab(file, catalog_path)
     sandbox = enabled(sandbox)
+    make = _lab_providers(ctx, lab, sandbox)
     try:
         with progress(as_json) as prog:
             res = lab.up(dry_run=dry_run, sandbox=sandbox, wait=not no_wait,
-                         timeout_s=timeout, progress=prog, keep_partial=keep_partial)
+                         timeout_s=timeout, progress=prog, keep_partial=keep_partial,
+                         providers=make)
     except NestcloudError as exc:
         rows = attempts_of(exc)
         if rows:
@@ -207,16 +221,30 @@ def lab_up(
 
 @lab_app.command("status")
 def lab_status(
+    ctx: typer.Context,
     file: Path = typer.Argument(..., help="The lab file (YAML)."),
     sandbox: bool = typer.Option(False, "--sandbox"),
     as_json: bool = typer.Option(False, "--json"),
     catalog_path: Optional[Path] = CatalogOpt,
+    subscription: Optional[str] = typer.Option(None, "--subscription",
+                                               envvar="AZURE_SUBSCRIPTION_ID",
+                                               help="Azure subscription id."),
+    arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
+                                               envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
+                                               help="Azure Resource Manager endpoint."),
+    resource_group: Optional[str] = typer.Option(None, "--resource-group",
+                                                 help="Azure resource group."),
+    provider_option: list[str] = typer.Option([], "--provider-option", metavar="KEY=VALUE",
+                                              help="A construction option a provider "
+                                                   "declares; repeatable."),
 ) -> None:
     """The lab's seats as the cloud reports them (found by tag)."""
     json_mode(as_json)
     from nestcloud.sandbox import enabled
 
-    st = _lab(file, catalog_path).status(sandbox=enabled(sandbox))
+    lab = _lab(file, catalog_path)
+    sandbox = enabled(sandbox)
+    st = lab.status(sandbox=sandbox, providers=_lab_providers(ctx, lab, sandbox))
     if as_json:
         emit_json(st.to_dict())
         return
@@ -229,10 +257,22 @@ def lab_status(
 
 @lab_app.command("down")
 def lab_down(
+    ctx: typer.Context,
     file: Path = typer.Argument(..., help="The lab file (YAML)."),
     sandbox: bool = typer.Option(False, "--sandbox"),
     as_json: bool = typer.Option(False, "--json"),
     catalog_path: Optional[Path] = CatalogOpt,
+    subscription: Optional[str] = typer.Option(None, "--subscription",
+                                               envvar="AZURE_SUBSCRIPTION_ID",
+                                               help="Azure subscription id."),
+    arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
+                                               envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
+                                               help="Azure Resource Manager endpoint."),
+    resource_group: Optional[str] = typer.Option(None, "--resource-group",
+                                                 help="Azure resource group."),
+    provider_option: list[str] = typer.Option([], "--provider-option", metavar="KEY=VALUE",
+                                              help="A construction option a provider "
+                                                   "declares; repeatable."),
 ) -> None:
     """Remove every seat of the lab; harmless when nothing is left."""
     json_mode(as_json)
@@ -241,7 +281,9 @@ def lab_down(
 
     with progress(as_json) as prog:
         prog.step("removing the lab's seats")
-        res = _lab(file, catalog_path).down(sandbox=enabled(sandbox))
+        lab = _lab(file, catalog_path)
+        sandbox = enabled(sandbox)
+        res = lab.down(sandbox=sandbox, providers=_lab_providers(ctx, lab, sandbox))
     if as_json:
         emit_json({"lab": res.lab, "terminated": res.terminated,
                    "results": [r.to_dict() for r in res.results], "notes": res.notes})
@@ -288,17 +330,19 @@ def refresh_prices_cmd(
         info(f"note: {n}")
 
 
-def _open(sandbox: bool) -> Any:
-    from nestcloud.lab import open_provider
+def _open(ctx: Any, names: list[str], sandbox: bool) -> Any:
+    """One factory for the places of ``names``, with the provider flags of this command."""
+    from nestcloud.cli._inputs import provider_options
+    from nestcloud.lab import provider_cache
+    from nestcloud.provider import available
 
-    cache: dict[tuple[str, str], Any] = {}
+    opts = provider_options(ctx, [n for n in names if n in available()], tolerant=True)
+    return provider_cache(sandbox, opts)
 
-    def make(provider: str, region: str) -> Any:
-        if (provider, region) not in cache:
-            cache[(provider, region)] = open_provider(provider, region, sandbox=sandbox)
-        return cache[(provider, region)]
 
-    return make
+def _lab_providers(ctx: Any, lab: Any, sandbox: bool) -> Any:
+    """The lab's provider factory: its providers get the command's provider flags."""
+    return _open(ctx, list(lab.spec.providers or lab.catalog.providers), sandbox)
 
 
 def register(app: typer.Typer) -> None:
@@ -367,6 +411,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("reap")
     def reap_cmd(
+        ctx: typer.Context,
         dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; remove "
                                                               "nothing."),
         providers: Optional[str] = typer.Option(None, "--providers",
@@ -375,10 +420,22 @@ def register(app: typer.Typer) -> None:
         regions: Optional[str] = typer.Option(None, "--regions",
                                               help="Comma-separated (default: every region "
                                                    "the catalog knows for each provider)."),
-        sandbox: bool = typer.Option(False, "--sandbox", help="Reap the local EC2 endpoint."),
+        sandbox: bool = typer.Option(False, "--sandbox", help="Reap the local endpoint of "
+                                                              "providers that have one."),
         as_json: bool = typer.Option(False, "--json"),
         catalog_path: Optional[Path] = CatalogOpt,
-    ) -> None:
+        subscription: Optional[str] = typer.Option(None, "--subscription",
+                                                   envvar="AZURE_SUBSCRIPTION_ID",
+                                                   help="Azure subscription id."),
+        arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
+                                                   envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
+                                                   help="Azure Resource Manager endpoint."),
+        resource_group: Optional[str] = typer.Option(None, "--resource-group",
+                                                     help="Azure resource group."),
+        provider_option: list[str] = typer.Option([], "--provider-option", metavar="KEY=VALUE",
+                                                  help="A construction option a provider "
+                                                       "declares; repeatable."),
+) -> None:
         """Remove every nestcloud group whose nestcloud:expires has passed. Safe for cron:
         it never touches anything without nestcloud's tags. Exit 1 if any place failed."""
         json_mode(as_json)
@@ -392,11 +449,18 @@ def register(app: typer.Typer) -> None:
         sandbox = enabled(sandbox)
         cat = load_catalog(catalog_path)
         chosen = _csv(providers)
-        if chosen is None:
-            chosen = ["aws"] if sandbox else [d["name"] for d in describe() if d["installed"]
-                                              and d["name"] in cat.providers]
-        if sandbox and chosen != ["aws"]:
-            raise InputError("--sandbox reaps the local EC2 endpoint: --providers aws only")
+        installed = [d["name"] for d in describe() if d["installed"]
+                     and d["name"] in cat.providers]
+        if sandbox:
+            from nestcloud.lab import _has_local_endpoint
+
+            local = [p for p in installed if _has_local_endpoint(p)]
+            if chosen is not None and not set(chosen) <= set(local):
+                raise InputError("--sandbox reaps the local endpoint: --providers "
+                                 f"{', '.join(local) or '(none has one)'} only")
+            chosen = chosen or local
+        elif chosen is None:
+            chosen = installed
         wanted = _csv(regions)
         if wanted:  # the sandbox too: its regions are AWS's, and nothing else reaches it
             known = {r for p in chosen for r in cat.regions(p)}
@@ -406,7 +470,7 @@ def register(app: typer.Typer) -> None:
                                  f"{', '.join(chosen)} (known: {', '.join(sorted(known))})")
         places = [(p, r) for p in chosen for r in (wanted or cat.regions(p))
                   if wanted is None or r in cat.regions(p) or sandbox]
-        res = reap(places, _open(sandbox), now=dt.datetime.now(dt.timezone.utc),
+        res = reap(places, _open(ctx, chosen, sandbox), now=dt.datetime.now(dt.timezone.utc),
                    dry_run=dry_run)
         if as_json:
             emit_json(res.to_dict())

@@ -18,6 +18,7 @@ from conftest import CATALOG_YAML, SSH_KEY
 from fakes.arm_fake import SUB, ArmFake
 from typer.testing import CliRunner
 
+from nestcloud.provider import LaunchRequest
 from nestcloud.bootstrap.l1check import MARKER
 from nestcloud.catalog import Catalog
 from nestcloud.errors import InputError
@@ -59,7 +60,7 @@ def test_the_fake_treats_a_new_subnet_as_private(provider: Any, arm: ArmFake,
                                                  catalog: Catalog) -> None:
     """The rule the other tests rest on: with the network API version the SDK sends, a VM
     with neither a public IP nor a NAT gateway has no way out, and its bootstrap fails."""
-    provider.launch(spec(egress="none"), catalog)
+    provider.launch(LaunchRequest(spec(egress="none"), catalog)).result
     [vnet_put] = arm.writes("PUT", "virtualNetworks")
     assert vnet_put.query["api-version"] >= "2025-07-01"  # FACTS.md: private by default since
     assert arm.has_egress("demo-0") is False
@@ -73,7 +74,7 @@ def test_the_fake_treats_a_new_subnet_as_private(provider: Any, arm: ArmFake,
 def test_default_egress_is_one_nat_gateway_on_the_subnet(provider: Any, arm: ArmFake,
                                                          catalog: Catalog) -> None:
     arm.console_text = READY
-    res = provider.launch(spec(count=3, tags={"team": "infra"}), catalog)
+    res = provider.launch(LaunchRequest(spec(count=3, tags={"team": "infra"}), catalog)).result
 
     # Every host we launched can reach the internet, and could when it booted.
     assert vm_names(arm) == ["demo-0", "demo-1", "demo-2"]
@@ -118,7 +119,7 @@ def test_default_egress_is_one_nat_gateway_on_the_subnet(provider: Any, arm: Arm
 
 def test_dry_run_shows_the_nat_gateway_requests(provider: Any, arm: ArmFake,
                                                 catalog: Catalog) -> None:
-    res = provider.launch(spec(count=2), catalog, dry_run=True)
+    res = provider.launch(LaunchRequest(spec(count=2), catalog, dry_run=True)).result
     assert arm.writes() == []
     ops = [(r.operation, r.params["id"].rsplit("/", 1)[-1]) for r in res.requests]
     assert ops[:5] == [
@@ -135,7 +136,7 @@ def test_dry_run_shows_the_nat_gateway_requests(provider: Any, arm: ArmFake,
 
 def test_down_removes_the_nat_gateway_and_its_address(provider: Any, arm: ArmFake,
                                                       catalog: Catalog) -> None:
-    provider.launch(spec(count=2), catalog)
+    provider.launch(LaunchRequest(spec(count=2), catalog)).result
     assert any("/natgateways/" in i.lower() for i in arm.ids())
     res = provider.down("demo")
     assert res.deleted == [GROUP]
@@ -151,7 +152,7 @@ def test_down_in_a_users_group_removes_nat_resources_in_dependency_order(
                                "name": "shared-rg", "location": "eastus", "tags": {},
                                "properties": {"provisioningState": "Succeeded"}}
     prov = make_provider(resource_group="shared-rg")
-    prov.launch(spec(count=2), catalog)
+    prov.launch(LaunchRequest(spec(count=2), catalog)).result
     assert any("/natgateways/" in i.lower() for i in arm.ids())
     res = prov.down("demo")
     assert arm.ids() == []
@@ -164,10 +165,10 @@ def test_a_rerun_on_an_old_private_network_adds_the_nat_gateway(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     # A group made without an outbound path (as nestcloud did before): growing it must not
     # add more hosts that cannot reach the internet.
-    provider.launch(spec(egress="none"), catalog)
+    provider.launch(LaunchRequest(spec(egress="none"), catalog)).result
     assert arm.has_egress("demo-0") is False
     before = len(arm.writes())
-    res = provider.launch(spec(count=2), catalog)
+    res = provider.launch(LaunchRequest(spec(count=2), catalog)).result
     new = [r.path.rsplit("/", 1)[-1] for r in arm.writes()[before:]]
     assert new == ["nestcloud-demo-natgw-ip", "nestcloud-demo-natgw", "nestcloud-demo-vnet",
                    "demo-1-nic", "demo-1"]
@@ -183,10 +184,10 @@ def test_a_failed_rerun_keeps_the_network_it_fixed(provider: Any, arm: ArmFake,
     # that VNet now uses (deleting either would fail, or cut seat 0 off again).
     from nestcloud.errors import CapacityError
 
-    provider.launch(spec(egress="none"), catalog)
+    provider.launch(LaunchRequest(spec(egress="none"), catalog)).result
     arm.fail_vm("demo-1", "AllocationFailed")
     with pytest.raises(CapacityError) as err:
-        provider.launch(spec(count=2), catalog)
+        provider.launch(LaunchRequest(spec(count=2), catalog)).result
     assert "rolled back" in err.value.message
     names = sorted(i.rsplit("/", 1)[-1] for i in arm.ids())
     assert "demo-0" in names and "demo-1" not in names and "demo-1-nic" not in names
@@ -199,7 +200,7 @@ def test_a_failed_rerun_keeps_the_network_it_fixed(provider: Any, arm: ArmFake,
 
 def test_egress_public_ip_gives_each_vm_its_own_address_and_no_nat(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
-    res = provider.launch(spec(count=2, egress="public-ip"), catalog)
+    res = provider.launch(LaunchRequest(spec(count=2, egress="public-ip"), catalog)).result
     assert all(arm.has_egress(v) for v in vm_names(arm))
     assert arm.writes("PUT", "natGateways") == []
     assert sorted(arm.bodies("publicIPAddresses")) == ["demo-0-pip", "demo-1-pip"]
@@ -215,7 +216,7 @@ def test_egress_public_ip_gives_each_vm_its_own_address_and_no_nat(
 def test_public_ip_flag_alone_is_the_way_out(provider: Any, arm: ArmFake,
                                             catalog: Catalog) -> None:
     # --public-ip already gives every VM a path: a NAT gateway would only add cost.
-    provider.launch(spec(public_ip=True), catalog)
+    provider.launch(LaunchRequest(spec(public_ip=True), catalog)).result
     assert arm.has_egress("demo-0")
     assert arm.writes("PUT", "natGateways") == []
 
@@ -226,7 +227,7 @@ def test_public_ip_flag_alone_is_the_way_out(provider: Any, arm: ArmFake,
 def test_egress_none_is_warned_and_the_host_has_no_way_out(provider: Any, arm: ArmFake,
                                                            catalog: Catalog) -> None:
     arm.console_text = READY  # what an L1 with internet would print; this one cannot
-    res = provider.launch(spec(egress="none"), catalog)
+    res = provider.launch(LaunchRequest(spec(egress="none"), catalog)).result
     assert arm.writes("PUT", "natGateways") == [] and arm.writes("PUT", "publicIPAddresses") == []
     assert arm.has_egress("demo-0") is False
     [note] = [n for n in res.notes if n.startswith("egress:")]
@@ -239,7 +240,7 @@ def test_egress_none_is_warned_and_the_host_has_no_way_out(provider: Any, arm: A
 def test_egress_none_with_public_ip_is_refused_before_any_request(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     with pytest.raises(InputError) as err:
-        provider.launch(spec(egress="none", public_ip=True), catalog)
+        provider.launch(LaunchRequest(spec(egress="none", public_ip=True), catalog)).result
     assert str(err.value).startswith("--egress none with --public-ip:")
     assert err.value.exit_code == 2
     assert arm.requests == []

@@ -10,6 +10,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from conftest import SSH_KEY
 from fakes.arm_fake import ArmFake
 
+from nestcloud.provider import LaunchRequest
 from nestcloud.catalog import Catalog
 from nestcloud.errors import (CapacityError, CleanupError, CredentialsError, ProviderError,
                               QuotaError, UnsupportedError)
@@ -31,7 +32,7 @@ def test_429_with_retry_after_is_retried_by_the_sdk(provider: Any, arm: ArmFake,
                                                      catalog: Catalog) -> None:
     arm.fault("PUT", r"/networkInterfaces/", 429, "TooManyRequests", times=2, retry_after="0")
     arm.fault("GET", r"/skus$", 429, "TooManyRequests", times=1, retry_after="1")
-    res = provider.launch(spec(count=2), catalog)
+    res = provider.launch(LaunchRequest(spec(count=2), catalog)).result
     assert len(res.created) == 2
     assert puts(arm, "networkInterfaces") == 4  # two throttled, then one each
     assert len([r for r in arm.requests if r.path.endswith("/skus")]) == 2
@@ -43,7 +44,7 @@ def test_endless_throttling_becomes_a_throttled_error(make_provider: Callable[..
     arm.fault("GET", r"/skus$", 429, "TooManyRequests", times=None, retry_after="0")
     p = make_provider(client_options={"retry_total": 2})
     with pytest.raises(ProviderError) as err:
-        p.launch(spec(), catalog)
+        p.launch(LaunchRequest(spec(), catalog)).result
     assert type(err.value).__name__ == "ThrottledError"
     assert "reading Resource SKUs for eastus" in err.value.message
     assert isinstance(err.value.__cause__, HttpResponseError)
@@ -52,7 +53,7 @@ def test_endless_throttling_becomes_a_throttled_error(make_provider: Callable[..
 
 def test_409_with_retry_after_is_retried(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.fault("PUT", r"/virtualNetworks/", 409, "AnotherOperationInProgress", retry_after="0")
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     assert puts(arm, "virtualNetworks") == 2
 
 
@@ -61,7 +62,7 @@ def test_409_group_being_deleted_says_what_to_do(provider: Any, arm: ArmFake,
     arm.fault("PUT", r"/resourcegroups/nestcloud-demo-eastus$", 409,
               "ResourceGroupBeingDeleted", message="The resource group is being deleted.")
     with pytest.raises(ProviderError) as err:
-        provider.launch(spec(), catalog)
+        provider.launch(LaunchRequest(spec(), catalog)).result
     assert str(err.value) == (
         "creating nestcloud-demo-eastus: The resource group is being deleted. "
         "(ResourceGroupBeingDeleted)\n  hint: a previous `nestcloud down` is still deleting "
@@ -72,7 +73,7 @@ def test_409_group_being_deleted_says_what_to_do(provider: Any, arm: ArmFake,
 def test_transient_provisioning_failure_is_retried(provider: Any, arm: ArmFake,
                                                    catalog: Catalog) -> None:
     arm.fail_vm("demo-1", "OSProvisioningInternalError")
-    res = provider.launch(spec(count=2), catalog)
+    res = provider.launch(LaunchRequest(spec(count=2), catalog)).result
     assert len(res.created) == 2
     vm_puts = [r.path.rsplit("/", 1)[-1] for r in arm.writes("PUT", "virtualMachines")]
     assert sorted(vm_puts) == ["demo-0", "demo-1", "demo-1"]
@@ -83,7 +84,7 @@ def test_allocation_failure_rolls_back_everything_this_run_created(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.fail_vm("demo-2", "AllocationFailed")
     with pytest.raises(CapacityError) as err:
-        provider.launch(spec(count=3, public_ip=True, ttl_seconds=3600), catalog)
+        provider.launch(LaunchRequest(spec(count=3, public_ip=True, ttl_seconds=3600), catalog)).result
     e = err.value
     assert e.code == "AllocationFailed"
     assert e.message.startswith("seat 2: creating demo-2: injected provisioning failure of "
@@ -109,7 +110,7 @@ def test_vm_create_errors_become_nestcloud_errors(provider: Any, arm: ArmFake,
     arm.fault("PUT", r"/virtualMachines/demo-0$", status, code,
               message="Operation could not be completed")
     with pytest.raises(cls) as err:
-        provider.launch(spec(), catalog)
+        provider.launch(LaunchRequest(spec(), catalog)).result
     assert err.value.message.startswith(
         f"seat 0: creating demo-0: Operation could not be completed ({code})")
     assert err.value.hint.startswith(hint_start)
@@ -124,11 +125,11 @@ def test_rollback_in_a_user_group_removes_only_this_runs_resources(
     p.resources.resource_groups.create_or_update("team-rg", {"location": "eastus"})
     p.network.network_security_groups.begin_create_or_update(
         "team-rg", "theirs", {"location": "eastus"}).result()
-    first = p.launch(spec(count=1, public_ip=True), catalog)
+    first = p.launch(LaunchRequest(spec(count=1, public_ip=True), catalog)).result
     arm.fail_vm("demo-2", "AllocationFailed")
     before = set(arm.ids())
     with pytest.raises(CapacityError):
-        p.launch(spec(count=3, public_ip=True), catalog)
+        p.launch(LaunchRequest(spec(count=3, public_ip=True), catalog)).result
     assert set(arm.ids()) == before  # seat 0 and the foreign NSG survive, seats 1-2 are gone
     assert "team-rg" in arm.groups
     assert [i.id for i in p.list("demo")] == first.created
@@ -149,7 +150,7 @@ def test_failed_rollback_lists_what_is_left(provider: Any, arm: ArmFake, catalog
     arm.fault("DELETE", r"/resourcegroups/nestcloud-demo-eastus$", 409, "Conflict",
               times=None)
     with pytest.raises(CleanupError) as err:
-        provider.launch(spec(), catalog)
+        provider.launch(LaunchRequest(spec(), catalog)).result
     gid = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/" \
           "nestcloud-demo-eastus"
     assert err.value.leftovers == [gid]
@@ -168,7 +169,7 @@ def test_credential_failure_is_a_credentials_error(make_provider: Callable[..., 
             raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
 
     with pytest.raises(CredentialsError) as err:
-        make_provider(credential=NoLogin()).launch(spec(), catalog)
+        make_provider(credential=NoLogin()).launch(LaunchRequest(spec(), catalog)).result
     assert str(err.value) == (
         "reading Resource SKUs for eastus: no usable Azure credentials (DefaultAzureCredential "
         "failed to retrieve a token)\n  hint: run `az login`, or set AZURE_CLIENT_ID/"
@@ -182,7 +183,7 @@ def test_rejected_token_is_a_credentials_error(provider: Any, arm: ArmFake, cata
               message="The access token is invalid.")
     with pytest.raises(CredentialsError, match=r"The access token is invalid\. "
                                                r"\(InvalidAuthenticationToken\)"):
-        provider.launch(spec(), catalog)
+        provider.launch(LaunchRequest(spec(), catalog)).result
 
 
 @pytest.mark.parametrize(("kw", "message", "cls"), [
@@ -201,7 +202,7 @@ def test_preflight_from_resource_skus_refuses_before_any_write(
         provider: Any, arm: ArmFake, catalog: Catalog, kw: dict[str, Any], message: str,
         cls: type) -> None:
     with pytest.raises(cls) as err:
-        provider.launch(spec(**kw), catalog)
+        provider.launch(LaunchRequest(spec(**kw), catalog)).result
     assert err.value.message == message
     assert arm.writes() == []
 
@@ -209,7 +210,7 @@ def test_preflight_from_resource_skus_refuses_before_any_write(
 def test_not_offered_suggests_similar_sizes(provider: Any, arm: ArmFake, catalog: Catalog
                                             ) -> None:
     with pytest.raises(UnsupportedError) as err:
-        provider.launch(spec(type="Standard_D8s_v5"), catalog)
+        provider.launch(LaunchRequest(spec(type="Standard_D8s_v5"), catalog)).result
     assert err.value.hint == "similar sizes there: Standard_D2s_v5, Standard_D4s_v5"
 
 
@@ -217,7 +218,7 @@ def test_unreachable_endpoint(make_provider: Callable[..., Any], catalog: Catalo
                               rendered: Any) -> None:
     p = make_provider(arm_endpoint="http://127.0.0.1:9", client_options={"retry_total": 0})
     with pytest.raises(ProviderError) as err:
-        p.launch(spec(), catalog)
+        p.launch(LaunchRequest(spec(), catalog)).result
     assert err.value.message.startswith("reading Resource SKUs for eastus: cannot reach Azure "
                                         "Resource Manager")
 
@@ -234,13 +235,13 @@ def test_quota_is_checked_before_any_write(provider: Any, arm: ArmFake, catalog:
                                            ) -> None:
     arm.usages["eastus"] = [usage("cores", 10, 100), usage("standardDSv5Family", 6, 10)]
     with pytest.raises(QuotaError) as err:
-        provider.launch(spec(count=3), catalog)  # 3 x 2 vCPUs on top of 6 of 10
+        provider.launch(LaunchRequest(spec(count=3), catalog)).result  # 3 x 2 vCPUs on top of 6 of 10
     assert str(err.value) == (
         "6 more vCPUs of Standard_D2s_v5 would exceed the standardDSv5Family quota in eastus "
         "(6 of 10 in use)\n  hint: request more standardDSv5Family quota in eastus (portal: "
         "Quotas > Compute), lower --count, or pick another region/size")
     assert arm.writes() == []
-    assert len(provider.launch(spec(count=2), catalog).created) == 2  # 4 more fit
+    assert len(provider.launch(LaunchRequest(spec(count=2), catalog)).result.created) == 2  # 4 more fit
 
 
 def test_spot_counts_against_low_priority_cores(provider: Any, arm: ArmFake, catalog: Catalog
@@ -248,14 +249,14 @@ def test_spot_counts_against_low_priority_cores(provider: Any, arm: ArmFake, cat
     arm.usages["eastus"] = [usage("cores", 0, 100), usage("standardDSv5Family", 0, 100),
                             usage("lowPriorityCores", 0, 3)]
     with pytest.raises(QuotaError, match="would exceed the lowPriorityCores quota"):
-        provider.launch(spec(count=2, spot=True), catalog)
+        provider.launch(LaunchRequest(spec(count=2, spot=True), catalog)).result
     assert arm.writes() == []
-    provider.launch(spec(count=2), catalog)  # on-demand does not touch that pool
+    provider.launch(LaunchRequest(spec(count=2), catalog)).result  # on-demand does not touch that pool
 
 
 def test_unreadable_usage_does_not_block(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.fault("GET", r"/usages$", 403, "AuthorizationFailed", message="no usage read")
-    res = provider.launch(spec(), catalog)
+    res = provider.launch(LaunchRequest(spec(), catalog)).result
     assert len(res.created) == 1
     assert "vCPU quota not checked in eastus: no usage read" in res.notes
 
@@ -265,7 +266,7 @@ def test_fifty_seats_under_throttling_land_whole(make_provider: Callable[..., An
                                                  rendered: Any) -> None:
     arm.fault("*", r"/subscriptions/", 429, "TooManyRequests", times=None, every=3,
               retry_after="0")
-    res = make_provider().launch(spec(count=50), catalog)
+    res = make_provider().launch(LaunchRequest(spec(count=50), catalog)).result
     assert len(res.created) == 50
     assert sorted(i.seat for i in res.instances) == list(range(50))
     throttled = arm.faults[0].hits
@@ -280,7 +281,7 @@ def test_failure_at_seat_37_of_50_leaves_nothing(make_provider: Callable[..., An
     arm.fail_vm("demo-37", "AllocationFailed")
     p = make_provider()
     with pytest.raises(CapacityError) as err:
-        p.launch(spec(count=50), catalog)
+        p.launch(LaunchRequest(spec(count=50), catalog)).result
     assert err.value.message.startswith("seat 37: creating demo-37: ")
     assert "rolled back what this run created" in err.value.message
     assert arm.groups == {} and arm.resources == {}
@@ -302,7 +303,7 @@ def test_ctrl_c_during_a_launch_rolls_back(make_provider: Callable[..., Any], ar
 
     monkeypatch.setattr(p, "_create_vm", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        p.launch(spec(count=3), catalog)
+        p.launch(LaunchRequest(spec(count=3), catalog)).result
     assert arm.groups == {} and arm.resources == {}
 
 
@@ -314,7 +315,7 @@ def test_concurrent_launches_of_one_name_do_not_double(make_provider: Callable[.
     arm.polls = 2
     out: list[Any] = []
     threads = [threading.Thread(target=lambda: out.append(
-        make_provider().launch(spec(count=3), catalog))) for _ in range(2)]
+        make_provider().launch(LaunchRequest(spec(count=3), catalog)).result)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -329,7 +330,7 @@ def test_security_type_rejection_explains_why_standard_is_needed(
     arm.fault("PUT", r"/virtualMachines/demo-0$", 400, "BadRequest",
               message="Use of securityType Standard is not enabled for this subscription.")
     with pytest.raises(UnsupportedError) as err:
-        provider.launch(spec(), catalog)
+        provider.launch(LaunchRequest(spec(), catalog)).result
     assert err.value.hint.startswith("nesting needs security type Standard (Trusted Launch "
                                      "blocks it)")
     assert arm.resources == {}

@@ -14,6 +14,7 @@ import pytest
 from conftest import SSH_KEY
 from fakes.arm_fake import ArmFake
 
+from nestcloud.provider import LaunchRequest
 from nestcloud.catalog import Catalog
 from nestcloud.errors import InputError, QuotaError, UnsupportedError
 from nestcloud.spec import LaunchSpec
@@ -41,7 +42,7 @@ def test_a_64_gib_image_gets_a_64_gib_disk(provider: Any, arm: ArmFake,
                                            catalog: Catalog) -> None:
     arm.add_image("RedHat:RHEL:9-lvm-gen2", {"9.4.2024081415": 64, "9.10.2026010100": 64,
                                               "9.5.2025010100": 32})
-    res = provider.launch(spec(os="rhel-9"), catalog)
+    res = provider.launch(LaunchRequest(spec(os="rhel-9"), catalog)).result
     assert disk_gib(arm) == 64
     # `latest` is the newest version by number (9.10 after 9.5), read after listing them.
     assert image_reads(arm) == [
@@ -59,7 +60,7 @@ def test_a_64_gib_image_gets_a_64_gib_disk(provider: Any, arm: ArmFake,
 def test_a_bigger_request_than_the_image_is_kept(provider: Any, arm: ArmFake,
                                                  catalog: Catalog) -> None:
     arm.add_image("Canonical:ubuntu-24_04-lts:server", {"24.04.202601010": 30})
-    res = provider.launch(spec(disk_gib=100), catalog)
+    res = provider.launch(LaunchRequest(spec(disk_gib=100), catalog)).result
     assert disk_gib(arm) == 100
     assert not [n for n in res.notes if n.startswith("OS disk:")]
 
@@ -67,7 +68,7 @@ def test_a_bigger_request_than_the_image_is_kept(provider: Any, arm: ArmFake,
 def test_an_explicit_version_is_read_without_listing(provider: Any, arm: ArmFake,
                                                      catalog: Catalog) -> None:
     arm.add_image("Contoso:hv:l1", {"1.2.3": 48, "2.0.0": 200})
-    provider.launch(spec(image="Contoso:hv:l1:1.2.3"), catalog)
+    provider.launch(LaunchRequest(spec(image="Contoso:hv:l1:1.2.3"), catalog)).result
     assert image_reads(arm) == ["Contoso/artifacttypes/vmimage/offers/hv/skus/l1/versions/1.2.3"]
     assert disk_gib(arm) == 48
 
@@ -75,14 +76,14 @@ def test_an_explicit_version_is_read_without_listing(provider: Any, arm: ArmFake
 def test_every_seat_gets_the_raised_size_and_the_image_is_read_once(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.add_image("RedHat:RHEL:9-lvm-gen2", {"9.4.1": 64})
-    provider.launch(spec(os="rhel-9", count=3), catalog)
+    provider.launch(LaunchRequest(spec(os="rhel-9", count=3), catalog)).result
     assert [disk_gib(arm, f"demo-{s}") for s in range(3)] == [64, 64, 64]
     assert len(image_reads(arm)) == 2  # one list, one get
 
 
 def test_dry_run_shows_the_raised_size(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.add_image("RedHat:RHEL:9-lvm-gen2", {"9.4.1": 64})
-    res = provider.launch(spec(os="rhel-9"), catalog, dry_run=True)
+    res = provider.launch(LaunchRequest(spec(os="rhel-9"), catalog, dry_run=True)).result
     vm = next(r for r in res.requests if r.operation == "virtual_machines.begin_create_or_update")
     assert vm.params["body"]["properties"]["storageProfile"]["osDisk"]["diskSizeGB"] == 64
     assert arm.writes() == []
@@ -91,7 +92,7 @@ def test_dry_run_shows_the_raised_size(provider: Any, arm: ArmFake, catalog: Cat
 def test_an_image_that_reports_no_size_keeps_the_request_and_says_so(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.add_image("Canonical:ubuntu-24_04-lts:server", {"24.04.1": None})
-    res = provider.launch(spec(), catalog)
+    res = provider.launch(LaunchRequest(spec(), catalog)).result
     assert disk_gib(arm) == 30
     [note] = [n for n in res.notes if n.startswith("OS disk:")]
     assert "does not report its disk size" in note and "--disk-gib" in note
@@ -101,7 +102,7 @@ def test_windows_keeps_its_127_gib_floor_when_the_image_says_nothing(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.add_image("MicrosoftWindowsServer:WindowsServer:2022-datacenter-g2", {"1.0": None},
                   os_type="Windows")
-    provider.launch(spec(os="windows-2022", hypervisor="hyperv"), catalog)
+    provider.launch(LaunchRequest(spec(os="windows-2022", hypervisor="hyperv"), catalog)).result
     assert disk_gib(arm) == 127
 
 
@@ -109,7 +110,7 @@ def test_an_image_that_does_not_exist_is_refused_before_any_write(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.strict_images = True
     with pytest.raises(InputError) as err:
-        provider.launch(spec(image="Nobody:nothing:here:latest"), catalog)
+        provider.launch(LaunchRequest(spec(image="Nobody:nothing:here:latest"), catalog)).result
     assert str(err.value).startswith("image Nobody:nothing:here:latest: not found in eastus")
     assert err.value.exit_code == 2
     assert arm.writes() == []
@@ -119,7 +120,7 @@ def test_a_failed_image_read_costs_only_the_check(provider: Any, arm: ArmFake,
                                                   catalog: Catalog) -> None:
     # E.g. a custom role made before nestcloud read images: the launch goes on, and says so.
     arm.fault("GET", r"/artifacttypes/vmimage/", 403, "AuthorizationFailed", times=None)
-    res = provider.launch(spec(), catalog)
+    res = provider.launch(LaunchRequest(spec(), catalog)).result
     assert disk_gib(arm) == 30
     [note] = [n for n in res.notes if n.startswith("OS disk:")]
     assert note.startswith("OS disk: could not read the image Canonical:ubuntu-24_04-lts:server")

@@ -12,6 +12,7 @@ import pytest
 from conftest import SSH_KEY
 from fakes.arm_fake import ArmFake
 
+from nestcloud.provider import LaunchRequest
 from nestcloud.catalog import Catalog
 from nestcloud.errors import InputError
 from nestcloud.spec import LaunchSpec
@@ -28,7 +29,7 @@ def spec(**kw: Any) -> LaunchSpec:
 
 def test_launch_sends_what_nesting_needs(provider: Any, arm: ArmFake, catalog: Catalog,
                                          rendered: list[tuple[str, str, str]]) -> None:
-    res = provider.launch(spec(tags={"team": "infra"}), catalog)
+    res = provider.launch(LaunchRequest(spec(tags={"team": "infra"}), catalog)).result
 
     assert rendered == [("azure", "ubuntu-24.04", "kvm")]
     vm = arm.bodies("virtualMachines")["demo-0"]
@@ -92,7 +93,7 @@ def test_launch_sends_what_nesting_needs(provider: Any, arm: ArmFake, catalog: C
 ])
 def test_image_generation_follows_the_size(provider: Any, arm: ArmFake, catalog: Catalog,
                                            size: str, os_alias: str, sku: str) -> None:
-    provider.launch(spec(type=size, os=os_alias), catalog)
+    provider.launch(LaunchRequest(spec(type=size, os=os_alias), catalog)).result
     image = arm.bodies("virtualMachines")["demo-0"]["properties"]["storageProfile"][
         "imageReference"]
     assert image["sku"] == sku
@@ -101,24 +102,24 @@ def test_image_generation_follows_the_size(provider: Any, arm: ArmFake, catalog:
 def test_forced_generation_the_size_cannot_boot_is_refused(provider: Any, arm: ArmFake,
                                                            catalog: Catalog) -> None:
     with pytest.raises(InputError) as err:
-        provider.launch(spec(type="Standard_D2_v3", image_generation="V2"), catalog)
+        provider.launch(LaunchRequest(spec(type="Standard_D2_v3", image_generation="V2"), catalog)).result
     assert str(err.value).startswith(
         "--image-generation V2: Standard_D2_v3 boots V1 images only")
     assert arm.writes() == []
 
 
 def test_explicit_image_urn_and_bad_urn(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
-    provider.launch(spec(image="Contoso:hv:l1:1.2.3"), catalog)
+    provider.launch(LaunchRequest(spec(image="Contoso:hv:l1:1.2.3"), catalog)).result
     image = arm.bodies("virtualMachines")["demo-0"]["properties"]["storageProfile"][
         "imageReference"]
     assert image == {"publisher": "Contoso", "offer": "hv", "sku": "l1", "version": "1.2.3"}
     with pytest.raises(InputError, match=r"--image 'ubuntu': expected publisher:offer:sku"):
-        provider.launch(spec(name="other", image="ubuntu"), catalog)
+        provider.launch(LaunchRequest(spec(name="other", image="ubuntu"), catalog)).result
 
 
 def test_ssh_only_from_the_given_cidr_and_public_ip_on_request(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
-    res = provider.launch(spec(ssh_cidr="203.0.113.7/32", public_ip=True), catalog)
+    res = provider.launch(LaunchRequest(spec(ssh_cidr="203.0.113.7/32", public_ip=True), catalog)).result
     rules = arm.bodies("networkSecurityGroups")["nestcloud-demo-nsg"]["properties"][
         "securityRules"]
     assert rules == [{"name": "nestcloud-ssh", "properties": {
@@ -138,7 +139,7 @@ def test_ssh_only_from_the_given_cidr_and_public_ip_on_request(
 def test_world_ssh_is_refused_before_any_request(provider: Any, arm: ArmFake, catalog: Catalog,
                                                  cidr: str) -> None:
     with pytest.raises(InputError) as err:
-        provider.launch(spec(ssh_cidr=cidr), catalog)
+        provider.launch(LaunchRequest(spec(ssh_cidr=cidr), catalog)).result
     assert str(err.value) == (
         f"--ssh-cidr {cidr}: opens SSH to the whole internet\n  hint: give your own address "
         "(e.g. 203.0.113.7/32), or add --allow-world-ssh if you really mean it")
@@ -148,7 +149,7 @@ def test_world_ssh_is_refused_before_any_request(provider: Any, arm: ArmFake, ca
 
 def test_world_ssh_when_explicitly_allowed(provider: Any, arm: ArmFake, catalog: Catalog
                                           ) -> None:
-    provider.launch(spec(ssh_cidr="0.0.0.0/0", allow_world_ssh=True), catalog)
+    provider.launch(LaunchRequest(spec(ssh_cidr="0.0.0.0/0", allow_world_ssh=True), catalog)).result
     rule = arm.bodies("networkSecurityGroups")["nestcloud-demo-nsg"]["properties"][
         "securityRules"][0]
     assert rule["properties"]["sourceAddressPrefix"] == "*"
@@ -156,11 +157,11 @@ def test_world_ssh_when_explicitly_allowed(provider: Any, arm: ArmFake, catalog:
 
 def test_bad_cidr_names_the_flag(provider: Any, catalog: Catalog) -> None:
     with pytest.raises(InputError, match=r"^--ssh-cidr '10.0.0.300/8': not an IP network"):
-        provider.launch(spec(ssh_cidr="10.0.0.300/8"), catalog)
+        provider.launch(LaunchRequest(spec(ssh_cidr="10.0.0.300/8"), catalog)).result
 
 
 def test_spot_fields(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
-    provider.launch(spec(spot=True), catalog)
+    provider.launch(LaunchRequest(spec(spot=True), catalog)).result
     props = arm.bodies("virtualMachines")["demo-0"]["properties"]
     assert props["priority"] == "Spot"
     assert props["evictionPolicy"] == "Delete"
@@ -170,7 +171,7 @@ def test_spot_fields(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
 def test_ttl_sets_expiry_tag_and_auto_shutdown_schedule(provider: Any, arm: ArmFake,
                                                         catalog: Catalog) -> None:
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    res = provider.launch(spec(ttl_seconds=4 * 3600), catalog)
+    res = provider.launch(LaunchRequest(spec(ttl_seconds=4 * 3600), catalog)).result
     vm = arm.bodies("virtualMachines")["demo-0"]
     expires = dt.datetime.strptime(vm["tags"]["nestcloud:expires"], "%Y-%m-%dT%H:%M:%SZ")\
         .replace(tzinfo=dt.timezone.utc)
@@ -191,7 +192,7 @@ def test_ttl_sets_expiry_tag_and_auto_shutdown_schedule(provider: Any, arm: ArmF
 
 def test_windows_bootstrap_runs_through_custom_script_extension(
         provider: Any, arm: ArmFake, catalog: Catalog) -> None:
-    res = provider.launch(spec(os="windows-2022", hypervisor="hyperv"), catalog)
+    res = provider.launch(LaunchRequest(spec(os="windows-2022", hypervisor="hyperv"), catalog)).result
     props = arm.bodies("virtualMachines")["demo-0"]["properties"]
     assert props["storageProfile"]["imageReference"]["sku"] == "2022-datacenter-g2"
     assert props["storageProfile"]["osDisk"]["diskSizeGB"] == 127
@@ -210,8 +211,8 @@ def test_windows_bootstrap_runs_through_custom_script_extension(
 
 def test_windows_names_fit_fifteen_characters(provider: Any, arm: ArmFake, catalog: Catalog
                                               ) -> None:
-    provider.launch(spec(name="a-rather-long-lab-name", os="windows-2025", hypervisor="hyperv",
-                         count=2), catalog)
+    provider.launch(LaunchRequest(spec(name="a-rather-long-lab-name", os="windows-2025", hypervisor="hyperv",
+                         count=2), catalog)).result
     names = sorted(b["properties"]["osProfile"]["computerName"]
                    for b in arm.bodies("virtualMachines").values())
     assert names == ["a-rather-long-0", "a-rather-long-1"]
@@ -223,8 +224,8 @@ def test_windows_names_fit_fifteen_characters(provider: Any, arm: ArmFake, catal
 
 def test_dry_run_sends_no_write_and_hides_the_password(provider: Any, arm: ArmFake,
                                                        catalog: Catalog) -> None:
-    res = provider.launch(spec(os="windows-2022", hypervisor="hyperv", count=2,
-                               public_ip=True, ttl_seconds=3600), catalog, dry_run=True)
+    res = provider.launch(LaunchRequest(spec(os="windows-2022", hypervisor="hyperv", count=2,
+                               public_ip=True, ttl_seconds=3600), catalog, dry_run=True)).result
     assert arm.writes() == []
     # Reads only: Resource SKUs, does the group exist, vCPU usage against quota, the image's
     # versions (`latest`) and the newest one's OS disk size.
@@ -250,12 +251,12 @@ def test_dry_run_sends_no_write_and_hides_the_password(provider: Any, arm: ArmFa
 
 
 def test_relaunch_converges_and_grows(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
-    first = provider.launch(spec(count=2), catalog)
+    first = provider.launch(LaunchRequest(spec(count=2), catalog)).result
     n_writes = len(arm.writes())
-    again = provider.launch(spec(count=2), catalog)
+    again = provider.launch(LaunchRequest(spec(count=2), catalog)).result
     assert len(arm.writes()) == n_writes  # nothing re-sent
     assert again.created == [] and sorted(again.reused) == sorted(first.created)
-    grown = provider.launch(spec(count=3), catalog)
+    grown = provider.launch(LaunchRequest(spec(count=3), catalog)).result
     new = arm.writes()[n_writes:]
     assert [r.path.rsplit("/", 1)[-1] for r in new] == ["demo-2-nic", "demo-2"]
     assert [i.rsplit("/", 1)[-1] for i in grown.created] == ["demo-2"]
@@ -264,7 +265,7 @@ def test_relaunch_converges_and_grows(provider: Any, arm: ArmFake, catalog: Cata
 def test_seats_are_created_concurrently(make_provider: Callable[..., Any], arm: ArmFake,
                                         catalog: Catalog, rendered: Any) -> None:
     arm.polls = 3
-    res = make_provider(max_workers=4).launch(spec(count=4), catalog)
+    res = make_provider(max_workers=4).launch(LaunchRequest(spec(count=4), catalog)).result
     assert len(res.created) == 4
     # Shared network first (one operation at a time), then seats overlap, never above 4.
     assert 2 <= arm.max_in_flight <= 4
@@ -273,7 +274,7 @@ def test_seats_are_created_concurrently(make_provider: Callable[..., Any], arm: 
 def test_one_worker_creates_seats_one_by_one(make_provider: Callable[..., Any], arm: ArmFake,
                                              catalog: Catalog, rendered: Any) -> None:
     arm.polls = 2
-    make_provider(max_workers=1).launch(spec(count=3), catalog)
+    make_provider(max_workers=1).launch(LaunchRequest(spec(count=3), catalog)).result
     assert arm.max_in_flight == 1
 
 
@@ -286,7 +287,7 @@ def test_user_data_too_big_for_custom_data(make_provider: Callable[..., Any], ar
                         lambda *a, **k: RenderedUserData("cloud-config", b"x" * 70000, False))
     with pytest.raises(InputError, match="user data is 70000 bytes: Azure custom data takes "
                                          "at most 65535 bytes"):
-        make_provider().launch(spec(), catalog)
+        make_provider().launch(LaunchRequest(spec(), catalog)).result
     assert arm.writes() == []
 
 
@@ -297,7 +298,7 @@ def test_without_bootstrap_renderer_only_user_data_goes(make_provider: Callable[
         raise NotImplementedError
 
     monkeypatch.setattr("nestcloud.bootstrap.render_user_data", missing)
-    res = make_provider().launch(spec(user_data="#cloud-config\n{}\n"), catalog)
+    res = make_provider().launch(LaunchRequest(spec(user_data="#cloud-config\n{}\n"), catalog)).result
     props = arm.bodies("virtualMachines")["demo-0"]["properties"]
     assert base64.b64decode(props["osProfile"]["customData"]) == b"#cloud-config\n{}\n"
     assert any("bootstrap rendering is not available" in n for n in res.notes)

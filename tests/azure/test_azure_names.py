@@ -10,6 +10,7 @@ import pytest
 from conftest import SSH_KEY
 from fakes.arm_fake import ArmFake
 
+from nestcloud.provider import LaunchRequest
 from nestcloud.catalog import Catalog
 from nestcloud.errors import InputError
 from nestcloud.spec import LaunchSpec
@@ -25,8 +26,8 @@ def test_down_and_list_refuse_a_bad_name_before_any_request(
         make_provider: Callable[..., Any], arm: ArmFake, catalog: Catalog, rendered: Any,
         bad: str, group: str | None) -> None:
     p = make_provider()
-    p.launch(LaunchSpec(provider="azure", type="Standard_D2s_v5", region="eastus",
-                        name="demo", key_name=SSH_KEY), catalog)
+    p.launch(LaunchRequest(LaunchSpec(provider="azure", type="Standard_D2s_v5", region="eastus",
+                        name="demo", key_name=SSH_KEY), catalog)).result
     before = list(arm.ids())
     scoped = make_provider(resource_group=group) if group else p
     arm.requests.clear()

@@ -11,6 +11,7 @@ import pytest
 from conftest import SSH_KEY, FakeCredential
 from fakes.arm_fake import SUB, ArmFake, vm_sku
 
+from nestcloud.provider import LaunchRequest
 from nestcloud.catalog import Catalog
 from nestcloud.errors import InputError
 from nestcloud.models import CatalogDiff
@@ -29,8 +30,8 @@ def spec(**kw: Any) -> LaunchSpec:
 
 def test_down_deletes_the_group_and_waits(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.polls = 2
-    res = provider.launch(spec(count=2, public_ip=True, ttl_seconds=600), catalog)
-    other = provider.launch(spec(name="keep"), catalog)
+    res = provider.launch(LaunchRequest(spec(count=2, public_ip=True, ttl_seconds=600), catalog)).result
+    other = provider.launch(LaunchRequest(spec(name="keep"), catalog)).result
     gone = provider.down("demo")
     assert sorted(gone.terminated) == sorted(res.created)
     assert gone.deleted == [f"/subscriptions/{SUB}/resourceGroups/nestcloud-demo-eastus"]
@@ -47,9 +48,9 @@ def test_down_deletes_the_group_and_waits(provider: Any, arm: ArmFake, catalog: 
 
 def test_down_finds_the_name_in_every_region(make_provider: Callable[..., Any], arm: ArmFake,
                                              catalog: Catalog, rendered: Any) -> None:
-    make_provider(region="eastus").launch(spec(), catalog)
-    make_provider(region="westeurope").launch(spec(region="westeurope"), catalog)
-    make_provider(region="westeurope").launch(spec(region="westeurope", name="other"), catalog)
+    make_provider(region="eastus").launch(LaunchRequest(spec(), catalog)).result
+    make_provider(region="westeurope").launch(LaunchRequest(spec(region="westeurope"), catalog)).result
+    make_provider(region="westeurope").launch(LaunchRequest(spec(region="westeurope", name="other"), catalog)).result
     assert sorted(arm.groups) == ["nestcloud-demo-eastus", "nestcloud-demo-westeurope",
                                   "nestcloud-other-westeurope"]
     anywhere = make_provider(region=None)
@@ -70,7 +71,7 @@ def test_user_group_is_checked_never_created_nor_deleted(make_provider: Callable
                                                          rendered: Any) -> None:
     p = make_provider(resource_group="team-rg")
     with pytest.raises(InputError) as err:
-        p.launch(spec(), catalog)
+        p.launch(LaunchRequest(spec(), catalog)).result
     assert str(err.value) == (
         f"resource group 'team-rg' does not exist in subscription {SUB}\n  hint: create it "
         "first, or leave out --resource-group and nestcloud creates (and later deletes) its "
@@ -81,7 +82,7 @@ def test_user_group_is_checked_never_created_nor_deleted(make_provider: Callable
     theirs = p.network.network_security_groups.begin_create_or_update(
         "team-rg", "their-nsg", {"location": "eastus", "tags": {"owner": "them"}}).result()
     arm.requests.clear()
-    res = p.launch(spec(count=2, public_ip=True, ttl_seconds=600), catalog)
+    res = p.launch(LaunchRequest(spec(count=2, public_ip=True, ttl_seconds=600), catalog)).result
     assert not [r for r in arm.writes() if r.path.lower().endswith("/resourcegroups/team-rg")]
     assert arm.writes("PUT")[0].path.endswith("/networkSecurityGroups/nestcloud-demo-nsg")
 
@@ -105,17 +106,17 @@ def test_user_group_vm_name_clash_is_refused(make_provider: Callable[..., Any], 
                                              catalog: Catalog, rendered: Any) -> None:
     p = make_provider(resource_group="team-rg")
     p.resources.resource_groups.create_or_update("team-rg", {"location": "eastus"})
-    p.launch(spec(name="lab"), catalog)
+    p.launch(LaunchRequest(spec(name="lab"), catalog)).result
     arm.resources = {k: ({**v, "tags": {}} if k.endswith("/virtualmachines/lab-0") else v)
                      for k, v in arm.resources.items()}
     with pytest.raises(InputError, match="already has a VM named 'lab-0' that nestcloud did "
                                          "not create for 'lab'"):
-        p.launch(spec(name="lab"), catalog)
+        p.launch(LaunchRequest(spec(name="lab"), catalog)).result
 
 
 def test_down_failure_is_a_cleanup_error_naming_the_group(provider: Any, arm: ArmFake,
                                                           catalog: Catalog) -> None:
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     arm.fault("DELETE", r"/resourcegroups/nestcloud-demo-eastus$", 409, "ScopeLocked",
               message="The scope is locked.", times=None)
     with pytest.raises(Exception) as err:
@@ -130,12 +131,12 @@ def test_down_failure_is_a_cleanup_error_naming_the_group(provider: Any, arm: Ar
 
 def test_list_reads_tags_state_and_addresses(provider: Any, arm: ArmFake, catalog: Catalog
                                              ) -> None:
-    provider.launch(spec(count=2, public_ip=True, ttl_seconds=3600, tags={"team": "x"}),
-                    catalog)
-    provider.launch(spec(name="other"), catalog)
+    provider.launch(LaunchRequest(spec(count=2, public_ip=True, ttl_seconds=3600, tags={"team": "x"}),
+                    catalog)).result
+    provider.launch(LaunchRequest(spec(name="other"), catalog)).result
     arm.fail_vm("broken-0", "AllocationFailed")
     with pytest.raises(Exception):
-        provider.launch(spec(name="broken"), catalog)
+        provider.launch(LaunchRequest(spec(name="broken"), catalog)).result
     demo = provider.list("demo")
     assert [(i.name, i.seat, i.state, i.type, i.region) for i in demo] == [
         ("demo", 0, "running", "Standard_D2s_v5", "eastus"),
@@ -147,7 +148,7 @@ def test_list_reads_tags_state_and_addresses(provider: Any, arm: ArmFake, catalo
 
 def test_list_ignores_vms_nestcloud_did_not_tag(provider: Any, arm: ArmFake, catalog: Catalog
                                                ) -> None:
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     for v in arm.resources.values():
         if v["type"] == "Microsoft.Compute/virtualMachines":
             v["tags"] = {"owner": "someone"}
@@ -157,7 +158,7 @@ def test_list_ignores_vms_nestcloud_did_not_tag(provider: Any, arm: ArmFake, cat
 def test_console_reads_the_serial_log_blob(provider: Any, arm: ArmFake, catalog: Catalog
                                            ) -> None:
     arm.console_text = "boot...\nNESTCLOUD-READY kvm=ok\n"
-    inst = provider.launch(spec(), catalog).instances[0]
+    inst = provider.launch(LaunchRequest(spec(), catalog)).result.instances[0]
     assert provider.console(inst) == "boot...\nNESTCLOUD-READY kvm=ok\n"
     blob_gets = [r for r in arm.requests if r.path.startswith("/blobs/")]
     assert blob_gets[-1].headers.get("Authorization") is None  # the SAS URI is the credential

@@ -9,6 +9,7 @@ import pytest
 from conftest import SSH_KEY
 from fakes.arm_fake import ArmFake
 
+from nestcloud.provider import LaunchRequest
 from nestcloud.bootstrap.l1check import MARKER
 from nestcloud.bootstrap.profiles import WINDOWS_MARKER_FILE, windows_script
 from nestcloud.bootstrap.wait import WaitReport, wait_for_ready
@@ -59,7 +60,7 @@ def stdout_line(payload: dict[str, Any]) -> str:
 
 def test_windows_vm_reports_ready_through_run_command(provider: Any, arm: ArmFake,
                                                       catalog: Catalog) -> None:
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     arm.run_command_stdout["win-0"] = stdout_line(READY)
     report = wait(provider, "win")
     [r] = report.instances
@@ -91,7 +92,7 @@ def test_the_bootstrap_writes_the_file_run_command_reads() -> None:
 
 def test_no_file_yet_keeps_waiting_then_ready_when_it_appears(provider: Any, arm: ArmFake,
                                                               catalog: Catalog) -> None:
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     progress: list[str] = []
 
     def on_progress(line: str) -> None:
@@ -107,7 +108,7 @@ def test_no_file_yet_keeps_waiting_then_ready_when_it_appears(provider: Any, arm
 
 def test_no_file_times_out(provider: Any, arm: ArmFake, catalog: Catalog) -> None:
     arm.console_text = "Windows SAC boot text, no marker\r\n"
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     report = wait(provider, "win", timeout=20)
     [r] = report.instances
     assert (r.status, r.message) == ("timeout", "no readiness marker within 20s")
@@ -123,7 +124,7 @@ def test_no_file_times_out(provider: Any, arm: ArmFake, catalog: Catalog) -> Non
 ])
 def test_bad_file_contents_are_ignored(provider: Any, arm: ArmFake, catalog: Catalog,
                                        stdout: str) -> None:
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     arm.run_command_stdout["win-0"] = stdout
     report = wait(provider, "win", timeout=10)
     assert [r.status for r in report.instances] == ["timeout"]
@@ -131,7 +132,7 @@ def test_bad_file_contents_are_ignored(provider: Any, arm: ArmFake, catalog: Cat
 
 def test_failed_report_names_the_failed_checks(provider: Any, arm: ArmFake,
                                                catalog: Catalog) -> None:
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     arm.run_command_stdout["win-0"] = stdout_line(FAILED)
     report = wait(provider, "win")
     [r] = report.instances
@@ -142,8 +143,8 @@ def test_failed_report_names_the_failed_checks(provider: Any, arm: ArmFake,
 def test_linux_vm_reads_only_the_serial_log(provider: Any, arm: ArmFake,
                                             catalog: Catalog) -> None:
     arm.console_text = f'boot\n{MARKER} {{"status": "ready", "checks": {{}}}}\n'
-    provider.launch(spec(name="lin", os="ubuntu-24.04", hypervisor="kvm", key_name=SSH_KEY),
-                    catalog)
+    provider.launch(LaunchRequest(spec(name="lin", os="ubuntu-24.04", hypervisor="kvm", key_name=SSH_KEY),
+                    catalog)).result
     report = wait(provider, "lin")
     assert [r.status for r in report.instances] == ["ready"]
     assert run_commands(arm) == []
@@ -151,7 +152,7 @@ def test_linux_vm_reads_only_the_serial_log(provider: Any, arm: ArmFake,
 
 def test_windows_without_list_first_asks_the_vm_once(make_provider: Any, rendered: Any,
                                                      arm: ArmFake, catalog: Catalog) -> None:
-    inst = make_provider().launch(spec(), catalog).instances[0]
+    inst = make_provider().launch(LaunchRequest(spec(), catalog)).result.instances[0]
     fresh = make_provider()  # knows nothing about the VM yet
     arm.run_command_stdout["win-0"] = stdout_line(READY)
     start = len(arm.requests)
@@ -165,7 +166,7 @@ def test_windows_without_list_first_asks_the_vm_once(make_provider: Any, rendere
 def test_run_command_busy_falls_back_and_is_the_last_problem(provider: Any, arm: ArmFake,
                                                              catalog: Catalog) -> None:
     arm.console_text = "no marker on a Windows serial log\r\n"
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     arm.fault("POST", r"/runCommand$", 409, "Conflict",
               message="Run command extension execution is in progress.", times=None)
     report = wait(provider, "win", timeout=10)
@@ -180,14 +181,14 @@ def test_run_command_busy_falls_back_and_is_the_last_problem(provider: Any, arm:
 def test_run_command_marker_in_serial_log_still_counts(provider: Any, arm: ArmFake,
                                                        catalog: Catalog) -> None:
     arm.console_text = stdout_line(READY)
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     arm.fault("POST", r"/runCommand$", 409, "Conflict", times=None)
     assert [r.status for r in wait(provider, "win").instances] == ["ready"]
 
 
 def test_run_command_without_permission_stops_the_wait(provider: Any, arm: ArmFake,
                                                        catalog: Catalog) -> None:
-    provider.launch(spec(), catalog)
+    provider.launch(LaunchRequest(spec(), catalog)).result
     arm.fault("POST", r"/runCommand$", 403, "AuthorizationFailed",
               message="no runCommand/action", times=None)
     with pytest.raises(CredentialsError, match="AuthorizationFailed"):
@@ -217,7 +218,7 @@ def test_an_aws_instance_profile_is_refused_before_any_call(provider: Any, arm: 
 
     with pytest.raises(InputError, match="instance profile 'nc-l1': that is an AWS IAM "
                                          "setting"):
-        provider.launch(spec(instance_profile="nc-l1"), catalog)
+        provider.launch(LaunchRequest(spec(instance_profile="nc-l1"), catalog)).result
     assert arm.requests == []
 
 
