@@ -344,3 +344,36 @@ def test_ls_and_down_without_provider_find_the_plugin(cli: Any, world: Any) -> N
     down = cli("down", "found", "--yes", "--json", env=env)
     assert down.exit_code == 0, down.output
     assert world.instances == {}
+
+
+@pytest.mark.parametrize("extra", [
+    ("--sandbox",),                        # no capabilities.local_endpoint
+    ("--subscription", "0000"),            # an option only another provider declares
+    ("--resource-group", "rg"),
+])
+def test_what_the_provider_does_not_declare_is_bad_input(cli: Any, world: Any,
+                                                         extra: tuple[str, ...]) -> None:
+    res = cli(*LAUNCH, "--name", "nope", *extra, "--json")
+    assert res.exit_code == 2, res.output
+    doc = json.loads(res.stdout)
+    assert (doc["error"], doc["exit_code"]) == ("InputError", 2)
+    assert extra[0] in doc["message"] and "memory" in doc["message"]
+    assert world.instances == {} and "launch" not in world.calls
+
+
+def test_lab_up_sandbox_needs_a_local_endpoint(cli: Any, world: Any, tmp_path: Path) -> None:
+    res = cli("lab", "up", str(lab_file(tmp_path)), "--sandbox", "--json")
+    assert res.exit_code == 2, res.output
+    assert "memory" in json.loads(res.stdout)["message"]
+    assert world.instances == {} and world.calls == []
+
+
+def test_refresh_prices_without_a_price_source_is_bad_input(cli: Any, world: Any,
+                                                            tmp_path: Path) -> None:
+    cat = tmp_path / "catalog.yaml"
+    cat.write_bytes(MEMORY_CATALOG.read_bytes())
+    res = cli("catalog", "refresh-prices", "--provider", "memory", "--catalog", str(cat),
+              "--json")
+    assert res.exit_code == 2, res.output
+    assert "memory" in json.loads(res.stdout)["message"]
+    assert cat.read_bytes() == MEMORY_CATALOG.read_bytes()  # nothing rewritten
