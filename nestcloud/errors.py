@@ -196,10 +196,11 @@ class CleanupError(ProviderError):
 
 class LaunchInterrupted(KeyboardInterrupt):
     """Ctrl-C during a launch, saying what the launch left (``outcome``), so the caller's
-    rollback knows whether anything of this run exists. Still a KeyboardInterrupt."""
+    rollback knows whether anything of this run exists. Still a KeyboardInterrupt; its args
+    are notes for the user (what is left, what was removed)."""
 
-    def __init__(self, outcome: LaunchOutcome) -> None:
-        super().__init__()
+    def __init__(self, outcome: LaunchOutcome, *notes: str) -> None:
+        super().__init__(*notes)
         self.outcome = outcome
 
 

@@ -86,6 +86,8 @@ class Capabilities:
     spot: bool = False               # spot/preemptible capacity
     windows: bool = False            # can host a Windows L1
     local_endpoint: bool = False     # local_endpoint() starts a local endpoint (--sandbox)
+    leftovers: bool = False          # leftovers(name, instances) lists what names without
+    #                                  instances still have (`ls` shows, `down NAME` removes)
     user_data: UserDataEnvelope = UserDataEnvelope(limit_bytes=16 * 1024)
     tags: TagLimits | None = None    # what the cloud accepts as tags, checked before a create
 
@@ -186,6 +188,9 @@ class Provider(Protocol):
     - ``prefetch(spec)`` (``prefetch``): start the launch's read-only lookups early.
     - ``unlock(name)`` (``launch_lock``): release the launch lock a failed ``exclusive``
       launch kept (``outcome.lock_held``) once the caller has rolled back.
+    - ``leftovers(name, instances) -> list[dict]`` (``leftovers``): resources of names that
+      have no instance any more (rows with provider, name, region, kind, id; ``instances`` is
+      the listing the caller already has); ``down(name)`` removes them.
 
     **Errors** are ``nestcloud.errors`` types raised ``from`` the SDK's exception, never SDK
     exceptions; the provider sets ``scope`` (or uses a subclass whose ``default_scope`` fits:

@@ -362,7 +362,8 @@ class AzureProvider:
         except ProviderError as exc:
             raise exc.with_outcome(LaunchOutcome(created_any=bool(created)))
         except KeyboardInterrupt as exc:
-            raise LaunchInterrupted(LaunchOutcome(created_any=bool(created))) from exc
+            raise LaunchInterrupted(LaunchOutcome(created_any=bool(created)),
+                                    *exc.args) from exc
         return LaunchOutcome(result=result, created_any=bool(result.created))
 
     def _launch(self, spec: LaunchSpec, catalog: Catalog, dry_run: bool, created: list[str]

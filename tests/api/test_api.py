@@ -77,7 +77,6 @@ def test_lab_python_constructor_cost(tmp_path: Any) -> None:
 def test_launch_through_the_api(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import uuid
 
-    import nestcloud.lab as labmod
     from providers.aws import AwsProvider
 
     def render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
@@ -87,13 +86,15 @@ def test_launch_through_the_api(moto_endpoint: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("nestcloud.bootstrap.render_user_data", render)
     opened: list[tuple[str, str | None, bool]] = []
 
-    def open_provider(provider: str, region: str | None, *, sandbox: bool = False) -> Any:
+    def open_provider(provider: str, region: str | None, *, sandbox: bool = False,
+                      **options: Any) -> Any:
+        assert options == {}
         opened.append((provider, region, sandbox))
         p = AwsProvider(region=region, endpoint_url=moto_endpoint)
         p.sleep = lambda s: None
         return p
 
-    monkeypatch.setattr(labmod, "open_provider", open_provider)
+    monkeypatch.setattr("nestcloud.provider.open_provider", open_provider)  # the one factory
     name = "api" + uuid.uuid4().hex[:8]
     res = nestcloud.launch("aws", "c8i.large", region="us-east-1", name=name, count=2,
                            os="al2023", hypervisor="firecracker", ttl="30m", sandbox=True)

@@ -10,7 +10,7 @@ from nestcloud import failover
 from nestcloud.errors import (CapacityError, CleanupError, CredentialsError,
                               MissingDependencyError, ProviderError, QuotaError,
                               ThrottledError, UnsupportedError)
-from nestcloud.failover import Attempt, Candidate, LaunchOutcome
+from nestcloud.failover import Attempt, Candidate, Launched
 from nestcloud.planner import PlanRequest, plan
 
 
@@ -20,16 +20,18 @@ def C(provider: str, region: str, *types: str) -> Candidate:
 
 @pytest.mark.parametrize("exc,scope", [
     (CapacityError("x", code="InsufficientInstanceCapacity"), "zone"),
-    (ProviderError("x", code="SkuNotAvailable"), "zone"),
-    (ProviderError("x", code="AllocationFailed"), "zone"),
+    # The provider's scope decides (its translation sets it); a code alone is fatal.
+    (ProviderError("x", code="SkuNotAvailable", scope="zone"), "zone"),
+    (ProviderError("x", code="AllocationFailed"), "fatal"),
     (UnsupportedError("x", code="UnsupportedOperation"), "type"),
     (QuotaError("x", code="VcpuLimitExceeded"), "region"),
-    (ProviderError("x", code="OperationNotAllowed"), "region"),
+    (ProviderError("x", code="OperationNotAllowed", scope="region"), "region"),
+    (ProviderError("x", scope="account"), "fatal"),
     (ThrottledError("x"), "region"),
     (MissingDependencyError("x"), "provider"),
     (CredentialsError("x", code="AuthFailure"), "fatal"),
     (CleanupError("x", leftovers=["i-1"]), "fatal"),
-    (ProviderError("x", code="InvalidParameterValue"), "fatal"),
+    (ProviderError("x", code="InvalidParameterValue", scope="request"), "fatal"),
 ])
 def test_classify(exc: Exception, scope: str) -> None:
     assert failover.classify(exc) == scope
@@ -43,11 +45,11 @@ def test_zone_then_type_then_region_then_provider() -> None:
         ("aws", "r2", "a"): MissingDependencyError("no boto3"),
     }
 
-    def launch(c: Candidate) -> LaunchOutcome[str]:
+    def launch(c: Candidate) -> Launched[str]:
         tried.append(c)
         if (c.provider, c.region, c.type) in errors:
             raise errors[(c.provider, c.region, c.type)]
-        return LaunchOutcome(f"{c.provider}/{c.region}/{c.type}")
+        return Launched(f"{c.provider}/{c.region}/{c.type}")
 
     cands = [C("aws", "r1", "a"), C("aws", "r1", "b"), C("aws", "r1", "c"),
              C("aws", "r2", "a"), C("aws", "r3", "a"), C("azure", "eastus", "D2")]
@@ -67,7 +69,7 @@ def test_zone_then_type_then_region_then_provider() -> None:
 
 
 def test_fatal_stops_at_once_and_carries_the_table() -> None:
-    def launch(c: Candidate) -> LaunchOutcome[str]:
+    def launch(c: Candidate) -> Launched[str]:
         raise CredentialsError("expired", code="ExpiredToken")
 
     with pytest.raises(CredentialsError) as ei:
@@ -80,7 +82,7 @@ def test_nothing_launches_is_a_capacity_error_with_every_row() -> None:
     inner = [Attempt("aws", "r1", "a", "r1b", "failed", "zone", "InsufficientInstanceCapacity",
                      "none in b")]
 
-    def launch(c: Candidate) -> LaunchOutcome[str]:
+    def launch(c: Candidate) -> Launched[str]:
         raise failover.attach(CapacityError("short", code="InsufficientInstanceCapacity"),
                               inner)
 
@@ -100,9 +102,9 @@ def test_quota_check_blocks_a_region_before_any_launch() -> None:
 
     launched: list[str] = []
 
-    def launch(c: Candidate) -> LaunchOutcome[str]:
+    def launch(c: Candidate) -> Launched[str]:
         launched.append(c.region)
-        return LaunchOutcome(c.region)
+        return Launched(c.region)
 
     result, rows = failover.run([C("aws", "r1", "a"), C("aws", "r1", "b"),
                                  C("aws", "r2", "a")], launch, quota=quota)
@@ -113,7 +115,7 @@ def test_quota_check_blocks_a_region_before_any_launch() -> None:
 
 
 def test_keyboard_interrupt_is_not_swallowed() -> None:
-    def launch(c: Candidate) -> LaunchOutcome[str]:
+    def launch(c: Candidate) -> Launched[str]:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
