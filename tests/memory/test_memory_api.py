@@ -4,6 +4,7 @@ and checks as the CLI, for a provider found only by its entry point."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner
@@ -51,3 +52,30 @@ def test_python_lab_up_and_down(world: Any) -> None:
     assert len(world.instances) == 2
     gone = lab.down()
     assert sorted(gone.terminated) == sorted(res.launch.created) and world.instances == {}
+
+
+def test_the_console_script_finds_the_plugin_in_another_process(memory_plugin: Any,
+                                                                tmp_path: Path) -> None:
+    # A fresh interpreter sees the plugin only through PYTHONPATH (set by the fixture) and
+    # its entry point; the world there is that process's own.
+    import os
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nestcloud", *args], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path,
+                              env={**os.environ, "NESTCLOUD_DEBUG": ""})
+
+    ok = run("check", "-p", "memory", "-t", "m1.small", "-r", "mem-east-1", "--catalog",
+             str(MEMORY_CATALOG), "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+    launched = run("launch", "-p", "memory", "-t", "m1.small", "-r", "mem-east-1", "--name",
+                   "sub", "--count", "2", "--catalog", str(MEMORY_CATALOG), "--json")
+    assert launched.returncode == 0, launched.stderr
+    assert [i["seat"] for i in json.loads(launched.stdout)["instances"]] == [0, 1]
+    refused = run("check", "-p", "memory", "-t", "m1.flat", "-r", "mem-east-1", "--catalog",
+                  str(MEMORY_CATALOG))
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stdout.splitlines()[0] == "memory/m1.flat in mem-east-1: refused"
