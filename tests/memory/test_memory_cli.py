@@ -263,6 +263,7 @@ def test_lab_up_fails_over_to_the_next_region_and_cleans_the_first(
     assert {i.region for i in world.instances.values()} == {"mem-west-1"}
     assert sorted(i.seat for i in world.instances.values()) == [0, 1, 2]
     assert doc["cost"]["option"]["region"] == "mem-west-1"
+    assert [c for c in world.calls if c in ("launch", "down")] == ["launch", "down", "launch"]
 
 
 def test_lab_up_keep_partial_keeps_what_the_failed_launch_made(
@@ -272,6 +273,7 @@ def test_lab_up_keep_partial_keeps_what_the_failed_launch_made(
               env={"NESTCLOUD_MEMORY_FAIL_AFTER": "2"})
     assert res.exit_code == 1, res.output
     # Kept where it is: failing over would split the lab.
+    assert "down" not in world.calls and world.calls.count("launch") == 1
     assert sorted((i.region, i.seat) for i in world.instances.values()) == [
         ("mem-east-1", 0), ("mem-east-1", 1)]
 
