@@ -380,3 +380,15 @@ def test_refresh_prices_without_a_price_source_is_bad_input(cli: Any, world: Any
     assert res.exit_code == 2, res.output
     assert "memory" in json.loads(res.stdout)["message"]
     assert cat.read_bytes() == MEMORY_CATALOG.read_bytes()  # nothing rewritten
+
+
+def test_catalog_verify_reports_a_disagreement(cli: Any, tmp_path: Path) -> None:
+    wrong = tmp_path / "catalog.yaml"
+    text = MEMORY_CATALOG.read_text()
+    assert text.count("    vcpus: 4\n") == 1
+    wrong.write_text(text.replace("    vcpus: 4\n", "    vcpus: 8\n"))
+    res = cli("catalog", "verify", *WHERE, "--catalog", str(wrong), "--json")
+    assert res.exit_code == 1, res.output
+    doc = json.loads(res.stdout)
+    assert (doc["ok"], doc["diffs"]) == (False, [{"type": "m1.large", "field": "vcpus",
+                                                  "catalog": 8, "live": 4}])

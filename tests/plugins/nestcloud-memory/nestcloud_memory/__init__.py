@@ -43,12 +43,22 @@ DEFAULT_REGION = "mem-east-1"
 OWNER = "memory-user"
 MARKER = "NESTCLOUD-L1"  # nestcloud/bootstrap/marker.py reads `NESTCLOUD-L1 {json}` lines
 
-# What the "live API" offers: the catalog entries (catalog.yaml next to this file) must agree
-# with it, and `nestcloud catalog verify -p memory` compares the two.
-LIVE_TYPES: dict[str, dict[str, object]] = {
-    "m1.small": {"vcpus": 2, "memory_gib": 4.0, "regions": ["mem-east-1", "mem-west-1"]},
-    "m1.large": {"vcpus": 4, "memory_gib": 16.0, "regions": ["mem-east-1", "mem-west-1"]},
-    "m1.flat": {"vcpus": 2, "memory_gib": 4.0, "regions": ["mem-east-1", "mem-west-1"]},
+@dataclass(frozen=True)
+class LiveType:
+    """One type as the memory cloud's "live API" reports it."""
+
+    vcpus: int
+    memory_gib: float
+    regions: tuple[str, ...]
+
+
+REGIONS = ("mem-east-1", "mem-west-1")
+# What the "live API" offers: the catalog entries (../catalog.yaml) must agree with it, and
+# `nestcloud catalog verify -p memory` compares the two.
+LIVE_TYPES: dict[str, LiveType] = {
+    "m1.small": LiveType(vcpus=2, memory_gib=4.0, regions=REGIONS),
+    "m1.large": LiveType(vcpus=4, memory_gib=16.0, regions=REGIONS),
+    "m1.flat": LiveType(vcpus=2, memory_gib=4.0, regions=REGIONS),  # no nesting
 }
 
 ConsoleMode = Literal["ready", "failed", "silent"]
@@ -122,8 +132,7 @@ class MemoryProvider:
     options: ClassVar[tuple[ProviderOption, ...]] = ()
 
     def __init__(self, region: str | None = None) -> None:
-        if region is not None and not any(region in t["regions"]  # type: ignore[operator]
-                                          for t in LIVE_TYPES.values()):
+        if region is not None and region not in REGIONS:
             raise InputError(f"memory: unknown region {region!r}")
         self.region = region
 
@@ -226,13 +235,13 @@ class MemoryProvider:
         mine = [t for t in catalog.of(NAME) if region in t.regions]
         for t in mine:
             live = LIVE_TYPES.get(t.name)
-            if live is None or region not in live["regions"]:  # type: ignore[operator]
+            if live is None or region not in live.regions:
                 missing.append(t.name)
                 continue
-            for fld in ("vcpus", "memory_gib"):
-                if getattr(t, fld) != live[fld]:
-                    diffs.append(CatalogDiff(type=t.name, field=fld, catalog=getattr(t, fld),
-                                             live=live[fld]))
+            for fld, ours, theirs in (("vcpus", t.vcpus, live.vcpus),
+                                      ("memory_gib", t.memory_gib, live.memory_gib)):
+                if ours != theirs:
+                    diffs.append(CatalogDiff(type=t.name, field=fld, catalog=ours, live=theirs))
         return VerifyResult(provider=NAME, region=region, checked=len(mine), diffs=diffs,
                             missing_live=missing)
 
