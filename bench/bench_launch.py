@@ -73,8 +73,11 @@ class Timer:
 @contextmanager
 def moto_server() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # nestcloud's local endpoint: moto, reporting the nested switch back as EC2 does (the
+    # launch's read-back requires it), the same one `--sandbox` runs.
+    proc = subprocess.Popen([sys.executable, "-m", "providers._aws_sandbox", "-H", "127.0.0.1",
+                             "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     SERVER_PID[:] = [proc.pid]
     url = f"http://127.0.0.1:{port}"
     try:

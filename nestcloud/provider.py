@@ -339,7 +339,9 @@ def load_factory(name: str) -> ProviderClass:
         own = value.split(":", 1)[0]
         # A module of the plugin's own top-level package: its code is broken, not its SDK.
         is_own = bool(missing) and missing.split(".", 1)[0] == own.split(".", 1)[0]
-        if missing and not is_own:
+        # Only a module that is not there at all is a missing dependency: "cannot import
+        # name" means an installed module (the plugin's, or nestcloud's) does not match.
+        if isinstance(exc, ModuleNotFoundError) and missing and not is_own:
             raise MissingDependencyError(
                 f"provider {name!r} needs the module {missing!r}, which is not installed",
                 hint=_install_hint(ep), provider=name) from exc

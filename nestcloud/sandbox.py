@@ -67,8 +67,9 @@ _INSTALL_HINT = "pip install 'nestcloud[sandbox]'"
 
 LIMITS = (
     "the sandbox is a local EC2 endpoint (moto): requests are real, machines are not. No guest "
-    "boots, so readiness markers never appear; CpuOptions.NestedVirtualization is accepted "
-    "but not echoed back; only the al2023 image parameter exists in its SSM."
+    "boots, so readiness markers never appear; CpuOptions.NestedVirtualization is echoed back "
+    "for what was launched with it, as EC2 reports it; only the al2023 image parameter exists "
+    "in its SSM."
 )
 
 Note = Callable[[str], None]
@@ -454,12 +455,12 @@ def serve(state_file: str) -> None:
     """Run moto's server on a free loopback port until SIGTERM; write the state file."""
     from importlib.metadata import version
 
-    from moto.server import ThreadedMotoServer
+    from providers._aws_sandbox import sandbox_server  # moto, echoing the nested switch
 
     os.umask(0o077)  # whatever this process creates is the user's alone
     _log_requests(Path(state_file).with_name(LOG_FILE),
                   int(os.environ.get(_ENV_LOG_MAX) or LOG_MAX_BYTES))
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = sandbox_server()
     server.start()
     host, port = server.get_host_and_port()
     st = SandboxState(pid=os.getpid(), port=port, url=f"http://{host}:{port}",

@@ -23,11 +23,11 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nestcloud.errors import CapacityError, ProviderError, QuotaError
-from nestcloud.failover import FLEET_THRESHOLD, Attempt, attach, classify, stop_here
+from nestcloud.failover import Attempt, classify
 from nestcloud.spec import TAG_NAME
 from providers._aws_errors import aws_errors, error_code, translate
 
@@ -89,7 +89,12 @@ def create_template_params(plan: LaunchPlan, sg_id: str, now: dt.datetime) -> di
 
 
 def overrides(types: tuple[str, ...], subnets: list[Subnet]) -> list[dict[str, Any]]:
-    """Every (type, zone); the planned type first. Priority: the highest is launched first."""
+    """Every (type, zone); the planned type first, with priority 0.
+
+    The EC2 API reference (FleetLaunchTemplateOverridesRequest.Priority): "Valid values are
+    whole numbers starting at 0. The lower the number, the higher the priority." So the
+    planned (cheapest) type gets 0 and each equivalent the next number, in the order the
+    planner ranked them; every zone of a type shares its type's number."""
     out: list[dict[str, Any]] = []
     for n, t in enumerate(types):
         for s in subnets:
@@ -104,10 +109,6 @@ def create_fleet_params(plan: LaunchPlan, template_id: str, types: tuple[str, ..
     n = len(plan.missing_seats)
     tags = _tags(resource_tags(plan.spec, plan.name, plan.owner, None, now))
     ovr = overrides(types, subnets)
-    # prioritized: the lower the list position the higher the priority (AWS: highest first).
-    top = float(len(types))
-    for o in ovr:
-        o["Priority"] = top - o["Priority"]
     capacity_type = "spot" if plan.spec.spot else "on-demand"
     all_or_none = {"SingleInstanceType": True, "MinTargetCapacity": n}
     params: dict[str, Any] = {
@@ -185,14 +186,14 @@ def _taking(name: str, delta: int) -> int:
         return n
 
 
-def _holder_gone(holder: str, name: str) -> bool:
+def _holder_gone(holder: str, name: str, taking: bool = True) -> bool:
     """Whether the holder ran on this host and its process (or its launch) no longer exists;
-    asked by a launch that is itself taking ``name``."""
+    asked by a launch that is itself taking ``name`` (``taking``) or one that is not."""
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     if int(pid) == os.getpid():
-        return _taking(name, 0) <= 1  # only the launch asking
+        return _taking(name, 0) <= (1 if taking else 0)  # no launch but the one asking
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -200,6 +201,26 @@ def _holder_gone(holder: str, name: str) -> bool:
     except OSError:  # exists, owned by someone else
         return False
     return False
+
+
+# Above this many missing seats a launch goes through one CreateFleet call with every
+# equivalent type and zone (capabilities.fleet_above). At 4 or fewer, separate RunInstances
+# calls (each with its own deterministic ClientToken and seat tag) cost no more round trips
+# than template + fleet + template delete, and keep per-seat idempotency.
+FLEET_THRESHOLD = 4
+
+
+@dataclass
+class LaunchRun:
+    """What one launch did so far, for the LaunchOutcome it returns or its error carries;
+    local to the launch (labs launch from several threads on one provider)."""
+
+    exclusive: bool = False          # hold the name's launch lock throughout (a lab)
+    created_any: bool = False        # got as far as a create call
+    other_holds: bool = False        # another run holds the lock: nothing here is ours
+    found_live: list[str] = field(default_factory=list)  # seats another run launched
+    attempts: list[Attempt] = field(default_factory=list)  # a fleet's per-override rows
+    held: TemplateLock | None = None  # the lock a failed exclusive launch keeps for unlock()
 
 
 class TemplateLock:
@@ -214,8 +235,9 @@ class TemplateLock:
     path holds it only as the lock. Release deletes it (tagged: `down` removes a leftover).
     """
 
-    def __init__(self, prov: AwsProvider, plan: LaunchPlan, notes: list[str]) -> None:
-        self.prov, self.plan, self.notes = prov, plan, notes
+    def __init__(self, prov: AwsProvider, plan: LaunchPlan, notes: list[str],
+                 run: LaunchRun) -> None:
+        self.prov, self.plan, self.notes, self.run = prov, plan, notes, run
         self.template_id = ""
         self.name = ""
         self.waited = False
@@ -238,7 +260,7 @@ class TemplateLock:
             _taking(name, -1)
             if isinstance(exc, KeyboardInterrupt) and self.waited:
                 # Interrupted while another run held the lock: not ours to undo.
-                exc.lock_held = True  # type: ignore[attr-defined]
+                self.run.other_holds = True
             raise
 
     def _take(self, ec2: Any, params: dict[str, Any], name: str, deadline: float) -> str:
@@ -255,7 +277,7 @@ class TemplateLock:
             held = describe_template(prov, name, plan.region)
             if held is None:  # released between the two calls: try again
                 if time.monotonic() > deadline:
-                    raise _held(ProviderError(
+                    raise self._held(ProviderError(
                         f"launch template {name} exists but cannot be read; waited "
                         f"{prov.lock_wait_s:g} s; nothing was launched",
                         hint=f"`nestcloud down {plan.name}` removes it", provider="aws"))
@@ -263,18 +285,14 @@ class TemplateLock:
                 continue
             holder = _tag_value(held, TAG_LOCK)
             created = held.get("CreateTime")
-            age = ((dt.datetime.now(dt.timezone.utc) - created).total_seconds()
-                   if isinstance(created, dt.datetime) else 0.0)
-            gone = _holder_gone(holder, name)
-            if gone or age > LOCK_STALE_S:
-                why = (f"its holder {holder} is gone" if gone else
-                       f"it is {age / 60:.0f} minutes old")
+            why = stale_lock(held, name)
+            if why is not None:
                 self.notes.append(f"took over launch template {held['LaunchTemplateId']} "
                                   f"({name}) left by an interrupted run: {why}")
                 delete_template(prov, str(held["LaunchTemplateId"]), plan.region)
                 continue
             if time.monotonic() > deadline:
-                raise _held(ProviderError(
+                raise self._held(ProviderError(
                     f"another launch of {plan.name!r} is running (it holds launch template "
                     f"{held['LaunchTemplateId']} ({name}), held by {holder or 'unknown'} since "
                     f"{created}); waited {prov.lock_wait_s:g} s; nothing was launched",
@@ -287,6 +305,13 @@ class TemplateLock:
                 self.notes.append(f"waited for another launch of {plan.name!r} (launch "
                                   f"template {name}, held by {holder or 'unknown'}) to finish")
             prov.sleep(prov.waiter_delay)
+
+    def _held(self, exc: ProviderError) -> ProviderError:
+        """The lock is another run's: nothing of the name may be rolled back (the seats,
+        group and template are that run's; the launch's outcome says so), and failover
+        stops here (the error has no scope)."""
+        self.run.other_holds = True
+        return exc
 
     def forget(self) -> None:
         """The template is gone already (``down`` removed it): nothing left to release."""
@@ -303,11 +328,22 @@ class TemplateLock:
         self.template_id = ""
 
 
-def _held(exc: ProviderError) -> ProviderError:
-    """The lock is another run's: failover must not go elsewhere, and nothing of the name
-    may be rolled back (the seats, group and template are that run's)."""
-    exc.lock_held = True  # type: ignore[attr-defined]
-    return stop_here(exc)  # type: ignore[return-value]
+def stale_lock(held: dict[str, Any], name: str, taking: bool = True) -> str | None:
+    """Why the launch template ``held`` (DescribeLaunchTemplates, named ``name``; ``taking``:
+    whether the caller is itself taking it) is a dead run's leftover
+    rather than a lock some launch holds, or None: its holder was a process of this host
+    that is gone, or it is older than any launch holds one (LOCK_STALE_S)."""
+    holder = _tag_value(held, TAG_LOCK)
+    if _holder_gone(holder, name, taking):
+        return f"its holder {holder} is gone"
+    created = held.get("CreateTime")
+    age = ((dt.datetime.now(dt.timezone.utc) - created).total_seconds()
+           if isinstance(created, dt.datetime) else 0.0)
+    if age > LOCK_STALE_S:
+        return f"it is {age / 60:.0f} minutes old"
+    return None
+
+
 
 
 def _tag_value(resource: dict[str, Any], key: str) -> str:
@@ -350,14 +386,14 @@ def delete_template(prov: AwsProvider, template_id: str, region: str) -> None:
 
 
 def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: dt.datetime,
-                 types: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[Attempt]]:
-    """CreateFleet for every missing seat from the template ``lock`` holds; (the launched
-    instances, per-override rows). The caller reads them back, then releases the lock: by
+                 types: tuple[str, ...], run: LaunchRun) -> list[dict[str, Any]]:
+    """CreateFleet for every missing seat from the template ``lock`` holds: the launched
+    instances (the per-override rows go to ``run.attempts``). The caller reads them back, then releases the lock: by
     then the new seats are visible to DescribeInstances, so a run that takes the lock next
     finds them.
 
     When the fleet comes back short, the error (CapacityError, or QuotaError when a quota
-    code is among the errors) carries the rows; the instances it did launch stay tagged for
+    code is among the errors) follows the rows; the instances it did launch stay tagged for
     the caller's rollback (``down`` finds them).
     """
     ec2 = prov.client("ec2", plan.region)
@@ -369,18 +405,18 @@ def launch_fleet(prov: AwsProvider, plan: LaunchPlan, lock: TemplateLock, now: d
         resp = ec2.create_fleet(**params)
     ids = [i for inst in resp.get("Instances") or [] for i in inst.get("InstanceIds") or []]
     rows = error_attempts(resp.get("Errors") or [], plan.region, zone_of)
+    run.attempts = rows
     if len(ids) < len(plan.missing_seats):
         scopes = {r.scope for r in rows}
         cls = QuotaError if "region" in scopes else CapacityError
         codes = sorted({r.code or "?" for r in rows}) or ["no error reported"]
         err = cls(f"EC2 Fleet launched {len(ids)} of {len(plan.missing_seats)} seat(s) of "
                   f"{plan.name!r} in {plan.region} ({', '.join(codes)})",
-                  hint="failover tries the next type/region; the ones launched are removed "
-                       "unless --keep-partial", code=codes[0] if rows else None,
+                  hint="no capacity for the whole launch at once: retry later, or allow "
+                       "other types, zones or regions", code=codes[0] if rows else None,
                   provider="aws")
-        err.partial = ids  # type: ignore[attr-defined]
-        raise attach(err, rows)
-    return instances_from_response(resp, plan, zone_of, now), rows
+        raise err
+    return instances_from_response(resp, plan, zone_of, now)
 
 
 def _delete_template_noting(prov: AwsProvider, template_id: str, plan: LaunchPlan,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import boto3
 from botocore.config import Config
@@ -28,13 +28,17 @@ from botocore.config import Config
 from nestcloud.cache import cache_dir, prune, read_cache_entry, write_cache_entry
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (
+    LaunchInterrupted,
     CleanupError,
     CredentialsError,
     InputError,
+    NestcloudError,
     ProviderError,
     RefusedError,
     UnsupportedError,
 )
+from nestcloud.provider import (Capabilities, LaunchOutcome, LaunchRequest, ProviderOption,
+                                Quota, UserDataEnvelope)
 from nestcloud.models import (
     CatalogDiff,
     DownResult,
@@ -47,7 +51,7 @@ from nestcloud.bootstrap.profiles import TAG_L1
 from nestcloud.spec import (REGION_RE, TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT,
                             LaunchSpec, TagLimits, check_name)
 from providers._aws_errors import aws_errors, error_code
-from providers._aws_fleet import FLEET_THRESHOLD, Subnet
+from providers._aws_fleet import FLEET_THRESHOLD, LaunchRun, Subnet
 
 NESTED_FEATURE = "nested-virtualization"
 NESTED_CPU_OPTIONS = {"NestedVirtualization": "enabled"}
@@ -69,6 +73,12 @@ USER_DATA_LIMIT = 16 * 1024  # FACTS.md: 16 KB raw, before base64
 LIVE_STATES = ("pending", "running")
 FOUND_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 MAX_TOKEN_GENERATIONS = 20
+# How often a token's instance is looked for after IdempotentParameterMismatch (see
+# AwsProvider._token_owner), waiter_delay apart.
+TOKEN_OWNER_READS = 3
+ALL_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
+# The states of an instance that is still there (not on its way out).
+KEPT_STATES = ("pending", "running", "stopping", "stopped")
 # botocore retry attempts (first call included). Standard mode backs off exponentially with
 # jitter up to 20 s, so 10 attempts ride out well over a minute of throttling per call.
 MAX_ATTEMPTS = 10
@@ -111,6 +121,21 @@ def _ceil_minute(t: dt.datetime) -> dt.datetime:
     instance instead of IdempotentParameterMismatch; a TTL is never shortened."""
     floor = t.replace(second=0, microsecond=0)
     return floor if floor == t else floor + dt.timedelta(minutes=1)
+
+
+def _plural(noun: str, items: list[str]) -> str:
+    return noun if len(items) == 1 else noun + "s"
+
+
+def _json_dict(body: bytes | None) -> dict[str, Any] | None:
+    """A cache entry's body as the JSON object it holds, or None."""
+    if body is None:
+        return None
+    try:
+        got = json.loads(body)
+    except ValueError:
+        return None
+    return got if isinstance(got, dict) else None
 
 
 def _iso(t: dt.datetime) -> str:
@@ -157,6 +182,46 @@ def decide_nesting(t: InstanceType, live: dict[str, Any] | None, region: str) ->
              "type")
 
 
+def confirmed_equivalents(planned: str, types: Iterable[str],
+                          live: dict[str, dict[str, Any] | None], nesting: NestingDecision,
+                          catalog: Catalog, region: str, arch: str
+                          ) -> tuple[tuple[str, ...], list[str]]:
+    """(the planned type and the equivalents the live API confirms, a note per one left
+    out). A fleet's launch template carries the planned type's nested switch to every
+    override, so an equivalent must run a hypervisor the same way (nested, or bare metal)
+    by DescribeInstanceTypes, not by the catalog's word, and take the image's architecture."""
+    kept = [planned]
+    notes: list[str] = []
+    for n in dict.fromkeys(types):
+        if n == planned:
+            continue
+        it = live.get(n)
+        why = None
+        if it is None:
+            why = f"DescribeInstanceTypes does not know it in {region}"
+        else:
+            mode = live_nesting(it)
+            archs = (it.get("ProcessorInfo") or {}).get("SupportedArchitectures") or []
+            if mode != nesting.mode:
+                said = {"native": "reports bare metal",
+                        "nested": f"reports {NESTED_FEATURE}",
+                        "none": f"reports neither bare metal nor {NESTED_FEATURE}"}[mode]
+                cat = catalog.get("aws", n)
+                claim = (f"the catalog says {cat.nesting!r} but " if cat is not None
+                         else "")
+                why = f"{claim}DescribeInstanceTypes in {region} {said} for it"
+                if mode in ("native", "nested"):
+                    why += f" (this launch is {nesting.mode})"
+            elif arch not in archs:
+                why = (f"DescribeInstanceTypes in {region} reports {', '.join(archs) or 'no'} "
+                       f"architecture for it, the image is {arch}")
+        if why is None:
+            kept.append(n)
+        else:
+            notes.append(f"equivalent type {n} left out of the fleet: {why}")
+    return tuple(kept), notes
+
+
 def spec_digest(spec: LaunchSpec, image_id: str, user_data: bytes | None) -> str:
     """What makes two launches "the same request" (not the expiry time, which moves)."""
     doc = {"type": spec.type, "region": spec.region, "image": image_id, "os": spec.os,
@@ -168,14 +233,22 @@ def spec_digest(spec: LaunchSpec, image_id: str, user_data: bytes | None) -> str
 
 
 def client_token(name: str, seat: int, type_name: str, region: str, digest: str,
-                 generation: int = 0) -> str:
+                 generation: int = 0, *, group: str = "") -> str:
     """Deterministic RunInstances ClientToken (max 64 ASCII): same launch, same token.
 
-    ``generation`` moves on only when AWS answers a token with an instance that is already
-    terminated (a token stays bound for a while after termination), so a relaunch after
-    ``down`` gets new instances while a retried command still gets the same ones.
+    EC2 keeps a token bound to its instance for at least 24 hours after that instance is
+    terminated, and answers the same token with other parameters (a later expiry tag, another
+    security group) with IdempotentParameterMismatch. So the token names the seat's
+    *incarnation*, read from the cloud: ``group`` is the id of the name's security group,
+    which every run of the same launch shares (a second run finds the first one's group) and
+    which ``down`` deletes, so a launch after ``down`` makes a new group and gets new tokens,
+    while two concurrent runs send the same token and EC2 gives both the same instance.
+    ``generation`` moves on only when EC2 says the token is still bound to an instance that
+    no longer runs (see AwsProvider.run_seat).
     """
     raw = f"{name}|{seat}|{type_name}|{region}|{digest}|{generation}"
+    if group:
+        raw += f"|{group}"
     return "nc-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
 
 
@@ -225,6 +298,12 @@ class LaunchPlan:
     notes: list[str] = field(default_factory=list)
     # The default VPC's default subnet per zone (what a fleet's overrides name), by zone.
     subnets: list[Subnet] = field(default_factory=list)
+    # The types a fleet may use: the planned one first, then the equivalents the live API
+    # confirmed run a hypervisor the same way (see confirmed_equivalents).
+    types: tuple[str, ...] = ()
+    # The name's launch template as the plan found it (a lock some run holds, or one a
+    # killed run left), or None.
+    template: dict[str, Any] | None = None
 
 
 def reconcile(spec: LaunchSpec, name: str, region: str, types: tuple[str, ...],
@@ -316,7 +395,7 @@ def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.dateti
     params = instance_settings(plan, seat, sg_id, now)
     params.update(MinCount=1, MaxCount=1,
                   ClientToken=client_token(plan.name, seat, spec.type, plan.region,
-                                           plan.digest, generation))
+                                           plan.digest, generation, group=sg_id))
     if plan.user_data:
         params["UserData"] = plan.user_data  # boto3 base64-encodes it
     if spec.spot:
@@ -329,6 +408,14 @@ def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.dateti
 
 def _nested_field(raw: dict[str, Any]) -> str | None:
     return (raw.get("CpuOptions") or {}).get("NestedVirtualization")
+
+
+def _cpu_flag_proven(checks: dict[str, Any]) -> bool:
+    """Whether an in-guest readiness report shows the CPU's virtualization flag (the
+    l1check ``cpu_flag`` check: vmx or svm in /proc/cpuinfo)."""
+    flag = checks.get("cpu_flag")
+    return isinstance(flag, dict) and flag.get("ok") is True and flag.get("flag") in (
+        "vmx", "svm")
 
 
 def to_instance(raw: dict[str, Any], region: str) -> Instance:
@@ -379,16 +466,50 @@ def _is_loopback(url: str | None) -> bool:
 class AwsProvider:
     """EC2 through boto3, with the standard credential chain and standard retries."""
 
-    name = "aws"
-    # EC2 tags: keys <= 127 and values <= 256 characters, keys not starting with aws: (the
-    # EC2 service model's Tag shape, botocore data/ec2; the user guide says 128 for keys: the
-    # stricter number wins); 50 user tags per resource and no aws: values either (AWS "Tag
-    # restrictions"). Ours count towards the 50: Name (unless yours), the nestcloud: tags,
-    # and the Windows L1's readiness tag.
-    tag_limits = TagLimits(cloud="AWS", max_tags=50, key_max=127, value_max=256,
-                           added=("Name", TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB,
-                                  TAG_L1),
-                           reserved_prefixes=("aws:",))
+    name: ClassVar[str] = "aws"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        fleet_above=FLEET_THRESHOLD,   # one CreateFleet with every equivalent type and zone
+        quota=True,                    # vcpu_quota: Service Quotas, standard families
+        launch_lock=True,              # the name's launch template (_aws_fleet.TemplateLock)
+        prefetch=True,                 # plan()'s reads, started while a lab searches
+        adaptive_rate=True,            # botocore's adaptive retry mode for big launches
+        spot=True,
+        windows=True,
+        local_endpoint=True,           # the sandbox: moto's server on loopback
+        leftovers=True,                # security groups and launch templates without seats
+        # User data: 16 KiB raw (EC2 RunInstances), gunzipped by cloud-init; Windows runs
+        # <powershell> from user data and reports readiness through the nestcloud:l1 tag.
+        user_data=UserDataEnvelope(limit_bytes=16 * 1024, gzip=True, windows="user-data",
+                                   readiness="console", windows_readiness="tag"),
+        # EC2 tags: keys <= 127 and values <= 256 characters, keys not starting with aws:
+        # (the EC2 service model's Tag shape, botocore data/ec2; the user guide says 128 for
+        # keys: the stricter number wins); 50 user tags per resource and no aws: values
+        # either (AWS "Tag restrictions"). Ours count towards the 50: Name (unless yours), the
+        # nestcloud: tags, and the Windows L1's readiness tag.
+        tags=TagLimits(cloud="AWS", max_tags=50, key_max=127, value_max=256,
+                       added=("Name", TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB,
+                              TAG_L1),
+                       reserved_prefixes=("aws:",)),
+    )
+    # No construction options beyond region: credentials, profile and endpoint come from the
+    # standard AWS configuration (AWS_PROFILE, AWS_ENDPOINT_URL...); --sandbox is local_endpoint.
+    options: ClassVar[tuple[ProviderOption, ...]] = ()
+
+    @classmethod
+    def configured(cls, **_: Any) -> bool:
+        """Usable without --provider when the standard credential chain finds credentials."""
+        return boto3.Session().get_credentials() is not None
+
+    @classmethod
+    def local_endpoint(cls, note: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Start (or find) the sandbox: the options that point a provider at it."""
+        from nestcloud import sandbox as sb
+
+        st, started = sb.start()
+        if started and note is not None:
+            note(f"sandbox: started the local EC2 endpoint at {st.url} "
+                 "(`nestcloud sandbox stop` removes it)")
+        return {"region": sb.DEFAULT_REGION, "endpoint_url": st.url, "session": sb.session()}
 
     def __init__(self, region: str | None = None, endpoint_url: str | None = None,
                  session: boto3.Session | None = None, *, sandbox: bool | None = None
@@ -407,21 +528,14 @@ class AwsProvider:
         self.endpoint_url = endpoint_url
         # botocore's own retries, no hand-rolled loops: standard mode retries throttling and
         # transient errors with backoff; MAX_ATTEMPTS (not the default 3) so a throttled burst
-        # never fails a lab. use_adaptive() adds client-side rate limiting for big labs.
+        # never fails a lab. A request with adaptive=True adds client-side rate limiting.
         self.config = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
                              user_agent_extra="nestcloud")
-        self.fleet_threshold = FLEET_THRESHOLD
-        # A lab sets this: every launch (not only a fleet) holds the name's launch template
-        # as a lock across machines (see _aws_fleet.TemplateLock).
-        self.exclusive = False
-        # Seats of the name another run launched, found under the lock (see _relist).
-        self.found_live: list[str] = []
-        self._held: Any = None  # a failed exclusive launch's lock, until unlock()
-        # Whether the last launch got as far as a create call (see launch).
-        self.created_any = False
+        self.fleet_threshold = FLEET_THRESHOLD  # tests force one launch path
+        # Locks failed exclusive launches kept for their caller's rollback, by name, until
+        # unlock(name) (see launch). The only launch state kept here: it outlives the launch.
+        self._held: dict[str, Any] = {}
         self.lock_wait_s: float = 120.0 if self.sandbox else 900.0
-        # Attempt rows the last fleet launch reported although it succeeded (failover reads).
-        self.last_attempts: list[Any] = []
         self._clients: dict[tuple[str, str], Any] = {}
         # A boto3 session is not thread-safe: clients are made one at a time under this lock,
         # so the plan's reads can make theirs (~5-15 ms of model loading each) in its worker
@@ -430,17 +544,24 @@ class AwsProvider:
         self._key: str | None = None  # see _key_id
         # Answers read ahead of plan() (prefetch, list): key -> (when, future); see _take_ahead.
         self._ahead: dict[tuple[Any, ...], tuple[float, Future[Any]]] = {}
+        # (region, name) whose next list() is kept for the plan that follows (see prefetch).
+        self._list_for_plan: set[tuple[str, str]] = set()
         # Seats launch in parallel: each RunInstances mostly waits on the endpoint. The sandbox
         # takes the same path as AWS (bench/bench_launch.py: 20 seats, one at a time 1.43x a
         # bare sequential script, 8 in parallel 1.20x, in one run).
         self.concurrency = 8
         self.waiter_delay: float = 1.0 if self.sandbox else 5.0
         self.sg_delete_timeout_s: float = 10.0 if self.sandbox else 300.0
+        # How long a launch waits for the in-guest check of an instance whose nested switch
+        # the API did not report, before it terminates it (see readback).
+        self.unverified_wait_s: float = 900.0
         self.sleep: Callable[[float], None] = time.sleep
+        # The launch time (expiry tags are computed from it); tests move it.
+        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
 
     # clients -------------------------------------------------------------------------------
 
-    def use_adaptive(self) -> None:
+    def _use_adaptive(self) -> None:
         """Adaptive retry mode (client-side rate limiting) for labs that send many calls."""
         if self.config.retries.get("mode") == "adaptive":  # type: ignore[union-attr]
             return  # its clients are already adaptive: keep them
@@ -479,40 +600,69 @@ class AwsProvider:
     # reads ---------------------------------------------------------------------------------
 
     def describe_type(self, type_name: str, region: str) -> dict[str, Any] | None:
-        """DescribeInstanceTypes for one type, or None when the region does not offer it.
+        """DescribeInstanceTypes for one type, or None when the region does not offer it."""
+        return self.describe_types((type_name,), region)[type_name]
 
-        An answer that the region offers the type is kept FACT_TTL_S (a type's features do
-        not change once offered); "not offered" is always asked again."""
-        def read() -> dict[str, Any] | None:
+    def describe_types(self, names: Iterable[str], region: str
+                       ) -> dict[str, dict[str, Any] | None]:
+        """DescribeInstanceTypes for several types in one call: name -> its description, or
+        None when the region does not offer it.
+
+        A name filter (unlike InstanceTypes=[...]) does not fail the whole call on one type
+        the region lacks. An answer that the region offers a type is kept FACT_TTL_S per
+        type (a type's features do not change once offered), and only the types not kept
+        are asked for; "not offered" is always asked again."""
+        wanted = list(dict.fromkeys(names))
+        out: dict[str, dict[str, Any] | None] = {}
+        missed: list[str] = []
+        for n in wanted:
+            file, key = self._fact("type", region, n)
+            body = read_cache_entry(file, key, FACT_TTL_S)
+            got = _json_dict(body)
+            if got is not None:
+                out[n] = got
+            else:
+                missed.append(n)
+        if missed:
             ec2 = self.client("ec2", region)
-            try:
-                with aws_errors(f"describe instance type {type_name}", region=region):
-                    got = ec2.describe_instance_types(InstanceTypes=[type_name])[
-                        "InstanceTypes"]
-            except ProviderError as exc:
-                if error_code(exc) == "InvalidInstanceType":
-                    return None
-                raise
-            return got[0] if got else None
+            live: dict[str, dict[str, Any]] = {}
+            what = (f"instance type {missed[0]}" if len(missed) == 1 else
+                    f"instance types {', '.join(missed)}")
+            with aws_errors(f"describe {what}", region=region):
+                for page in ec2.get_paginator("describe_instance_types").paginate(
+                        Filters=[{"Name": "instance-type", "Values": missed}]):
+                    for it in page["InstanceTypes"]:
+                        live[str(it["InstanceType"])] = it
+            for n in missed:
+                out[n] = live.get(n)
+                file, key = self._fact("type", region, n)
+                if out[n] is not None and file is not None:
+                    write_cache_entry(file, key, json.dumps(out[n], default=str).encode())
+            if file is not None and live:
+                prune(file.parent, "aws-type-*.json", FACT_TTL_S)
+        return out
 
-        return self._cached_json("type", (region, type_name), read)[0]
-
-    def vcpu_quota(self, region: str) -> tuple[float | None, str]:
-        """The account's on-demand standard vCPU quota in ``region`` (Service Quotas), or
-        (None, why it could not be read). Only the limit: current usage would need
-        CloudWatch, so a launch can still hit VcpuLimitExceeded (failover handles that)."""
+    def vcpu_quota(self, region: str, type: str) -> Quota | None:
+        """The account's on-demand standard vCPU quota in ``region`` (Service Quotas) when it
+        counts ``type`` (else None), or Quota(None, why it could not be read). Only the limit:
+        current usage would need CloudWatch, so a launch can still hit VcpuLimitExceeded
+        (failover handles that)."""
+        if not self.quota_covers(type):
+            return None
         sq = self.client("service-quotas", region)
         try:
             with aws_errors("read the EC2 vCPU quota (Service Quotas)", region=region):
                 got = sq.get_service_quota(ServiceCode="ec2", QuotaCode=VCPU_QUOTA_CODE)
         except CredentialsError as exc:
             if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
-                return None, "quota not checked: no servicequotas:GetServiceQuota permission"
+                return Quota(None, "no servicequotas:GetServiceQuota permission")
             raise
         except ProviderError as exc:
-            return None, f"quota not checked: {error_code(exc) or exc.message}"
+            return Quota(None, error_code(exc) or exc.message)
         value = (got.get("Quota") or {}).get("Value")
-        return (float(value) if value is not None else None), "Service Quotas"
+        if value is None:
+            return Quota(None, "Service Quotas returned no value")
+        return Quota(float(value), "Service Quotas")
 
     @staticmethod
     def quota_covers(type_name: str) -> bool:
@@ -614,6 +764,11 @@ class AwsProvider:
                          key=lambda s: s.zone)
         return vpcs.pop(), subnets
 
+    def _name_template(self, name: str, region: str) -> dict[str, Any] | None:
+        from providers._aws_fleet import describe_template, template_name
+
+        return describe_template(self, template_name(name), region)
+
     def find_security_groups(self, name: str, region: str) -> list[dict[str, Any]]:
         ec2 = self.client("ec2", region)
         with aws_errors("find the security group", region=region):
@@ -671,14 +826,9 @@ class AwsProvider:
         FACT_TTL_S); a None answer (or an error) is never kept, so only what a launch may
         proceed on is remembered."""
         file, key = self._fact(kind, *parts)
-        body = read_cache_entry(file, key, ttl_s or FACT_TTL_S)
-        if body is not None:
-            try:
-                got = json.loads(body)
-            except ValueError:
-                got = None
-            if isinstance(got, dict):
-                return got, True
+        got = _json_dict(read_cache_entry(file, key, ttl_s or FACT_TTL_S))
+        if got is not None:
+            return got, True
         answer = read()
         if answer is not None and file is not None:
             write_cache_entry(file, key, json.dumps(answer, default=str).encode("utf-8"))
@@ -720,7 +870,7 @@ class AwsProvider:
     # launch --------------------------------------------------------------------------------
 
     def plan(self, spec: LaunchSpec, catalog: Catalog, types: tuple[str, ...] = (), *,
-             find_group: bool = True) -> LaunchPlan:
+             find_group: bool = True, exclusive: bool = False) -> LaunchPlan:
         """Every read a launch needs, and the decisions made from them. Creates nothing.
 
         ``types``: equivalent types a fleet may also use; seats already running one of them
@@ -744,11 +894,12 @@ class AwsProvider:
         # the same arguments (a lab, while it searched for its seats) are taken as they are.
         self.client("ec2", region)
         self._key_id()
-        reads = self._plan_reads(spec, region, name, find_group)
+        reads = self._plan_reads(spec, region, name, find_group, types, exclusive)
         with ThreadPoolExecutor(max_workers=6) as pool:
             f = {what: self._take_ahead(key) or pool.submit(fn, *args)
                  for what, (key, fn, args) in reads.items()}
-            nesting = decide_nesting(t, f["type"].result(), region)
+            live_types = dict(f["type"].result())
+            nesting = decide_nesting(t, live_types[spec.type], region)
             notes = list(nesting.notes)
             image_id, how, image = f["image"].result()
             user_data, kind = f["user_data"].result()
@@ -757,6 +908,7 @@ class AwsProvider:
                    if "groups" in f else [])
             existing = f["existing"].result()
             owner = f["owner"].result()
+            template = f["template"].result() if "template" in f else None
         arch = image.get("Architecture")
         if arch and arch != t.arch:
             raise InputError(f"image {image_id} is {arch} but {t.name} is {t.arch}")
@@ -770,6 +922,12 @@ class AwsProvider:
                          "snapshot is that large")
             disk = snap
         notes.append(f"image {image_id} ({how})")
+        unknown = [n for n in types if n not in live_types]
+        if unknown:  # the planned type's answer was read ahead, before the equivalents
+            live_types.update(self.describe_types(unknown, region))
+        fleet_types, dropped = confirmed_equivalents(
+            spec.type, types, live_types, nesting, catalog, region, arch or t.arch)
+        notes += dropped
         missing, seat_notes = reconcile(spec, name, region, types, existing)
         notes += seat_notes
         return LaunchPlan(spec=spec, name=name, region=region, nesting=nesting,
@@ -780,9 +938,10 @@ class AwsProvider:
                           existing=existing,
                           missing_seats=missing,
                           digest=spec_digest(spec, image_id, user_data), notes=notes,
-                          subnets=subnets)
+                          subnets=subnets, types=fleet_types, template=template)
 
-    def _plan_reads(self, spec: LaunchSpec, region: str, name: str, find_group: bool
+    def _plan_reads(self, spec: LaunchSpec, region: str, name: str, find_group: bool,
+                    types: tuple[str, ...] = (), exclusive: bool = False
                     ) -> dict[str, tuple[tuple[Any, ...], Callable[..., Any], tuple[Any, ...]]]:
         """plan()'s reads: what -> (the arguments its answer depends on, function, args).
         The longest chain first (SSM client, GetParameter, DescribeImages), then the other
@@ -791,7 +950,10 @@ class AwsProvider:
             "image": (("image", region, spec.os, spec.image), self._image_details,
                       (spec, region)),
             "owner": (("owner", region), self.owner, (region,)),
-            "type": (("type", region, spec.type), self.describe_type, (spec.type, region)),
+            # The equivalents a fleet may use are asked in the same call as the planned
+            # type; an answer read ahead (for the planned type alone) is keyed the same.
+            "type": (("type", region, spec.type), self.describe_types,
+                     (tuple(dict.fromkeys((spec.type, *types))), region)),
             "network": (("network", region), self.default_network, (region,)),
             "existing": (("existing", region, name), self.raw_instances, (region, name)),
             "user_data": (("user_data", spec.os, spec.hypervisor, spec.user_data,
@@ -800,6 +962,11 @@ class AwsProvider:
         if find_group:
             reads["groups"] = (("groups", region, name), self.find_security_groups,
                                (name, region))
+        if not exclusive:
+            # A launch that takes no lock still removes a lock a killed run left (see
+            # _left_template); an exclusive one (a lab) takes the lock, which does that.
+            reads["template"] = (("template", region, name), self._name_template,
+                                 (name, region))
         return reads
 
     def prefetch(self, spec: LaunchSpec) -> None:
@@ -812,9 +979,15 @@ class AwsProvider:
         from nestcloud.launcher import default_name
 
         region = self._region(spec.region)
-        reads = self._plan_reads(spec, region, spec.name or default_name(spec), False)
-        # The seats themselves: the lab's own search (list) is that read, see _remember.
+        name = spec.name or default_name(spec)
+        reads = self._plan_reads(spec, region, name, False)
+        # The lab's own search for its seats (list(name)) comes next: keep that listing for
+        # the plan instead of reading the same seats twice (see list).
+        self._list_for_plan.add((region, name))
+        # The seats themselves: the lab's own search (list) is that read, see _remember; the
+        # name's launch template is the lock, which the lab's launch takes itself.
         reads.pop("existing")
+        reads.pop("template", None)
         # Nearly every read (and the caller's own search) needs the EC2 client: make it
         # first, here, rather than let a smaller client take the lock ahead of it.
         self.client("ec2", region)
@@ -855,8 +1028,10 @@ class AwsProvider:
                                                    plan.spec.ssh_cidr)]}))
         return reqs
 
-    def ensure_security_group(self, plan: LaunchPlan, now: dt.datetime) -> tuple[str, list[str]]:
-        """The group's id, creating it (tagged) if needed; SSH rule only from --ssh-cidr."""
+    def ensure_security_group(self, plan: LaunchPlan, now: dt.datetime,
+                              made: list[str] | None = None) -> tuple[str, list[str]]:
+        """The group's id, creating it (tagged) if needed; SSH rule only from --ssh-cidr.
+        A group it creates is also added to ``made`` at once (a later step may fail)."""
         ec2 = self.client("ec2", plan.region)
         created: list[str] = []
         sg_id = plan.sg_id
@@ -866,6 +1041,8 @@ class AwsProvider:
                 with aws_errors("create the security group", region=plan.region):
                     sg_id = ec2.create_security_group(**req.params)["GroupId"]
                 created.append(sg_id)
+                if made is not None:
+                    made.append(sg_id)
             except ProviderError as exc:
                 if error_code(exc) != "InvalidGroup.Duplicate":
                     raise
@@ -892,27 +1069,65 @@ class AwsProvider:
 
     def run_seat(self, plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime
                  ) -> dict[str, Any]:
-        """RunInstances for one seat; idempotent through its ClientToken."""
+        """RunInstances for one seat; idempotent through its ClientToken (see client_token).
+
+        EC2 answers a token still bound to an earlier request either with that request's
+        instance (same parameters; it may be terminated by now) or with
+        IdempotentParameterMismatch (other parameters, e.g. another run's expiry minute).
+        A terminated instance means the seat's earlier incarnation: the next generation of
+        the token launches a new one. On a mismatch the token's instance is looked up: if it
+        runs, it is this seat, launched by a concurrent run of the same launch, and is taken
+        as it is; if it is gone, the next generation launches."""
         ec2 = self.client("ec2", plan.region)
         for generation in range(MAX_TOKEN_GENERATIONS):
             params = run_instances_params(plan, seat, sg_id, now, generation)
-            with aws_errors(f"launch {plan.spec.type} (seat {seat} of {plan.name!r})",
-                            region=plan.region, type_name=plan.spec.type):
-                inst: dict[str, Any] = ec2.run_instances(**params)["Instances"][0]
+            try:
+                with aws_errors(f"launch {plan.spec.type} (seat {seat} of {plan.name!r})",
+                                region=plan.region, type_name=plan.spec.type):
+                    inst: dict[str, Any] = ec2.run_instances(**params)["Instances"][0]
+            except ProviderError as exc:
+                if error_code(exc) != "IdempotentParameterMismatch":
+                    raise
+                owner = self._token_owner(plan, params["ClientToken"])
+                if owner is not None:
+                    return owner
+                continue
             if inst.get("State", {}).get("Name") not in ("shutting-down", "terminated"):
                 return inst
             # The token still points at an instance a previous `down` removed.
         raise ProviderError(f"seat {seat} of {plan.name!r}: every ClientToken generation "
-                            "returned a terminated instance", provider="aws")
+                            "is bound to an earlier instance", provider="aws")
+
+    def _token_owner(self, plan: LaunchPlan, token: str) -> dict[str, Any] | None:
+        """The running instance of ``plan.name`` that EC2 bound ``token`` to, or None when
+        that instance no longer runs. One launched a moment ago by another run may not be
+        listed yet: when none carries the token, the listing is asked again a few times
+        before the token counts as one whose instance is long gone (terminated instances
+        drop out of listings after about an hour; the token stays bound for a day)."""
+        for attempt in range(TOKEN_OWNER_READS):
+            if attempt:
+                self.sleep(self.waiter_delay)
+            mine = [r for r in self.raw_instances(plan.region, plan.name, states=ALL_STATES)
+                    if r.get("ClientToken") == token]
+            live = [r for r in mine if r.get("State", {}).get("Name") in LIVE_STATES]
+            if live:
+                return live[0]
+            if mine:
+                return None
+        return None
 
     def readback(self, plan: LaunchPlan, launched: list[dict[str, Any]]
                  ) -> tuple[list[Instance], list[str]]:
-        """Check the nested switch on what we launched; terminate and fail if AWS dropped it.
+        """Check the nested switch on what we launched; terminate and fail unless it is on.
 
-        RunInstances answers with the same Instance shape as DescribeInstances; only the
-        instances it leaves CpuOptions.NestedVirtualization out for are described. One is
-        described first: if DescribeInstances does not report the field either, this API
-        does not report it at all (the local endpoint), and the rest are not described.
+        EC2 reports CpuOptions.NestedVirtualization for a nested launch (FACTS.md). RunInstances
+        answers with the same Instance shape as DescribeInstances; only the instances it
+        leaves the field out for are described. One is described first: if DescribeInstances
+        does not report the field either, this API does not report it at all, and the rest
+        are not described. An instance reported "disabled" is terminated. One not reported at
+        all is not verified: it stays only if the in-guest check proves the CPU's
+        virtualization flag within ``unverified_wait_s`` (see _proven_in_guest); otherwise it
+        is terminated too. Either way the launch fails, naming what was terminated.
         """
         if not launched:
             return [], []
@@ -925,30 +1140,68 @@ class AwsProvider:
             if any(_nested_field(r) is not None for r in probe.values()):
                 by_id.update(self._describe(plan.region, unknown[1:]))
         raws = [by_id[i] for i in ids]
-        ec2 = self.client("ec2", plan.region)
         notes: list[str] = []
+        proven: set[str] = set()
         if plan.nesting.mode == "nested":
-            disabled = [r["InstanceId"] for r in raws
-                        if (r.get("CpuOptions") or {}).get("NestedVirtualization") == "disabled"]
-            if disabled:
-                with aws_errors("terminate instances launched without nesting",
-                                region=plan.region):
-                    ec2.terminate_instances(InstanceIds=disabled)
-                raise UnsupportedError(
-                    f"AWS launched {', '.join(disabled)} with CpuOptions.NestedVirtualization "
-                    "= disabled although the request enabled it; they were terminated",
-                    hint="this launch path dropped the nested switch; report it, and use a "
-                         ".metal type meanwhile", provider="aws")
-            unreported = [r["InstanceId"] for r in raws
-                          if (r.get("CpuOptions") or {}).get("NestedVirtualization") is None]
-            if unreported:
-                where = ("the local sandbox endpoint never echoes it" if self.sandbox else
-                         "the API did not report it")
-                notes.append(f"nested switch not confirmed for {', '.join(unreported)}: "
-                             f"CpuOptions.NestedVirtualization not reported ({where})")
+            disabled = [r["InstanceId"] for r in raws if _nested_field(r) == "disabled"]
+            unreported = [r for r in raws if _nested_field(r) is None]
+            waited = 0.0
+            if unreported and not disabled:
+                proven, waited = self._proven_in_guest(plan, unreported)
+            unverified = [r["InstanceId"] for r in unreported if r["InstanceId"] not in proven]
+            if disabled or unverified:
+                self._terminate_unverified(plan, disabled + unverified)
+                raise self._unverified_error(disabled, unverified, waited)
+            if proven:
+                notes.append(f"nested switch not reported by the API for "
+                             f"{', '.join(sorted(proven))}; the in-guest check found the CPU's "
+                             "virtualization flag on each, so they stay")
         order = {iid: n for n, iid in enumerate(ids)}
-        return sorted((to_instance(r, plan.region) for r in raws),
-                      key=lambda i: order.get(i.id, 0)), notes
+        out = [to_instance(r, plan.region) for r in raws]
+        out = [i.model_copy(update={"nested": True}) if i.id in proven else i for i in out]
+        return sorted(out, key=lambda i: order.get(i.id, 0)), notes
+
+    def _proven_in_guest(self, plan: LaunchPlan, raws: list[dict[str, Any]]
+                         ) -> tuple[set[str], float]:
+        """(the instances whose in-guest check reported the vmx/svm flag within
+        ``unverified_wait_s``, the seconds waited). The local endpoint boots no guest:
+        nothing is waited for there."""
+        from nestcloud.bootstrap.wait import wait_for_ready
+
+        if self.sandbox:
+            return set(), 0.0
+        timeout = max(0.0, self.unverified_wait_s)
+        report = wait_for_ready(self, [to_instance(r, plan.region) for r in raws],
+                                timeout_s=timeout, interval_s=min(10.0, timeout) or 1.0,
+                                sleep=self.sleep)
+        proven = {r.id for r in report.instances if _cpu_flag_proven(r.checks)}
+        return proven, timeout
+
+    def _terminate_unverified(self, plan: LaunchPlan, ids: list[str]) -> None:
+        ec2 = self.client("ec2", plan.region)
+        with aws_errors("terminate instances whose nested switch is not verified",
+                        region=plan.region):
+            ec2.terminate_instances(InstanceIds=ids)
+
+    def _unverified_error(self, disabled: list[str], unverified: list[str], waited: float
+                          ) -> UnsupportedError:
+        parts = []
+        if disabled:
+            parts.append(f"AWS launched {', '.join(disabled)} with "
+                         "CpuOptions.NestedVirtualization = disabled although the request "
+                         "enabled it")
+        if unverified:
+            where = ("the local endpoint did not echo it (a sandbox started by an older "
+                     "nestcloud? `nestcloud sandbox stop` and run again)" if self.sandbox else
+                     f"and no in-guest check proved the CPU's virtualization flag within "
+                     f"{waited:g} s")
+            parts.append(f"the API did not report CpuOptions.NestedVirtualization for "
+                         f"{', '.join(unverified)} although the request enabled it, {where}: "
+                         "nested virtualization is not verified")
+        return UnsupportedError("; ".join(parts) + "; they were terminated",
+                                hint="this launch path dropped or did not confirm the nested "
+                                     "switch; report it, and use a .metal type meanwhile",
+                                provider="aws")
 
     def _describe(self, region: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
@@ -962,18 +1215,37 @@ class AwsProvider:
     def use_fleet(self, plan: LaunchPlan) -> bool:
         return len(plan.missing_seats) > self.fleet_threshold
 
-    def launch(self, spec: LaunchSpec, catalog: Catalog, *, dry_run: bool = False,
-               types: tuple[str, ...] = ()) -> LaunchResult:
+    def launch(self, request: LaunchRequest) -> LaunchOutcome:
         """Launch the missing seats; above ``fleet_threshold`` of them in one EC2 Fleet call
-        whose overrides cover every default-VPC zone and ``spec.type`` plus ``types``
-        (equivalent nested-capable types the planner allows)."""
+        whose overrides cover every default-VPC zone and ``spec.type`` plus
+        ``request.types`` (equivalent nested-capable types the planner allows). With
+        ``request.exclusive`` the name's launch lock is held throughout, and a failed launch
+        keeps it for the caller's rollback (``lock_held``; the caller calls unlock(name))."""
+        run = LaunchRun(exclusive=request.exclusive)
+        if request.adaptive:
+            self._use_adaptive()  # many calls: client-side rate limiting as well as retries
+        try:
+            result = self._launch(request.spec, request.catalog, request.dry_run,
+                                  request.types, run)
+        except ProviderError as exc:
+            raise exc.with_outcome(self._outcome(run))
+        except KeyboardInterrupt as exc:
+            raise LaunchInterrupted(self._outcome(run), *exc.args) from exc
+        return self._outcome(run, result)
+
+    def _outcome(self, run: LaunchRun, result: LaunchResult | None = None) -> LaunchOutcome:
+        return LaunchOutcome(result=result, attempts=tuple(run.attempts),
+                             created_any=run.created_any and not run.other_holds,
+                             found_live=tuple(run.found_live), lock_held=run.held is not None)
+
+    def _launch(self, spec: LaunchSpec, catalog: Catalog, dry_run: bool,
+                types: tuple[str, ...], run: LaunchRun) -> LaunchResult:
         from providers import _aws_fleet as fleet
 
         all_types = tuple(dict.fromkeys((spec.type, *types)))
-        self.last_attempts = []
-        self.created_any = False
-        plan = self.plan(spec, catalog, all_types, find_group=dry_run)
-        now = dt.datetime.now(dt.timezone.utc)
+        plan = self.plan(spec, catalog, all_types, find_group=dry_run,
+                         exclusive=run.exclusive)
+        now = self.clock()
         reused = [to_instance(r, plan.region) for r in plan.existing
                   if r.get("State", {}).get("Name") in LIVE_STATES]
         notes = list(plan.notes)
@@ -1000,7 +1272,7 @@ class AwsProvider:
                                         params=fleet.create_template_params(plan, sg, now)),
                          PlannedRequest(service="ec2", operation="CreateFleet",
                                         params=fleet.create_fleet_params(
-                                            plan, "<new template>", all_types, subnets, now)),
+                                            plan, "<new template>", plan.types, subnets, now)),
                          PlannedRequest(service="ec2", operation="DeleteLaunchTemplate",
                                         params={"LaunchTemplateId": "<new template>"})]
             else:
@@ -1011,17 +1283,48 @@ class AwsProvider:
             notes.append("dry run: nothing was created")
             return LaunchResult(**base, instances=reused, reused=[i.id for i in reused],
                                 notes=notes, dry_run=True, requests=reqs)
-        self.found_live = []
-        self.unlock()
+        self.unlock(plan.name)  # a lock an earlier failed launch of the name still held
         # From here on this launch may have created something (a create whose answer is
         # lost counts): a failure before it leaves nothing for a rollback to remove.
-        self.created_any = True
-        sg_id, created_sg = self.ensure_security_group(plan, now)
-        notes += [f"created security group {g} ({security_group_name(plan.name)}): no inbound "
-                  "rule" + (f" except SSH from {plan.spec.ssh_cidr}" if plan.spec.ssh_cidr else "")
-                  for g in created_sg]
-        lock = (fleet.TemplateLock(self, plan, notes)
-                if plan.missing_seats and (self.exclusive or self.use_fleet(plan)) else None)
+        run.created_any = True
+        made_groups: list[str] = []
+        try:
+            sg_id, created_sg = self.ensure_security_group(plan, now, made=made_groups)
+            notes += [f"created security group {g} ({security_group_name(plan.name)}): no "
+                      "inbound rule" + (f" except SSH from {plan.spec.ssh_cidr}"
+                                        if plan.spec.ssh_cidr else "")
+                      for g in created_sg]
+            lock = (fleet.TemplateLock(self, plan, notes, run) if plan.missing_seats and (
+                run.exclusive or self.use_fleet(plan)) else None)
+            if lock is None:
+                # No lock to take: a template a killed run left is removed here. A lab
+                # (exclusive) did not read it with the plan: it takes the lock when seats
+                # are missing, which removes one; asked only when none are.
+                held = (self._name_template(plan.name, plan.region) if run.exclusive
+                        else plan.template)
+                if held is not None:
+                    notes += self._left_template(dataclasses.replace(plan, template=held))
+            plan, reused, new, read_notes = self._create(plan, lock, sg_id, now, all_types,
+                                                         reused, notes, run)
+        except BaseException as exc:
+            if not run.exclusive:  # a lab rolls back itself, and says so (see lab.py)
+                self._say_what_is_left(plan, exc, made_groups, run.found_live)
+            raise
+        notes += read_notes
+        if self.sandbox:
+            notes += SANDBOX_NOTES
+        instances = sorted([*reused, *new], key=lambda i: (i.seat is None, i.seat or 0))
+        return LaunchResult(**base, instances=instances,
+                            created=[i.id for i in new],
+                            reused=[i.id for i in reused], notes=notes)
+
+    def _create(self, plan: LaunchPlan, lock: Any, sg_id: str, now: dt.datetime,
+                all_types: tuple[str, ...], reused: list[Instance], notes: list[str],
+                run: LaunchRun) -> tuple[LaunchPlan, list[Instance], list[Instance], list[str]]:
+        """Take the launch lock (when ``lock``), launch the missing seats, read them back:
+        (the plan as read again under the lock, the seats reused, the new ones, notes)."""
+        from providers import _aws_fleet as fleet
+
         done = False
         try:
             if lock is not None:
@@ -1040,55 +1343,129 @@ class AwsProvider:
                     lock.acquire(sg_id, now)
                 # Another run of this name may have launched between our search and the lock
                 # (we may have waited for it): its seats count as present.
-                plan, reused = self._relist(plan, all_types, notes)
+                plan, reused = self._relist(plan, all_types, notes, run)
             if self.use_fleet(plan):
                 assert lock is not None  # a fleet launches from the lock's template
-                launched, self.last_attempts = fleet.launch_fleet(self, plan, lock, now,
-                                                                  all_types)
+                launched = fleet.launch_fleet(self, plan, lock, now, plan.types, run)
                 notes.append(f"launched {len(launched)} seat(s) in one EC2 Fleet call "
-                             f"({len(all_types)} type(s) x every default-VPC zone)")
+                             f"({len(plan.types)} type(s) x every default-VPC zone)")
             else:
                 launched = self._run_seats(plan, sg_id, now)
             new, read_notes = self.readback(plan, launched)
             done = True
         finally:
             if lock is not None:
-                if done or not self.exclusive:
+                if done or not run.exclusive:
                     lock.release()
                 else:
                     # A lab removes what a failed launch created: it must do so before another
                     # run can take the lock and count those seats as its own. It calls unlock().
-                    self._held = lock
-        notes += read_notes
-        if self.sandbox:
-            notes += SANDBOX_NOTES
-        instances = sorted([*reused, *new], key=lambda i: (i.seat is None, i.seat or 0))
-        return LaunchResult(**base, instances=instances,
-                            created=[i.id for i in new],
-                            reused=[i.id for i in reused], notes=notes)
+                    run.held = lock
+                    with self._client_lock:
+                        self._held[plan.name] = lock
+        return plan, reused, new, read_notes
 
-    def unlock(self) -> None:
-        """Release the launch lock a failed exclusive launch kept for its caller's rollback
-        (see launch); harmless when none is held or `down` already removed it."""
-        held, self._held = self._held, None
+    def _left_template(self, plan: LaunchPlan) -> list[str]:
+        """The name's launch template when this launch takes no lock: removed when a killed
+        run left it (its holder is gone, or it is older than any launch holds one), else
+        named (another run holds it right now)."""
+        from providers import _aws_fleet as fleet
+
+        held = plan.template or {}
+        tid = str(held.get("LaunchTemplateId"))
+        label = f"launch template {tid} ({fleet.template_name(plan.name)})"
+        why = fleet.stale_lock(held, fleet.template_name(plan.name), taking=False)
+        if why is None:
+            holder = fleet._tag_value(held, fleet.TAG_LOCK) or "unknown"
+            return [f"{label} is held by {holder}: another launch of {plan.name!r} is running "
+                    f"(if that run was killed on another machine, `nestcloud down "
+                    f"{plan.name}` removes it)"]
+        try:
+            fleet.delete_template(self, tid, plan.region)
+        except ProviderError as exc:
+            return [f"{label}, left by an interrupted run ({why}), was not deleted "
+                    f"({exc.message}); `nestcloud down {plan.name}` removes it"]
+        return [f"removed {label} left by an interrupted run: {why}"]
+
+    def _say_what_is_left(self, plan: LaunchPlan, exc: BaseException,
+                          made_groups: list[str], found_live: list[str]) -> None:
+        """After a failed or interrupted launch: remove the security group this launch made
+        when no instance of the name exists, and put exactly what is left of the name on
+        ``exc`` (the hint of a nestcloud error; an extra argument of KeyboardInterrupt)."""
+        from providers import _aws_fleet as fleet
+
+        region, name = plan.region, plan.name
+        try:
+            live = self.raw_instances(region, name, states=KEPT_STATES)
+            groups = [str(g["GroupId"]) for g in self.find_security_groups(name, region)]
+            removed = []
+            if not live:
+                for g in groups:
+                    if g in made_groups and self._try_delete_group(g, region):
+                        removed.append(g)
+            groups = [g for g in groups if g not in removed]
+            templates = fleet.find_templates(self, name, region)
+        except Exception as err:  # noqa: BLE001 - the launch's own error is what is raised
+            note = (f"what is left of {name!r} could not be listed ({err}): `nestcloud ls "
+                    f"--name {name}` shows it, `nestcloud down {name}` removes it")
+        else:
+            before = {r["InstanceId"] for r in plan.existing} | set(found_live)
+            new = sorted(r["InstanceId"] for r in live if r["InstanceId"] not in before)
+            old = sorted(r["InstanceId"] for r in live if r["InstanceId"] in before)
+            parts = [f"{_plural('instance', ids)} {', '.join(ids)} ({why})"
+                     for ids, why in ((new, "launched by this run, running"),
+                                      (old, "there before this run")) if ids]
+            if groups:
+                parts.append(f"{_plural('security group', groups)} {', '.join(groups)}")
+            if templates:
+                parts.append(f"{_plural('launch template', templates)} "
+                             f"{', '.join(templates)}")
+            if parts:
+                note = ("left: " + "; ".join(parts) + ": run the same command again to "
+                        f"complete, or `nestcloud down {name}` to remove them")
+            else:
+                note = f"nothing of {name!r} is left" + (
+                    f" (removed {_plural('security group', removed)} {', '.join(removed)} "
+                    "this launch created)" if removed else "")
+        if isinstance(exc, NestcloudError):
+            exc.hint = f"{exc.hint}; {note}" if exc.hint else note
+        else:
+            exc.args = (*exc.args, ("interrupted; " if isinstance(exc, KeyboardInterrupt)
+                                    else "") + note)
+
+    def _try_delete_group(self, group_id: str, region: str) -> bool:
+        """One DeleteSecurityGroup (no waiting for terminating instances): deleted?"""
+        ec2 = self.client("ec2", region)
+        try:
+            with aws_errors(f"delete security group {group_id}", region=region):
+                ec2.delete_security_group(GroupId=group_id)
+        except ProviderError as exc:
+            return error_code(exc) == "InvalidGroup.NotFound"
+        return True
+
+    def unlock(self, name: str) -> None:
+        """Release the launch lock a failed exclusive launch of ``name`` kept for its
+        caller's rollback (see launch); harmless when none is held or `down` removed it."""
+        with self._client_lock:
+            held = self._held.pop(name, None)
         if held is not None:
             held.release()
 
-    def _relist(self, plan: LaunchPlan, types: tuple[str, ...], notes: list[str]
-                ) -> tuple[LaunchPlan, list[Instance]]:
+    def _relist(self, plan: LaunchPlan, types: tuple[str, ...], notes: list[str],
+                run: LaunchRun) -> tuple[LaunchPlan, list[Instance]]:
         """The plan with the name's seats read again (under the launch lock), and the live
         ones. Seats found now that the first read did not see belong to another run: they
-        are kept in ``found_live`` so a failed launch does not remove them."""
+        are kept in ``run.found_live`` so a failed launch does not remove them."""
         existing = self.raw_instances(plan.region, plan.name)
         missing, _ = reconcile(plan.spec, plan.name, plan.region, types, existing)
         live = [to_instance(r, plan.region) for r in existing
                 if r.get("State", {}).get("Name") in LIVE_STATES]
         before = {r["InstanceId"] for r in plan.existing}
-        self.found_live = [i.id for i in live if i.id not in before]
-        if self.found_live:
-            notes.append(f"{len(self.found_live)} seat(s) of {plan.name!r} appeared "
+        run.found_live = [i.id for i in live if i.id not in before]
+        if run.found_live:
+            notes.append(f"{len(run.found_live)} seat(s) of {plan.name!r} appeared "
                               f"meanwhile (another run launched them): "
-                              f"{', '.join(self.found_live)}; launching only the missing ones")
+                              f"{', '.join(run.found_live)}; launching only the missing ones")
         return dataclasses.replace(plan, existing=existing, missing_seats=missing), live
 
     def _run_seats(self, plan: LaunchPlan, sg_id: str, now: dt.datetime
@@ -1118,33 +1495,47 @@ class AwsProvider:
                 results = list(pool.map(one, seats))
         done = [r for r in results if r is not None]
         if errors:
-            first = errors[0]
-            if isinstance(first, ProviderError) and done:
-                ids = ", ".join(i["InstanceId"] for i in done)
-                first.hint = ((first.hint + "; ") if first.hint else "") + (
-                    f"launched before the failure (tagged, still running): {ids}; run the "
-                    f"same command again to complete, or `nestcloud down {plan.name}`")
-            raise first
+            raise errors[0]  # what is left is said by the caller (see _say_what_is_left)
         return done
 
     # list / down / console -----------------------------------------------------------------
 
-    def list_ahead(self, name: str) -> list[Instance]:
-        """list(name), kept for the launch plan of that name that follows within
-        AHEAD_TTL_S (a lab's search for its seats right before it launches the missing
-        ones), which then does not read the same seats again. Taken once (see _take_ahead);
-        ``down`` drops it."""
-        check_name(name, "group name")
-        region = self._region(None)
-        raws = self.raw_instances(region, name)
-        self._remember(("existing", region, name), raws)
-        return listed(raws, region)
-
     def list(self, name: str | None = None) -> list[Instance]:
+        """The instances of ``name`` (every name when None). Right after prefetch() for that
+        name (a lab's search before it launches the missing seats) the listing is also kept
+        for the launch plan that follows within AHEAD_TTL_S, which then does not read the
+        same seats again (taken once, see _take_ahead; ``down`` drops it)."""
         if name is not None:
             check_name(name, "group name")  # a filter value: EC2 reads * and ? as wildcards
         region = self._region(None)
-        return listed(self.raw_instances(region, name), region)
+        raws = self.raw_instances(region, name)
+        if name is not None and (region, name) in self._list_for_plan:
+            self._list_for_plan.discard((region, name))
+            self._remember(("existing", region, name), raws)
+        return listed(raws, region)
+
+    def leftovers(self, name: str | None = None, instances: Iterable[Instance] | None = None
+                  ) -> list[dict[str, str]]:
+        """What names without any instance still have: their security groups and launch
+        templates (found by the ``nestcloud:name`` tag), as rows `ls` prints and `down NAME`
+        removes. ``instances``: the listing the caller already has (else it is read)."""
+        region = self._region(None)
+        ec2 = self.client("ec2", region)
+        tag = ([{"Name": f"tag:{TAG_NAME}", "Values": [name]}] if name else
+               [{"Name": "tag-key", "Values": [TAG_NAME]}])
+        found: list[tuple[str, str, str]] = []
+        with aws_errors("list security groups and launch templates", region=region):
+            for page in ec2.get_paginator("describe_security_groups").paginate(Filters=tag):
+                found += [(_tag_dict(g.get("Tags")).get(TAG_NAME, ""), "security-group",
+                           str(g["GroupId"])) for g in page["SecurityGroups"]]
+            for page in ec2.get_paginator("describe_launch_templates").paginate(Filters=tag):
+                found += [(_tag_dict(t.get("Tags")).get(TAG_NAME, ""), "launch-template",
+                           str(t["LaunchTemplateId"])) for t in page["LaunchTemplates"]]
+        have = {i.name for i in (instances if instances is not None else self.list(name))}
+        kinds = {"security-group": 0, "launch-template": 1}
+        return [{"provider": "aws", "name": n, "region": region, "kind": k, "id": i}
+                for n, k, i in sorted(found, key=lambda f: (f[0], kinds[f[1]], f[2]))
+                if n and n not in have]
 
     def down(self, name: str) -> DownResult:
         check_name(name, "group name")  # never "every group" (empty) nor a pattern
@@ -1178,8 +1569,11 @@ class AwsProvider:
         for tid in find_templates(self, name, region):  # a launch lock left behind, or ours
             delete_template(self, tid, region)
             result.deleted.append(tid)
-            if self._held is not None and self._held.template_id == tid:
-                self._held.forget()  # a lab's rollback released it: unlock has no work
+            with self._client_lock:
+                held = self._held.get(name)
+                if held is not None and held.template_id == tid:
+                    held.forget()  # a lab's rollback released it: unlock has no work
+                    self._held.pop(name, None)
         if not ids and not result.deleted:
             result.notes.append(f"nothing named {name!r} in {region}")
         return result

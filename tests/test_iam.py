@@ -401,7 +401,7 @@ def _run_every_aws_verb(endpoint: str, log: AwsCallLog) -> dict[str, set[str]]:
     big = spec.model_copy(update={"name": name + "-f", "count": 5, "public_ip": False,
                                   "ssh_cidr": None})
     phase("launch-fleet", lambda: launch(big, cat, prov))
-    phase("quota", lambda: prov.vcpu_quota("us-east-1"))
+    phase("quota", lambda: prov.vcpu_quota("us-east-1", "c8i.large"))
     phase("down", lambda: (prov.down(name), prov.down(name + "-m"), prov.down(name + "-f")))
     phase("down-again", lambda: prov.down(name))
     phase("refresh-prices", lambda: _refresh_aws_prices(endpoint, cat))

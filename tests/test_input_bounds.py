@@ -56,20 +56,37 @@ class Calls(list):  # type: ignore[type-arg]
 
 
 def recording_provider(calls: Calls) -> type:
+    import dataclasses
+
+    from providers.aws import AwsProvider
+
+    from nestcloud.provider import LaunchOutcome
+
     class Recording:
-        """Stands in for the aws provider: same constructor options, records every verb."""
+        """Stands in for the aws provider: same declarations and constructor options,
+        records every verb."""
 
         name = "aws"
+        # It lists no leftovers (it has none): declaring so is what keeps `ls` from asking.
+        capabilities = dataclasses.replace(AwsProvider.capabilities, leftovers=False)
+        options = AwsProvider.options
+        local_endpoint = AwsProvider.local_endpoint
+
+        @classmethod
+        def configured(cls, **options: Any) -> bool:
+            return True
 
         def __init__(self, region: str | None = None, endpoint_url: str | None = None,
                      session: Any = None, *, sandbox: bool | None = None) -> None:
             calls.append(("init", region))
             self.region = region
 
-        def launch(self, spec: Any, catalog: Any, *, dry_run: bool = False) -> LaunchResult:
+        def launch(self, request: Any) -> LaunchOutcome:
+            spec = request.spec
             calls.append(("launch", spec.name))
-            return LaunchResult(provider="aws", name=spec.name, region=spec.region or "-",
-                                type=spec.type, dry_run=dry_run)
+            return LaunchOutcome(LaunchResult(provider="aws", name=spec.name,
+                                              region=spec.region or "-", type=spec.type,
+                                              dry_run=request.dry_run))
 
         def list(self, name: str | None = None) -> list[Any]:
             calls.append(("list", name))
@@ -506,7 +523,7 @@ def test_tag_limits_are_inclusive() -> None:
     from providers.aws import AwsProvider
     from providers.azure import AzureProvider
 
-    aws, azure = AwsProvider.tag_limits, AzureProvider.tag_limits
+    aws, azure = AwsProvider.capabilities.tags, AzureProvider.capabilities.tags
     check_tags({f"k{i}": "v" for i in range(43)}, aws)
     check_tags({"k" * 127: "v" * 256}, aws)
     check_tags({"Name": "mine", **{f"k{i}": "v" for i in range(43)}}, aws)  # replaces ours
@@ -552,8 +569,8 @@ def test_tag_checks_refuse_exactly_what_each_cloud_documents(tags: dict[str, str
     from providers.aws import AwsProvider
     from providers.azure import AzureProvider
 
-    for limits, rejects in ((AwsProvider.tag_limits, _aws_rejects),
-                            (AzureProvider.tag_limits, _azure_rejects)):
+    for limits, rejects in ((AwsProvider.capabilities.tags, _aws_rejects),
+                            (AzureProvider.capabilities.tags, _azure_rejects)):
         try:
             check_tags(tags, limits)
         except InputError as exc:

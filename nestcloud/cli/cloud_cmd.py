@@ -84,6 +84,22 @@ INSTANCE_HEADERS = ["provider", "name", "seat", "id", "type", "region", "zone", 
                     "nested", "public ip", "expires"]
 
 
+LEFTOVER_KEYS = ["provider", "name", "region", "kind", "id"]
+
+
+def _leftovers(provs: list[Any], name: Optional[str], instances: list[Any]
+               ) -> list[dict[str, str]]:
+    """What names without instances still have (security groups, launch templates...), from
+    the providers that declare they can tell (``capabilities.leftovers``); `down NAME`
+    removes them."""
+    out: list[dict[str, str]] = []
+    for prov in provs:
+        if prov.capabilities.leftovers:
+            mine = [i for i in instances if i.provider == prov.name]
+            out += prov.leftovers(name, mine)
+    return out
+
+
 def _read_user_data(path: Optional[Path]) -> Optional[str]:
     if path is None:
         return None
@@ -218,11 +234,22 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         if spec.region is None and prov.region:
             # The SDK's default region (or the sandbox's): check against it too.
             spec = spec.model_copy(update={"region": prov.region})
-        result = launch(spec, catalog, prov, dry_run=dry_run)
+        try:
+            result = launch(spec, catalog, prov, dry_run=dry_run)
+        except KeyboardInterrupt as exc:
+            for note in exc.args:  # what the interrupted launch left, or removed
+                info(str(note))
+            raise
         wait_doc: Optional[dict[str, Any]] = None
         code = 0
         if wait and not dry_run and result.instances:
-            wait_doc, code = _wait(prov, result.instances, timeout, use_sandbox)
+            try:
+                wait_doc, code = _wait(prov, result.instances, timeout, use_sandbox)
+            except KeyboardInterrupt:
+                info(f"interrupted while waiting for readiness; left running: "
+                     f"{', '.join(i.id for i in result.instances)} ({result.name}): "
+                     f"`nestcloud down {result.name}` removes them")
+                raise
         if as_json:
             doc = result.to_dict()
             if wait:
@@ -256,14 +283,19 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
             check_name(name, "--name")
         names, provs = _providers(ctx, provider, region, sandbox, catalog_path)
         instances = [i for prov in provs for i in prov.list(name)]
+        left = _leftovers(provs, name, instances)
         if as_json:
-            emit_json({"instances": [i.to_dict() for i in instances]})
+            emit_json({"instances": [i.to_dict() for i in instances], "leftovers": left})
             return
         if not instances:
             info("no nestcloud instances" + (f" named {name!r}" if name else "")
                  + f" ({', '.join(names)})")
-            return
-        typer.echo(table(_instance_rows(instances), INSTANCE_HEADERS))
+        else:
+            typer.echo(table(_instance_rows(instances), INSTANCE_HEADERS))
+        if left:
+            typer.echo(("\n" if instances else "") + "leftovers (a name without instances; "
+                       "`nestcloud down NAME` removes them):")
+            typer.echo(table([[x[h] for h in LEFTOVER_KEYS] for x in left], LEFTOVER_KEYS))
 
     @app.command("down")
     def down_cmd(

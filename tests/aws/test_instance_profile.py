@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from nestcloud.provider import LaunchRequest
 from nestcloud.bootstrap.profiles import NO_INSTANCE_PROFILE, TAG_L1
 
 
@@ -38,8 +39,8 @@ def _note() -> str:
 def test_fleet_template_carries_the_profile(aws, rec, catalog, spec_for, profile,
                                             windows_image):
     aws.fleet_threshold = 1
-    aws.launch(spec_for(count=2, os="windows-2022", hypervisor="hyperv", image=windows_image,
-                        instance_profile=profile), catalog)
+    aws.launch(LaunchRequest(spec_for(count=2, os="windows-2022", hypervisor="hyperv", image=windows_image,
+                        instance_profile=profile), catalog)).result
     [tpl] = rec.params("CreateLaunchTemplate")
     data = tpl["LaunchTemplateData"]
     assert data["IamInstanceProfile"] == {"Name": profile}
@@ -50,8 +51,8 @@ def test_fleet_template_carries_the_profile(aws, rec, catalog, spec_for, profile
 def test_fleet_windows_without_profile_is_noted_on_the_instance(aws, rec, catalog, spec_for,
                                                                windows_image):
     aws.fleet_threshold = 1
-    aws.launch(spec_for(count=2, os="windows-2022", hypervisor="hyperv", image=windows_image),
-               catalog)
+    aws.launch(LaunchRequest(spec_for(count=2, os="windows-2022", hypervisor="hyperv", image=windows_image),
+               catalog)).result
     [tpl] = rec.params("CreateLaunchTemplate")
     data = tpl["LaunchTemplateData"]
     assert "IamInstanceProfile" not in data
@@ -61,7 +62,7 @@ def test_fleet_windows_without_profile_is_noted_on_the_instance(aws, rec, catalo
 
 def test_fleet_linux_gets_no_note(aws, rec, catalog, spec_for):
     aws.fleet_threshold = 1
-    aws.launch(spec_for(count=2), catalog)
+    aws.launch(LaunchRequest(spec_for(count=2), catalog)).result
     [tpl] = rec.params("CreateLaunchTemplate")
     data = tpl["LaunchTemplateData"]
     assert "IamInstanceProfile" not in data
@@ -73,8 +74,8 @@ def test_fleet_linux_gets_no_note(aws, rec, catalog, spec_for):
 
 def test_run_instances_sends_the_profile_and_no_note(aws, rec, catalog, spec_for, profile,
                                                      windows_image):
-    res = aws.launch(spec_for(os="windows-2022", hypervisor="hyperv", image=windows_image,
-                              instance_profile=profile), catalog)
+    res = aws.launch(LaunchRequest(spec_for(os="windows-2022", hypervisor="hyperv", image=windows_image,
+                              instance_profile=profile), catalog)).result
     [run] = rec.params("RunInstances")
     assert run["IamInstanceProfile"] == {"Name": profile}
     assert TAG_L1 not in tags_of(run["TagSpecifications"], "instance")
@@ -85,8 +86,8 @@ def test_windows_without_profile_is_noted_and_wait_says_why(aws, rec, catalog, s
                                                             windows_image):
     from nestcloud.bootstrap.wait import wait_for_ready
 
-    res = aws.launch(spec_for(os="windows-2022", hypervisor="hyperv", image=windows_image),
-                     catalog)
+    res = aws.launch(LaunchRequest(spec_for(os="windows-2022", hypervisor="hyperv", image=windows_image),
+                     catalog)).result
     [run] = rec.params("RunInstances")
     assert "IamInstanceProfile" not in run
     assert tags_of(run["TagSpecifications"], "instance")[TAG_L1] == _note()
@@ -102,7 +103,7 @@ def test_windows_without_profile_is_noted_and_wait_says_why(aws, rec, catalog, s
 
 
 def test_linux_without_profile_gets_no_note(aws, rec, catalog, spec_for):
-    res = aws.launch(spec_for(), catalog)
+    res = aws.launch(LaunchRequest(spec_for(), catalog)).result
     [run] = rec.params("RunInstances")
     assert "IamInstanceProfile" not in run
     assert TAG_L1 not in tags_of(run["TagSpecifications"], "instance")
@@ -110,7 +111,7 @@ def test_linux_without_profile_gets_no_note(aws, rec, catalog, spec_for):
 
 
 def test_dry_run_shows_the_profile(aws, catalog, spec_for, profile):
-    res = aws.launch(spec_for(instance_profile=profile), catalog, dry_run=True)
+    res = aws.launch(LaunchRequest(spec_for(instance_profile=profile), catalog, dry_run=True)).result
     [req] = [r for r in res.requests if r.operation == "RunInstances"]
     assert req.params["IamInstanceProfile"] == {"Name": profile}
 

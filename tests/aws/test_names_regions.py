@@ -25,7 +25,7 @@ def test_down_and_list_refuse_a_pattern_and_touch_no_other_group(aws, rec, catal
     other = launch(spec_for(name=name + "-b"), catalog, aws)
     rec.calls.clear()
 
-    for verb in (aws.down, aws.list, aws.list_ahead):
+    for verb in (aws.down, aws.list):
         with pytest.raises(InputError) as info:
             verb(bad)
         assert info.value.message == f"group name {bad!r}: {RULE}"

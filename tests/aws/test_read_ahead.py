@@ -1,6 +1,6 @@
 """What a launch reads, and what it does not read twice: the facts kept in the cache
 directory (caller ARN, image and type descriptions, the SSM image alias for a while), the
-answers a lab reads ahead (prefetch) and its own search for its seats (list_ahead)."""
+answers a lab reads ahead (prefetch) and its own search for its seats (list after prefetch)."""
 
 from __future__ import annotations
 
@@ -138,7 +138,8 @@ def test_a_prefetch_for_other_arguments_or_too_old_is_not_used(
     monkeypatch.setattr("providers.aws.AHEAD_TTL_S", -1.0)
     launch(spec_for(), catalog, aws)
     settle()
-    assert sorted(p["InstanceTypes"][0] for p in rec.params("DescribeInstanceTypes")) == [
+    asked = [p["Filters"][0]["Values"] for p in rec.params("DescribeInstanceTypes")]
+    assert sorted(n for names in asked for n in names) == [
         "c8i.large", "m7i.metal-24xl"]
     # The image and the caller were prefetched for the same arguments, but too long ago.
     assert rec.ops().count("GetParameter") == 2
@@ -160,10 +161,14 @@ def test_a_prefetch_error_is_raised_by_the_launch_that_takes_it(
 
 
 def test_a_listing_kept_for_a_launch_is_dropped_by_down(aws, rec, catalog, spec_for, name):
-    assert aws.list_ahead(name) == []
+    # prefetch(spec) marks the name: its next list() is kept for the launch plan (a lab's
+    # search right before it launches the missing seats).
+    aws.prefetch(spec_for())
+    assert aws.list(name) == []
     first = launch(spec_for(), catalog, aws)
     searches = rec.ops().count("DescribeInstances")
-    assert [i.id for i in aws.list_ahead(name)] == [first.instances[0].id]
+    aws.prefetch(spec_for())
+    assert [i.id for i in aws.list(name)] == [first.instances[0].id]
     aws.down(name)
     second = launch(spec_for(), catalog, aws)
     # down dropped the kept listing: the launch looked again and replaced the seat.

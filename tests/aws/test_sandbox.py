@@ -110,6 +110,8 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
         assert doc["sandbox"] is True and doc["name"] == "e2e" and doc["region"] == "us-east-1"
         [inst] = doc["instances"]
         assert inst["tags"]["nestcloud:name"] == "e2e" and inst["expires"].endswith("Z")
+        # The sandbox reports the nested switch back as EC2 does: the strict read-back passed.
+        assert inst["nested"] is True
         assert any(n.startswith("sandbox: this is a local EC2 endpoint") for n in doc["notes"])
         assert any(n.startswith("user data: ") and "cloud-config" in n for n in doc["notes"])
         assert "sandbox: started the local EC2 endpoint at http://127.0.0.1:" in launched.stderr
@@ -129,7 +131,8 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
         [res] = json.loads(down.stdout)["results"]
         assert res["terminated"] == [inst["id"]] and len(res["deleted"]) == 1
 
-        assert json.loads(run("ls", "--sandbox", "--json").stdout) == {"instances": []}
+        assert json.loads(run("ls", "--sandbox", "--json").stdout) == {"instances": [],
+                                                                      "leftovers": []}
     finally:
         stopped = run("sandbox", "stop")
     assert stopped.returncode == 0 and stopped.stdout.startswith("sandbox at http://127.0.0.1:")

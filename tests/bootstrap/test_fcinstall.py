@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 import os
 import sys
@@ -33,6 +34,17 @@ RELEASE = {f"release-{V}-{ARCH}/firecracker-{V}-{ARCH}": FC,
            f"release-{V}-{ARCH}/SHA256SUMS": b"ignored"}
 
 
+def served(body: bytes, asked: list[str] | None = None):  # type: ignore[no-untyped-def]
+    """A download function for the release: the archive, and its published SHA-256 file."""
+    def download(url: str) -> bytes:
+        if asked is not None:
+            asked.append(url)
+        if url.endswith(".sha256.txt"):
+            return f"{hashlib.sha256(body).hexdigest()}  {url.rsplit('/', 1)[1][:-11]}\n".encode()
+        return body
+    return download
+
+
 def test_release_url_is_the_project_release_asset():
     assert fcinstall.release_url(V, ARCH) == (
         "https://github.com/firecracker-microvm/firecracker/releases/download/v1.13.1/"
@@ -41,14 +53,10 @@ def test_release_url_is_the_project_release_asset():
 
 @pytest.mark.parametrize("prefix", ["", "./"])
 def test_install_from_the_release_layout(tmp_path: Path, prefix: str):
-    asked = []
-
-    def download(url: str) -> bytes:
-        asked.append(url)
-        return archive(RELEASE, prefix)
-
-    path = fcinstall.install(V, str(tmp_path), arch=ARCH, download=download)
-    assert asked == [fcinstall.release_url(V, ARCH)]
+    asked: list[str] = []
+    path = fcinstall.install(V, str(tmp_path), arch=ARCH,
+                             download=served(archive(RELEASE, prefix), asked))
+    assert asked == [fcinstall.release_url(V, ARCH), fcinstall.checksum_url(V, ARCH)]
     assert Path(path).read_bytes() == FC and os.access(path, os.X_OK)
     assert (tmp_path / "jailer").read_bytes() == b"jailer"
     assert sorted(os.listdir(tmp_path)) == ["firecracker", "jailer"]
@@ -57,7 +65,7 @@ def test_install_from_the_release_layout(tmp_path: Path, prefix: str):
 def test_archive_without_the_binary_is_an_error(tmp_path: Path):
     with pytest.raises(RuntimeError, match=f"the archive has no release-{V}-{ARCH}/firecracker"):
         fcinstall.install(V, str(tmp_path), arch=ARCH,
-                          download=lambda url: archive({"README": b"x"}))
+                          download=served(archive({"README": b"x"})))
     assert os.listdir(tmp_path) == []
 
 
@@ -71,11 +79,15 @@ def test_main_reports_failure_without_a_traceback(monkeypatch, capsys, tmp_path)
 
 
 def test_main_runs_the_installed_binary(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(fcinstall, "_download", lambda url: archive(RELEASE))
+    body = archive(RELEASE)
+    monkeypatch.setattr(fcinstall, "_download", served(body))
     monkeypatch.setattr(fcinstall.platform, "machine", lambda: ARCH)
     assert fcinstall.main(["--dest", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out == f"nestcloud: installed {tmp_path}/firecracker: Firecracker v1.13.1\n"
+    assert out == (f"nestcloud: firecracker-{V}-{ARCH}.tgz: SHA-256 "
+                   f"{hashlib.sha256(body).hexdigest()} matches the release's published "
+                   f"firecracker-{V}-{ARCH}.tgz.sha256.txt\n"
+                   f"nestcloud: installed {tmp_path}/firecracker: Firecracker v1.13.1\n")
 
 
 def test_installer_is_python39_and_stdlib_only():

@@ -85,11 +85,22 @@ def on_response(session: Any, service: str, operation: str,
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's real HTTP server on a free loopback port, stopped on exit; yields its URL."""
-    from moto.server import ThreadedMotoServer
+def moto_server(*, echo: bool = True, client_tokens: bool = True) -> Iterator[str]:
+    """moto's real HTTP server on a free loopback port, stopped on exit; yields its URL.
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    Like the sandbox, it echoes CpuOptions.NestedVirtualization as EC2 does (``echo``); and
+    RunInstances honours ClientToken as EC2 does (``client_tokens``, see ClientTokens),
+    which moto alone ignores."""
+    from fakes.ec2_tokens import ClientTokens
+
+    from providers._aws_sandbox import CpuOptionsEcho, LocalEc2Server
+
+    layers: list[Any] = []
+    if client_tokens:
+        layers.append(ClientTokens)
+    if echo:
+        layers.append(CpuOptionsEcho)
+    server = LocalEc2Server(ip_address="127.0.0.1", port=0, layers=layers)
     server.start()
     host, port = server.get_host_and_port()
     try:
