@@ -392,3 +392,15 @@ def test_catalog_verify_reports_a_disagreement(cli: Any, tmp_path: Path) -> None
     doc = json.loads(res.stdout)
     assert (doc["ok"], doc["diffs"]) == (False, [{"type": "m1.large", "field": "vcpus",
                                                   "catalog": 8, "live": 4}])
+
+
+def test_lab_up_failure_in_text_mode_shows_the_attempts_and_the_rollback(
+        cli: Any, world: Any, tmp_path: Path) -> None:
+    res = cli("lab", "up", str(lab_file(tmp_path)), "--no-wait",
+              env={"NESTCLOUD_MEMORY_FAIL_AFTER": "1"})
+    assert (res.exit_code, res.stdout) == (1, "")
+    assert "attempts:" in res.stderr
+    assert res.stderr.count("no capacity for m1.small in mem-") == 2  # one row per attempt
+    assert ("error: no place could take the whole launch: 2 attempt(s) failed across 2 "
+            "region(s)") in res.stderr
+    assert world.instances == {}
