@@ -33,7 +33,7 @@ from nestcloud.errors import (BudgetError, CleanupError, CredentialsError, Input
 from nestcloud.oses import OSES, Hypervisor
 from nestcloud import failover
 from nestcloud.failover import Candidate, Launched, StopFailover, candidates
-from nestcloud.provider import capabilities_of, open_provider
+from nestcloud.provider import capabilities_of, has_local_endpoint, open_provider
 from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
 from nestcloud.spec import NAME_RE, TAG_LAB, TAG_PREFIX, LaunchSpec, parse_duration
 
@@ -512,7 +512,7 @@ class Lab:
     def _search_places(self, sandbox: bool) -> list[tuple[str, str]]:
         places = self.places()
         if sandbox:
-            places = [(p, r) for p, r in places if _has_local_endpoint(p)]
+            places = [(p, r) for p, r in places if has_local_endpoint(p)]
         return places
 
     def up(self, *, dry_run: bool = False, sandbox: bool = False, wait: bool = True,
@@ -556,7 +556,7 @@ class Lab:
         req_providers = self.spec.providers
         if sandbox:
             local = [p for p in (req_providers or self.catalog.providers)
-                     if _has_local_endpoint(p)]
+                     if has_local_endpoint(p)]
             if not local:
                 raise InputError(f"lab {self.name}: --sandbox needs a provider with a local "
                                  "endpoint, and the lab allows none of "
@@ -863,13 +863,6 @@ def res_hint(res: PlanResult, budget: float) -> str:
         if n >= 1:
             parts.append(f"or cut seats to {n}")
     return ", ".join(parts)
-
-
-def _has_local_endpoint(provider: str) -> bool:
-    try:
-        return capabilities_of(provider).local_endpoint
-    except NestcloudError:
-        return False
 
 
 def _outcome_of(exc: BaseException) -> LaunchOutcome | None:

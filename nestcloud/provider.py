@@ -361,6 +361,16 @@ def capabilities_of(name: str) -> Capabilities:
     return caps
 
 
+def has_local_endpoint(name: str) -> bool:
+    """Whether provider ``name`` declares a local endpoint (False when it cannot be loaded)."""
+    try:
+        return capabilities_of(name).local_endpoint
+    except ProviderError:
+        return False
+    except InputError:  # an unknown name
+        return False
+
+
 def options_of(name: str) -> tuple[ProviderOption, ...]:
     """The construction options provider ``name`` declares."""
     opts: tuple[ProviderOption, ...] = load_factory(name).options
@@ -410,7 +420,8 @@ def get_provider(name: str, **options: Any) -> Provider:
 
 def configured(**options: Any) -> list[str]:
     """Installed providers that say they can be used here without being named
-    (``configured(**options)`` on each class, given the options it declares)."""
+    (``configured(**options)`` on each class, given the options it declares, from
+    ``options`` or their environment variables)."""
     out: list[str] = []
     for row in describe():
         if not row["installed"]:
@@ -421,6 +432,8 @@ def configured(**options: Any) -> list[str]:
             continue
         mine = {o.name: options[o.name] for o in cls.options
                 if options.get(o.name) is not None}
+        mine.update({o.name: os.environ[o.envvar] for o in cls.options
+                     if o.name not in mine and o.envvar and os.environ.get(o.envvar)})
         if cls.configured(**mine):
             out.append(row["name"])
     return out

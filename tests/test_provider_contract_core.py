@@ -224,3 +224,49 @@ def test_extra_and_its_distributions_come_from_the_plugin_metadata(
 def test_the_core_has_no_extra_tables() -> None:
     for name in ("EXTRAS", "SDK_DISTRIBUTIONS", "SDK_MODULES"):
         assert not hasattr(reg, name), name
+
+
+# -- ls/down without --provider ask each provider class -------------------------------------
+
+
+class Listing(Recorder):
+    name: ClassVar[str] = "listing"
+
+    def list(self, name: str | None = None) -> list[Any]:
+        from nestcloud.models import Instance
+
+        return [Instance(provider="listing", id="x-1", name=name or "grp", region="r-1",
+                         type="t", state="running")]
+
+
+def test_ls_without_provider_finds_a_configured_third_party_provider(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    monkeypatch.setattr(reg, "_entry_points", lambda: {})
+    monkeypatch.setattr(reg, "_extra", {"listing": Listing})
+    monkeypatch.delenv("REC_PROJECT", raising=False)
+    none = CliRunner().invoke(app, ["ls", "--json"])
+    assert none.exit_code == 2
+    assert json.loads(none.stdout)["message"] == (
+        "no provider is configured: none of the installed providers (listing) found "
+        "credentials or settings")
+    # Its declared environment variable configures it, as a flag would.
+    monkeypatch.setenv("REC_PROJECT", "p1")
+    res = CliRunner().invoke(app, ["ls", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [i["id"] for i in json.loads(res.stdout)["instances"]] == ["x-1"]
+    monkeypatch.delenv("REC_PROJECT")
+    res = CliRunner().invoke(app, ["ls", "--json", "-o", "project=p2"])
+    assert res.exit_code == 0, res.output
+    assert [i["id"] for i in json.loads(res.stdout)["instances"]] == ["x-1"]
+
+
+def test_the_cli_core_imports_no_sdk_to_find_configured_providers() -> None:
+    for path in (CORE / "cli").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "boto3" not in text and "azure.identity" not in text, path.name

@@ -46,26 +46,24 @@ def open_for(ctx: Any, name: str, *, region: Optional[str], sandbox: bool) -> An
 def configured_providers(ctx: Any, sandbox: bool) -> list[str]:
     """Providers `ls`/`down` ask when --provider is not given: installed, and configured by
     their own judgement (``configured()``); with --sandbox, those with a local endpoint."""
-    from nestcloud.cli._inputs import PROVIDER_FLAGS
-    from nestcloud.provider import available, capabilities_of, configured, options_of
+    from nestcloud.cli._inputs import PROVIDER_FLAGS, _pairs
+    from nestcloud.provider import available, configured, has_local_endpoint, options_of
 
     if sandbox:
-        out = []
-        for name in available():
-            try:
-                if capabilities_of(name).local_endpoint:
-                    out.append(name)
-            except NestcloudError:
-                continue
-        return out
+        return [name for name in available() if has_local_endpoint(name)]
     flags = {flag: ctx.params.get(param) for param, flag in PROVIDER_FLAGS}
+    pairs = dict(_pairs(ctx))  # --provider-option KEY=VALUE: an option's name or flag
     given: dict[str, Any] = {}
     for name in available():
         try:
-            given.update({o.name: flags[o.flag] for o in options_of(name)
-                          if flags.get(o.flag) is not None})
+            declared = options_of(name)
         except NestcloudError:
             continue
+        for o in declared:
+            value = flags.get(o.flag)
+            value = pairs.get(o.name, pairs.get(o.flag, value))
+            if value is not None:
+                given[o.name] = value
     out = configured(**given)
     if not out:
         raise InputError("no provider is configured: none of the installed providers "

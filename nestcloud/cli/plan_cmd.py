@@ -452,9 +452,9 @@ def register(app: typer.Typer) -> None:
         installed = [d["name"] for d in describe() if d["installed"]
                      and d["name"] in cat.providers]
         if sandbox:
-            from nestcloud.lab import _has_local_endpoint
+            from nestcloud.provider import has_local_endpoint
 
-            local = [p for p in installed if _has_local_endpoint(p)]
+            local = [p for p in installed if has_local_endpoint(p)]
             if chosen is not None and not set(chosen) <= set(local):
                 raise InputError("--sandbox reaps the local endpoint: --providers "
                                  f"{', '.join(local) or '(none has one)'} only")

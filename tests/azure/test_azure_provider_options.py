@@ -93,7 +93,7 @@ def test_provider_option_by_name_reaches_the_provider(run: Any, arm: ArmFake) ->
     res = run("ls", "--provider", "azure", "--json", "--provider-option", f"subscription_id={SUB}",
               "-o", f"arm_endpoint={arm.url}")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout) == {"instances": []}
+    assert json.loads(res.stdout) == {"instances": [], "leftovers": []}
 
 
 def test_provider_option_the_provider_does_not_declare(run: Any) -> None:
