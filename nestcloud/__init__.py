@@ -69,6 +69,7 @@ def plan(vcpus: int | None = None, memory_gib: float | None = None, *,
     BudgetError that says what to relax."""
     from pydantic import ValidationError
 
+    from nestcloud._yamlio import pydantic_problems
     from nestcloud.planner import PlanRequest
     from nestcloud.planner import plan as _plan
 
@@ -78,7 +79,8 @@ def plan(vcpus: int | None = None, memory_gib: float | None = None, *,
                           seats=seats, max_hourly=max_hourly, budget=budget,
                           pack_metal=pack_metal, egress=egress)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise InputError(_problems(exc)) from None
+        raise InputError("; ".join(pydantic_problems(exc.errors(include_url=False),
+                                                     style="keyword"))) from None
     return _plan(_catalog(catalog), req)
 
 
@@ -86,66 +88,55 @@ def check(provider: str, type: str, *, region: str | None = None, os: str = "ubu
           hypervisor: str = "kvm", depth: int = 2, spot: bool = False,
           security_type: str = "Standard", image_generation: str | None = None,
           catalog: Catalog | str | None = None) -> CheckResult:
-    """The pre-launch findings for one launch, without launching."""
+    """The pre-launch findings for one launch, without launching (bad values: InputError
+    naming the keyword)."""
     from nestcloud.checks import refused, run_checks
     from nestcloud.lab import CheckResult
+    from nestcloud.spec import LaunchSpec
 
-    spec = _spec(provider=provider, type=type, region=region, os=os, hypervisor=hypervisor,
-                 depth=depth, spot=spot, security_type=security_type,
-                 image_generation=image_generation)
+    spec = LaunchSpec(provider=provider, type=type, region=region, os=os,
+                      hypervisor=hypervisor, depth=depth, spot=spot,
+                      security_type=security_type, image_generation=image_generation)
     findings = run_checks(spec, _catalog(catalog))
     return CheckResult(provider=provider, type=type, region=region,
                        ok=not refused(findings), findings=findings)
 
 
+# The keywords are LaunchSpec's fields with its defaults (``ttl`` for ``ttl_seconds``: a
+# duration or hours), spelled out for editors and help(); tests/test_schema.py keeps them equal
+# to the model. LaunchSpec validates them, once; a bad one is a SpecError (an InputError)
+# naming the keyword.
 def launch(provider: str, type: str, *, region: str | None = None, name: str | None = None,
-           count: int = 1, os: str = "ubuntu-24.04", hypervisor: str = "kvm",
-           ttl: str | float | None = "4h", spot: bool = False, ssh_cidr: str | None = None,
-           tags: dict[str, str] | None = None, user_data: str | None = None,
-           dry_run: bool = False, sandbox: bool = False,
-           catalog: Catalog | str | None = None, **fields: Any) -> LaunchReport:
+           count: int = 1, ttl: str | float | None = "4h", os: str = "ubuntu-24.04",
+           hypervisor: str = "kvm", depth: int = 2, spot: bool = False,
+           security_type: str = "Standard", image_generation: str | None = None,
+           image: str | None = None, disk_gib: int = 30, key_name: str | None = None,
+           ssh_cidr: str | None = None, allow_world_ssh: bool = False, public_ip: bool = False,
+           egress: str | None = None, tags: dict[str, str] | None = None,
+           user_data: str | None = None, l2_smoke: bool = False,
+           instance_profile: str | None = None, dry_run: bool = False, sandbox: bool = False,
+           catalog: Catalog | str | None = None) -> LaunchReport:
     """Check and launch ``count`` L1 hosts as the group ``name`` (re-running converges).
 
     ``ttl`` is a duration ("90m", "4h") or hours; the instances carry nestcloud:expires and
     ``nestcloud reap`` removes them after it. ``sandbox`` uses the local EC2 endpoint."""
+    fields = dict(locals())  # the keywords, before anything else is bound here
+    for own in ("ttl", "dry_run", "sandbox", "catalog"):
+        del fields[own]
     from nestcloud.lab import LaunchReport
     from nestcloud.provider import open_provider
     from nestcloud.launcher import launch as _launch
-    from nestcloud.spec import hours_to_seconds, parse_duration
+    from nestcloud.spec import LaunchSpec, duration_seconds
 
-    ttl_seconds: int | None = None
-    if ttl is not None:
-        try:
-            ttl_seconds = (parse_duration(ttl) if isinstance(ttl, str)
-                           else hours_to_seconds(float(ttl)))
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"ttl: {exc}") from None
-    spec = _spec(provider=provider, type=type, region=region, name=name, count=count, os=os,
-                 hypervisor=hypervisor, spot=spot, ssh_cidr=ssh_cidr, ttl_seconds=ttl_seconds,
-                 tags=tags or {}, user_data=user_data, **fields)
+    try:
+        fields["ttl_seconds"] = None if ttl is None else duration_seconds(ttl)
+    except ValueError as exc:
+        raise InputError(f"ttl: {exc}") from None
+    spec = LaunchSpec(**{**fields, "tags": tags or {}})
     cat = _catalog(catalog)
     prov = open_provider(provider, region, sandbox=sandbox)
     result = _launch(spec, cat, prov, dry_run=dry_run)
     return LaunchReport.model_validate(result.model_dump())
-
-
-def _spec(**fields: Any) -> Any:
-    from nestcloud.errors import SpecError
-    from nestcloud.spec import LaunchSpec
-
-    try:
-        return LaunchSpec(**fields)
-    except SpecError as exc:
-        raise InputError(_problems(exc)) from None
-
-
-def _problems(exc: Any) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(x) for x in err.get("loc", ()))
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg} (got {err.get('input')!r})" if loc else msg)
-    return "; ".join(parts)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import yaml
 
@@ -352,23 +353,73 @@ def line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def pydantic_problems(errors: list[Any], text: str, source: str) -> list[str]:
-    """One line per pydantic error: file:line, the YAML path, what is wrong, the bad value."""
+Style = Literal["file", "flag", "keyword"]
+
+
+def pydantic_problems(errors: list[Any], text: str | None = None, source: str | None = None,
+                      *, style: Style = "file", flags: Mapping[str, str] | None = None
+                      ) -> list[str]:
+    """One line per pydantic error, naming where the bad value came from. The one place
+    nestcloud turns pydantic errors into messages:
+
+    - ``style="file"``: ``source:line: yaml.path: what is wrong (got value)``, the line found
+      in ``text`` (lab files, catalogs);
+    - ``style="flag"``: ``--flag value: what is wrong``, the flag being the field's name with
+      '-' for '_' unless ``flags`` maps the field to another (CLI options);
+    - ``style="keyword"``: ``keyword: what is wrong (got value)`` (the Python API).
+
+    Values are shown bounded (``short_repr``); "Value error, " prefixes are dropped.
+    """
     problems = []
     for err in errors:
         loc = tuple(err.get("loc", ()))
-        line = line_of(text, loc)
-        where = f"{source}:{line}" if line else source
-        shown = short_repr(err.get("input"))
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "missing":
-            problems.append(f"{where}: {format_loc(loc)}: field required")
-        elif err.get("type") in ("extra_forbidden", "unexpected_keyword_argument"):
-            # The second is what a validated stdlib dataclass reports for an unknown key.
-            problems.append(f"{where}: {format_loc(loc)}: unknown key")
+        kind = err.get("type")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        value = err.get("input")
+        if style == "flag":
+            if not loc:
+                problems.append(msg)
+                continue
+            flag = (flags or {}).get(str(loc[0])) or "--" + str(loc[0]).replace("_", "-")
+            if kind == "missing":
+                problems.append(f"{flag}: required")
+            elif kind in _UNKNOWN:
+                problems.append(f"{flag}: unknown option")
+            else:
+                problems.append(f"{flag} {_flag_value(value)}: {msg}")
+            continue
+        path = format_loc(loc)
+        if style == "file":
+            line = line_of(text, loc) if text is not None else None
+            where = f"{source}:{line}: " if line else f"{source}: " if source else ""
         else:
-            problems.append(f"{where}: {format_loc(loc)}: {msg} (got {shown})")
+            where = ""
+            if not loc:
+                problems.append(msg)
+                continue
+        if kind == "missing":
+            problems.append(f"{where}{path}: field required")
+        elif kind in _UNKNOWN:
+            problems.append(f"{where}{path}: " + ("unknown key" if style == "file"
+                                                  else "unexpected keyword argument"))
+        else:
+            problems.append(f"{where}{path}: {msg} (got {short_repr(value)})")
     return problems
+
+
+# extra="forbid" reports extra_forbidden; a validated call, unexpected_keyword_argument.
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+
+
+def _flag_value(value: Any) -> str:
+    """A flag's value as typed back to the user: numbers in full (the user wrote them; Python
+    prints up to 4300 digits), anything else bounded."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return repr(value)
+        except ValueError:  # an integer past Python's digit limit
+            pass
+    return short_repr(value)
 
 
 __all__ = ["FileRefused", "MAX_ALIAS_NODES", "MAX_CATALOG_BYTES", "MAX_DEPTH", "MAX_LAB_BYTES",

@@ -86,21 +86,18 @@ class LabFileError(InputError):
 class SpecError(InputError, ValueError):
     """LaunchSpec fields that do not validate; ``errors()`` lists every problem.
 
-    Each problem is a dict shaped like pydantic's ``ValidationError.errors()`` items
-    (``type``, ``loc``, ``msg``, ``input``), so callers format both alike. A ValueError too,
-    as pydantic's ValidationError was."""
+    ``errors`` are pydantic's ``ValidationError.errors()`` items (``type``, ``loc``, ``msg``,
+    ``input``): the CLI names its flags from them, the Python API its keywords. A ValueError
+    too, as pydantic's ValidationError is."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
-        self._errors = errors
-        parts = []
-        for err in errors:
-            loc = ".".join(str(x) for x in err["loc"])
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg} (got {err['input']!r})")
-        super().__init__("; ".join(parts))
+        from nestcloud._yamlio import pydantic_problems
+
+        self._errors = [dict(e) for e in errors]
+        super().__init__("; ".join(pydantic_problems(self._errors, style="keyword")))
 
     def errors(self, *, include_url: bool = False) -> list[dict[str, Any]]:
-        """The problems, in field order (``include_url`` is accepted for pydantic's callers)."""
+        """The problems, as pydantic reported them (copies)."""
         return [dict(e) for e in self._errors]
 
 

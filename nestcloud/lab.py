@@ -15,27 +15,26 @@ Fleet call per region (``capabilities.fleet_above``).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic import ValidationError, field_validator, model_validator
 
 from nestcloud._yamlio import (MAX_LAB_BYTES, MAX_USER_DATA_BYTES, FileRefused, line_of,
-                               load_yaml, pydantic_problems, read_text_bounded, short_repr)
+                               load_yaml, pydantic_problems, read_text_bounded)
 from nestcloud.checks import Finding
 from nestcloud.errors import (BudgetError, CleanupError, CredentialsError, InputError,
                               LabFileError, LaunchInterrupted, MissingDependencyError,
                               NestcloudError, ProviderError, RefusedError)
-from nestcloud.oses import OSES, Hypervisor
 from nestcloud import failover
 from nestcloud.failover import Candidate, Launched, StopFailover, candidates
 from nestcloud.provider import capabilities_of, has_local_endpoint, open_provider
 from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
-from nestcloud.spec import NAME_RE, TAG_LAB, TAG_PREFIX, LaunchSpec, parse_duration
+from nestcloud.spec import (NAME_RE, TAG_LAB, Duration, LaunchOptions, LaunchSpec,
+                            duration_seconds)
 
 from nestcloud.models import DownResult, Instance, LaunchResult
 
@@ -74,72 +73,42 @@ class UserDataFile(_Strict):
     file: str = Field(min_length=1)
 
 
-class LabFile(_Strict):
-    """The lab file schema."""
+class LabFile(LaunchOptions):
+    """The lab file schema: every launch option (nestcloud.spec.LaunchOptions, so a lab file
+    says what `launch` flags say, with the same rules), plus the lab's own keys."""
 
     name: str
     seats: int = Field(ge=1, le=1000)
     seat: SeatSpec
     providers: list[str] | None = Field(default=None, min_length=1)
     regions: list[str] | None = Field(default=None, min_length=1)
-    hypervisor: Hypervisor = "kvm"
-    os: str = "ubuntu-24.04"
-    spot: bool = False
-    ttl: str | Annotated[float, Field(gt=0, le=24 * 366, allow_inf_nan=False, strict=True)]
+    ttl: Duration
     budget: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    ssh_cidr: str | None = None
-    # AWS: an EC2 key-pair name; Azure: an SSH public key file or the key text.
-    key_name: str | None = Field(default=None, min_length=1)
-    tags: dict[str, str] = Field(default_factory=dict)
-    user_data: str | UserDataFile | None = None
-    # Azure: how the seats reach the internet (nat, public-ip, none); default nat.
-    egress: Literal["nat", "public-ip", "none"] | None = None
+    user_data: str | UserDataFile | None = None  # type: ignore[assignment]
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
+        if not NAME_RE.fullmatch(v):
             raise ValueError("lab names are 1-40 characters: lowercase letters, digits and '-', "
                              "starting with a letter and not ending with '-'")
-        return v
-
-    @field_validator("os")
-    @classmethod
-    def _os(cls, v: str) -> str:
-        if v not in OSES:
-            raise ValueError(f"unknown OS; one of {', '.join(OSES)}")
         return v
 
     @field_validator("ttl")
     @classmethod
     def _ttl(cls, v: str | float) -> str | float:
         if isinstance(v, str):
-            parse_duration(v)  # ValueError names the bad text
-        return v
-
-    @field_validator("ssh_cidr")
-    @classmethod
-    def _cidr(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                ipaddress.ip_network(v, strict=False)
-            except ValueError:
-                raise ValueError("not an IP network in CIDR form (e.g. 203.0.113.0/24)") from None
-        return v
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
-            if k.lower().startswith(TAG_PREFIX) or k.lower().startswith("aws:"):
-                raise ValueError(f"tag {k!r}: the '{k.split(':')[0]}:' prefix is reserved")
+            duration_seconds(v)  # ValueError names the bad text
         return v
 
     @property
     def ttl_seconds(self) -> int:
-        if isinstance(self.ttl, str):
-            return parse_duration(self.ttl)
-        return int(round(self.ttl * 3600))
+        return duration_seconds(self.ttl)
+
+    def launch_options(self) -> dict[str, Any]:
+        """The validated launch options, as LaunchSpec takes them (user data excluded: a
+        file reference is resolved by parse_lab)."""
+        return self.model_dump(include=set(LaunchOptions.model_fields) - {"user_data"})
 
 
 def parse_lab(text: str, source: str = "<lab>", base_dir: Path | None = None
@@ -155,9 +124,10 @@ def parse_lab(text: str, source: str = "<lab>", base_dir: Path | None = None
     try:
         lab = LabFile.model_validate(data)
     except ValidationError as exc:
-        raise LabFileError(source, pydantic_problems(
-            _union_errors([_clean(e) for e in exc.errors(include_url=False)]), text,
-            source)) from None
+        errors = _union_errors(exc.errors(include_url=False))
+        # In file order (the schema's field order is not the file's), stable within a line.
+        errors.sort(key=lambda e: line_of(text, tuple(e["loc"])) or 0)
+        raise LabFileError(source, pydantic_problems(errors, text, source)) from None
     user_data: str | None = None
     if isinstance(lab.user_data, UserDataFile):
         path = _user_data_path(lab.user_data, base_dir)
@@ -180,7 +150,8 @@ def _user_data_path(ref: UserDataFile, base_dir: Path | None) -> Path:
 
 def _union_errors(errors: list[Any]) -> list[Any]:
     """For ``str | number`` and ``str | {file: ...}`` fields pydantic reports every member's
-    complaint; keep the ones that help."""
+    complaint; keep the ones that help (before pydantic_problems formats them)."""
+    errors = [_clean(e) for e in errors]
     out: list[Any] = []
     top: dict[Any, int] = {}
     for e in errors:
@@ -217,14 +188,12 @@ def _union_errors(errors: list[Any]) -> list[Any]:
 
 def _clean(err: Any) -> Any:
     """Union errors carry the union member in the loc ('user_data', 'str'); drop it so the
-    path is the YAML one, and make validator messages read as plain sentences."""
+    path is the YAML one."""
     err = dict(err)
     loc = tuple(err.get("loc", ()))
     if loc and loc[0] in ("ttl", "user_data") and len(loc) > 1 and loc[1] in (
             "str", "float", "UserDataFile", "constrained-float"):
         err["loc"] = (loc[0], *loc[2:])
-    msg = str(err.get("msg", ""))
-    err["msg"] = msg.removeprefix("Value error, ")
     return err
 
 
@@ -365,29 +334,31 @@ class Lab:
     # ``capabilities.fleet_above`` unless set here (tests force one path).
     fleet_threshold: int | None = None
 
+    # The keywords are LabFile's fields (``seat`` flattened into vcpus, memory_gib and type)
+    # with its defaults, spelled out for editors and help(); tests/test_schema.py keeps them
+    # equal to the model. Everything is validated by LabFile, once.
     def __init__(self, name: str, seats: int, *, vcpus: int | None = None,
                  memory_gib: float | None = None, type: str | None = None,
                  providers: list[str] | None = None, regions: list[str] | None = None,
-                 hypervisor: str = "kvm", os: str = "ubuntu-24.04", spot: bool = False,
                  ttl: str | float = "4h", budget: float | None = None,
-                 ssh_cidr: str | None = None, key_name: str | None = None,
-                 tags: dict[str, str] | None = None,
-                 user_data: str | None = None, catalog: Catalog | None = None,
-                 egress: str | None = None) -> None:
+                 os: str = "ubuntu-24.04", hypervisor: str = "kvm", depth: int = 2,
+                 spot: bool = False, security_type: str = "Standard",
+                 image_generation: str | None = None, image: str | None = None,
+                 disk_gib: int = 30, key_name: str | None = None, ssh_cidr: str | None = None,
+                 allow_world_ssh: bool = False, public_ip: bool = False,
+                 egress: str | None = None, tags: dict[str, str] | None = None,
+                 user_data: str | None = None, l2_smoke: bool = False,
+                 instance_profile: str | None = None, catalog: Catalog | None = None) -> None:
+        options = dict(locals())  # the keywords, before anything else is bound here
+        del options["self"], options["catalog"]
+        seat = {k: options.pop(k) for k in ("vcpus", "memory_gib", "type")}
+        options["tags"] = tags or {}
         try:
-            self.spec = LabFile.model_validate(dict(
-                name=name, seats=seats, seat={k: v for k, v in (
-                    ("vcpus", vcpus), ("memory_gib", memory_gib), ("type", type))
-                    if v is not None},
-                providers=providers, regions=regions, hypervisor=hypervisor, os=os, spot=spot,
-                ttl=ttl, budget=budget, ssh_cidr=ssh_cidr, key_name=key_name, tags=tags or {},
-                user_data=user_data, egress=egress))
+            self.spec = LabFile.model_validate(
+                {**options, "seat": {k: v for k, v in seat.items() if v is not None}})
         except ValidationError as exc:
-            raise InputError("; ".join(
-                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                f" (got {short_repr(e.get('input'))})"
-                for e in map(_clean, exc.errors(include_url=False))
-            )) from None
+            raise InputError("; ".join(pydantic_problems(
+                _union_errors(exc.errors(include_url=False)), style="keyword"))) from None
         self.user_data = user_data
         self.user_data_source = "user_data"  # what messages about the user data name
         self._catalog = catalog
@@ -449,10 +420,8 @@ class Lab:
     def launch_spec(self, option: PlanOption) -> LaunchSpec:
         s = self.spec
         spec = LaunchSpec(provider=option.provider, type=option.type, region=option.region,
-                          os=s.os, hypervisor=s.hypervisor, name=s.name, count=s.seats,
-                          spot=s.spot, ssh_cidr=s.ssh_cidr, key_name=s.key_name,
-                          ttl_seconds=s.ttl_seconds,
-                          tags=dict(s.tags), user_data=self.user_data, egress=s.egress)
+                          name=s.name, count=s.seats, ttl_seconds=s.ttl_seconds,
+                          user_data=self.user_data, **s.launch_options())
         # The lab tag uses the reserved prefix that user tags may not; set it after validation.
         return spec.model_copy(update={"tags": {**spec.tags, TAG_LAB: s.name}})
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from nestcloud.checks import Finding, refused, run_checks
 from nestcloud.errors import InputError, RefusedError
 from nestcloud.models import LaunchResult
-from nestcloud.spec import LaunchSpec, TagLimits, check_tags
+from nestcloud.spec import LaunchSpec, TagLimits, check_tags, parse_cidr
 
 if TYPE_CHECKING:
     from nestcloud.catalog import Catalog
@@ -53,14 +53,15 @@ def world_open(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None
 
 
 def check_ssh_cidr(cidr: str | None, allow_world: bool) -> str | None:
-    """Normalise ``--ssh-cidr``; refuse a malformed or world-open one unless allowed."""
+    """Normalise ``--ssh-cidr``; refuse a malformed or world-open one unless allowed. The one
+    SSH source rule: the launcher applies it before any provider sends anything, and providers
+    that build their own rules (Azure's NSG) call it too."""
     if cidr is None:
         return None
     try:
-        net = ipaddress.ip_network(cidr.strip(), strict=False)
-    except ValueError:
-        raise InputError(f"--ssh-cidr {cidr!r}: not an IPv4 or IPv6 network "
-                         "(use e.g. 203.0.113.7/32)") from None
+        net = parse_cidr(cidr)  # the schema's syntax rule (LaunchSpec.ssh_cidr)
+    except ValueError as exc:
+        raise InputError(f"--ssh-cidr {cidr!r}: {exc}") from None
     text = str(net)
     reach = world_open(net)
     if reach and not allow_world:

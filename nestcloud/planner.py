@@ -22,7 +22,7 @@ from pydantic import PrivateAttr, computed_field, model_validator
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import BudgetError, RefusedError
 from nestcloud.oses import OSES, Hypervisor
-from nestcloud.spec import MAX_DURATION_S
+from nestcloud.spec import MAX_DURATION_S, OsAlias
 
 MAX_HOURS = MAX_DURATION_S // 3600
 MAX_SEATS = 100_000
@@ -66,7 +66,7 @@ class PlanRequest(_Model):
     memory_gib: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     type: str | None = None
     hypervisor: Hypervisor = "kvm"
-    os: str = "ubuntu-24.04"
+    os: OsAlias = "ubuntu-24.04"  # the launch schema's rule (nestcloud.spec)
     providers: list[str] | None = None
     regions: list[str] | None = None
     spot: bool = False

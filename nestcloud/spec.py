@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator)
 
 from nestcloud.errors import InputError, SpecError
-from nestcloud.oses import HYPERVISORS, Hypervisor
+from nestcloud.oses import OSES, Hypervisor
 
 # IAM's instanceProfileNameType (botocore iam service model): 1-128 of [\w+=,.@-].
-INSTANCE_PROFILE_RE = re.compile(r"^[\w+=,.@-]{1,128}$", re.ASCII)
+INSTANCE_PROFILE_RE = re.compile(r"[\w+=,.@-]{1,128}", re.ASCII)  # whole names: fullmatch
 # A group name, as a whole: \A and \Z, because `$` also matches before a trailing newline
 # (a group created as "lab\n" could never be found again). `.match` and `.fullmatch` agree.
 NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
@@ -40,276 +43,144 @@ EGRESS_MODES = ("nat", "public-ip", "none")
 IMAGE_GENERATIONS = ("V1", "V2")
 
 
-# A stdlib dataclass that checks its fields by hand, not a pydantic model: `nestcloud check`
-# builds one on every run, and defining a pydantic model costs ~45 ms (half of
-# `import typer, pydantic, yaml`). The checks accept and reject what the pydantic model did,
-# with its messages, and SpecError.errors() has the shape of pydantic's errors() for the callers
-# that format them. `_CHECKS` below lists the rule of every field.
-@dataclasses.dataclass(kw_only=True, init=False)
-class LaunchSpec:
-    """One launch request: a named group of ``count`` identical L1 hosts."""
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    provider: str
-    type: str
-    region: str | None = None
-    os: str = "ubuntu-24.04"
+
+def parse_cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An SSH source network (host bits allowed, e.g. 203.0.113.7/24); ValueError otherwise.
+    The one syntax rule for ``ssh_cidr``: the schema and ``launcher.check_ssh_cidr`` use it."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 network (use e.g. 203.0.113.7/32)") from None
+
+
+def _tags_rule(v: dict[str, str]) -> dict[str, str]:
+    if "" in v:  # no cloud takes an empty key (EC2, ARM)
+        raise ValueError("tag keys may not be empty")
+    for k in v:  # the first reserved key only
+        if k.lower().startswith(TAG_PREFIX):
+            raise ValueError(f"tag {k!r}: the 'nestcloud:' prefix is reserved")
+        if k.lower().startswith("aws:"):
+            raise ValueError(f"tag {k!r}: the 'aws:' prefix is reserved by AWS")
+    return v
+
+
+def _known_os(alias: str) -> str:
+    if alias not in OSES:
+        raise ValueError(f"unknown OS (one of {', '.join(OSES)})")
+    return alias
+
+
+# An OS alias nestcloud knows (nestcloud.oses); the planner's requests use it too.
+OsAlias = Annotated[str, AfterValidator(_known_os)]
+
+# A time to live as users write it (lab files, ``nestcloud.launch(ttl=...)``, ``Lab(ttl=...)``,
+# `--ttl`): a duration ("90m", "4h", "2d") or a number of hours; duration_seconds() reads it.
+Duration = str | Annotated[float, Field(gt=0, le=MAX_DURATION_S // 3600, allow_inf_nan=False,
+                                        strict=True)]
+
+
+def duration_seconds(ttl: str | float) -> int:
+    """A Duration in seconds; ValueError (naming the bad text) unless within the bounds."""
+    if isinstance(ttl, str):
+        return parse_duration(ttl)
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise ValueError(f"a duration (90m, 4h, 2d) or a number of hours (got {ttl!r})")
+    return hours_to_seconds(float(ttl))
+
+
+class LaunchOptions(_Strict):
+    """What a user may say about the hosts of any launch: the CLI's `launch` flags, a lab
+    file's keys, ``nestcloud.launch()``'s and ``Lab()``'s keywords all include these fields
+    (tests/test_schema.py keeps every entry point accepting each of them)."""
+
+    # Built on first use: only its subclasses (LaunchSpec, LabFile) validate anything, and
+    # building a model's schema is most of what defining it costs (bench/README.md).
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    os: OsAlias = "ubuntu-24.04"
     hypervisor: Hypervisor = "kvm"
-    depth: int = 2
-    name: str | None = None
-    count: int = 1
-    image: str | None = None
+    # The level of the guests the user will run (L2 = 2).
+    depth: int = Field(default=2, ge=1, le=9)
     spot: bool = False
     security_type: Literal["Standard", "TrustedLaunch", "ConfidentialVM"] = "Standard"
     image_generation: Literal["V1", "V2"] | None = None
+    image: str | None = Field(default=None, min_length=1)
+    disk_gib: int = Field(default=30, ge=8, le=16384)
+    # AWS: an EC2 key-pair name; Azure: an SSH public key file or the key text.
+    key_name: str | None = Field(default=None, min_length=1)
     ssh_cidr: str | None = None
     allow_world_ssh: bool = False
-    key_name: str | None = None
-    disk_gib: int = 30
-    ttl_seconds: int | None = None
-    tags: dict[str, str] = dataclasses.field(default_factory=dict)
-    user_data: str | None = None
     public_ip: bool = False
+    # How hosts reach the internet (Azure: a NAT gateway on the subnet, a public IP per VM,
+    # or nothing); None: the provider's default.
+    egress: Literal["nat", "public-ip", "none"] | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    user_data: str | None = None
     l2_smoke: bool = False
     # AWS: the IAM instance profile (by name) the instances run with.
     instance_profile: str | None = None
-    egress: Literal["nat", "public-ip", "none"] | None = None
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _ssh_cidr(cls, v: str | None) -> str | None:
+        # Syntax only; whether the network is too wide is launcher.check_ssh_cidr's rule,
+        # applied before anything is sent (it knows --allow-world-ssh and says how to fix it).
+        return None if v is None else str(parse_cidr(v))
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        return _tags_rule(v)
+
+    @field_validator("instance_profile")
+    @classmethod
+    def _instance_profile(cls, v: str | None) -> str | None:
+        if v is not None and not INSTANCE_PROFILE_RE.fullmatch(v):
+            raise ValueError("an IAM instance profile name is 1-128 characters: letters, "
+                             "digits and + = , . @ _ -")
+        return v
+
+
+class LaunchSpec(LaunchOptions):
+    """One launch request: a named group of ``count`` identical L1 hosts.
+
+    Built with keywords (``LaunchSpec(provider=..., type=...)``), it raises SpecError (an
+    InputError) naming every bad, missing or unknown field; ``model_validate`` raises
+    pydantic's ValidationError, for callers that format it themselves."""
+
+    provider: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    region: str | None = None
+    name: str | None = None
+    count: int = Field(default=1, ge=1, le=1000)
+    ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_DURATION_S)
 
     def __init__(self, **fields: Any) -> None:
-        """Check ``fields``; raises SpecError naming every bad, missing or unknown field."""
-        errors: list[dict[str, Any]] = []
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name in fields:
-                try:
-                    values[f.name] = _CHECKS[f.name](fields[f.name])
-                except _Invalid as bad:
-                    errors.extend({**e, "loc": (f.name, *e["loc"])} for e in bad.errors)
-            elif f.default is not dataclasses.MISSING:
-                values[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                values[f.name] = f.default_factory()
-            else:
-                errors.append({"type": "missing", "loc": (f.name,), "msg": "Field required",
-                               "input": dict(fields)})
-        errors.extend({"type": "unexpected_keyword_argument", "loc": (k,),
-                       "msg": "Unexpected keyword argument", "input": v}
-                      for k, v in fields.items() if k not in _CHECKS)
-        if errors:
-            raise SpecError(errors)
-        self.__dict__.update(values)
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise SpecError(exc.errors(include_url=False)) from None
 
-    def model_copy(self, *, update: dict[str, Any] | None = None) -> LaunchSpec:
-        """A copy with ``update`` applied, not validated: pydantic's model_copy, kept by name
-        and meaning because launch, lab and provider code call it."""
-        new = copy.copy(self)
-        new.__dict__.update(update or {})
-        return new
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not NAME_RE.fullmatch(v):
+            raise ValueError(NAME_RULE)
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not REGION_RE.fullmatch(v):
+            raise ValueError("a region name is letters, digits and '-' (e.g. us-east-1, eastus)")
+        return v
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
-
-# -- field checks ----------------------------------------------------------------------------
-# Each takes the given value and returns the stored one (coerced as pydantic's lax mode did:
-# "3" -> 3, "yes" -> True, b"x" -> "x"), or raises _Invalid with pydantic's error type and
-# message. Values pydantic rejected are rejected.
-
-
-class _Invalid(Exception):
-    """What is wrong with one field: pydantic-shaped errors, ``loc`` relative to the field."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        self.errors = errors
-
-
-def _invalid(kind: str, msg: str, value: Any) -> _Invalid:
-    return _Invalid([{"type": kind, "loc": (), "msg": msg, "input": value}])
-
-
-def _str(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (bytes, bytearray)):
-        try:
-            return v.decode()
-        except UnicodeDecodeError:
-            raise _invalid("string_unicode", "Input should be a valid string, unable to parse "
-                           "raw data as a unicode string", v) from None
-    raise _invalid("string_type", "Input should be a valid string", v)
-
-
-def _non_empty_str(v: Any) -> str:
-    s = _str(v)
-    if not s:
-        raise _invalid("string_too_short", "String should have at least 1 character", v)
-    return s
-
-
-_INT_TEXT = re.compile(r"\s*([+-]?\d+(?:_\d+)*)(?:\.0+)?\s*", re.ASCII)
-
-
-def _int(v: Any) -> int:
-    if isinstance(v, int):  # bool included, as pydantic's lax mode: True -> 1
-        return int(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise _invalid("finite_number", "Input should be a finite number", v)
-        if not v.is_integer():
-            raise _invalid("int_from_float", "Input should be a valid integer, got a number "
-                           "with a fractional part", v)
-        return int(v)
-    if isinstance(v, (str, bytes)):
-        m = _INT_TEXT.fullmatch(v.decode("ascii", "replace") if isinstance(v, bytes) else v)
-        if m is None:
-            raise _invalid("int_parsing", "Input should be a valid integer, unable to parse "
-                           "string as an integer", v)
-        return int(m.group(1))
-    raise _invalid("int_type", "Input should be a valid integer", v)
-
-
-def _int_between(lo: int, hi: int) -> Callable[[Any], int]:
-    def check(v: Any) -> int:
-        n = _int(v)
-        if n < lo:
-            raise _invalid("greater_than_equal", f"Input should be greater than or equal to {lo}",
-                           v)
-        if n > hi:
-            raise _invalid("less_than_equal", f"Input should be less than or equal to {hi}", v)
-        return n
-    return check
-
-
-def _positive_int(v: Any) -> int:
-    n = _int(v)
-    if n <= 0:
-        raise _invalid("greater_than", "Input should be greater than 0", v)
-    return n
-
-
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
-
-
-def _bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    # A whole float counts as that int: 1.0 is True, 2.0 is "unable to interpret", 0.5 no boolean.
-    n = int(v) if isinstance(v, float) and v.is_integer() else v
-    if isinstance(n, int) and n in (0, 1):
-        return bool(n)
-    if isinstance(v, (str, bytes)):
-        text = (v.decode("ascii", "replace") if isinstance(v, bytes) else v).lower()
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
-    if isinstance(n, (int, str, bytes)):
-        raise _invalid("bool_parsing", "Input should be a valid boolean, unable to interpret "
-                       "input", v)
-    raise _invalid("bool_type", "Input should be a valid boolean", v)
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    shown = (f"{', '.join(map(repr, choices[:-1]))} or " if len(choices) > 1 else "") + repr(
-        choices[-1])
-
-    def check(v: Any) -> str:
-        if isinstance(v, str) and v in choices:
-            return v
-        raise _invalid("literal_error", f"Input should be {shown}", v)
-    return check
-
-
-def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda v: None if v is None else check(v)
-
-
-def _name(v: Any) -> str:
-    s = _str(v)
-    if not NAME_RE.fullmatch(s):
-        raise _invalid("value_error", f"Value error, {NAME_RULE}", v)
-    return s
-
-
-def _region(v: Any) -> str:
-    s = _str(v)
-    if not REGION_RE.fullmatch(s):
-        raise _invalid("value_error", "Value error, a region name is letters, digits and '-' "
-                       "(e.g. us-east-1, eastus)", v)
-    return s
-
-
-def _ttl(v: Any) -> int:
-    n = _positive_int(v)
-    if n > MAX_DURATION_S:
-        raise _invalid("less_than_equal",
-                       f"Input should be less than or equal to {MAX_DURATION_S}", v)
-    return n
-
-
-def _instance_profile(v: Any) -> str:
-    s = _str(v)
-    if not INSTANCE_PROFILE_RE.match(s):
-        raise _invalid("value_error", "Value error, an IAM instance profile name is 1-128 "
-                       "characters: letters, digits and + = , . @ _ -", v)
-    return s
-
-
-def _tags(v: Any) -> dict[str, str]:
-    if not isinstance(v, Mapping):
-        raise _invalid("dict_type", "Input should be a valid dictionary", v)
-    out: dict[str, str] = {}
-    errors: list[dict[str, Any]] = []
-    for key, value in v.items():
-        k = v_ = None
-        try:
-            k = _str(key)
-        except _Invalid as bad:
-            errors.extend({**e, "loc": (key, "[key]")} for e in bad.errors)
-        try:
-            v_ = _str(value)
-        except _Invalid as bad:
-            errors.extend({**e, "loc": (key,)} for e in bad.errors)
-        if k is not None and v_ is not None:
-            out[k] = v_
-    if errors:
-        raise _Invalid(errors)
-    if "" in out:  # no cloud takes an empty key (EC2, ARM)
-        raise _invalid("value_error", "Value error, tag keys may not be empty", v)
-    for k in out:  # the first reserved key only, as the pydantic validator reported it
-        if k.lower().startswith(TAG_PREFIX):
-            raise _invalid("value_error", f"Value error, tag {k!r}: the 'nestcloud:' prefix "
-                           "is reserved", v)
-        if k.lower().startswith("aws:"):
-            raise _invalid("value_error", f"Value error, tag {k!r}: the 'aws:' prefix is "
-                           "reserved by AWS", v)
-    return out
-
-
-# In field order (a test keeps it equal to LaunchSpec's fields).
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "provider": _non_empty_str,
-    "type": _non_empty_str,
-    "region": _optional(_region),
-    "os": _str,
-    "hypervisor": _one_of(HYPERVISORS),
-    "depth": _int_between(1, 9),
-    "name": _optional(_name),
-    "count": _int_between(1, 1000),
-    "image": _optional(_non_empty_str),
-    "spot": _bool,
-    "security_type": _one_of(SECURITY_TYPES),
-    "image_generation": _optional(_one_of(IMAGE_GENERATIONS)),
-    "ssh_cidr": _optional(_str),
-    "allow_world_ssh": _bool,
-    "key_name": _optional(_non_empty_str),
-    "disk_gib": _int_between(8, 16384),
-    "ttl_seconds": _optional(_ttl),
-    "tags": _tags,
-    "user_data": _optional(_str),
-    "public_ip": _bool,
-    "l2_smoke": _bool,
-    "instance_profile": _optional(_instance_profile),
-    "egress": _optional(_one_of(EGRESS_MODES)),
-}
 
 _UNIT = {"": 3600, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

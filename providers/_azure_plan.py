@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import difflib
-import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 
 from nestcloud.errors import (CapacityError, CredentialsError, InputError, ProviderError,
                               QuotaError, ThrottledError, UnsupportedError)
-from nestcloud.launcher import world_open  # the one world-open rule of every provider
+from nestcloud.launcher import WORLD_CIDRS, check_ssh_cidr  # the one SSH source rule
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT
 
 PROVIDER = "azure"
@@ -54,7 +53,7 @@ IMAGES: dict[str, dict[str, str]] = {
                      "V1": "MicrosoftWindowsServer:WindowsServer:2025-datacenter:latest"},
 }
 
-WORLD_CIDRS = {"*", "any", "internet", "0.0.0.0/0", "::/0"}
+
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -250,24 +249,10 @@ def newest_version(versions: list[str]) -> str:
 
 def ssh_rules(ssh_cidr: str | None, allow_world: bool) -> list[dict[str, Any]]:
     """NSG rules: none by default; SSH from one CIDR; the whole world only when allowed."""
-    if ssh_cidr is None:
+    cidr = check_ssh_cidr(ssh_cidr, allow_world)  # the one rule (syntax, world-open)
+    if cidr is None:
         return []
-    cidr = ssh_cidr.strip()
-    reach: str | None = "the whole internet"
-    if cidr.lower() in WORLD_CIDRS:
-        source = "*"
-    else:
-        try:
-            net = ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise InputError(f"--ssh-cidr {ssh_cidr!r}: not an IP network "
-                             "(e.g. 203.0.113.7/32)") from None
-        source = "*" if net.prefixlen == 0 else str(net)
-        reach = world_open(net)
-    if reach and not allow_world:
-        raise InputError(f"--ssh-cidr {ssh_cidr}: opens SSH to {reach}",
-                         hint="give your own address (e.g. 203.0.113.7/32), or add "
-                              "--allow-world-ssh if you really mean it")
+    source = "*" if cidr in WORLD_CIDRS else cidr  # NSG's own word for "any source"
     return [{
         "name": "nestcloud-ssh",
         "properties": {

@@ -74,41 +74,30 @@ def test_the_probe_does_see_an_sdk_import(tmp_path: Path) -> None:
     assert "botocore" in modules
 
 
-# pydantic's model machinery: what a warm `catalog list` / `check` must not load (it costs
-# ~45 ms, half of `import typer, pydantic, yaml`; bench/README.md). `import pydantic` alone
-# loads only pydantic's lazy top-level module and pydantic-core.
+# pydantic's model machinery. A warm `catalog list` must load none of it (it costs ~45 ms,
+# half of `import typer, pydantic, yaml`; bench/README.md): it reads the parsed-catalog cache.
+# `check` validates its flags with the LaunchSpec model (nestcloud.spec: one schema for every
+# entry point, which the start-up baseline pays for too), but must not validate the catalog
+# again: the TypeAdapter that validates a catalog file stays unloaded when warm.
+# `import pydantic` alone loads only pydantic's lazy top-level module and pydantic-core.
 PYDANTIC_MACHINERY = ("pydantic.main", "pydantic._internal._generate_schema",
                       "pydantic.type_adapter")
+CATALOG_VALIDATION = ("pydantic.type_adapter",)
 
 
-@pytest.mark.parametrize("args", [
-    ["catalog", "list", "--json"],
-    ["check", "--provider", "aws", "--type", "c8i.large", "--region", "us-east-1"],
-    ["check", "--provider", "aws", "--type", "c7g.large", "--json"],  # refused: exit 3
-], ids=" ".join)
-def test_warm_hot_commands_do_not_build_pydantic_models(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "unloaded"), [
+    (["catalog", "list", "--json"], PYDANTIC_MACHINERY),
+    (["check", "--provider", "aws", "--type", "c8i.large", "--region", "us-east-1"],
+     CATALOG_VALIDATION),
+    (["check", "--provider", "aws", "--type", "c7g.large", "--json"],  # refused: exit 3
+     CATALOG_VALIDATION),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_warm_hot_commands_do_not_validate_the_catalog_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
+        unloaded: tuple[str, ...]) -> None:
     monkeypatch.setenv("NESTCLOUD_CACHE_DIR", str(tmp_path / "cache"))
     cold_code, cold = loaded_modules(tmp_path, args)  # fills the parsed-catalog cache
-    assert "pydantic.main" in cold  # the probe can see it: the first run validates
+    assert all(m in cold for m in unloaded)  # the probe can see them: the first run validates
     code, warm = loaded_modules(tmp_path, args)
     assert code == cold_code
-    assert [m for m in warm if m in PYDANTIC_MACHINERY] == []
-
-
-def test_launch_specs_are_checked_without_pydantic() -> None:
-    """LaunchSpec validates by hand: building one, good or bad, imports no pydantic at all."""
-    code = """
-import sys
-from nestcloud.errors import SpecError
-from nestcloud.spec import LaunchSpec
-LaunchSpec(provider="aws", type="c8i.large", name="web-1", tags={"team": "a"}, depth="3")
-try:
-    LaunchSpec(provider="", depth=10, tags={"aws:x": "1"}, bogus=1)
-except SpecError as exc:
-    print(len(exc.errors()))
-print(sorted(m for m in sys.modules if m.split(".")[0] in ("pydantic", "pydantic_core")))
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)
-    assert proc.stdout == "5\n[]\n"  # provider, type (missing), depth, tags, bogus
+    assert [m for m in warm if m in unloaded] == []

@@ -19,7 +19,10 @@ def test_default_is_none() -> None:
 
 
 @pytest.mark.parametrize("name", ["", "has space", "x" * 129, "arn:aws:iam::1:instance-profile/x",
-                                  "naïve"])
+                                  "naïve",
+                                  # `$` also matches before a trailing newline: the whole
+                                  # name must match, as for group names.
+                                  "nc-l1\n"])
 def test_bad_names_name_the_field(name: str) -> None:
     with pytest.raises(SpecError) as err:
         LaunchSpec(provider="aws", type="m8i.large", instance_profile=name)

@@ -11,31 +11,22 @@ from nestcloud.cli._app import emit_json, json_mode
 from nestcloud.errors import InputError
 
 
+# Where a flag's name is not the field's with '-' for '_'.
+SPEC_FLAGS = {"ttl_seconds": "--ttl", "tags": "--tag"}
+
+
 def spec_or_input_error(**fields: object):  # type: ignore[no-untyped-def]
-    """Build a LaunchSpec; a bad value becomes one InputError naming the flag and the choices."""
+    """Build a LaunchSpec from flag values; a bad value becomes one InputError naming each
+    bad flag (the same rules as lab files and the Python API: nestcloud.spec)."""
+    from nestcloud._yamlio import pydantic_problems
     from nestcloud.errors import SpecError
-    from nestcloud.oses import HYPERVISORS, OSES
     from nestcloud.spec import LaunchSpec
 
-    parts = []
-    os_alias = fields.get("os")
-    if os_alias is not None and os_alias not in OSES:
-        parts.append(f"--os {os_alias!r}: unknown OS (one of {', '.join(OSES)})")
-        fields = {k: v for k, v in fields.items() if k != "os"}
-    hypervisor = fields.get("hypervisor")
-    if hypervisor is not None and hypervisor not in HYPERVISORS:
-        parts.append(f"--hypervisor {hypervisor!r}: unknown hypervisor "
-                     f"(one of {', '.join(HYPERVISORS)})")
-        fields = {k: v for k, v in fields.items() if k != "hypervisor"}
     try:
-        spec = LaunchSpec(**fields)  # type: ignore[arg-type]
+        return LaunchSpec(**fields)  # type: ignore[arg-type]
     except SpecError as exc:
-        for err in exc.errors():
-            flag = "--" + str(err["loc"][0]).replace("_", "-") if err.get("loc") else "input"
-            parts.append(f"{flag} {err.get('input')!r}: {err['msg']}")
-    if parts:
-        raise InputError("; ".join(parts))
-    return spec
+        raise InputError("; ".join(pydantic_problems(exc.errors(), style="flag",
+                                                     flags=SPEC_FLAGS))) from None
 
 
 def render_findings(findings: list, ok: bool, label: str) -> str:  # type: ignore[type-arg]

@@ -143,6 +143,12 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         os_alias: str = typer.Option("ubuntu-24.04", "--os", help="OS alias of the L1."),
         hypervisor: str = typer.Option("kvm", "--hypervisor",
                                        help="kvm, firecracker, hyperv, wsl2 or none."),
+        depth: int = typer.Option(2, "--depth", help="Level of the guests you will run (L2=2)."),
+        security_type: str = typer.Option("Standard", "--security-type",
+                                          help="Azure: Standard, TrustedLaunch or "
+                                               "ConfidentialVM."),
+        image_generation: Optional[str] = typer.Option(None, "--image-generation",
+                                                       help="Azure image generation: V1 or V2."),
         name: Optional[str] = typer.Option(None, "--name", "-n",
                                            help="Group name (default: from type and "
                                                 "hypervisor, so re-runs reconcile)."),
@@ -212,7 +218,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
             raise InputError(str(exc)) from None
         spec = spec_or_input_error(
             provider=provider, type=type_name, region=region, os=os_alias,
-            hypervisor=hypervisor, name=name, count=count, image=image, spot=spot,
+            hypervisor=hypervisor, depth=depth, security_type=security_type,
+            image_generation=image_generation, name=name, count=count, image=image, spot=spot,
             ssh_cidr=ssh_cidr, allow_world_ssh=allow_world_ssh, key_name=key_name,
             disk_gib=disk_gib, ttl_seconds=ttl_s, tags=tags,
             user_data=_read_user_data(user_data), public_ip=public_ip, l2_smoke=l2_smoke,

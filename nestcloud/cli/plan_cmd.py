@@ -48,17 +48,13 @@ def _request(**fields: Any) -> Any:
     try:
         return PlanRequest(**fields)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors(include_url=False):
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err.get("loc"):
-                flag = "--" + str(err["loc"][0]).replace("_", "-").replace("memory-gib",
-                                                                             "memory")
-                parts.append(f"{flag} {err.get('input')!r}: {msg}")
-            else:
-                parts.append(msg.replace("vcpus and memory_gib", "--vcpus and --memory")
-                             .replace("an explicit type", "--type"))
-        raise InputError("; ".join(parts)) from None
+        from nestcloud._yamlio import pydantic_problems
+
+        parts = pydantic_problems(exc.errors(include_url=False), style="flag",
+                                  flags={"memory_gib": "--memory"})
+        raise InputError("; ".join(p.replace("vcpus and memory_gib", "--vcpus and --memory")
+                                   .replace("an explicit type", "--type")
+                                   for p in parts)) from None
 
 
 def _option_rows(options: list[Any]) -> list[list[str]]:

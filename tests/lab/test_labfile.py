@@ -58,14 +58,16 @@ hypervisor: vmware
         "lab.yaml:2: seats: Input should be greater than or equal to 1 (got 0)",
         "lab.yaml:3: seat: give either type or vcpus + memory_gib, not both "
         "(got {'vcpus': 4, 'type': 'c8i.xlarge'})",
-        "lab.yaml:8: hypervisor: Input should be 'kvm', 'firecracker', 'hyperv', 'wsl2' or "
-        "'none' (got 'vmware')",
         "lab.yaml:4: ttl: not a duration: '5x' (use e.g. 90m, 4h, 2d, 4h30m) (got '5x')",
-        "lab.yaml:5: ssh_cidr: not an IP network in CIDR form (e.g. 203.0.113.0/24) "
+        # The one CIDR rule of every entry point (nestcloud.spec.parse_cidr).
+        "lab.yaml:5: ssh_cidr: not an IPv4 or IPv6 network (use e.g. 203.0.113.7/32) "
         "(got '10.0.0.300/24')",
         "lab.yaml:6: tags: tag 'nestcloud:x': the 'nestcloud:' prefix is reserved "
         "(got {'nestcloud:x': 'y'})",
         "lab.yaml:7: colour: unknown key",
+        # In file order, whatever the schema's field order.
+        "lab.yaml:8: hypervisor: Input should be 'kvm', 'firecracker', 'hyperv', 'wsl2' or "
+        "'none' (got 'vmware')",
     ]
 
 
@@ -73,8 +75,8 @@ def test_missing_fields_and_nested_unknown_key() -> None:
     assert problems("name: a\nseat:\n  vcpus: 2\n  memory: 4\n") == [
         # A missing key points at the mapping that lacks it.
         "lab.yaml:1: seats: field required",
-        "lab.yaml:4: seat.memory: unknown key",
         "lab.yaml:1: ttl: field required",
+        "lab.yaml:4: seat.memory: unknown key",
     ]
 
 
