@@ -34,7 +34,7 @@ from nestcloud.failover import Candidate, Launched, StopFailover, candidates
 from nestcloud.provider import capabilities_of, has_local_endpoint, open_provider
 from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
 from nestcloud.spec import (NAME_RE, TAG_LAB, Duration, LaunchOptions, LaunchSpec,
-                            duration_seconds)
+                            check_tags, duration_seconds)
 
 from nestcloud.models import DownResult, Instance, LaunchResult
 
@@ -513,7 +513,7 @@ class Lab:
         unless ``keep_partial``; a re-run that fails leaves the seats that already ran alone.
         """
         from nestcloud.checks import refused, run_checks
-        from nestcloud.launcher import prepare
+        from nestcloud.launcher import prepare, tag_limits
 
         step = progress.step if progress is not None else (lambda _t: None)
         if self.user_data:
@@ -575,6 +575,7 @@ class Lab:
         # What every launch attempt runs first (launcher.launch): a dry run must refuse
         # exactly what the real run refuses (world-open SSH, secrets in the user data...).
         prepare(spec, self.catalog)
+        check_tags(spec.tags, tag_limits(spec.provider))  # as run_launch does before a create
         if dry_run:
             return LabUpResult(lab=self.name, dry_run=True, cost=cost, notes=notes,
                                reused_placement=reused)
@@ -653,8 +654,17 @@ class Lab:
                 return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
                                    notes=notes, reused_placement=reused, attempts=rows)
             step(f"waiting for {len(result.instances)} seat(s) to report ready")
-            ready = wait_for_ready(prov, result.instances, timeout_s=timeout_s,
-                                   interval_s=interval_s, sandbox=sandbox)
+            try:
+                ready = wait_for_ready(prov, result.instances, timeout_s=timeout_s,
+                                       interval_s=interval_s, sandbox=sandbox)
+            except KeyboardInterrupt as exc:
+                # The seats exist and bill: say so, not just "interrupted".
+                ids = ", ".join(i.id for i in result.instances)
+                raise KeyboardInterrupt(
+                    f"lab {self.name}: interrupted while waiting for readiness; "
+                    f"{len(result.instances)} seat(s) are still running ({ids}): "
+                    f"`nestcloud lab status` on the lab file shows them, `nestcloud lab down` "
+                    f"or `nestcloud down {self.name}` removes them") from exc
         return LabUpResult(lab=self.name, dry_run=False, cost=cost, launch=result,
                            ready=_plain(ready), notes=notes, reused_placement=reused,
                            attempts=rows)

@@ -49,6 +49,8 @@ BAD = {
     "world-open-ssh-v6": {"ssh_cidr": "::/0"},
     "secret-in-user-data": {"user_data": f"#!/bin/sh\nexport AWS_ACCESS_KEY_ID={KEY_ID}\n"},
     "duplicate-key-in-user-data": {"user_data": "#cloud-config\nruncmd: [a]\nruncmd: [b]\n"},
+    # Over what the provider declares (capabilities.tags): 60 tags where AWS takes 50.
+    "too-many-tags": {"tags": {f"k{i}": "v" for i in range(60)}},
 }
 
 
@@ -105,3 +107,31 @@ def test_userdata_command_refuses_secrets_like_launch_does(tmp_path: Path) -> No
     assert r.stdout == "" and KEY_ID[4:] not in r.stderr
     assert f"{f}:3:" in r.stderr and "aws-access-key-id" in r.stderr
     assert r.stderr == launch.stderr
+
+
+def test_ctrl_c_while_a_lab_waits_for_readiness_names_the_running_seats(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seats exist once the launch returned: an interrupted wait must say so, not just
+    "interrupted" (issue 11)."""
+    import nestcloud.bootstrap.wait as wait_mod
+    from nestcloud import sandbox
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wait_mod, "wait_for_ready", interrupted)
+    cat = tmp_path / "catalog.yaml"
+    cat.write_text(CATALOG_YAML)
+    name = f"ctrlc-{uuid.uuid4().hex[:8]}"
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(f"name: {name}\nseats: 2\nseat: {{vcpus: 2, memory_gib: 4}}\n"
+                   "providers: [aws]\nos: al2023\nhypervisor: firecracker\nttl: 1h\n")
+    runner = CliRunner()
+    try:
+        r = runner.invoke(app, ["lab", "up", str(lab), "--sandbox", "--catalog", str(cat)])
+        assert r.exit_code == 130, r.stderr
+        running = [ln for ln in r.stderr.splitlines() if "still running" in ln]
+        assert len(running) == 1, r.stderr
+        assert running[0].count("i-") == 2 and f"nestcloud down {name}" in running[0]
+    finally:
+        sandbox.stop()
