@@ -133,3 +133,38 @@ class ProviderContract:
         p = target.provider
         res = p.launch(LaunchRequest(target.make_spec("ct-console", 1), target.catalog)).result
         assert isinstance(p.console(res.instances[0]), str)
+
+    def test_tags_carry_the_ttl_and_the_users_own(self, target: ContractTarget) -> None:
+        # The contract's tags: name, owner, an expiry `nestcloud reap` can read (the TTL from
+        # the launch), and the user's tags, on every instance of the group.
+        import datetime as dt
+
+        from nestcloud.reap import parse_expiry
+        from nestcloud.spec import TAG_EXPIRES
+
+        p = target.provider
+        spec = target.make_spec("ct-tags", 2)
+        spec = spec.model_copy(update={"ttl_seconds": 7200,
+                                       "tags": {**spec.tags, "team": "contract"}})
+        before = dt.datetime.now(dt.timezone.utc)
+        p.launch(LaunchRequest(spec, target.catalog))
+        after = dt.datetime.now(dt.timezone.utc)
+        listed = p.list("ct-tags")
+        assert len(listed) == 2
+        for inst in listed:
+            assert inst.tags[TAG_NAME] == "ct-tags" and inst.tags.get(TAG_OWNER)
+            assert inst.tags["team"] == "contract"
+            when = parse_expiry(inst.tags[TAG_EXPIRES])
+            assert when is not None
+            # Never shorter than the TTL (the stamp may drop sub-seconds); a provider may round
+            # it up to the minute (AWS does, so re-runs within a minute send equal requests).
+            assert (before + dt.timedelta(seconds=7200 - 1) <= when
+                    <= after + dt.timedelta(seconds=7200 + 60))
+
+    def test_without_ttl_no_expiry(self, target: ContractTarget) -> None:
+        from nestcloud.spec import TAG_EXPIRES
+
+        p = target.provider
+        spec = target.make_spec("ct-nottl", 1).model_copy(update={"ttl_seconds": None})
+        p.launch(LaunchRequest(spec, target.catalog))
+        assert [TAG_EXPIRES in i.tags for i in p.list("ct-nottl")] == [False]
