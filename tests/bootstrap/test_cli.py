@@ -11,8 +11,9 @@ import types
 import pytest
 from typer.testing import CliRunner
 
-from nestcloud.bootstrap import l1check, render_user_data
+from nestcloud.bootstrap import l1check
 from nestcloud.cli import app
+from tests.bootstrap.test_render import render as render_user_data
 from tests.bootstrap.test_wait import FAILED, READY, FakeClock, FakeProvider, after, inst
 
 
@@ -100,6 +101,13 @@ def test_userdata_bad_input_is_exit_2(args, message):
     r = invoke("userdata", "-p", "aws", *args)
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr.startswith(message)
+    assert "Traceback" not in r.stderr
+
+
+def test_userdata_unknown_provider_is_exit_2():
+    r = invoke("userdata", "-p", "gcp", "--os", "ubuntu-24.04", "--hypervisor", "kvm")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: unknown provider 'gcp' (known: ")
     assert "Traceback" not in r.stderr
 
 

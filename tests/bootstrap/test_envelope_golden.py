@@ -54,7 +54,9 @@ CASES = _cases()
 def _render(prov: str, o: str, h: str, kw: dict[str, Any]) -> Any:
     from nestcloud.bootstrap import render_user_data
 
-    return render_user_data(prov, o, h, **kw)
+    from nestcloud.provider import capabilities_of
+
+    return render_user_data(capabilities_of(prov).user_data, o, h, provider_name=prov, **kw)
 
 
 def test_the_golden_file_covers_every_case() -> None:
