@@ -281,7 +281,7 @@ def _readiness(provider: str, channel: str, family: str) -> str:
 
 
 def render_user_data(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
-                     provider_name: str = "", extra: str | None = None,
+                     provider_name: str, extra: str | None = None,
                      l2_smoke: bool = False, hugepages: int = 0) -> RenderedUserData:
     """User data for OS/hypervisor in the provider's ``envelope``, merged with ``extra``.
 
@@ -297,7 +297,7 @@ def render_user_data(envelope: UserDataEnvelope, os_alias: str, hypervisor: str,
     (the envelope declares a readiness channel the L1 bootstrap does not write).
     ``hugepages`` reserves that many 2 MiB pages for L2 guests (kvm profile).
     """
-    provider = provider_name or "this provider"
+    provider = provider_name
     _refuse_pair(provider, os_alias, hypervisor)
     if l2_smoke and hypervisor != "kvm":
         raise InputError(f"--l2-smoke boots a tiny L2 guest with QEMU: it exists for the kvm "
