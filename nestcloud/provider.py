@@ -59,7 +59,13 @@ class ProviderOption:
 
 @dataclass(frozen=True)
 class UserDataEnvelope:
-    """How the cloud takes user data; ``nestcloud.bootstrap`` renders to this declaration."""
+    """How the cloud takes user data; ``nestcloud.bootstrap`` renders to this declaration.
+
+    Over ``limit_bytes`` the body is gzipped only with ``gzip`` (never a Windows script),
+    else refused (exit 2). ``windows="unsupported"`` refuses a Windows L1 (exit 3). The Linux
+    L1 reports on the serial console only; the Windows L1 writes the ``nestcloud:l1`` tag and
+    a marker file (``"tag"`` / ``"run-command"``): declaring a channel the L1 does not write
+    is a provider error."""
 
     limit_bytes: int                          # raw bytes, before the base64 the API wraps
     gzip: bool = True                         # the guest's cloud-init gunzips user data

@@ -853,7 +853,8 @@ class AwsProvider:
         from nestcloud.bootstrap import render_user_data
 
         try:
-            rendered = render_user_data("aws", spec.os, spec.hypervisor, extra=spec.user_data,
+            rendered = render_user_data(self.capabilities.user_data, spec.os, spec.hypervisor,
+                                        provider_name=self.name, extra=spec.user_data,
                                         l2_smoke=spec.l2_smoke)
         except NotImplementedError as exc:
             raise ProviderError("this nestcloud build cannot render the L1 bootstrap "

@@ -1041,7 +1041,8 @@ class AzureProvider:
         from nestcloud.bootstrap import render_user_data
 
         try:
-            rendered = render_user_data("azure", spec.os, spec.hypervisor, extra=spec.user_data,
+            rendered = render_user_data(self.capabilities.user_data, spec.os, spec.hypervisor,
+                                        provider_name=self.name, extra=spec.user_data,
                                         l2_smoke=spec.l2_smoke)
             body, kind, gzipped = rendered.body, rendered.kind, rendered.gzipped
         except NotImplementedError:

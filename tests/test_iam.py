@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from nestcloud.provider import UserDataEnvelope
 from nestcloud import iam
 from nestcloud.catalog import Catalog, parse_catalog
 from nestcloud.cli import app
@@ -349,7 +350,8 @@ def _fixed_user_data(mp: pytest.MonkeyPatch) -> None:
     """User data content does not change which APIs are called; keep the renderer out."""
     from nestcloud.bootstrap import RenderedUserData
 
-    def render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
+    def render(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
+               provider_name: str = "", extra: str | None = None,
                l2_smoke: bool = False) -> RenderedUserData:
         return RenderedUserData(kind="cloud-config", body=b"#cloud-config\nruncmd: [true]\n",
                                 gzipped=False)
@@ -566,7 +568,8 @@ def azure_run() -> Iterator[tuple[list[Any], dict[str, list[Any]]]]:
     fake_cls, sub = _arm_fake()
     arm = fake_cls().start()
 
-    def render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
+    def render(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
+               provider_name: str = "", extra: str | None = None,
                l2_smoke: bool = False) -> RenderedUserData:
         if os_alias.startswith("windows"):
             return RenderedUserData("powershell", b"Install-WindowsFeature Hyper-V", False)

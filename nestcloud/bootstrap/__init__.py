@@ -1,6 +1,9 @@
 """L1 hypervisor bootstrap: profiles -> user data, and the in-guest readiness check.
 
-``render_user_data`` is what providers call; ``wait.wait_for_ready`` reads the readiness marker
+``render_user_data`` is what providers call, with the ``UserDataEnvelope`` they declare
+(``capabilities.user_data``): the size limit, gzip, how Windows gets its script and where
+readiness is read all come from that declaration, so a provider the core has never heard of
+gets correct user data; ``wait.wait_for_ready`` reads the readiness marker
 back; ``l1check`` is the in-guest check (shipped verbatim in the user data, and run locally by
 ``nestcloud doctor``).
 """
@@ -14,18 +17,17 @@ import hashlib
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from nestcloud._yamlio import MAX_USER_DATA_BYTES, FileRefused, load_yaml, read_text_bounded
 from nestcloud.bootstrap.profiles import TAG_L1
-from nestcloud.errors import InputError, RefusedError
+from nestcloud.errors import InputError, ProviderError, RefusedError
 from nestcloud.oses import HYPERVISORS, OSES
 
-# Raw bytes (before the base64 the APIs wrap around it). FACTS.md: EC2 16 KB raw; Azure
-# custom data <= 65,535 bytes decoded (user_data 64 KB): the smaller one holds for both.
-LIMITS: dict[str, int] = {"aws": 16 * 1024, "azure": 65535}
+if TYPE_CHECKING:  # annotations only: rendering needs no provider module
+    from nestcloud.provider import UserDataEnvelope
 
 # User cloud-config lists (runcmd, packages, write_files...) append to ours instead of
 # replacing them; the user's scalar settings win (cloud-init merge syntax).
@@ -58,7 +60,9 @@ class RenderedUserData:
     raw_size: int = 0             # bytes before gzip
     limit: int = 0                # the provider's raw limit
     parts: tuple[str, ...] = field(default_factory=tuple)  # MIME content types, in order
-    readiness: str = "console"    # "console", "tag:<name>" or "run-command:<file>" (Azure Windows)
+    # Where the L1's readiness is read (from the envelope): "console", "tag:<name>" (an
+    # instance tag the L1 writes) or "run-command:<file>" (a file the provider reads back).
+    readiness: str = "console"
 
     @property
     def size(self) -> int:
@@ -93,9 +97,6 @@ def _refuse_pair(provider: str, os_alias: str, hypervisor: str) -> None:
     from nestcloud.checks import rule_os_hypervisor
     from nestcloud.spec import LaunchSpec
 
-    if provider not in LIMITS:
-        raise InputError(f"provider {provider!r}: user data is rendered for "
-                         f"{', '.join(LIMITS)} only")
     if os_alias not in OSES:
         raise InputError(f"unknown OS {os_alias!r} (one of {', '.join(OSES)})")
     if hypervisor not in HYPERVISORS:
@@ -243,13 +244,13 @@ def _strip_ec2_tags(script: str) -> str:
     return script.strip("\n") + "\n"
 
 
-def _fit(provider: str, raw: bytes, *, can_gzip: bool, what: str) -> tuple[bytes, bool]:
-    limit = LIMITS[provider]
+def _fit(provider: str, limit: int, raw: bytes, *, can_gzip: bool, why_not: str,
+         what: str) -> tuple[bytes, bool]:
     if len(raw) <= limit:
         return raw, False
     if not can_gzip:
         raise InputError(f"{what} is {len(raw)} bytes, over the {provider} user-data limit of "
-                         f"{limit} bytes (it cannot be gzipped: Windows does not unpack it)",
+                         f"{limit} bytes (it cannot be gzipped: {why_not})",
                          hint="shorten the --user-data script")
     packed = gzip.compress(raw, compresslevel=9, mtime=0)
     if len(packed) <= limit:
@@ -260,15 +261,43 @@ def _fit(provider: str, raw: bytes, *, can_gzip: bool, what: str) -> tuple[bytes
                           "#include or a script")
 
 
-def render_user_data(provider: str, os_alias: str, hypervisor: str, *,
-                     extra: str | None = None, l2_smoke: bool = False,
-                     hugepages: int = 0) -> RenderedUserData:
-    """User data for this provider/OS/hypervisor, merged with the user's own ``extra``.
+def _readiness(provider: str, channel: str, family: str) -> str:
+    """RenderedUserData.readiness for the channel the provider declares, as far as the L1
+    bootstrap for this OS family writes to it (wait.py reads these forms)."""
+    from nestcloud.bootstrap.profiles import WINDOWS_MARKER_FILE
+
+    # The Linux L1 prints its marker on the serial console; the Windows L1 writes the tag
+    # and the marker file (files/l1-windows.ps1). Nothing else is written anywhere.
+    written = ({"console": "console"} if family == "linux" else
+               {"tag": f"tag:{TAG_L1}",
+                "run-command": "run-command:%ProgramData%\\" + WINDOWS_MARKER_FILE})
+    if channel not in written:
+        raise ProviderError(f"provider {provider!r} declares {family} readiness through "
+                            f"{channel!r}, but the {family} L1 bootstrap reports through "
+                            f"{' or '.join(map(repr, written))} only",
+                            hint="declare one of those in capabilities.user_data",
+                            provider=provider)
+    return written[channel]
+
+
+def render_user_data(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
+                     provider_name: str, extra: str | None = None,
+                     l2_smoke: bool = False, hugepages: int = 0) -> RenderedUserData:
+    """User data for OS/hypervisor in the provider's ``envelope``, merged with ``extra``.
+
+    ``envelope`` is the provider's ``capabilities.user_data``: ``limit_bytes`` bounds the
+    raw body, gzip is used (over the limit) only when ``gzip`` says the guest unpacks it,
+    ``windows`` says how a Windows L1 gets its script and ``readiness`` /
+    ``windows_readiness`` where readiness is read. ``provider_name`` names the provider in
+    messages and tells the Windows script which cloud it runs on.
 
     Raises InputError (bad names, unreadable ``extra``, too big even gzipped, ``l2_smoke``
-    outside the kvm profile) or RefusedError (an OS that cannot host that hypervisor).
+    outside the kvm profile), RefusedError (an OS that cannot host that hypervisor, or a
+    Windows L1 on a provider whose envelope says ``windows="unsupported"``) or ProviderError
+    (the envelope declares a readiness channel the L1 bootstrap does not write).
     ``hugepages`` reserves that many 2 MiB pages for L2 guests (kvm profile).
     """
+    provider = provider_name
     _refuse_pair(provider, os_alias, hypervisor)
     if l2_smoke and hypervisor != "kvm":
         raise InputError(f"--l2-smoke boots a tiny L2 guest with QEMU: it exists for the kvm "
@@ -279,33 +308,36 @@ def render_user_data(provider: str, os_alias: str, hypervisor: str, *,
         raise InputError("--hugepages takes a positive number of 2 MiB pages, for the kvm "
                          "profile only")
     family = OSES[os_alias].family
+    limit = envelope.limit_bytes
     if extra is not None and not extra.strip():
         extra = None
     if family == "windows":
-        from nestcloud.bootstrap.profiles import (WINDOWS_MARKER_FILE, azure_windows_wrapper,
-                                                  windows_script)
+        from nestcloud.bootstrap.profiles import WINDOWS_WRAPPERS, windows_script
 
+        wrap = WINDOWS_WRAPPERS.get(envelope.windows)
+        if wrap is None:
+            raise RefusedError(f"provider {provider!r} cannot bootstrap a Windows L1 "
+                               f"({os_alias}): its user-data envelope declares Windows "
+                               f"delivery {envelope.windows!r}",
+                               hint="choose a Linux OS, or a provider that hosts Windows L1s")
+        readiness = _readiness(provider, envelope.windows_readiness, family)
         user = None
         if extra is not None:
             if _part_subtype(extra) == "cloud-config" or _is_mime(extra):
                 raise InputError("--user-data: Windows L1s take a PowerShell script, not "
                                  "cloud-config or MIME")
             user = _strip_ec2_tags(extra)
-        body = windows_script(provider, hypervisor, user_script=user)
-        if provider == "aws":
-            text = f"<powershell>\n{body}</powershell>\n<persist>true</persist>\n"
-        else:
-            text = azure_windows_wrapper(body)
-        raw = text.encode("utf-8")
-        data, gz = _fit(provider, raw, can_gzip=False, what="the PowerShell user data")
-        return RenderedUserData(kind="powershell", body=data, gzipped=gz, provider=provider,
+        body = windows_script(provider_name, hypervisor, user_script=user)
+        raw = wrap(body).encode("utf-8")
+        data, gz = _fit(provider, limit, raw, can_gzip=False,
+                        why_not="Windows does not unpack it", what="the PowerShell user data")
+        return RenderedUserData(kind="powershell", body=data, gzipped=gz, provider=provider_name,
                                 os_alias=os_alias, hypervisor=hypervisor, raw_size=len(raw),
-                                limit=LIMITS[provider], parts=("text/x-powershell",),
-                                readiness=(f"tag:{TAG_L1}" if provider == "aws" else
-                                           "run-command:%ProgramData%\\" + WINDOWS_MARKER_FILE))
+                                limit=limit, parts=("text/x-powershell",), readiness=readiness)
 
     from nestcloud.bootstrap.profiles import linux_cloud_config
 
+    readiness = _readiness(provider, envelope.readiness, family)
     ours = dump_cloud_config(linux_cloud_config(os_alias, hypervisor, l2_smoke=l2_smoke,
                                                 hugepages=hugepages))
     kind: Kind
@@ -314,11 +346,13 @@ def render_user_data(provider: str, os_alias: str, hypervisor: str, *,
     else:
         kind = "mime"
         raw, parts = _mime(ours, extra)
-    data, gz = _fit(provider, raw, can_gzip=True, what="the user data")
-    return RenderedUserData(kind=kind, body=data, gzipped=gz, provider=provider,
+    data, gz = _fit(provider, limit, raw, can_gzip=envelope.gzip,
+                    why_not=f"{provider} does not accept gzipped user data",
+                    what="the user data")
+    return RenderedUserData(kind=kind, body=data, gzipped=gz, provider=provider_name,
                             os_alias=os_alias, hypervisor=hypervisor, raw_size=len(raw),
-                            limit=LIMITS[provider], parts=parts, readiness="console")
+                            limit=limit, parts=parts, readiness=readiness)
 
 
-__all__ = ["LIMITS", "RenderedUserData", "TAG_L1", "USER_MERGE_TYPE", "check_user_data",
+__all__ = ["RenderedUserData", "TAG_L1", "USER_MERGE_TYPE", "check_user_data",
            "dump_cloud_config", "read_user_data", "render_user_data"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from importlib import resources
+from collections.abc import Callable
 from typing import Any
 
 from nestcloud.bootstrap import fcinstall
@@ -194,7 +195,10 @@ def _ps_quote(value: str) -> str:
 
 
 def windows_script(provider: str, hypervisor: str, *, user_script: str | None = None) -> str:
-    """The PowerShell bootstrap for a Windows L1 (the body; wrapping is per provider)."""
+    """The PowerShell bootstrap for a Windows L1 (the body; wrapping is per delivery kind).
+
+    ``provider`` becomes ``$NcCloud``: the script writes its readiness tag through that
+    cloud's metadata service (files/l1-windows.ps1)."""
     header = [
         "# Set by nestcloud:",
         f"$NcCloud = {_ps_quote(provider)}",
@@ -206,8 +210,16 @@ def windows_script(provider: str, hypervisor: str, *, user_script: str | None = 
     return "\n".join(header) + "\n" + _file("l1-windows.ps1")
 
 
-def azure_windows_wrapper(body: str) -> str:
-    """Azure: save the bootstrap, run it at every startup until it reports, run it now."""
+def user_data_windows_wrapper(body: str) -> str:
+    """Delivery "user-data": the guest agent runs ``<powershell>`` from user data, and again
+    at every boot with ``<persist>true</persist>`` until the script reports (EC2Launch)."""
+    return f"<powershell>\n{body}</powershell>\n<persist>true</persist>\n"
+
+
+def provider_windows_wrapper(body: str) -> str:
+    """Delivery "provider": the provider runs this script itself (Azure: the
+    CustomScriptExtension; its words stay in the text, which is what the VM gets). It saves
+    the bootstrap, runs it at every startup until it reports, and runs it now."""
     if "\n'@" in body:
         raise ValueError("the script body would end the here-string early")
     return "\n".join([
@@ -231,3 +243,11 @@ def azure_windows_wrapper(body: str) -> str:
     ])
 
 
+
+
+# How a Windows L1's script is wrapped, by the delivery a provider's UserDataEnvelope declares
+# (``windows``); "unsupported" has no entry: the renderer refuses a Windows L1 there.
+WINDOWS_WRAPPERS: dict[str, Callable[[str], str]] = {
+    "user-data": user_data_windows_wrapper,
+    "provider": provider_windows_wrapper,
+}

@@ -39,7 +39,8 @@ def parse_timeout(text: str) -> float:
 def register(app: typer.Typer) -> None:
     @app.command("userdata")
     def userdata(
-        provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+        provider: str = typer.Option(..., "--provider", "-p",
+                                     help="Provider name (see `nestcloud providers`)."),
         os_alias: str = typer.Option(..., "--os", help="OS alias of the L1."),
         hypervisor: str = typer.Option(..., "--hypervisor",
                                        help="kvm, firecracker, hyperv, wsl2 or none."),
@@ -57,11 +58,15 @@ def register(app: typer.Typer) -> None:
         """Print exactly the user data a launch would send (gzipped: as base64, or --out)."""
         json_mode(as_json)
         from nestcloud.bootstrap import read_user_data, render_user_data
+        from nestcloud.provider import capabilities_of
 
+        # The envelope the provider declares (its class is loaded, nothing is made; an
+        # unknown name is bad input, exit 2).
+        envelope = capabilities_of(provider).user_data
         # The same reader and checks as `launch --user-data` (secrets included).
         extra = read_user_data(user_data) if user_data is not None else None
-        r = render_user_data(provider, os_alias, hypervisor, extra=extra, l2_smoke=l2_smoke,
-                             hugepages=hugepages)
+        r = render_user_data(envelope, os_alias, hypervisor, provider_name=provider,
+                             extra=extra, l2_smoke=l2_smoke, hugepages=hugepages)
         what = (f"{r.kind}, {r.size} bytes" + (f" gzipped from {r.raw_size}" if r.gzipped
                                                else "") + f"; {provider} limit {r.limit}")
         if out is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import nestcloud
+from nestcloud.provider import UserDataEnvelope
 from nestcloud.bootstrap import RenderedUserData
 from nestcloud.errors import InputError
 from tests.planner.conftest import CATALOG_YAML
@@ -79,7 +80,8 @@ def test_launch_through_the_api(moto_endpoint: str, monkeypatch: pytest.MonkeyPa
 
     from providers.aws import AwsProvider
 
-    def render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
+    def render(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
+               provider_name: str = "", extra: str | None = None,
                l2_smoke: bool = False) -> RenderedUserData:
         return RenderedUserData(kind="cloud-config", body=b"#cloud-config\n", gzipped=False)
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes.moto_server import Recorder, recording_session  # noqa: E402
 
+from nestcloud.provider import UserDataEnvelope  # noqa: E402
 from nestcloud.bootstrap import RenderedUserData  # noqa: E402
 from nestcloud.catalog import Catalog, parse_catalog  # noqa: E402
 
@@ -83,10 +84,11 @@ def fake_bootstrap(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The bootstrap renderer is someone else's unit: record how we call it, return a body."""
     calls: list[dict[str, Any]] = []
 
-    def render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
+    def render(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
+               provider_name: str = "", extra: str | None = None,
                l2_smoke: bool = False) -> RenderedUserData:
-        calls.append({"provider": provider, "os": os_alias, "hypervisor": hypervisor,
-                      "extra": extra, "l2_smoke": l2_smoke})
+        calls.append({"provider": provider_name, "os": os_alias, "hypervisor": hypervisor,
+                      "extra": extra, "l2_smoke": l2_smoke, "envelope": envelope})
         return RenderedUserData(kind="cloud-config", body=USER_DATA, gzipped=False)
 
     monkeypatch.setattr("nestcloud.bootstrap.render_user_data", render)

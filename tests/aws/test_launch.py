@@ -12,7 +12,7 @@ from fakes.moto_server import on_response
 from nestcloud.errors import InputError, ProviderError, RefusedError, UnsupportedError
 from nestcloud.launcher import launch
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT
-from providers.aws import SSM_IMAGE_PARAMETERS, client_token
+from providers.aws import SSM_IMAGE_PARAMETERS, AwsProvider, client_token
 
 AL2023 = SSM_IMAGE_PARAMETERS["al2023"]
 WRITE_OPS = {"RunInstances", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress",
@@ -36,7 +36,9 @@ def test_nested_launch_sends_the_switch_imdsv2_encryption_and_tags(aws, rec, cat
         "VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}}]
     assert run["UserData"] == b"#cloud-config\nruncmd:\n  - echo nestcloud-test\n"
     assert fake_bootstrap == [{"provider": "aws", "os": "al2023", "hypervisor": "firecracker",
-                               "extra": None, "l2_smoke": False}]
+                               "extra": None, "l2_smoke": False,
+                               # the envelope EC2 declares is what the renderer fits to
+                               "envelope": AwsProvider.capabilities.user_data}]
     assert "InstanceInitiatedShutdownBehavior" not in run
     assert "InstanceMarketOptions" not in run
     for rtype in ("instance", "volume"):

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes.arm_fake import SUB, ArmFake  # noqa: E402
 
+from nestcloud.provider import UserDataEnvelope  # noqa: E402
 from nestcloud.bootstrap import RenderedUserData  # noqa: E402
 from nestcloud.catalog import Catalog, parse_catalog  # noqa: E402
 
@@ -62,9 +63,10 @@ def rendered(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     """Stand in for the bootstrap renderer: records calls, returns recognisable bodies."""
     calls: list[tuple[str, str, str]] = []
 
-    def fake_render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
+    def fake_render(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
+                    provider_name: str = "", extra: str | None = None,
                     l2_smoke: bool = False) -> RenderedUserData:
-        calls.append((provider, os_alias, hypervisor))
+        calls.append((provider_name, os_alias, hypervisor))
         if os_alias.startswith("windows"):
             return RenderedUserData("powershell", b"Install-WindowsFeature Hyper-V # nc", False)
         return RenderedUserData("cloud-config", b"#cloud-config\nruncmd: [echo nc-ready]\n",

@@ -11,8 +11,9 @@ import types
 import pytest
 from typer.testing import CliRunner
 
-from nestcloud.bootstrap import l1check, render_user_data
+from nestcloud.bootstrap import l1check
 from nestcloud.cli import app
+from tests.bootstrap.test_render import render
 from tests.bootstrap.test_wait import FAILED, READY, FakeClock, FakeProvider, after, inst
 
 
@@ -24,7 +25,7 @@ def invoke(*args: str):
 
 def test_userdata_prints_exactly_the_bytes():
     r = invoke("userdata", "-p", "azure", "--os", "ubuntu-24.04", "--hypervisor", "kvm")
-    expected = render_user_data("azure", "ubuntu-24.04", "kvm")
+    expected = render("azure", "ubuntu-24.04", "kvm")
     assert r.exit_code == 0
     assert r.stdout_bytes == expected.body
     assert r.stderr == f"cloud-config, {expected.size} bytes; azure limit 65535\n"
@@ -32,7 +33,7 @@ def test_userdata_prints_exactly_the_bytes():
 
 def test_userdata_gzipped_is_base64_on_stdout_and_said_on_stderr():
     r = invoke("userdata", "-p", "aws", "--os", "debian-12", "--hypervisor", "kvm")
-    expected = render_user_data("aws", "debian-12", "kvm")
+    expected = render("aws", "debian-12", "kvm")
     assert r.exit_code == 0
     assert base64.b64decode(r.stdout) == expected.body
     assert r.stdout.count("\n") == 1
@@ -46,7 +47,7 @@ def test_userdata_out_writes_the_raw_bytes(tmp_path):
     r = invoke("userdata", "-p", "aws", "--os", "al2023", "--hypervisor", "firecracker",
                "--out", str(out))
     assert r.exit_code == 0 and r.stdout == ""
-    assert out.read_bytes() == render_user_data("aws", "al2023", "firecracker").body
+    assert out.read_bytes() == render("aws", "al2023", "firecracker").body
     assert gzip.decompress(out.read_bytes()).startswith(b"#cloud-config\n")
     assert r.stderr.startswith(f"wrote {out} (cloud-config, ")
 
@@ -58,7 +59,7 @@ def test_userdata_json_with_user_data(tmp_path):
                "--user-data", str(ud), "--json")
     assert r.exit_code == 0
     doc = json.loads(r.stdout)
-    expected = render_user_data("azure", "rhel-9", "none", extra="#!/bin/sh\necho mine\n")
+    expected = render("azure", "rhel-9", "none", extra="#!/bin/sh\necho mine\n")
     assert doc["kind"] == "mime" and doc["parts"] == ["text/cloud-config", "text/x-shellscript"]
     assert doc["body"].encode() == expected.body
     assert base64.b64decode(doc["body_base64"]) == expected.body
@@ -100,6 +101,13 @@ def test_userdata_bad_input_is_exit_2(args, message):
     r = invoke("userdata", "-p", "aws", *args)
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr.startswith(message)
+    assert "Traceback" not in r.stderr
+
+
+def test_userdata_unknown_provider_is_exit_2():
+    r = invoke("userdata", "-p", "gcp", "--os", "ubuntu-24.04", "--hypervisor", "kvm")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: unknown provider 'gcp' (known: ")
     assert "Traceback" not in r.stderr
 
 

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from nestcloud.bootstrap import (
-    LIMITS,
     USER_MERGE_TYPE,
     dump_cloud_config,
     profiles,
@@ -27,6 +26,7 @@ from nestcloud.bootstrap.profiles import linux_cloud_config
 from nestcloud.checks import rule_os_hypervisor
 from nestcloud.errors import InputError, RefusedError
 from nestcloud.oses import HYPERVISORS, OSES
+from nestcloud.provider import capabilities_of
 from nestcloud.spec import LaunchSpec
 
 PROVIDERS = ("aws", "azure")
@@ -36,6 +36,13 @@ UNSUPPORTED = [(o, h) for o, h in PAIRS if h not in OSES[o].hypervisors]
 LINUX = [(o, h) for o, h in SUPPORTED if OSES[o].family == "linux"]
 WINDOWS = [(o, h) for o, h in SUPPORTED if OSES[o].family == "windows"]
 CLOUD_INIT = shutil.which("cloud-init")
+# What each built-in provider declares (capabilities.user_data), as a launch renders it.
+LIMITS = {p: capabilities_of(p).user_data.limit_bytes for p in PROVIDERS}
+
+
+def render(provider: str, *args, **kwargs):
+    return render_user_data(capabilities_of(provider).user_data, *args,
+                            provider_name=provider, **kwargs)
 
 
 def _text(r) -> str:
@@ -53,7 +60,7 @@ def _cloud_config(r) -> dict:
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("os_alias, hypervisor", SUPPORTED)
 def test_every_supported_pair_renders_within_the_limit(provider, os_alias, hypervisor):
-    r = render_user_data(provider, os_alias, hypervisor)
+    r = render(provider, os_alias, hypervisor)
     assert r.size <= LIMITS[provider] and r.limit == LIMITS[provider]
     assert (r.provider, r.os_alias, r.hypervisor) == (provider, os_alias, hypervisor)
     if OSES[os_alias].family == "windows":
@@ -75,14 +82,13 @@ def test_unsupported_pairs_are_refused_like_the_prelaunch_check(os_alias, hyperv
     spec = LaunchSpec(provider="aws", type="x", os=os_alias, hypervisor=hypervisor)
     expected = rule_os_hypervisor(spec, None, None)[0]  # type: ignore[arg-type]
     with pytest.raises(RefusedError) as exc:
-        render_user_data("aws", os_alias, hypervisor)
+        render("aws", os_alias, hypervisor)
     assert exc.value.exit_code == 3
     assert exc.value.message == expected.message
     assert exc.value.hint == expected.suggestion
 
 
 @pytest.mark.parametrize("args, message", [
-    (("gcp", "ubuntu-24.04", "kvm"), "provider 'gcp': user data is rendered for aws, azure only"),
     (("aws", "fedora-40", "kvm"), "unknown OS 'fedora-40' (one of ubuntu-24.04, debian-12, "
                                   "rhel-9, al2023, windows-2022, windows-2025)"),
     (("aws", "ubuntu-24.04", "xen"), "unknown hypervisor 'xen' (one of kvm, firecracker, "
@@ -90,7 +96,7 @@ def test_unsupported_pairs_are_refused_like_the_prelaunch_check(os_alias, hyperv
 ])
 def test_bad_names_are_input_errors(args, message):
     with pytest.raises(InputError) as exc:
-        render_user_data(*args)
+        render(*args)
     assert exc.value.message == message and exc.value.exit_code == 2
 
 
@@ -130,7 +136,7 @@ def test_hugepages_option():
     assert 'L2_MEMORYBACKING="hugepages=on"' in files[profiles.L2_DEFAULTS_PATH]
     assert ["sysctl", "-p", profiles.HUGEPAGES_SYSCTL_PATH] in cfg["runcmd"]
     with pytest.raises(InputError, match="for the kvm profile only"):
-        render_user_data("aws", "al2023", "firecracker", hugepages=8)
+        render("aws", "al2023", "firecracker", hugepages=8)
 
 
 def test_firecracker_profile_installs_the_pinned_release():
@@ -143,11 +149,11 @@ def test_firecracker_profile_installs_the_pinned_release():
 
 
 def test_l2_smoke_is_kvm_only():
-    cfg = _cloud_config(render_user_data("azure", "ubuntu-24.04", "kvm", l2_smoke=True))
+    cfg = _cloud_config(render("azure", "ubuntu-24.04", "kvm", l2_smoke=True))
     assert cfg["runcmd"][-1][-1] == "--l2-smoke"
     for os_alias, hv in (("debian-12", "firecracker"), ("windows-2022", "hyperv")):
         with pytest.raises(InputError, match="kvm profile only"):
-            render_user_data("aws", os_alias, hv, l2_smoke=True)
+            render("aws", os_alias, hv, l2_smoke=True)
 
 
 def test_yaml_is_the_data_and_reads_back_identically():
@@ -185,8 +191,8 @@ def _all_cloud_configs() -> dict[str, str]:
     """Every distinct cloud-config nestcloud renders (identical texts validated once)."""
     out: dict[str, str] = {}
     seen: set[str] = set()
-    renders = [(f"{o}-{h}", render_user_data("azure", o, h)) for o, h in LINUX]
-    renders.append(("ubuntu-kvm-l2-hugepages", render_user_data(
+    renders = [(f"{o}-{h}", render("azure", o, h)) for o, h in LINUX]
+    renders.append(("ubuntu-kvm-l2-hugepages", render(
         "azure", "ubuntu-24.04", "kvm", l2_smoke=True, hugepages=64)))
     for name, r in renders:
         text = _text(r)
@@ -234,15 +240,15 @@ def test_cloud_init_schema_catches_a_broken_config(tmp_path):
 # --- sizes and gzip --------------------------------------------------------------------------
 
 def test_aws_linux_is_gzipped_to_fit_and_azure_is_not():
-    aws = render_user_data("aws", "ubuntu-24.04", "kvm")
-    azure = render_user_data("azure", "ubuntu-24.04", "kvm")
+    aws = render("aws", "ubuntu-24.04", "kvm")
+    azure = render("azure", "ubuntu-24.04", "kvm")
     assert azure.raw_size > LIMITS["aws"], "the premise: the kvm profile is over 16 KB raw"
     assert aws.gzipped and not azure.gzipped
     assert aws.body[:2] == b"\x1f\x8b"
     assert gzip.decompress(aws.body) == azure.body
     assert aws.raw_size == len(azure.body)
     # deterministic: the same input gives the same bytes (no gzip timestamp)
-    assert render_user_data("aws", "ubuntu-24.04", "kvm").body == aws.body
+    assert render("aws", "ubuntu-24.04", "kvm").body == aws.body
 
 
 def _incompressible(n: int) -> str:
@@ -253,7 +259,7 @@ def _incompressible(n: int) -> str:
 
 def test_too_big_even_gzipped_names_the_sizes():
     with pytest.raises(InputError) as exc:
-        render_user_data("aws", "debian-12", "none", extra=_incompressible(20000))
+        render("aws", "debian-12", "none", extra=_incompressible(20000))
     msg = exc.value.message
     assert msg.startswith("the user data is ")
     raw, gz = [int(w.strip("(")) for w in msg.split() if w.strip("(").isdigit()][:2]
@@ -263,13 +269,13 @@ def test_too_big_even_gzipped_names_the_sizes():
 
 def test_azure_gzips_when_needed():
     extra = "#!/bin/sh\n" + "echo the same line again and again\n" * 1500  # ~50 KB, compressible
-    r = render_user_data("azure", "ubuntu-24.04", "kvm", extra=extra)
+    r = render("azure", "ubuntu-24.04", "kvm", extra=extra)
     assert r.raw_size > LIMITS["azure"] and r.gzipped and r.size <= LIMITS["azure"]
 
 
 def test_windows_cannot_be_gzipped():
     with pytest.raises(InputError) as exc:
-        render_user_data("aws", "windows-2022", "hyperv", extra="Write-Output hi\n" * 1200)
+        render("aws", "windows-2022", "hyperv", extra="Write-Output hi\n" * 1200)
     assert "cannot be gzipped: Windows does not unpack it" in exc.value.message
     assert "over the aws user-data limit of 16384 bytes" in exc.value.message
 
@@ -287,10 +293,10 @@ def _parts(body: bytes):
 
 
 def test_mime_merge_with_a_user_cloud_config():
-    r = render_user_data("azure", "debian-12", "kvm", extra=USER_CC)
+    r = render("azure", "debian-12", "kvm", extra=USER_CC)
     assert r.kind == "mime" and r.parts == ("text/cloud-config", "text/cloud-config")
     ours, theirs = _parts(r.body)
-    alone = render_user_data("azure", "debian-12", "kvm").body.decode()
+    alone = render("azure", "debian-12", "kvm").body.decode()
     assert ours.get_content() == alone
     assert ours["Merge-Type"] is None
     assert theirs.get_content() == USER_CC
@@ -300,7 +306,7 @@ def test_mime_merge_with_a_user_cloud_config():
 
 def test_mime_merge_with_a_user_script_and_gzip_on_aws():
     script = "#!/bin/bash\necho hello from the user\n"
-    r = render_user_data("aws", "ubuntu-24.04", "kvm", extra=script)
+    r = render("aws", "ubuntu-24.04", "kvm", extra=script)
     assert r.kind == "mime" and r.gzipped
     ours, theirs = _parts(gzip.decompress(r.body))
     assert ours.get_content_type() == "text/cloud-config"
@@ -309,13 +315,13 @@ def test_mime_merge_with_a_user_script_and_gzip_on_aws():
 
 
 def test_mime_merge_keeps_the_parts_of_a_user_mime_document():
-    r1 = render_user_data("azure", "rhel-9", "none", extra="#!/bin/sh\necho a\n")
+    r1 = render("azure", "rhel-9", "none", extra="#!/bin/sh\necho a\n")
     _, script = _parts(r1.body)
     user_mime = ("Content-Type: multipart/mixed; boundary=XYZ\nMIME-Version: 1.0\n\n"
                  "--XYZ\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho one\n"
                  "--XYZ\nContent-Type: text/cloud-config\n\n#cloud-config\nruncmd: [[echo, two]]\n"
                  "--XYZ--\n")
-    r = render_user_data("azure", "rhel-9", "none", extra=user_mime)
+    r = render("azure", "rhel-9", "none", extra=user_mime)
     parts = _parts(r.body)
     assert [p.get_content_type() for p in parts] == ["text/cloud-config", "text/x-shellscript",
                                                      "text/cloud-config"]
@@ -326,7 +332,7 @@ def test_mime_merge_keeps_the_parts_of_a_user_mime_document():
 
 def test_mime_non_ascii_user_data_survives():
     extra = "#cloud-config\nruncmd:\n  - [echo, 'grüße 🐢']\n"
-    r = render_user_data("azure", "debian-12", "none", extra=extra)
+    r = render("azure", "debian-12", "none", extra=extra)
     _, theirs = _parts(r.body)
     assert theirs.get_content() == extra
 
@@ -341,19 +347,19 @@ def test_mime_non_ascii_user_data_survives():
 ])
 def test_unusable_user_data(extra, message):
     with pytest.raises(InputError) as exc:
-        render_user_data("aws", "ubuntu-24.04", "none", extra=extra)
+        render("aws", "ubuntu-24.04", "none", extra=extra)
     assert exc.value.message.startswith(message)
 
 
 def test_blank_user_data_is_ignored():
-    assert render_user_data("azure", "debian-12", "none", extra="  \n").kind == "cloud-config"
+    assert render("azure", "debian-12", "none", extra="  \n").kind == "cloud-config"
 
 
 # --- Windows --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("os_alias, hypervisor", WINDOWS)
 def test_windows_aws_wrapping(os_alias, hypervisor):
-    text = render_user_data("aws", os_alias, hypervisor).body.decode()
+    text = render("aws", os_alias, hypervisor).body.decode()
     assert text.startswith("<powershell>\n")
     assert text.endswith("</powershell>\n<persist>true</persist>\n")
     assert "$NcCloud = 'aws'\n" in text and f"$NcProfile = '{hypervisor}'\n" in text
@@ -361,7 +367,7 @@ def test_windows_aws_wrapping(os_alias, hypervisor):
 
 
 def test_windows_hyperv_script_content():
-    text = render_user_data("aws", "windows-2025", "hyperv").body.decode()
+    text = render("aws", "windows-2025", "hyperv").body.decode()
     assert "Install-WindowsFeature -Name Hyper-V -IncludeManagementTools -Restart" in text
     for needle in ("HypervisorPresent", "(Get-Service vmms).Status -eq 'Running'",
                    "New-VM -Name $p -Generation 2", "Start-VM -Name $p",
@@ -371,7 +377,7 @@ def test_windows_hyperv_script_content():
 
 
 def test_windows_azure_runs_without_rebooting_inside_the_extension():
-    text = render_user_data("azure", "windows-2022", "hyperv").body.decode()
+    text = render("azure", "windows-2022", "hyperv").body.decode()
     assert "<powershell>" not in text
     head, body = text.split("@'\n", 1)
     body, tail = body.split("\n'@\n", 1)
@@ -389,13 +395,13 @@ def test_windows_azure_runs_without_rebooting_inside_the_extension():
 
 def test_windows_user_script_is_carried_base64_and_strips_ec2_tags():
     user = "<powershell>\nWrite-Output 'it''s mine'\n'@ tricky\n</powershell>\n"
-    text = render_user_data("aws", "windows-2022", "wsl2", extra=user).body.decode()
+    text = render("aws", "windows-2022", "wsl2", extra=user).body.decode()
     line = next(x for x in text.splitlines() if x.startswith("$NcUserScript = "))
     payload = line.split("'")[1]
     assert base64.b64decode(payload).decode() == "Write-Output 'it''s mine'\n'@ tricky\n"
     assert text.count("<powershell>") == 1
     with pytest.raises(InputError, match="Windows L1s take a PowerShell script"):
-        render_user_data("azure", "windows-2022", "hyperv", extra=USER_CC)
+        render("azure", "windows-2022", "hyperv", extra=USER_CC)
 
 
 # --- the virt-install wrapper shipped with the kvm profile ----------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from nestcloud.provider import UserDataEnvelope
 from nestcloud.bootstrap import RenderedUserData
 from nestcloud.catalog import Catalog, parse_catalog
 from nestcloud.errors import BudgetError
@@ -44,7 +45,8 @@ def fake_bootstrap(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     """The renderer is another unit: record the user data the lab passes, return a body."""
     extras: list[str | None] = []
 
-    def render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
+    def render(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
+               provider_name: str = "", extra: str | None = None,
                l2_smoke: bool = False) -> RenderedUserData:
         extras.append(extra)
         return RenderedUserData(kind="cloud-config", body=b"#cloud-config\n", gzipped=False)

@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nestcloud.provider import UserDataEnvelope  # noqa: E402
 from nestcloud.bootstrap import RenderedUserData  # noqa: E402
 from nestcloud.catalog import Catalog, parse_catalog  # noqa: E402
 from nestcloud.spec import TAG_NAME  # noqa: E402
@@ -53,7 +54,8 @@ def catalog() -> Catalog:
 def fake_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
     """The renderer is another unit; a fixed body keeps the requests comparable."""
 
-    def render(provider: str, os_alias: str, hypervisor: str, *, extra: str | None = None,
+    def render(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
+               provider_name: str = "", extra: str | None = None,
                l2_smoke: bool = False) -> RenderedUserData:
         return RenderedUserData(kind="cloud-config", body=b"#cloud-config\n", gzipped=False)
 
