@@ -319,10 +319,6 @@ def test_console_marker_is_the_documented_format(memory_plugin: ModuleType) -> N
 # -- what the core must not assume about a provider ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12, 'Bootstrap serves any provider': "
-                   "nestcloud/bootstrap still renders from LIMITS = {'aws': ..., 'azure': ...} "
-                   "and refuses any other provider instead of reading "
-                   "capabilities.user_data (UserDataEnvelope)")
 def test_userdata_renders_for_a_provider_the_core_never_heard_of(cli: Any) -> None:
     # The envelope comes from the provider's declaration (here: Capabilities() defaults).
     res = cli("userdata", "--provider", "memory", "--os", "ubuntu-24.04", "--hypervisor",
