@@ -30,7 +30,7 @@ HEADER = (
     "# `regions: *c7i-regions` repeats the list anchored `&c7i-regions` at an earlier size.\n"
 )
 
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
 _RESOLVER = yaml.resolver.Resolver()
 
 
@@ -55,7 +55,7 @@ def _quote(s: str) -> str:
 
 def _str(s: str) -> str:
     """A plain scalar when YAML reads it back as the same string, else a quoted one."""
-    if _PLAIN.match(s) and _RESOLVER.resolve(yaml.ScalarNode, s, (True, False)) == \
+    if _PLAIN.fullmatch(s) and _RESOLVER.resolve(yaml.ScalarNode, s, (True, False)) == \
             "tag:yaml.org,2002:str":
         return s
     return _quote(s)

@@ -61,7 +61,7 @@ from nestcloud.spec import TAG_NAME
 
 TAG_L1 = "nestcloud:l1"  # nestcloud.bootstrap.profiles.TAG_L1 (a test keeps them equal)
 # IAM's roleNameType (botocore iam service model): 1-64 of [\w+=,.@-].
-ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
+ROLE_NAME_RE = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 
 __all__ = [
     "AWS_IMPLIED", "AZURE_IMPLIED", "action_allowed", "aws_action", "aws_l1_role",
@@ -219,7 +219,7 @@ def aws_policy(instance_role: str | None = None) -> dict[str, Any]:
     """
     doc = copy.deepcopy(_AWS_POLICY)
     if instance_role is not None:
-        if not ROLE_NAME_RE.match(instance_role):
+        if not ROLE_NAME_RE.fullmatch(instance_role):
             raise ValueError(f"not an IAM role name (1-64 of letters, digits and + = , . @ _ "
                              f"-): {instance_role!r}")
         doc["Statement"].append({

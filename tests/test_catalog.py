@@ -452,6 +452,14 @@ def test_dump_round_trips_awkward_strings_and_aliases() -> None:
     assert max(len(line) for line in text.splitlines()) <= 100
 
 
+@pytest.mark.parametrize("description", ["A\n", "plain\n", "x.y\n"])
+def test_dump_keeps_a_trailing_newline(description: str) -> None:
+    """A plain-looking word followed by a newline must be quoted: `$` in a regex matches
+    before a final newline, and the plain scalar `A` reads back without it."""
+    c = Catalog(schema_version=1, sources={"s": Source(description=description)}, types=[])
+    assert parse_catalog(dump_catalog(c), "prop").sources["s"].description == description
+
+
 @settings(max_examples=60, deadline=None)
 @given(regions=st.lists(st.from_regex(r"[a-z]{2}-[a-z]{1,12}-[0-9]{1,2}", fullmatch=True),
                         min_size=3, max_size=40, unique=True),

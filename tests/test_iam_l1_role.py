@@ -71,6 +71,10 @@ def test_cli_instance_role_adds_pass_role() -> None:
     (("-p", "aws", "--instance-role", "a b"),
      "error: --instance-role: not an IAM role name (1-64 of letters, digits and + = , . @ _ -):"
      " 'a b'"),
+    # `$` matches before a final newline: the whole name must be checked.
+    (("-p", "aws", "--instance-role", "nc-l1\n"),
+     "error: --instance-role: not an IAM role name (1-64 of letters, digits and + = , . @ _ -):"
+     " 'nc-l1\\n'"),
     (("-p", "azure", "--l1-role"),
      "error: --instance-role and --l1-role are AWS IAM settings: not for --provider azure "
      "(Azure VMs need no identity for readiness)"),
