@@ -16,6 +16,8 @@ from typing import Optional
 import typer
 
 from nestcloud.cli._app import emit_json, info, json_mode, table
+from nestcloud.cli.cloud_cmd import (ArmEndpointOpt, ProviderOptionOpt, ResourceGroupOpt,
+                                     SubscriptionOpt)
 from nestcloud.errors import InputError
 
 
@@ -134,11 +136,10 @@ def register(app: typer.Typer) -> None:
         interval: float = typer.Option(10.0, "--interval", help="Seconds between polls."),
         sandbox: bool = typer.Option(False, "--sandbox",
                                      help="The local EC2 endpoint (no guest boots there)."),
-        subscription: Optional[str] = typer.Option(None, "--subscription",
-                                                   envvar="AZURE_SUBSCRIPTION_ID"),
-        arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
-                                                   envvar="NESTCLOUD_AZURE_ARM_ENDPOINT"),
-        resource_group: Optional[str] = typer.Option(None, "--resource-group"),
+        subscription: Optional[str] = SubscriptionOpt,
+        arm_endpoint: Optional[str] = ArmEndpointOpt,
+        resource_group: Optional[str] = ResourceGroupOpt,
+        provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
         catalog_path: Optional[Path] = typer.Option(
             None, "--catalog", envvar="NESTCLOUD_CATALOG",

@@ -9,6 +9,8 @@ from typing import Any, Optional
 import typer
 
 from nestcloud.cli._app import emit_json, info, json_mode, table
+from nestcloud.cli.cloud_cmd import (ArmEndpointOpt, ProviderOptionOpt, ResourceGroupOpt,
+                                     SubscriptionOpt)
 from nestcloud.errors import InputError
 
 CatalogOpt = typer.Option(None, "--catalog", envvar="NESTCLOUD_CATALOG",
@@ -132,17 +134,10 @@ def lab_up(
                                            "created instead of removing it."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     catalog_path: Optional[Path] = CatalogOpt,
-    subscription: Optional[str] = typer.Option(None, "--subscription",
-                                               envvar="AZURE_SUBSCRIPTION_ID",
-                                               help="Azure subscription id."),
-    arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
-                                               envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
-                                               help="Azure Resource Manager endpoint."),
-    resource_group: Optional[str] = typer.Option(None, "--resource-group",
-                                                 help="Azure resource group."),
-    provider_option: list[str] = typer.Option([], "--provider-option", metavar="KEY=VALUE",
-                                              help="A construction option a provider "
-                                                   "declares; repeatable."),
+    subscription: Optional[str] = SubscriptionOpt,
+    arm_endpoint: Optional[str] = ArmEndpointOpt,
+    resource_group: Optional[str] = ResourceGroupOpt,
+    provider_option: list[str] = ProviderOptionOpt,
 ) -> None:
     """Plan, check and budget the lab, then launch every missing seat and wait until ready.
 
@@ -218,17 +213,10 @@ def lab_status(
     sandbox: bool = typer.Option(False, "--sandbox"),
     as_json: bool = typer.Option(False, "--json"),
     catalog_path: Optional[Path] = CatalogOpt,
-    subscription: Optional[str] = typer.Option(None, "--subscription",
-                                               envvar="AZURE_SUBSCRIPTION_ID",
-                                               help="Azure subscription id."),
-    arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
-                                               envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
-                                               help="Azure Resource Manager endpoint."),
-    resource_group: Optional[str] = typer.Option(None, "--resource-group",
-                                                 help="Azure resource group."),
-    provider_option: list[str] = typer.Option([], "--provider-option", metavar="KEY=VALUE",
-                                              help="A construction option a provider "
-                                                   "declares; repeatable."),
+    subscription: Optional[str] = SubscriptionOpt,
+    arm_endpoint: Optional[str] = ArmEndpointOpt,
+    resource_group: Optional[str] = ResourceGroupOpt,
+    provider_option: list[str] = ProviderOptionOpt,
 ) -> None:
     """The lab's seats as the cloud reports them (found by tag)."""
     json_mode(as_json)
@@ -254,17 +242,10 @@ def lab_down(
     sandbox: bool = typer.Option(False, "--sandbox"),
     as_json: bool = typer.Option(False, "--json"),
     catalog_path: Optional[Path] = CatalogOpt,
-    subscription: Optional[str] = typer.Option(None, "--subscription",
-                                               envvar="AZURE_SUBSCRIPTION_ID",
-                                               help="Azure subscription id."),
-    arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
-                                               envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
-                                               help="Azure Resource Manager endpoint."),
-    resource_group: Optional[str] = typer.Option(None, "--resource-group",
-                                                 help="Azure resource group."),
-    provider_option: list[str] = typer.Option([], "--provider-option", metavar="KEY=VALUE",
-                                              help="A construction option a provider "
-                                                   "declares; repeatable."),
+    subscription: Optional[str] = SubscriptionOpt,
+    arm_endpoint: Optional[str] = ArmEndpointOpt,
+    resource_group: Optional[str] = ResourceGroupOpt,
+    provider_option: list[str] = ProviderOptionOpt,
 ) -> None:
     """Remove every seat of the lab; harmless when nothing is left."""
     json_mode(as_json)
@@ -416,17 +397,10 @@ def register(app: typer.Typer) -> None:
                                                               "providers that have one."),
         as_json: bool = typer.Option(False, "--json"),
         catalog_path: Optional[Path] = CatalogOpt,
-        subscription: Optional[str] = typer.Option(None, "--subscription",
-                                                   envvar="AZURE_SUBSCRIPTION_ID",
-                                                   help="Azure subscription id."),
-        arm_endpoint: Optional[str] = typer.Option(None, "--arm-endpoint",
-                                                   envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
-                                                   help="Azure Resource Manager endpoint."),
-        resource_group: Optional[str] = typer.Option(None, "--resource-group",
-                                                     help="Azure resource group."),
-        provider_option: list[str] = typer.Option([], "--provider-option", metavar="KEY=VALUE",
-                                                  help="A construction option a provider "
-                                                       "declares; repeatable."),
+        subscription: Optional[str] = SubscriptionOpt,
+        arm_endpoint: Optional[str] = ArmEndpointOpt,
+        resource_group: Optional[str] = ResourceGroupOpt,
+        provider_option: list[str] = ProviderOptionOpt,
 ) -> None:
         """Remove every nestcloud group whose nestcloud:expires has passed. Safe for cron:
         it never touches anything without nestcloud's tags. Exit 1 if any place failed."""
