@@ -48,7 +48,7 @@ UsdPerHour = Annotated[float, Ge(0), Le(MAX_USD_PER_HOUR)]
 
 Nesting = Literal["nested", "native", "none"]
 Arch = Literal["x86_64", "arm64"]
-CpuVendor = Literal["intel", "amd", "aws", "ampere", "unknown"]
+CpuVendor = Literal["intel", "amd", "amazon", "ampere", "unknown"]  # amazon: Graviton
 HyperVGeneration = Literal["V1", "V2"]
 
 # The catalog types are stdlib frozen dataclasses that pydantic validates (TypeAdapter, with

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -23,7 +23,8 @@ from nestcloud.errors import (InputError, MissingDependencyError, ProviderError,
                               UnknownProviderError)
 
 if TYPE_CHECKING:  # only annotations: listing providers must not build these models
-    from nestcloud.catalog import Catalog
+    from nestcloud.catalog import Catalog, InstanceType
+    from nestcloud.checks import Finding
     from nestcloud.failover import Attempt
     from nestcloud.models import DownResult, Instance, LaunchResult, VerifyResult
     from nestcloud.spec import LaunchSpec, TagLimits
@@ -74,6 +75,11 @@ class UserDataEnvelope:
     #                                           Windows, the provider runs the script itself
     readiness: ReadinessChannel = "console"   # where a Linux L1's marker is read
     windows_readiness: ReadinessChannel = "console"
+    # PowerShell defining ``function Set-NcTag([string]$Value)``: how a Windows L1 writes its
+    # readiness JSON as the ``nestcloud:l1`` tag of its own VM through the cloud's metadata
+    # service (``$NcTag`` holds the tag's name). Empty: the L1 writes no tag, only the marker
+    # file (``windows_readiness="run-command"``).
+    windows_tag_script: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,15 @@ class Capabilities:
     #                                  instances still have (`ls` shows, `down NAME` removes)
     user_data: UserDataEnvelope = UserDataEnvelope(limit_bytes=16 * 1024)
     tags: TagLimits | None = None    # what the cloud accepts as tags, checked before a create
+    launch_options: frozenset[str] = frozenset()  # optional LaunchOptions fields it honours
+    #                                  ("instance_profile", "security_type", ...); the core
+    #                                  refuses a launch that sets any other optional field
+    egress: tuple[str, ...] = ()     # outbound paths --egress may choose, the default first;
+    #                                  egress_cost(mode, instances) prices them
+    rules: bool = False              # rules(spec, catalog, entry): its own pre-launch checks
+    prices: str | None = None        # fetch_prices(regions): where its prices come from
+    #                                  (this text is the catalog's source description)
+    access_policy: bool = False      # access_policy(instance_role, l1): least-privilege policy
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,42 @@ class Quota:
 
     limit: float | None
     how: str
+
+
+@dataclass(frozen=True)
+class EgressCost:
+    """What a group's outbound path costs per hour, and a note saying so with its date."""
+
+    mode: str
+    usd_per_hour: float
+    note: str
+    price_date: str | None
+
+
+NO_EGRESS_WARNING = ("none: the hosts have no route to the internet (no public address, no "
+                     "NAT): the bootstrap cannot install packages or download Firecracker, so "
+                     "the L1 never reports ready unless its image already holds everything")
+
+PriceTable = dict[tuple[str, str], tuple[float | None, float | None]]
+"""(type name, region) -> (on-demand USD/h or None, spot USD/h or None)."""
+
+
+@dataclass(frozen=True)
+class PriceFetch:
+    """What ``fetch_prices`` read: the table, and whether it holds spot prices at all (when
+    not, a refreshed entry drops its old spot price rather than date it today)."""
+
+    table: PriceTable
+    spot: bool = True
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """A least-privilege policy document and the sentences that explain it."""
+
+    document: dict[str, Any]
+    explain: str
 
 
 @runtime_checkable
@@ -198,6 +249,22 @@ class Provider(Protocol):
       have no instance any more (rows with provider, name, region, kind, id; ``instances`` is
       the listing the caller already has); ``down(name)`` removes them.
 
+    **Optional class methods**, called on the class (no object, no SDK import, no network
+    unless said), only when ``capabilities`` declares them:
+
+    - ``rules(spec, catalog, entry) -> list[Finding]`` (``rules``): the cloud's own
+      pre-launch checks (``nestcloud.checks.Finding``), run by ``check``, ``plan`` and every
+      launch after the core's; ``entry`` is the catalog's ``InstanceType`` or None. Pure.
+    - ``egress_cost(mode, instances) -> EgressCost | None`` (``egress``): the hourly cost of
+      ``instances`` hosts' outbound path ``mode`` (None: the default, ``egress[0]``), with a
+      note naming its source and date. Pure.
+    - ``fetch_prices(regions) -> PriceFetch`` (``prices``): on-demand (and spot) USD/hour
+      per (type, region) from the cloud's price API (``catalog refresh-prices``); network.
+    - ``access_policy(instance_role=None, l1=False) -> AccessPolicy`` (``access_policy``):
+      the least-privilege policy nestcloud needs (``iam-policy``); ``instance_role`` also lets
+      the operator hand that role to hosts, ``l1`` asks for the L1 host's own policy instead.
+      Raises ``InputError`` for a combination the cloud has no use for. Pure.
+
     **Errors** are ``nestcloud.errors`` types raised ``from`` the SDK's exception, never SDK
     exceptions; the provider sets ``scope`` (or uses a subclass whose ``default_scope`` fits:
     CapacityError zone, UnsupportedError type, QuotaError/ThrottledError region,
@@ -219,6 +286,36 @@ class Provider(Protocol):
     def console(self, instance: Instance) -> str: ...
 
     def verify_catalog(self, catalog: Catalog, region: str) -> VerifyResult: ...
+
+
+class ProviderRules(Protocol):
+    """``capabilities.rules`` (on the class)."""
+
+    @classmethod
+    def rules(cls, spec: LaunchSpec, catalog: Catalog, entry: InstanceType | None
+              ) -> list[Finding]: ...
+
+
+class EgressPricer(Protocol):
+    """``capabilities.egress`` (on the class)."""
+
+    @classmethod
+    def egress_cost(cls, mode: str | None, instances: int) -> EgressCost | None: ...
+
+
+class PriceSource(Protocol):
+    """``capabilities.prices`` (on the class)."""
+
+    @classmethod
+    def fetch_prices(cls, regions: Sequence[str]) -> PriceFetch: ...
+
+
+class AccessPolicyWriter(Protocol):
+    """``capabilities.access_policy`` (on the class)."""
+
+    @classmethod
+    def access_policy(cls, instance_role: str | None = None, l1: bool = False
+                      ) -> AccessPolicy: ...
 
 
 class QuotaReader(Protocol):

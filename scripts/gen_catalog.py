@@ -81,7 +81,7 @@ PRICE_DATE_NOTE = "published 2025 or later, exact date unknown"
 # Families users will try that cannot nest (besides every family with the nested feature).
 AWS_NON_NESTING_FAMILIES = ("c7g", "m7g", "c8g", "m8g", "c7a", "m7a", "c6i", "m6i", "r6i", "t3")
 AWS_NESTED_FEATURE = "nested-virtualization"
-AWS_VENDORS = {"Intel": "intel", "AMD": "amd", "AWS": "aws"}
+AWS_VENDORS = {"Intel": "intel", "AMD": "amd", "AWS": "amazon"}
 
 # -- Azure nesting per family (FACTS.md, Azure section) ------------------------------------
 

@@ -129,7 +129,7 @@ def test_aws_coverage_is_every_size_of_the_wanted_families(cat: Catalog,
 
 
 def test_aws_facts_match_describe_instance_types(cat: Catalog, described: dict[str, Any]) -> None:
-    vendors = {"Intel": "intel", "AMD": "amd", "AWS": "aws"}
+    vendors = {"Intel": "intel", "AMD": "amd", "AWS": "amazon"}
     for t in cat.of("aws"):
         d = described[t.name]
         archs = d["ProcessorInfo"]["SupportedArchitectures"]

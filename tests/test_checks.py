@@ -46,10 +46,10 @@ types:
      cpu_vendor: intel, nesting: none, nesting_source: facts, verified: 2026-01-01,
      regions: [eu-west-1]}
   - {provider: aws, name: c7g.large, family: c7g, vcpus: 2, memory_gib: 4, arch: arm64,
-     cpu_vendor: aws, nesting: none, nesting_source: facts, verified: 2026-01-01,
+     cpu_vendor: amazon, nesting: none, nesting_source: facts, verified: 2026-01-01,
      regions: [us-east-1]}
   - {provider: aws, name: c7g.metal, family: c7g, vcpus: 64, memory_gib: 128, arch: arm64,
-     cpu_vendor: aws, nesting: native, bare_metal: true, nesting_source: facts,
+     cpu_vendor: amazon, nesting: native, bare_metal: true, nesting_source: facts,
      verified: 2026-01-01, regions: [us-east-1]}
   # Azure: an Intel v5, an AMD v5, a Gen1-only v3, a Gen2-only v6, and a B-series.
   - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,

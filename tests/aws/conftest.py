@@ -31,7 +31,7 @@ types:
      arch: x86_64, cpu_vendor: intel, nesting: native, bare_metal: true, nesting_source: facts,
      verified: 2026-11-29, regions: [us-east-1]}
   - {provider: aws, name: c7g.large, family: c7g, vcpus: 2, memory_gib: 4, arch: arm64,
-     cpu_vendor: aws, nesting: none, nesting_source: facts, verified: 2026-11-29,
+     cpu_vendor: amazon, nesting: none, nesting_source: facts, verified: 2026-11-29,
      regions: [us-east-1]}
 """
 

@@ -28,7 +28,7 @@ types:
      regions: [us-east-1],
      prices: {us-east-1: {on_demand: 0.25, spot: 0.07, source: p2025}}}
   - {provider: aws, name: c7g.xlarge, family: c7g, vcpus: 4, memory_gib: 8, arch: arm64,
-     cpu_vendor: aws, nesting: none, nesting_source: facts, verified: 2026-11-29,
+     cpu_vendor: amazon, nesting: none, nesting_source: facts, verified: 2026-11-29,
      regions: [us-east-1], prices: {us-east-1: {on_demand: 0.05, source: p2025}}}
   - {provider: aws, name: c7i.metal-24xl, family: c7i, vcpus: 96, memory_gib: 192, arch: x86_64,
      cpu_vendor: intel, nesting: native, bare_metal: true, nesting_source: facts,
