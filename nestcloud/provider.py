@@ -145,6 +145,18 @@ class Quota:
 
 
 @dataclass(frozen=True)
+class LocalEndpoint:
+    """A provider's local endpoint as `nestcloud sandbox` reports it."""
+
+    url: str                    # "" for a server found that does not answer
+    pid: int | None
+    limits: str                 # what the endpoint does not do, in one sentence or two
+    started: bool = False       # this call started it
+    state_file: str | None = None
+    detail: tuple[tuple[str, Any], ...] = ()   # more fields for --json (port, versions)
+
+
+@dataclass(frozen=True)
 class EgressCost:
     """What a group's outbound path costs per hour, and a note saying so with its date."""
 
@@ -213,6 +225,9 @@ class Provider(Protocol):
       starts (or finds) a local endpoint and returns the constructor options that point the
       provider at it (``--sandbox``); ``"region"`` in it is the default region there. ``note``
       (a callable taking one line, or None) hears what it started, for the user.
+    - ``endpoint_control(action, note) -> LocalEndpoint | None`` (with ``local_endpoint``):
+      ``"start"``, ``"status"`` or ``"stop"`` the local endpoint for `nestcloud sandbox`;
+      None when none runs (status, stop).
 
     **Constructor:** ``Provider(region=None, **options)`` with the declared options.
 
@@ -286,6 +301,14 @@ class Provider(Protocol):
     def console(self, instance: Instance) -> str: ...
 
     def verify_catalog(self, catalog: Catalog, region: str) -> VerifyResult: ...
+
+
+class EndpointControl(Protocol):
+    """``capabilities.local_endpoint`` (on the class)."""
+
+    @classmethod
+    def endpoint_control(cls, action: Literal["start", "status", "stop"],
+                         note: Callable[[str], None]) -> LocalEndpoint | None: ...
 
 
 class ProviderRules(Protocol):
