@@ -4,8 +4,8 @@ The Python API, for scripts and notebooks::
 
     import nestcloud
     nestcloud.plan(vcpus=4, memory_gib=16, seats=12, hours=6, budget=50)
-    nestcloud.check("aws", "c8i.xlarge", region="us-east-1")
-    nestcloud.launch("aws", "c8i.xlarge", region="us-east-1", ttl="4h", sandbox=True)
+    nestcloud.check(PROVIDER, "c8i.xlarge", region="us-east-1")   # PROVIDER: e.g. aws
+    nestcloud.launch(PROVIDER, "c8i.xlarge", region="us-east-1", ttl="4h", sandbox=True)
     lab = nestcloud.Lab.from_file("lab.yaml"); lab.cost(); lab.up(); lab.status(); lab.down()
 
 Every result is a pydantic model: ``.to_dict()`` gives plain data, and Jupyter shows it as a

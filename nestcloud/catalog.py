@@ -338,13 +338,6 @@ def _where(text: str, source: str, loc: tuple[str | int, ...]) -> str:
     return f"{source}:{line}" if line else source
 
 
-def dump_catalog(catalog: Catalog) -> str:
-    """Readable YAML for a catalog (used by the generator and by price refresh)."""
-    from nestcloud._catalog_dump import dump
-
-    return dump(catalog)
-
-
 # -- loading (thin I/O) --------------------------------------------------------------------
 
 ENV_CATALOG = "NESTCLOUD_CATALOG"

@@ -16,9 +16,6 @@ from nestcloud.spec import LaunchSpec
 
 Severity = Literal["error", "warning", "info"]
 
-AWS_WINDOWS_MAX_VCPUS = 192  # FACTS.md: no Windows L1 support above 192 vCPUs on AWS
-
-
 # A frozen dataclass, not a pydantic model: `nestcloud check` builds findings on every run and
 # defining a model class would import pydantic's machinery (~45 ms) for values our own rules
 # make. Pydantic models that hold findings (CheckResult) still validate and dump them.
@@ -126,9 +123,9 @@ def rule_arch(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None) -> lis
         return []
     if t.nesting == "native":
         what = (f"{t.name} is Arm (arm64) bare metal: nestcloud launches x86_64 L1 hosts only, "
-                "and neither AWS nor Azure offers nested virtualization on Arm")
+                f"and {spec.provider} offers no nested virtualization on Arm")
     else:
-        what = (f"{t.name} is an Arm (arm64) type: AWS and Azure offer no nested "
+        what = (f"{t.name} is an Arm (arm64) type: {spec.provider} offers no nested "
                 "virtualization on Arm")
     return [Finding(rule="arm64", severity="error", message=what,
                     suggestion=suggest_nested(catalog, spec, t.vcpus, t.memory_gib))]
@@ -184,17 +181,6 @@ def rule_os_hypervisor(spec: LaunchSpec, catalog: Catalog, t: InstanceType | Non
         ([f"--os {alts[0]}"] if alts else []) + [f"--hypervisor {h}" for h in others[:1]])
     return [Finding(rule="os-hypervisor", severity="error", message=reason,
                     suggestion=f"use {suggestion}" if suggestion else None)]
-
-
-def rule_trusted_launch(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
-                        ) -> list[Finding]:
-    if spec.provider != "azure" or spec.security_type == "Standard":
-        return []
-    return [Finding(rule="trusted-launch", severity="error",
-                    message=f"security type {spec.security_type} blocks nesting on Azure: "
-                            "Hyper-V and WSL2 in the L1 report that virtualization is not "
-                            "enabled in the BIOS",
-                    suggestion="use security type Standard (nestcloud's default)")]
 
 
 _GEN = {"V1": "Gen1", "V2": "Gen2"}
@@ -258,24 +244,35 @@ def rule_spot(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None) -> lis
                     suggestion="use on-demand for labs and demos that must not vanish")]
 
 
-def rule_windows_aws_vcpus(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
-                           ) -> list[Finding]:
-    info = OSES.get(spec.os)
-    if (t is None or spec.provider != "aws" or info is None or info.family != "windows"
-            or t.vcpus <= AWS_WINDOWS_MAX_VCPUS or t.nesting != "nested"):
-        return []
-    return [Finding(rule="windows-vcpus", severity="error",
-                    message=f"{t.name} has {t.vcpus} vCPUs: AWS supports a nested Windows L1 "
-                            f"only up to {AWS_WINDOWS_MAX_VCPUS} vCPUs",
-                    suggestion=f"pick a size with at most {AWS_WINDOWS_MAX_VCPUS} vCPUs, or a "
-                               "Linux L1")]
-
-
 RULES: tuple[Rule, ...] = (
     rule_unknown_provider, rule_unknown_type, rule_unknown_region, rule_arch, rule_nesting_none,
-    rule_native, rule_depth, rule_os_hypervisor, rule_trusted_launch, rule_generation,
-    rule_region, rule_amd, rule_spot, rule_windows_aws_vcpus,
+    rule_native, rule_depth, rule_os_hypervisor, rule_generation,
+    rule_region, rule_amd, rule_spot,
 )
+
+
+def provider_rules(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
+                   ) -> list[Finding]:
+    """The provider's own pre-launch rules (``capabilities.rules``), read from its class.
+
+    A provider that is not installed has none to run (its launch fails on its own); one that
+    is installed but cannot be loaded says so as a warning rather than hiding its rules."""
+    from nestcloud.errors import NestcloudError
+    from nestcloud.provider import available, load_factory
+
+    if spec.provider not in available():
+        return []
+    try:
+        cls = load_factory(spec.provider)
+    except NestcloudError as exc:
+        return [Finding(rule="provider-rules", severity="warning",
+                        message=f"provider {spec.provider!r} could not be loaded, so its own "
+                                f"pre-launch rules were not checked: {exc.message}",
+                        suggestion=exc.hint)]
+    if not cls.capabilities.rules:
+        return []
+    found: list[Finding] = cls.rules(spec, catalog, t)
+    return found
 
 
 def run_checks(spec: LaunchSpec, catalog: Catalog) -> list[Finding]:
@@ -286,6 +283,7 @@ def run_checks(spec: LaunchSpec, catalog: Catalog) -> list[Finding]:
         hits = catalog.find(spec.type, spec.provider)
         t = hits[0] if hits else None
     findings = [f for rule in RULES for f in rule(spec, catalog, t)]
+    findings += provider_rules(spec, catalog, t)
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.severity])
 

@@ -18,7 +18,7 @@ from nestcloud.spec import LaunchSpec, TagLimits, check_tags, parse_cidr
 
 if TYPE_CHECKING:
     from nestcloud.catalog import Catalog
-    from nestcloud.provider import LaunchOutcome, Provider
+    from nestcloud.provider import Capabilities, LaunchOutcome, Provider
 
 WORLD_CIDRS = ("0.0.0.0/0", "::/0")
 # A source network at least this wide (a shorter prefix) counts as world-open unless all of it
@@ -81,6 +81,36 @@ def tag_limits(provider: Provider | str) -> TagLimits | None:
     return provider.capabilities.tags
 
 
+# LaunchOptions fields whose meaning belongs to one cloud's API: a provider honours them only
+# when it lists them in ``capabilities.launch_options`` (default values mean "not asked for").
+PROVIDER_FIELDS: dict[str, str] = {
+    "instance_profile": "--instance-profile",
+    "security_type": "--security-type",
+    "image_generation": "--image-generation",
+    "egress": "--egress",
+}
+
+
+def check_launch_options(spec: LaunchSpec, caps: Capabilities) -> None:
+    """Refuse (exit 2) an option the provider does not honour, before anything is sent: a
+    setting silently ignored would launch something other than what was asked."""
+    defaults = type(spec).model_fields
+    for field, flag in PROVIDER_FIELDS.items():
+        value = getattr(spec, field)
+        if value == defaults[field].default or field in caps.launch_options:
+            continue
+        if field == "egress" and caps.egress:
+            continue  # checked against the offered modes below
+        raise InputError(f"{flag} {value}: provider {spec.provider!r} does not offer this "
+                         "setting",
+                         hint=f"leave {flag} out for {spec.provider}")
+    if spec.egress is not None and caps.egress and spec.egress not in caps.egress:
+        raise InputError(f"--egress {spec.egress}: provider {spec.provider!r} offers "
+                         f"{', '.join(caps.egress)}")
+    if spec.spot and not caps.spot:
+        raise InputError(f"--spot: provider {spec.provider!r} offers no spot capacity")
+
+
 def refusal_message(findings: list[Finding]) -> str:
     lines = ["launch refused by the pre-launch checks (nothing was created):"]
     for f in findings:
@@ -97,6 +127,10 @@ def prepare(spec: LaunchSpec, catalog: Catalog) -> tuple[LaunchSpec, list[Findin
     findings = run_checks(spec, catalog)
     if refused(findings):
         raise RefusedError(refusal_message(findings), findings=findings)
+    from nestcloud.provider import available, capabilities_of
+
+    if spec.provider in available():  # else opening it fails, naming the known ones
+        check_launch_options(spec, capabilities_of(spec.provider))
     if spec.user_data:
         from nestcloud.bootstrap import check_user_data
 

@@ -251,7 +251,8 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
     os_info = OSES.get(req.os)
     windows_note = ([WINDOWS_PRICE_NOTE] if os_info is not None and os_info.family == "windows"
                     else [])
-    template = LaunchSpec(provider="aws", type="-", os=req.os, hypervisor=req.hypervisor,
+    # The provider and type are placeholders, replaced per catalog entry below.
+    template = LaunchSpec(provider="-", type="-", os=req.os, hypervisor=req.hypervisor,
                           spot=req.spot)
 
     def reject(t: InstanceType, code: RejectCode, reason: str, region: str | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from dataclasses import dataclass
@@ -64,9 +65,10 @@ class UserDataEnvelope:
 
     Over ``limit_bytes`` the body is gzipped only with ``gzip`` (never a Windows script),
     else refused (exit 2). ``windows="unsupported"`` refuses a Windows L1 (exit 3). The Linux
-    L1 reports on the serial console only; the Windows L1 writes the ``nestcloud:l1`` tag and
-    a marker file (``"tag"`` / ``"run-command"``): declaring a channel the L1 does not write
-    is a provider error."""
+    L1 reports on the serial console, and through ``linux_report_script`` where the provider
+    gives one (any other ``readiness`` channel needs it); the Windows L1 writes the
+    ``nestcloud:l1`` tag (through ``windows_tag_script``) and a marker file (``"tag"`` /
+    ``"run-command"``): declaring a channel the L1 does not write is a provider error."""
 
     limit_bytes: int                          # raw bytes, before the base64 the API wraps
     gzip: bool = True                         # the guest's cloud-init gunzips user data
@@ -80,6 +82,10 @@ class UserDataEnvelope:
     # service (``$NcTag`` holds the tag's name). Empty: the L1 writes no tag, only the marker
     # file (``windows_readiness="run-command"``).
     windows_tag_script: str = ""
+    # sh commands a Linux L1 runs after its check to publish the check's payload (saved at
+    # nestcloud.bootstrap.profiles.L1_STATE_PATH) where ``readiness`` says, e.g. a guest
+    # attribute; ``console()`` then returns that marker. Empty: the console only.
+    linux_report_script: str = ""
 
 
 @dataclass(frozen=True)
@@ -370,8 +376,17 @@ def register(name: str, cls: ProviderClass) -> None:
     _extra[name] = cls
 
 
+_eps_seen: tuple[tuple[str, ...], dict[str, EntryPoint]] | None = None
+
+
 def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    """The group's entry points, read again only when ``sys.path`` changed (reading them scans
+    every installed distribution; ``check`` and ``plan`` ask once per catalog entry)."""
+    global _eps_seen
+    key = tuple(sys.path)
+    if _eps_seen is None or _eps_seen[0] != key:
+        _eps_seen = (key, {ep.name: ep for ep in entry_points(group=GROUP)})
+    return _eps_seen[1]
 
 
 def available() -> list[str]:
@@ -384,7 +399,7 @@ _EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 
 def _extra_requirements(ep: EntryPoint) -> list[str]:
     """The distribution names the entry point's extras require, read from the installed
-    metadata of the distribution that registers it (``Requires-Dist: boto3; extra == "aws"``)."""
+    metadata of the distribution that registers it (``Requires-Dist: SDK; extra == "EXTRA"``)."""
     if not ep.extras or ep.dist is None:
         return []
     wanted = set(ep.extras)

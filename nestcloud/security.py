@@ -274,7 +274,7 @@ _RULES: tuple[Callable[[str], Iterator[_Hit]], ...] = (
 # quadratic), and ones that match public identifiers (Twilio SIDs, Artifactory, public IPs).
 # Order matters where two overlap: a GitLab token in a URL is a GitLab token, not a URL password.
 _DS_PLUGINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("aws", "AWSKeyDetector", ("aws-access-key-id", "aws-secret-access-key")),
+    ("aws.AWSKeyDetector", "AWSKeyDetector", ("aws-access-key-id", "aws-secret-access-key")),
     ("azure_storage_key", "AzureStorageKeyDetector", ("azure-storage-key",)),
     ("github_token", "GitHubTokenDetector", ("github-token",)),
     ("gitlab_token", "GitLabTokenDetector", ("gitlab-token",)),
@@ -299,6 +299,8 @@ def _ds_patterns() -> list[tuple[str, re.Pattern[str]]]:
         import importlib
 
         for module, cls, kinds in _DS_PLUGINS:
+            # "module.Class" where the module shares its name with a cloud (the name is data).
+            module = module.removesuffix(f".{cls}")
             plugin = getattr(importlib.import_module(f"detect_secrets.plugins.{module}"), cls)()
             for i, pattern in enumerate(plugin.denylist):
                 _ds_cache.append((kinds[min(i, len(kinds) - 1)], pattern))

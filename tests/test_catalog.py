@@ -24,12 +24,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nestcloud._catalog_dump import dump as dump_catalog
 from nestcloud.catalog import (
     Catalog,
     InstanceType,
     RegionPrice,
     Source,
-    dump_catalog,
     load_catalog,
     parse_catalog,
 )

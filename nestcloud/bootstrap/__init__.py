@@ -261,14 +261,17 @@ def _fit(provider: str, limit: int, raw: bytes, *, can_gzip: bool, why_not: str,
                           "#include or a script")
 
 
-def _readiness(provider: str, channel: str, family: str) -> str:
+def _readiness(provider: str, channel: str, family: str, reported: bool = False) -> str:
     """RenderedUserData.readiness for the channel the provider declares, as far as the L1
     bootstrap for this OS family writes to it (wait.py reads these forms)."""
     from nestcloud.bootstrap.profiles import WINDOWS_MARKER_FILE
 
     # The Linux L1 prints its marker on the serial console; the Windows L1 writes the tag
     # and the marker file (files/l1-windows.ps1). Nothing else is written anywhere.
-    written = ({"console": "console"} if family == "linux" else
+    # A provider's own Linux report script publishes it wherever it declares (its console()
+    # returns that marker).
+    written = ({"console": "console"} if family == "linux" and not reported else
+               {channel: "console"} if family == "linux" else
                {"tag": f"tag:{TAG_L1}",
                 "run-command": "run-command:%ProgramData%\\" + WINDOWS_MARKER_FILE})
     if channel not in written:
@@ -289,7 +292,7 @@ def render_user_data(envelope: UserDataEnvelope, os_alias: str, hypervisor: str,
     raw body, gzip is used (over the limit) only when ``gzip`` says the guest unpacks it,
     ``windows`` says how a Windows L1 gets its script and ``readiness`` /
     ``windows_readiness`` where readiness is read. ``provider_name`` names the provider in
-    messages and tells the Windows script which cloud it runs on.
+    messages.
 
     Raises InputError (bad names, unreadable ``extra``, too big even gzipped, ``l2_smoke``
     outside the kvm profile), RefusedError (an OS that cannot host that hypervisor, or a
@@ -327,7 +330,7 @@ def render_user_data(envelope: UserDataEnvelope, os_alias: str, hypervisor: str,
                 raise InputError("--user-data: Windows L1s take a PowerShell script, not "
                                  "cloud-config or MIME")
             user = _strip_ec2_tags(extra)
-        body = windows_script(provider_name, hypervisor, user_script=user)
+        body = windows_script(envelope, hypervisor, user_script=user)
         raw = wrap(body).encode("utf-8")
         data, gz = _fit(provider, limit, raw, can_gzip=False,
                         why_not="Windows does not unpack it", what="the PowerShell user data")
@@ -337,9 +340,11 @@ def render_user_data(envelope: UserDataEnvelope, os_alias: str, hypervisor: str,
 
     from nestcloud.bootstrap.profiles import linux_cloud_config
 
-    readiness = _readiness(provider, envelope.readiness, family)
+    readiness = _readiness(provider, envelope.readiness, family,
+                           reported=bool(envelope.linux_report_script.strip()))
     ours = dump_cloud_config(linux_cloud_config(os_alias, hypervisor, l2_smoke=l2_smoke,
-                                                hugepages=hugepages))
+                                                hugepages=hugepages,
+                                                report=envelope.linux_report_script))
     kind: Kind
     if extra is None:
         kind, raw, parts = "cloud-config", ours.encode("utf-8"), ("text/cloud-config",)

@@ -10,9 +10,12 @@ import base64
 import json
 from importlib import resources
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nestcloud.bootstrap import fcinstall
+
+if TYPE_CHECKING:
+    from nestcloud.provider import UserDataEnvelope
 
 L1CHECK_PATH = "/usr/local/lib/nestcloud/l1check.py"
 FCINSTALL_PATH = "/usr/local/lib/nestcloud/fcinstall.py"
@@ -24,40 +27,23 @@ HUGEPAGES_SYSCTL_PATH = "/etc/sysctl.d/80-nestcloud-hugepages.conf"
 # The instance tag a Windows L1 writes its readiness JSON to (same payload as the console
 # marker). Providers read it back through list(): Instance.tags[TAG_L1].
 TAG_L1 = "nestcloud:l1"
-# The same JSON as a file, under %ProgramData% (files/l1-windows.ps1, Send-NcReport). Azure reads
-# it back with Run Command, which needs no identity on the VM (providers/azure.py console()).
+# The same JSON as a file, under %ProgramData% (files/l1-windows.ps1, Send-NcReport), for
+# providers that read it back themselves (readiness channel "run-command").
 WINDOWS_MARKER_FILE = "nestcloud\\l1.json"
-# A TAG_L1 value a provider sets at launch when the L1 will not be able to write the tag (EC2
-# without an instance profile): the waiter reports "not-verifiable" with the reason instead of
+# A TAG_L1 value a provider sets at launch when the L1 will not be able to write the tag (e.g.
+# no identity to tag itself with): the waiter reports "not-verifiable" with the reason instead of
 # timing out. The L1's own report, should it ever be able to write one, replaces it.
 NOT_VERIFIABLE = "not-verifiable"
-TAG_VALUE_MAX = 256  # EC2 tag values
+TAG_VALUE_MAX = 256  # the smallest tag value a provider takes (EC2: 256 characters)
 
 
 def not_verifiable_tag(reason: str) -> str:
-    """The TAG_L1 value that says this L1 cannot report, and why (fits an EC2 tag value)."""
+    """The TAG_L1 value that says this L1 cannot report, and why (fits TAG_VALUE_MAX)."""
     doc = {"status": NOT_VERIFIABLE, "reason": reason}
     text = json.dumps(doc, separators=(",", ":"))
     if len(text) > TAG_VALUE_MAX:
         raise ValueError(f"not-verifiable reason too long for a tag value: {reason!r}")
     return text
-
-
-# EC2: a Windows L1 reports by tagging itself, which needs an instance profile (FACTS.md, AWS).
-NO_INSTANCE_PROFILE = ("launched without an instance profile: this Windows L1 cannot tag "
-                       "itself, so its readiness cannot be reported (launch with "
-                       "--instance-profile; see nestcloud iam-policy -p aws --l1-role)")
-
-
-def ec2_readiness_note(os_alias: str, instance_profile: str | None) -> dict[str, str]:
-    """The instance tags an EC2 launch adds so the waiter knows the L1 cannot report: for a
-    Windows L1 without an instance profile, ``{TAG_L1: not_verifiable_tag(...)}``; else {}."""
-    from nestcloud.oses import OSES
-
-    info = OSES.get(os_alias)
-    if info is None or info.family != "windows" or instance_profile:
-        return {}
-    return {TAG_L1: not_verifiable_tag(NO_INSTANCE_PROFILE)}
 
 
 def not_verifiable_reason(value: str | None) -> str | None:
@@ -130,6 +116,10 @@ def l2_defaults_env(hugepages: int) -> str:
     ])
 
 
+# Where the check saves its payload (l1check --state's default), for a provider's report script.
+L1_STATE_PATH = "/var/lib/nestcloud/l1.json"
+
+
 def _check_cmd(profile: str, l2_smoke: bool) -> list[str]:
     return ["python3", L1CHECK_PATH, "--profile", profile] + (["--l2-smoke"] if l2_smoke
                                                               else [])
@@ -143,8 +133,10 @@ _GROUPS = 'u=$(id -nu 1000 2>/dev/null) && for g in {groups}; do getent group "$
 
 
 def linux_cloud_config(os_alias: str, hypervisor: str, *, l2_smoke: bool = False,
-                       hugepages: int = 0) -> dict[str, Any]:
-    """The cloud-config (as data) for a Linux L1."""
+                       hugepages: int = 0, report: str = "") -> dict[str, Any]:
+    """The cloud-config (as data) for a Linux L1; ``report`` (the provider's
+    ``linux_report_script``) runs after the check, which has saved its payload to
+    ``L1_STATE_PATH``."""
     write_files: list[dict[str, Any]] = [
         {"path": L1CHECK_PATH, "owner": "root:root", "permissions": "0755",
          "content": module_source("l1check.py")},
@@ -184,6 +176,8 @@ def linux_cloud_config(os_alias: str, hypervisor: str, *, l2_smoke: bool = False
             ["sh", "-c", _GROUPS.format(groups="kvm")],
         ]
     runcmd.append(_check_cmd(hypervisor, l2_smoke))
+    if report.strip():
+        runcmd.append(["sh", "-c", report.strip()])
     cfg["write_files"] = write_files
     cfg["runcmd"] = runcmd
     return cfg
@@ -194,18 +188,25 @@ def _ps_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def windows_script(provider: str, hypervisor: str, *, user_script: str | None = None) -> str:
+# A provider that declares no way for the L1 to tag itself: the report skips the tag.
+_NO_TAG = "function Set-NcTag([string]$Value) { }"
+
+
+def windows_script(envelope: UserDataEnvelope, hypervisor: str, *,
+                   user_script: str | None = None) -> str:
     """The PowerShell bootstrap for a Windows L1 (the body; wrapping is per delivery kind).
 
-    ``provider`` becomes ``$NcCloud``: the script writes its readiness tag through that
-    cloud's metadata service (files/l1-windows.ps1)."""
+    ``envelope`` is the provider's: its ``windows`` delivery becomes ``$NcDelivery`` (how the
+    script reboots and re-runs) and its ``windows_tag_script`` defines ``Set-NcTag``, how the
+    L1 writes its readiness tag through that cloud's metadata service (files/l1-windows.ps1)."""
     header = [
         "# Set by nestcloud:",
-        f"$NcCloud = {_ps_quote(provider)}",
+        f"$NcDelivery = {_ps_quote(envelope.windows)}",
         f"$NcProfile = {_ps_quote(hypervisor)}",
         f"$NcTag = {_ps_quote(TAG_L1)}",
         "$NcUserScript = " + (_ps_quote(base64.b64encode(user_script.encode("utf-8"))
                                         .decode("ascii")) if user_script else "$null"),
+        envelope.windows_tag_script.strip() or _NO_TAG,
     ]
     return "\n".join(header) + "\n" + _file("l1-windows.ps1")
 

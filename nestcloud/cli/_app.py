@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from nestcloud.errors import NestcloudError
 
@@ -172,3 +172,22 @@ def run(target: typer.Typer) -> None:
         get_group(target)()
     except KeyboardInterrupt:  # outside a command (e.g. during import)
         sys.exit(130)
+
+
+class ProviderCommand(TyperCommand):
+    """A command that reaches providers: besides its own options it takes every flag an
+    installed provider declares (``ProviderOption.flag``), passed on as
+    ``--provider-option FLAG=VALUE``, so a plugin's flags need nothing in the core."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from nestcloud.cli._inputs import rewrite_provider_flags
+
+        own = {o for p in self.params for o in (*p.opts, *p.secondary_opts)}
+        try:
+            rewritten = rewrite_provider_flags(own, list(args))
+        except NestcloudError as exc:
+            import click
+
+            raise click.UsageError(exc.message, ctx) from None
+        result: list[str] = super().parse_args(ctx, rewritten)
+        return result

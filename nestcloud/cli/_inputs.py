@@ -13,14 +13,6 @@ from nestcloud.errors import InputError
 # The provider flags every command that reaches a cloud offers (typer needs its options when
 # a command is defined, and reading every installed provider's class then would slow start-up).
 # Each flag goes to the provider that declares it (``ProviderOption.flag``); given on the
-# command line to providers none of which declares it, it is refused instead of silently
-# dropped. Values from the environment (AZURE_SUBSCRIPTION_ID...) are settings, not requests,
-# and never count. (typer parameter, flag)
-PROVIDER_FLAGS: tuple[tuple[str, str], ...] = (
-    ("subscription", "--subscription"),
-    ("arm_endpoint", "--arm-endpoint"),
-    ("resource_group", "--resource-group"),
-)
 
 
 def given_on_command_line(ctx: Any, param: str) -> bool:
@@ -78,15 +70,6 @@ def provider_options(ctx: Any, providers: list[str], *, tolerant: bool = False
                 raise
             declared[p] = {}
     out: dict[str, dict[str, Any]] = {p: {} for p in providers}
-    for param, flag in PROVIDER_FLAGS:
-        value = ctx.params.get(param)
-        if value is None:
-            continue
-        takers = [p for p in providers if flag in declared[p]]
-        if not takers and given_on_command_line(ctx, param):
-            raise InputError(f"{flag} does not apply to --provider {', '.join(providers)}")
-        for p in takers:
-            out[p][declared[p][flag]] = value
     for key, value in _pairs(ctx):
         flag = key if key.startswith("--") else "--" + key.replace("_", "-")
         takers = [p for p in providers if key in declared[p].values() or flag in declared[p]]
@@ -129,3 +112,50 @@ def check_seconds(flag: str, value: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise InputError(f"{flag} {value!r}: must be a positive, finite number of seconds")
     return value
+
+
+def declared_flags() -> set[str]:
+    """Every flag an installed provider declares (their classes are loaded, nothing is made;
+    a provider that cannot be loaded declares nothing here and says why when it is used)."""
+    from nestcloud.errors import NestcloudError
+    from nestcloud.provider import available, options_of
+
+    flags: set[str] = set()
+    for name in available():
+        try:
+            flags.update(o.flag for o in options_of(name))
+        except NestcloudError:
+            continue
+    return flags
+
+
+def rewrite_provider_flags(own: set[str], args: list[str]) -> list[str]:
+    """``args`` with each flag a provider declares (``--subscription X``, ``--project=X``)
+    turned into ``--provider-option FLAG=VALUE``, which `provider_options` routes to the
+    providers that declare it. Flags of the command itself (``own``) and anything after
+    ``--`` stay as they are; an unknown flag stays for click to refuse. Providers are loaded
+    only when a flag the command does not know appears."""
+    out: list[str] = []
+    flags: set[str] | None = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        name, eq, value = arg.partition("=")
+        if arg.startswith("--") and name not in own:
+            if flags is None:
+                flags = declared_flags()
+            if name in flags:
+                if not eq:
+                    if i + 1 >= len(args):
+                        raise InputError(f"{name} needs a value")
+                    value = args[i + 1]
+                    i += 1
+                out += ["--provider-option", f"{name}={value}"]
+                i += 1
+                continue
+        out.append(arg)
+        i += 1
+    return out

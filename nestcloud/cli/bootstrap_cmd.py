@@ -15,9 +15,8 @@ from typing import Optional
 
 import typer
 
-from nestcloud.cli._app import emit_json, info, json_mode, table
-from nestcloud.cli.cloud_cmd import (ArmEndpointOpt, ProviderOptionOpt, ResourceGroupOpt,
-                                     SubscriptionOpt)
+from nestcloud.cli._app import ProviderCommand, emit_json, info, json_mode, table
+from nestcloud.cli.cloud_cmd import ProviderOptionOpt
 from nestcloud.errors import InputError
 
 
@@ -125,7 +124,7 @@ def register(app: typer.Typer) -> None:
         if require_ready and not report.ready:
             raise typer.Exit(1)
 
-    @app.command("wait")
+    @app.command("wait", cls=ProviderCommand)
     def wait(
         ctx: typer.Context,
         name: str = typer.Argument(..., help="Group name given at launch."),
@@ -136,9 +135,6 @@ def register(app: typer.Typer) -> None:
         interval: float = typer.Option(10.0, "--interval", help="Seconds between polls."),
         sandbox: bool = typer.Option(False, "--sandbox",
                                      help="The local EC2 endpoint (no guest boots there)."),
-        subscription: Optional[str] = SubscriptionOpt,
-        arm_endpoint: Optional[str] = ArmEndpointOpt,
-        resource_group: Optional[str] = ResourceGroupOpt,
         provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
         catalog_path: Optional[Path] = typer.Option(

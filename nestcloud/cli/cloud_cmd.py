@@ -12,21 +12,16 @@ from typing import Any, Optional
 
 import typer
 
-from nestcloud.cli._app import emit_json, info, json_mode, table
+from nestcloud.cli._app import ProviderCommand, emit_json, info, json_mode, table
 from nestcloud.errors import InputError, NestcloudError
 
 SandboxOpt = typer.Option(False, "--sandbox",
-                          help="Use the provider's local endpoint (AWS: a local EC2 endpoint; "
-                               "also NESTCLOUD_SANDBOX=1).")
+                          help="Use the provider's local endpoint, where it has one "
+                               "(also NESTCLOUD_SANDBOX=1).")
 ProviderOptionOpt = typer.Option([], "--provider-option", "-o", metavar="KEY=VALUE",
-                                 help="A construction option the provider declares (by name "
-                                      "or flag, e.g. -o subscription_id=...); repeatable.")
-SubscriptionOpt = typer.Option(None, "--subscription", envvar="AZURE_SUBSCRIPTION_ID",
-                               help="Azure subscription id.")
-ArmEndpointOpt = typer.Option(None, "--arm-endpoint", envvar="NESTCLOUD_AZURE_ARM_ENDPOINT",
-                              help="Azure Resource Manager endpoint (sovereign clouds, "
-                                   "Azure Stack Hub).")
-ResourceGroupOpt = typer.Option(None, "--resource-group", help="Azure resource group.")
+                                 help="A construction option the provider declares, by name "
+                                      "or flag; repeatable. Its flags work as themselves too "
+                                      "(`nestcloud providers` lists them).")
 RegionOpt = typer.Option(None, "--region", "-r", help="Region (default: the SDK's default).")
 JsonOpt = typer.Option(False, "--json", help="One JSON document on stdout.")
 CatalogOpt = typer.Option(None, "--catalog", envvar="NESTCLOUD_CATALOG",
@@ -46,12 +41,11 @@ def open_for(ctx: Any, name: str, *, region: Optional[str], sandbox: bool) -> An
 def configured_providers(ctx: Any, sandbox: bool) -> list[str]:
     """Providers `ls`/`down` ask when --provider is not given: installed, and configured by
     their own judgement (``configured()``); with --sandbox, those with a local endpoint."""
-    from nestcloud.cli._inputs import PROVIDER_FLAGS, _pairs
+    from nestcloud.cli._inputs import _pairs
     from nestcloud.provider import available, configured, has_local_endpoint, options_of
 
     if sandbox:
         return [name for name in available() if has_local_endpoint(name)]
-    flags = {flag: ctx.params.get(param) for param, flag in PROVIDER_FLAGS}
     pairs = dict(_pairs(ctx))  # --provider-option KEY=VALUE: an option's name or flag
     given: dict[str, Any] = {}
     for name in available():
@@ -60,8 +54,7 @@ def configured_providers(ctx: Any, sandbox: bool) -> list[str]:
         except NestcloudError:
             continue
         for o in declared:
-            value = flags.get(o.flag)
-            value = pairs.get(o.name, pairs.get(o.flag, value))
+            value = pairs.get(o.name, pairs.get(o.flag))
             if value is not None:
                 given[o.name] = value
     out = configured(**given)
@@ -134,7 +127,7 @@ def _providers(ctx: Any, provider: str | None, region: str | None, sandbox: bool
 
 
 def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command inside
-    @app.command("launch")
+    @app.command("launch", cls=ProviderCommand)
     def launch_cmd(
         ctx: typer.Context,
         provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
@@ -175,21 +168,19 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         public_ip: bool = typer.Option(False, "--public-ip", help="Ask for a public IP."),
         egress: Optional[str] = typer.Option(
             None, "--egress",
-            help="Azure: how hosts reach the internet: nat (default: one NAT gateway per "
-                 "group), public-ip (one per VM, no inbound rule) or none (the bootstrap "
-                 "cannot install packages)."),
+            help="How hosts reach the internet, where the provider offers a choice: nat "
+                 "(one NAT gateway per group), public-ip (one per VM, no inbound rule) or none "
+                 "(the bootstrap cannot install packages)."),
         instance_profile: Optional[str] = typer.Option(
             None, "--instance-profile",
-            help="AWS: IAM instance profile NAME for the instances (a Windows L1 needs one "
-                 "to report readiness: `nestcloud iam-policy -p aws --l1-role`)."),
+            help="Instance profile (IAM identity) NAME for the instances, where the provider "
+                 "takes one (a Windows L1 that reports through its own tag needs one: "
+                 "`nestcloud iam-policy --l1-role`)."),
         wait: bool = typer.Option(False, "--wait", help="Wait until the L1 reports ready."),
         timeout: float = typer.Option(900.0, "--timeout", help="Seconds --wait waits."),
         dry_run: bool = typer.Option(False, "--dry-run",
                                      help="Print the exact requests; create nothing."),
         sandbox: bool = SandboxOpt,
-        subscription: Optional[str] = SubscriptionOpt,
-        arm_endpoint: Optional[str] = ArmEndpointOpt,
-        resource_group: Optional[str] = ResourceGroupOpt,
         provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = JsonOpt,
         catalog_path: Optional[Path] = typer.Option(None, "--catalog",
@@ -224,14 +215,6 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
             disk_gib=disk_gib, ttl_seconds=ttl_s, tags=tags,
             user_data=_read_user_data(user_data), public_ip=public_ip, l2_smoke=l2_smoke,
             instance_profile=instance_profile, egress=egress)
-        if instance_profile is not None and spec.provider.lower() != "aws":
-            raise InputError(f"--instance-profile is an AWS IAM instance profile: not for "
-                             f"--provider {spec.provider}",
-                             hint="Azure Windows L1s report readiness through Run Command and "
-                                  "need no identity")
-        if egress is not None and spec.provider.lower() != "azure":
-            raise InputError(f"--egress chooses the outbound path of Azure hosts: not for "
-                             f"--provider {spec.provider}")
         catalog = load_catalog(catalog_path)
         prepare(spec, catalog)  # refuse bad input before starting anything (sandbox included)
         check_tags(spec.tags, tag_limits(spec.provider))  # what the cloud would reject
@@ -265,7 +248,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         if code:
             raise typer.Exit(code)
 
-    @app.command("ls")
+    @app.command("ls", cls=ProviderCommand)
     def ls_cmd(
         ctx: typer.Context,
         provider: Optional[str] = typer.Option(None, "--provider", "-p",
@@ -273,9 +256,6 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         name: Optional[str] = typer.Option(None, "--name", "-n", help="Only this group."),
         region: Optional[str] = RegionOpt,
         sandbox: bool = SandboxOpt,
-        subscription: Optional[str] = SubscriptionOpt,
-        arm_endpoint: Optional[str] = ArmEndpointOpt,
-        resource_group: Optional[str] = ResourceGroupOpt,
         provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = JsonOpt,
         catalog_path: Optional[Path] = CatalogOpt,
@@ -302,7 +282,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
                        "`nestcloud down NAME` removes them):")
             typer.echo(table([[x[h] for h in LEFTOVER_KEYS] for x in left], LEFTOVER_KEYS))
 
-    @app.command("down")
+    @app.command("down", cls=ProviderCommand)
     def down_cmd(
         ctx: typer.Context,
         name: str = typer.Argument(..., metavar="NAME", help="The group to remove."),
@@ -311,9 +291,6 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         region: Optional[str] = RegionOpt,
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
         sandbox: bool = SandboxOpt,
-        subscription: Optional[str] = SubscriptionOpt,
-        arm_endpoint: Optional[str] = ArmEndpointOpt,
-        resource_group: Optional[str] = ResourceGroupOpt,
         provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = JsonOpt,
         catalog_path: Optional[Path] = CatalogOpt,
@@ -346,77 +323,103 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
             for n in r.notes:
                 info(n)
 
-    sandbox_app = typer.Typer(help="The local EC2 endpoint behind --sandbox.",
+    sandbox_app = typer.Typer(help="The providers' local endpoints behind --sandbox.",
                               no_args_is_help=True)
     app.add_typer(sandbox_app, name="sandbox")
+    SandboxProviderOpt = typer.Option(None, "--provider", "-p",
+                                      help="Whose local endpoint (default: every provider "
+                                           "that has one).")
 
-    def _sandbox_doc(st: Any, running: bool) -> dict[str, Any]:
-        from nestcloud import sandbox as sb
+    def _endpoint_providers(provider: str | None) -> list[str]:
+        from nestcloud.cli._inputs import check_provider_name
+        from nestcloud.provider import available, has_local_endpoint
 
-        doc: dict[str, Any] = {"running": running, "state_file": str(sb.state_path()),
-                               "limits": sb.LIMITS}
-        if st is not None:
-            doc.update(url=st.url, pid=st.pid, port=st.port, moto_version=st.moto_version)
+        if provider is not None:
+            check_provider_name(provider)
+            if not has_local_endpoint(provider):
+                raise InputError(f"--provider {provider!r} has no local endpoint")
+            return [provider]
+        names = [n for n in available() if has_local_endpoint(n)]
+        if not names:
+            raise InputError("no installed provider has a local endpoint")
+        return names
+
+    def _endpoint_doc(name: str, ep: Any, running: bool) -> dict[str, Any]:
+        doc: dict[str, Any] = {"provider": name, "running": running}
+        if ep is not None:
+            doc.update(url=ep.url, pid=ep.pid, state_file=ep.state_file, limits=ep.limits,
+                       **dict(ep.detail))
         return doc
 
+    def _control(action: str, provider: str | None) -> list[tuple[str, Any]]:
+        from nestcloud.provider import load_factory
+
+        return [(name, load_factory(name).endpoint_control(action, info))
+                for name in _endpoint_providers(provider)]
+
+    def _emit_endpoints(docs: list[dict[str, Any]], provider: str | None) -> None:
+        # One endpoint (asked for, or the only one installed): its document itself.
+        emit_json(docs[0] if len(docs) == 1 else {"endpoints": docs})
+
     @sandbox_app.command("start")
-    def sandbox_start(as_json: bool = JsonOpt) -> None:
+    def sandbox_start(provider: Optional[str] = SandboxProviderOpt,
+                      as_json: bool = JsonOpt) -> None:
         """Start the local endpoint (a no-op when it already runs)."""
         json_mode(as_json)
-        from nestcloud import sandbox as sb
-
-        st, started = sb.start(note=info)
+        results = _control("start", provider)
         if as_json:
-            emit_json({**_sandbox_doc(st, True), "started": started})
+            _emit_endpoints([{**_endpoint_doc(n, ep, True), "started": ep.started}
+                             for n, ep in results], provider)
             return
-        typer.echo(f"sandbox {'started' if started else 'already running'} at {st.url} "
-                   f"(pid {st.pid})")
-        info(sb.LIMITS)
+        for name, ep in results:
+            typer.echo(f"{name}: sandbox {'started' if ep.started else 'already running'} at "
+                       f"{ep.url} (pid {ep.pid})")
+            info(ep.limits)
 
     @sandbox_app.command("status")
-    def sandbox_status(as_json: bool = JsonOpt) -> None:
-        """Is the local endpoint running? Exit 0 when it is, 1 when not."""
+    def sandbox_status(provider: Optional[str] = SandboxProviderOpt,
+                       as_json: bool = JsonOpt) -> None:
+        """Is the local endpoint running? Exit 0 when it is (every one asked), 1 when not."""
         json_mode(as_json)
-        from nestcloud import sandbox as sb
-
-        st = sb.status(note=info)
+        results = _control("status", provider)
         if as_json:
-            emit_json(_sandbox_doc(st, st is not None))
-        elif st is None:
-            typer.echo("sandbox not running (the next --sandbox command starts it)")
-        else:
-            moto = f", moto {st.moto_version}" if st.moto_version else ""
-            typer.echo(f"sandbox running at {st.url} (pid {st.pid}{moto})")
-        if st is None:
+            _emit_endpoints([_endpoint_doc(n, ep, ep is not None) for n, ep in results],
+                            provider)
+        for name, ep in ([] if as_json else results):
+            if ep is None:
+                typer.echo(f"{name}: sandbox not running (the next --sandbox command starts it)")
+            else:
+                more = "".join(f", {k} {v}" for k, v in ep.detail if k != "port" and v)
+                typer.echo(f"{name}: sandbox running at {ep.url} (pid {ep.pid}{more})")
+        if any(ep is None for _, ep in results):
             raise typer.Exit(1)
 
     @sandbox_app.command("stop")
-    def sandbox_stop(as_json: bool = JsonOpt) -> None:
+    def sandbox_stop(provider: Optional[str] = SandboxProviderOpt,
+                     as_json: bool = JsonOpt) -> None:
         """Stop the local endpoint; everything launched in it is gone."""
         json_mode(as_json)
-        from nestcloud import sandbox as sb
-
-        st = sb.stop(note=info)
+        results = _control("stop", provider)
         if as_json:
-            emit_json({"stopped": st is not None,
-                       **({"url": st.url, "pid": st.pid} if st else {})})
-        elif st is None:
-            typer.echo("sandbox was not running")
-        else:  # a server found by its command line that no longer answers has no URL
-            typer.echo(f"sandbox at {st.url} stopped" if st.url
-                       else f"sandbox server (pid {st.pid}) stopped")
+            _emit_endpoints([{"provider": n, "stopped": ep is not None,
+                              **({"url": ep.url, "pid": ep.pid} if ep else {})}
+                             for n, ep in results], provider)
+            return
+        for name, ep in results:
+            if ep is None:
+                typer.echo(f"{name}: sandbox was not running")
+            else:  # a server found by its command line that no longer answers has no URL
+                typer.echo(f"{name}: sandbox at {ep.url} stopped" if ep.url
+                           else f"{name}: sandbox server (pid {ep.pid}) stopped")
 
     from nestcloud.cli.catalog_cmd import catalog_app
 
-    @catalog_app.command("verify")
+    @catalog_app.command("verify", cls=ProviderCommand)
     def catalog_verify(
         ctx: typer.Context,
         provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
         region: str = typer.Option(..., "--region", "-r"),
         sandbox: bool = SandboxOpt,
-        subscription: Optional[str] = SubscriptionOpt,
-        arm_endpoint: Optional[str] = ArmEndpointOpt,
-        resource_group: Optional[str] = ResourceGroupOpt,
         provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = JsonOpt,
         catalog_path: Optional[Path] = typer.Option(None, "--catalog",

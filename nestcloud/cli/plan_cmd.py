@@ -8,9 +8,8 @@ from typing import Any, Optional
 
 import typer
 
-from nestcloud.cli._app import emit_json, info, json_mode, table
-from nestcloud.cli.cloud_cmd import (ArmEndpointOpt, ProviderOptionOpt, ResourceGroupOpt,
-                                     SubscriptionOpt)
+from nestcloud.cli._app import ProviderCommand, emit_json, info, json_mode, table
+from nestcloud.cli.cloud_cmd import ProviderOptionOpt
 from nestcloud.errors import InputError
 
 CatalogOpt = typer.Option(None, "--catalog", envvar="NESTCLOUD_CATALOG",
@@ -120,7 +119,7 @@ lab_app = typer.Typer(help="Labs: many identical seats from one lab file, with T
                       no_args_is_help=True)
 
 
-@lab_app.command("up")
+@lab_app.command("up", cls=ProviderCommand)
 def lab_up(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="The lab file (YAML)."),
@@ -134,9 +133,6 @@ def lab_up(
                                            "created instead of removing it."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     catalog_path: Optional[Path] = CatalogOpt,
-    subscription: Optional[str] = SubscriptionOpt,
-    arm_endpoint: Optional[str] = ArmEndpointOpt,
-    resource_group: Optional[str] = ResourceGroupOpt,
     provider_option: list[str] = ProviderOptionOpt,
 ) -> None:
     """Plan, check and budget the lab, then launch every missing seat and wait until ready.
@@ -206,16 +202,13 @@ def lab_up(
         raise typer.Exit(code)
 
 
-@lab_app.command("status")
+@lab_app.command("status", cls=ProviderCommand)
 def lab_status(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="The lab file (YAML)."),
     sandbox: bool = typer.Option(False, "--sandbox"),
     as_json: bool = typer.Option(False, "--json"),
     catalog_path: Optional[Path] = CatalogOpt,
-    subscription: Optional[str] = SubscriptionOpt,
-    arm_endpoint: Optional[str] = ArmEndpointOpt,
-    resource_group: Optional[str] = ResourceGroupOpt,
     provider_option: list[str] = ProviderOptionOpt,
 ) -> None:
     """The lab's seats as the cloud reports them (found by tag)."""
@@ -235,16 +228,13 @@ def lab_status(
         typer.echo(_instance_table(st.instances))
 
 
-@lab_app.command("down")
+@lab_app.command("down", cls=ProviderCommand)
 def lab_down(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="The lab file (YAML)."),
     sandbox: bool = typer.Option(False, "--sandbox"),
     as_json: bool = typer.Option(False, "--json"),
     catalog_path: Optional[Path] = CatalogOpt,
-    subscription: Optional[str] = SubscriptionOpt,
-    arm_endpoint: Optional[str] = ArmEndpointOpt,
-    resource_group: Optional[str] = ResourceGroupOpt,
     provider_option: list[str] = ProviderOptionOpt,
 ) -> None:
     """Remove every seat of the lab; harmless when nothing is left."""
@@ -382,7 +372,7 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(render_plan(res, limit, explain))
 
-    @app.command("reap")
+    @app.command("reap", cls=ProviderCommand)
     def reap_cmd(
         ctx: typer.Context,
         dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; remove "
@@ -397,9 +387,6 @@ def register(app: typer.Typer) -> None:
                                                               "providers that have one."),
         as_json: bool = typer.Option(False, "--json"),
         catalog_path: Optional[Path] = CatalogOpt,
-        subscription: Optional[str] = SubscriptionOpt,
-        arm_endpoint: Optional[str] = ArmEndpointOpt,
-        resource_group: Optional[str] = ResourceGroupOpt,
         provider_option: list[str] = ProviderOptionOpt,
 ) -> None:
         """Remove every nestcloud group whose nestcloud:expires has passed. Safe for cron:

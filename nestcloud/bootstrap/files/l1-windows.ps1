@@ -1,14 +1,14 @@
 # nestcloud L1 bootstrap for Windows Server ($NcProfile: hyperv | wsl2 | none).
 # Hyper-V and WSL2 need a reboot between enabling the feature and using it, so this script runs
-# at every boot until it has reported (EC2: <persist>true</persist>; Azure: a startup task,
-# because CustomScriptExtension must not reboot inside the extension).
+# at every boot until it has reported ($NcDelivery 'user-data': the guest agent re-runs user
+# data, e.g. <persist>true</persist>; 'provider': a startup task, because the provider's
+# script runner must not reboot inside itself).
 # It reports like the Linux check: one line 'NESTCLOUD-L1 {json}' on stdout, the same JSON in
-# %ProgramData%\nestcloud\l1.json, and the same JSON as the instance tag $NcTag (EC2 console
-# output on Windows holds only event-log errors, so nestcloud reads the tag on EC2). Writing the
-# tag needs ec2:CreateTags on itself (EC2 instance profile) or Tag Contributor on the VM (Azure
-# managed identity). On Azure nestcloud reads l1.json through Run Command instead, so the VM
-# needs no identity there (the tag attempt then fails harmlessly). l1.json is written before the
-# tag, and must stay the exact JSON (no marker word): nestcloud prints it after the marker.
+# %ProgramData%\nestcloud\l1.json, and the same JSON as the instance tag $NcTag through
+# Set-NcTag, which the provider defines above (its cloud's metadata service; a provider that
+# reads l1.json itself, e.g. through a run-command API, defines it as a no-op). l1.json is
+# written before the tag, and must stay the exact JSON (no marker word): nestcloud prints it
+# after the marker.
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $NcDir = Join-Path $env:ProgramData 'nestcloud'
@@ -16,23 +16,6 @@ New-Item -ItemType Directory -Force -Path $NcDir | Out-Null
 $NcDone = Join-Path $NcDir 'l1.done'
 if (Test-Path $NcDone) { exit 0 }
 Start-Transcript -Append -Path (Join-Path $NcDir 'bootstrap.log') | Out-Null
-
-function Set-NcTag([string]$Value) {
-  if ($NcCloud -eq 'aws') {
-    $tok = Invoke-RestMethod -Method Put -Uri 'http://169.254.169.254/latest/api/token' -Headers @{'X-aws-ec2-metadata-token-ttl-seconds' = '300'}
-    $h = @{'X-aws-ec2-metadata-token' = $tok}
-    $id = Invoke-RestMethod -Headers $h -Uri 'http://169.254.169.254/latest/meta-data/instance-id'
-    $region = Invoke-RestMethod -Headers $h -Uri 'http://169.254.169.254/latest/meta-data/placement/region'
-    New-EC2Tag -Region $region -Resource $id -Tag @{Key = $NcTag; Value = $Value}
-  } else {
-    $md = @{Metadata = 'true'}
-    $c = (Invoke-RestMethod -Headers $md -Uri 'http://169.254.169.254/metadata/instance?api-version=2021-02-01').compute
-    $tok = (Invoke-RestMethod -Headers $md -Uri 'http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/').access_token
-    $vm = "/subscriptions/$($c.subscriptionId)/resourceGroups/$($c.resourceGroupName)/providers/Microsoft.Compute/virtualMachines/$($c.name)"
-    $body = @{operation = 'Merge'; properties = @{tags = @{$NcTag = $Value}}} | ConvertTo-Json -Depth 5 -Compress
-    Invoke-RestMethod -Method Patch -Uri "https://management.azure.com$vm/providers/Microsoft.Resources/tags/default?api-version=2021-04-01" -Headers @{Authorization = "Bearer $tok"} -ContentType 'application/json' -Body $body | Out-Null
-  }
-}
 
 function Send-NcReport([string]$Status, $Checks) {
   # Compact: an EC2 tag value holds at most 256 characters.
@@ -43,7 +26,7 @@ function Send-NcReport([string]$Status, $Checks) {
 }
 
 function Restart-Nc {
-  if ($NcCloud -eq 'aws') { Restart-Computer -Force }
+  if ($NcDelivery -eq 'user-data') { Restart-Computer -Force }
   else { shutdown.exe /r /t 30 /c 'nestcloud: reboot to enable the hypervisor' | Out-Null }
 }
 
@@ -51,7 +34,7 @@ function Enable-NcFeatures {
   # $true when something was enabled and a reboot must come before the checks.
   if ($NcProfile -eq 'hyperv') {
     if ((Get-WindowsFeature -Name Hyper-V).Installed) { return $false }
-    if ($NcCloud -eq 'aws') {
+    if ($NcDelivery -eq 'user-data') {
       Install-WindowsFeature -Name Hyper-V -IncludeManagementTools -Restart | Out-Null
     } else {
       Install-WindowsFeature -Name Hyper-V -IncludeManagementTools | Out-Null
@@ -145,7 +128,7 @@ $status = 'ready'
 if ($bad.Count -gt 0) { $status = 'failed' }
 Send-NcReport $status $checks
 New-Item -ItemType File -Force -Path $NcDone | Out-Null
-if ($NcCloud -eq 'azure') { Unregister-ScheduledTask -TaskName 'nestcloud-l1' -Confirm:$false -ErrorAction SilentlyContinue }
+if ($NcDelivery -eq 'provider') { Unregister-ScheduledTask -TaskName 'nestcloud-l1' -Confirm:$false -ErrorAction SilentlyContinue }
 
 if ($NcUserScript) {
   # The user's own script (--user-data), once, after the readiness report.
