@@ -239,7 +239,7 @@ def test_arm64_explains_and_suggests_x86(cat: Catalog) -> None:
     findings = run_checks(spec(type="c7g.large"), cat)
     assert [f.rule for f in findings] == ["arm64"]  # not also "no-nesting"
     f = findings[0]
-    assert f.message == ("c7g.large is an Arm (arm64) type: AWS and Azure offer no nested "
+    assert f.message == ("c7g.large is an Arm (arm64) type: aws offers no nested "
                          "virtualization on Arm")
     assert f.suggestion is not None and f.suggestion.startswith("use c7i.large (2 vCPU, 4 GiB")
 

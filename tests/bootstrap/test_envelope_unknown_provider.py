@@ -12,6 +12,7 @@ import gzip
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from nestcloud import provider as registry
@@ -90,14 +91,37 @@ def test_windows_is_refused_when_the_envelope_says_unsupported():
 ])
 def test_windows_follows_the_declared_delivery_and_readiness(delivery, channel, head,
                                                              readiness):
-    r = render(envelope(limit_bytes=1 << 20, windows=delivery, windows_readiness=channel),
-               "windows-2025", "wsl2")
+    tagger = "function Set-NcTag([string]$Value) { Write-Output \"mycloud tag: $Value\" }"
+    env = envelope(limit_bytes=1 << 20, windows=delivery, windows_readiness=channel,
+                   windows_tag_script=tagger)
+    r = render(env, "windows-2025", "wsl2")
     text = r.body.decode()
     assert r.kind == "powershell" and not r.gzipped and r.readiness == readiness
     assert text.startswith(head)
-    assert "$NcCloud = 'mycloud'" in text
-    assert text == profiles.WINDOWS_WRAPPERS[delivery](
-        profiles.windows_script(NAME, "wsl2"))
+    assert f"$NcDelivery = '{delivery}'" in text
+    assert tagger in text  # the provider's way of tagging, nothing of any cloud's own
+    assert "169.254.169.254" not in text and "NcCloud" not in text
+    assert text == profiles.WINDOWS_WRAPPERS[delivery](profiles.windows_script(env, "wsl2"))
+
+
+def test_windows_without_a_tag_script_defines_a_harmless_set_nctag():
+    env = envelope(limit_bytes=1 << 20, windows="provider", windows_readiness="run-command")
+    text = render(env, "windows-2022", "hyperv").body.decode()
+    assert "function Set-NcTag([string]$Value) { }" in text
+
+
+def test_a_linux_report_script_runs_after_the_check_and_opens_its_channel():
+    report = "curl -s -X PUT --data-binary @/var/lib/nestcloud/l1.json http://md/x"
+    with pytest.raises(ProviderError, match="guest-attribute"):
+        render(envelope(readiness="guest-attribute"), "ubuntu-24.04", "none")
+    r = render(envelope(limit_bytes=1 << 20, readiness="guest-attribute",
+                        linux_report_script=report),
+               "ubuntu-24.04", "none")
+    cfg = yaml.safe_load(r.body.decode())
+    check = [c for c in cfg["runcmd"] if "--profile" in c]
+    assert cfg["runcmd"][-1] == ["sh", "-c", report]
+    assert cfg["runcmd"].index(check[0]) == len(cfg["runcmd"]) - 2
+    assert r.readiness == "console"  # console() returns the marker it published
 
 
 def test_a_windows_script_over_the_limit_is_never_gzipped():
