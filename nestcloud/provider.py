@@ -494,6 +494,11 @@ def load_factory(name: str) -> ProviderClass:
         raise ProviderError(
             f"provider {name!r} is registered as {value!r}, which does not exist: {exc}",
             hint="reinstall the package that provides it", provider=name) from exc
+    except Exception as exc:  # noqa: BLE001 - a plugin's import is code we do not control
+        raise ProviderError(
+            f"provider {name!r} ({value!r}) failed while being imported: "
+            f"{type(exc).__name__}: {exc}",
+            hint="report it to the provider's authors", provider=name) from exc
 
 
 def capabilities_of(name: str) -> Capabilities:

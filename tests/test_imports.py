@@ -28,8 +28,10 @@ with open(out, "w") as f:
 """
 
 # detect_secrets (and the requests it imports) is the secret scan's: only commands that send
-# user data load it.
-FORBIDDEN = ("boto3", "botocore", "azure", "moto", "providers", "detect_secrets", "requests")
+# user data load it. Provider packages may load (`check` runs the provider's own rules, and
+# `providers` lists its flags, from the class), never their SDKs.
+FORBIDDEN = ("boto3", "botocore", "azure", "google", "moto", "pycdlib", "psutil",
+             "detect_secrets", "requests")
 
 COMMANDS = [
     ["--help"],

@@ -152,12 +152,20 @@ def register(app: typer.Typer) -> None:
     def providers(as_json: bool = typer.Option(False, "--json")) -> None:
         """List the providers that are installed (built-in and plugins)."""
         json_mode(as_json)
-        from nestcloud.provider import describe
+        from nestcloud.errors import NestcloudError
+        from nestcloud.provider import describe, options_of
 
         rows = describe()
+        for r in rows:  # the flags each provider adds to the commands that reach it
+            try:
+                r["options"] = [{"name": o.name, "flag": o.flag, "help": o.help,
+                                 "envvar": o.envvar} for o in options_of(r["name"])]
+            except NestcloudError as exc:
+                r["options"], r["problem"] = [], exc.message
         if as_json:
             emit_json({"providers": rows})
             return
         typer.echo(table([[r["name"], "yes" if r["installed"] else
-                           f"no: pip install 'nestcloud[{r['extra']}]'", r["origin"]]
-                          for r in rows], ["provider", "sdk installed", "from"]))
+                           f"no: pip install 'nestcloud[{r['extra']}]'", r["origin"],
+                           " ".join(o["flag"] for o in r["options"]) or "-"]
+                          for r in rows], ["provider", "sdk installed", "from", "flags"]))
