@@ -38,10 +38,11 @@ def translate_code(code: str | None, message: str, status: int | None, doing: st
     if code:
         text += f" ({code})"
     if (target or "").lower().endswith("disksizegb"):
-        # OperationNotAllowed is also a quota code: the target says it is the disk's size.
+        # OperationNotAllowed is also a quota code: the target says it is the disk's size,
+        # which no other size or region cures.
         return UnsupportedError(text, hint="the OS disk must be at least as big as the "
                                            "image's own: pass a larger --disk-gib",
-                                code=code, provider=PROVIDER)
+                                code=code, provider=PROVIDER, scope="request")
     if low in _CAPACITY:
         return CapacityError(text, hint="Azure has no capacity for this size there now: try "
                                         "another region or an equivalent size, or retry later",
@@ -72,12 +73,14 @@ def translate_code(code: str | None, message: str, status: int | None, doing: st
                               code=code, provider=PROVIDER)
     if "securitytype" in message.lower().replace(" ", ""):
         # Some subscriptions must opt in before sending securityType Standard explicitly
-        # (FACTS.md, unconfirmed); nesting needs Standard, so say so rather than drop it.
+        # (FACTS.md, unconfirmed); nesting needs Standard, so say so rather than drop it. The
+        # subscription is the obstacle: no other size or region of it would take the request.
         return UnsupportedError(text, hint="nesting needs security type Standard (Trusted "
                                            "Launch blocks it); this subscription may need a "
                                            "Microsoft.Compute feature registration to send "
                                            "it: see `az feature list --namespace "
-                                           "Microsoft.Compute`", code=code, provider=PROVIDER)
+                                           "Microsoft.Compute`", code=code, provider=PROVIDER,
+                                scope="account")
     if low in {"invalidparameter", "badrequest", "invalidrequestcontent"}:
         return UnsupportedError(text, hint="Azure rejected a parameter of this launch",
                                 code=code, provider=PROVIDER)

@@ -34,6 +34,27 @@ def test_codes_carry_the_scope_failover_reads(code: str | None, status: int,
     assert err.message == "doing x: boom" + (f" ({code})" if code else "")
 
 
+def test_a_disk_smaller_than_the_image_is_the_request_not_the_size() -> None:
+    # OperationNotAllowed is also a quota code: the target says it is the disk's size, which
+    # no other size or region cures.
+    err = errors.translate_code("OperationNotAllowed", "The specified disk size 30 GB is "
+                                "smaller than the size of the corresponding disk in the VM "
+                                "image: 64 GB.", 409, "creating", target="osDisk.diskSizeGB")
+    assert err.scope == "request"
+    assert failover.classify(err) == "fatal"
+    assert "--disk-gib" in (err.hint or "")
+
+
+def test_a_subscription_that_cannot_send_security_type_stops_the_launch() -> None:
+    # Some subscriptions must register a feature before sending securityType Standard
+    # (FACTS.md, unconfirmed): no other size or region of that subscription will take it.
+    err = errors.translate_code("BadRequest", "Use of Security Type Standard is not allowed "
+                                "for this subscription", 400, "creating")
+    assert err.scope == "account"
+    assert failover.classify(err) == "fatal"
+    assert "az feature list --namespace Microsoft.Compute" in (err.hint or "")
+
+
 def test_sdk_exceptions_are_translated_and_never_leak() -> None:
     from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
                                        ServiceRequestError)
