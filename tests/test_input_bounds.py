@@ -661,7 +661,7 @@ NARROW = ["203.0.113.7/32", "1.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168
 @pytest.mark.parametrize("cidr", WIDE)
 def test_a_very_wide_public_network_counts_as_world_open(cidr: str) -> None:
     from nestcloud.launcher import check_ssh_cidr
-    from providers._azure_plan import ssh_rules
+    from providers.azure.plan import ssh_rules
 
     with pytest.raises(InputError) as info:
         check_ssh_cidr(cidr, False)
@@ -678,7 +678,7 @@ def test_a_very_wide_public_network_counts_as_world_open(cidr: str) -> None:
 @pytest.mark.parametrize("cidr", NARROW)
 def test_narrower_or_private_networks_are_not_world_open(cidr: str) -> None:
     from nestcloud.launcher import check_ssh_cidr
-    from providers._azure_plan import ssh_rules
+    from providers.azure.plan import ssh_rules
 
     assert check_ssh_cidr(cidr, False) == cidr
     [rule] = ssh_rules(cidr, False)
@@ -693,7 +693,7 @@ PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192
 @given(data=st.data())
 def test_launcher_and_azure_share_one_world_open_rule(data: st.DataObject) -> None:
     from nestcloud.launcher import check_ssh_cidr
-    from providers._azure_plan import ssh_rules
+    from providers.azure.plan import ssh_rules
 
     v6 = data.draw(st.booleans())
     bits = 128 if v6 else 32

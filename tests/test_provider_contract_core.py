@@ -63,10 +63,11 @@ def _strings(path: Path) -> set[str]:
 
 
 def test_failover_names_no_cloud_and_no_cloud_error_code() -> None:
-    from providers import _aws_errors, _azure_plan
+    from providers import _aws_errors
+    from providers.azure import errors as azure_errors
 
     codes = (set(_aws_errors.ZONE_CODES) | set(_aws_errors.TYPE_CODES)
-             | set(_aws_errors.REGION_CODES) | _azure_plan._CAPACITY | _azure_plan._QUOTA)
+             | set(_aws_errors.REGION_CODES) | azure_errors._CAPACITY | azure_errors._QUOTA)
     text = (CORE / "failover.py").read_text(encoding="utf-8")
     assert [c for c in codes if c in text] == []
     assert [c for c in codes if c.lower() in text.lower()] == []

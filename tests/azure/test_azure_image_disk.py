@@ -18,7 +18,7 @@ from nestcloud.provider import LaunchRequest
 from nestcloud.catalog import Catalog
 from nestcloud.errors import InputError, QuotaError, UnsupportedError
 from nestcloud.spec import LaunchSpec
-from providers import _azure_plan as plan
+from providers.azure import errors, plan
 
 
 def spec(**kw: Any) -> LaunchSpec:
@@ -153,10 +153,11 @@ def test_newest_image_version(versions: list[str], newest: str) -> None:
 def test_disk_too_small_is_not_reported_as_a_quota_problem() -> None:
     # What Azure answers when diskSizeGB is below the image's (OperationNotAllowed is also a
     # quota code, so the target decides).
-    err = plan.translate("OperationNotAllowed", "The specified disk size 30 GB is smaller than "
-                         "the size of the corresponding disk in the VM image: 64 GB.", 409,
-                         "seat 0: creating demo-0", target="osDisk.diskSizeGB")
+    err = errors.translate_code("OperationNotAllowed", "The specified disk size 30 GB is "
+                                "smaller than the size of the corresponding disk in the VM "
+                                "image: 64 GB.", 409, "seat 0: creating demo-0",
+                                target="osDisk.diskSizeGB")
     assert isinstance(err, UnsupportedError) and not isinstance(err, QuotaError)
     assert "--disk-gib" in (err.hint or "")
-    quota = plan.translate("OperationNotAllowed", "cores quota", 409, "creating")
+    quota = errors.translate_code("OperationNotAllowed", "cores quota", 409, "creating")
     assert isinstance(quota, QuotaError)

@@ -7,7 +7,7 @@ from fakes.arm_fake import vm_sku
 
 from nestcloud.errors import (CapacityError, CredentialsError, InputError, ProviderError,
                               QuotaError, ThrottledError)
-from providers import _azure_plan as plan
+from providers.azure import errors, plan
 
 
 @pytest.mark.parametrize(("gens", "forced", "want"), [
@@ -68,7 +68,7 @@ def test_quota_shortfall_skips_names_it_does_not_see() -> None:
     ("TooManyRequests", 429, ThrottledError), ("Conflict", 409, ProviderError),
 ])
 def test_translate_classifies_by_scope(code: str | None, status: int, cls: type) -> None:
-    err = plan.translate(code, "boom", status, "doing x")
+    err = errors.translate_code(code, "boom", status, "doing x")
     assert type(err) is cls
     assert err.message == "doing x: boom" + (f" ({code})" if code else "")
     assert err.provider == "azure"

@@ -16,7 +16,7 @@ from nestcloud.bootstrap.wait import WaitReport, wait_for_ready
 from nestcloud.catalog import Catalog
 from nestcloud.errors import CredentialsError
 from nestcloud.spec import LaunchSpec
-from providers import _azure_plan as plan
+from providers.azure import plan
 
 READY = {"status": "ready", "profile": "hyperv", "v": 1,
          "checks": {"hypervisor_present": True, "vmms": True, "probe_vm": True}}

@@ -1,4 +1,4 @@
-"""Pure helpers for the Azure provider: names, images, ARM request bodies, SKU facts, errors.
+"""The Azure provider's requests as data: names, images, ARM request bodies, SKU facts.
 
 Nothing here does I/O or imports the Azure SDK: every function takes data and returns data, so
 the request bodies the provider sends (and ``--dry-run`` shows) are built and tested in one place.
@@ -11,12 +11,11 @@ import base64
 import datetime as dt
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nestcloud.errors import (CapacityError, CredentialsError, InputError, ProviderError,
-                              QuotaError, ThrottledError, UnsupportedError)
+from nestcloud.errors import InputError, UnsupportedError
 from nestcloud.launcher import WORLD_CIDRS, check_ssh_cidr  # the one SSH source rule
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT
 
@@ -31,6 +30,11 @@ EXTENSION_NAME = "nestcloud-bootstrap"
 CUSTOM_DATA_MAX = 65535
 # Windows Server marketplace images carry a 127 GiB OS disk; a smaller diskSizeGB is rejected.
 WINDOWS_MIN_DISK_GIB = 127
+# The hosts' outbound paths (--egress), the default first: a NAT gateway, Azure's recommended
+# way. Not chosen by seat count, although per-VM public IPs are cheaper below ten seats: a group
+# keeps one layout however it grows, and no VM gets an address of its own. `--egress public-ip`
+# is one flag away, and the plan says what it saves (pricing.egress_cost).
+EGRESS_MODES = ("nat", "public-ip", "none")
 
 # OS alias -> Hyper-V generation -> image URN (publisher:offer:sku:version).
 # ubuntu-24.04, debian-12, windows-2022: FACTS.md (Azure, Images).
@@ -52,8 +56,6 @@ IMAGES: dict[str, dict[str, str]] = {
     "windows-2025": {"V2": "MicrosoftWindowsServer:WindowsServer:2025-datacenter-g2:latest",
                      "V1": "MicrosoftWindowsServer:WindowsServer:2025-datacenter:latest"},
 }
-
-
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -184,7 +186,8 @@ def parse_urn(text: str) -> dict[str, str]:
     return {"publisher": publisher, "offer": offer, "sku": sku, "version": version}
 
 
-def choose_generation(size: str, size_generations: list[str] | None, forced: str | None) -> str:
+def choose_generation(size: str, size_generations: Sequence[str] | None, forced: str | None
+                      ) -> str:
     """The Hyper-V generation to boot: the forced one if the size takes it, else Gen2 when
     the size supports it (the newer default), else Gen1."""
     gens = [g.upper() for g in (size_generations or [])]
@@ -305,18 +308,17 @@ def nat_body(region: str, tags: dict[str, str], pip_id: str) -> dict[str, Any]:
             "properties": {"publicIpAddresses": [{"id": pip_id}]}}
 
 
-def egress_mode(egress: str | None, public_ip: bool) -> str:
+def egress_mode(egress: str | None, public_ip: bool, default: str) -> str:
     """The outbound path: the one asked for; else a public IP per VM when --public-ip gives
-    one anyway (a NAT gateway would only add cost); else the default, a NAT gateway."""
-    from nestcloud.prices import DEFAULT_EGRESS
-
+    one anyway (a NAT gateway would only add cost); else ``default`` (the provider's declared
+    ``Capabilities.egress[0]``)."""
     if egress == "none" and public_ip:
         raise InputError("--egress none with --public-ip: a public IP on a VM is a way out to "
                          "the internet", hint="drop one of them (--public-ip alone gives each "
                                               "VM its own address for SSH and egress)")
     if egress is not None:
         return egress
-    return "public-ip" if public_ip else DEFAULT_EGRESS[PROVIDER]
+    return "public-ip" if public_ip else default
 
 
 def pip_body(region: str, tags: dict[str, str]) -> dict[str, Any]:
@@ -546,75 +548,6 @@ def quota_shortfall(usages: list[dict[str, Any]], family: str | None, need: int,
         if current + need > limit:
             return (str(u["name"].get("value", n)), current, limit)
     return None
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-_CAPACITY = {"skunotavailable", "allocationfailed", "zonalallocationfailed",
-             "overconstrainedallocationrequest", "overconstrainedzonalallocationrequest"}
-_QUOTA = {"quotaexceeded", "operationnotallowed", "totalregionalcoresquotaexceeded",
-          "spotquotaexceeded", "lowpriorityquotaexceeded"}
-_AUTH = {"authorizationfailed", "authenticationfailed", "invalidauthenticationtoken",
-         "expiredauthenticationtoken", "invalidauthenticationtokentenant",
-         "linkedauthorizationfailed"}
-# Failures that a second create of the same resource can cure.
-TRANSIENT = {"internalservererror", "internalexecutionerror", "osprovisioningtimedout",
-             "osprovisioninginternalerror", "retryableerror", "anotheroperationinprogress",
-             "conflictingoperation", "vmstartinternalerror", "provisioningfailed"}
-
-
-def translate(code: str | None, message: str, status: int | None, doing: str, *,
-              target: str | None = None) -> ProviderError:
-    """An ARM error code (and its target) -> the nestcloud error a user can act on."""
-    low = (code or "").lower()
-    text = f"{doing}: {message}" if message else doing
-    if code:
-        text += f" ({code})"
-    if (target or "").lower().endswith("disksizegb"):
-        # OperationNotAllowed is also a quota code: the target says it is the disk's size.
-        return UnsupportedError(text, hint="the OS disk must be at least as big as the "
-                                           "image's own: pass a larger --disk-gib",
-                                code=code, provider=PROVIDER)
-    if low in _CAPACITY:
-        return CapacityError(text, hint="Azure has no capacity for this size there now: try "
-                                        "another region or an equivalent size, or retry later",
-                             code=code, provider=PROVIDER)
-    if low in _QUOTA:
-        return QuotaError(text, hint="raise the vCPU quota for this family in the region "
-                                     "(portal: Quotas > Compute) or pick another region/size",
-                          code=code, provider=PROVIDER)
-    if low in _AUTH or status in (401, 403):
-        return CredentialsError(text, hint="sign in with `az login` (or set AZURE_CLIENT_ID/"
-                                           "AZURE_TENANT_ID/AZURE_CLIENT_SECRET) and make sure "
-                                           "the identity has Contributor on the subscription",
-                                code=code, provider=PROVIDER)
-    if low in {"subscriptionnotfound", "invalidsubscriptionid"}:
-        return CredentialsError(text, hint="check --subscription / AZURE_SUBSCRIPTION_ID "
-                                           "(`az account list`)", code=code, provider=PROVIDER)
-    if low == "resourcegroupbeingdeleted":
-        return ProviderError(text, hint="a previous `nestcloud down` is still deleting this "
-                                        "group: wait for it to finish, then launch again",
-                             code=code, provider=PROVIDER)
-    if low == "nicreservedforanothervm":
-        return ProviderError(text, hint="Azure keeps a NIC reserved ~180 s after its VM is "
-                                        "deleted: wait a few minutes and run again",
-                             code=code, provider=PROVIDER)
-    if status == 429 or low in {"toomanyrequests", "throttled"}:
-        return ThrottledError(text, hint="Azure Resource Manager kept throttling after "
-                                         "retries: wait a minute and run again",
-                              code=code, provider=PROVIDER)
-    if "securitytype" in message.lower().replace(" ", ""):
-        # Some subscriptions must opt in before sending securityType Standard explicitly
-        # (FACTS.md, unconfirmed); nesting needs Standard, so say so rather than drop it.
-        return UnsupportedError(text, hint="nesting needs security type Standard (Trusted "
-                                           "Launch blocks it); this subscription may need a "
-                                           "Microsoft.Compute feature registration to send "
-                                           "it: see `az feature list --namespace "
-                                           "Microsoft.Compute`", code=code, provider=PROVIDER)
-    if low in {"invalidparameter", "badrequest", "invalidrequestcontent"}:
-        return UnsupportedError(text, hint="Azure rejected a parameter of this launch",
-                                code=code, provider=PROVIDER)
-    return ProviderError(text, code=code, provider=PROVIDER)
 
 
 def custom_data_ok(data: bytes) -> None:

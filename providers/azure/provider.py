@@ -8,7 +8,7 @@ a NIC and a VM (security type Standard, generation-matched image, an OS disk no 
 the image's, boot diagnostics on, OS disk/NIC/public IP deleted with the VM), the
 CustomScriptExtension on Windows, and a DevTestLab auto-shutdown schedule when a TTL is set.
 Everything is tagged; tags are the only state. Request bodies come from
-``providers._azure_plan`` (pure).
+``providers.azure.plan`` (pure).
 
 Subnets of new VNets are private with the network API version the SDK sends (FACTS.md, Azure,
 "Egress"): without the NAT gateway or a public IP a host cannot install its bootstrap's
@@ -21,39 +21,28 @@ scale set: each seat keeps its own tags (seat number), NIC, bootstrap extension 
 request body, a failed seat is identified and the run rolled back precisely, and re-running
 converges on deterministic names (two concurrent launches PUT the same resources, never twice).
 
-The Azure SDK is imported here and only here; the registry imports this module on demand.
+The Azure SDK is imported by ``providers.azure._sdk`` only, which the verbs import when they
+reach Azure: the class, its capabilities and its class hooks (rules, prices, egress cost,
+access policy) need no SDK.
 """
 
 from __future__ import annotations
 
+import builtins  # `list` is also a verb of the class below
 import datetime as dt
-import getpass
 import gzip
-import ipaddress
 import json
 import os
 import re
 import secrets
 import string
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import urlparse
-
-from azure.core.credentials import AccessToken, TokenCredential
-from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
-                                   ResourceNotFoundError, ServiceRequestError)
-from azure.core.pipeline import PipelineRequest
-from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.mgmt.compute import ComputeManagementClient
-from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (CleanupError, CredentialsError, InputError, NestcloudError,
@@ -61,142 +50,41 @@ from nestcloud.errors import (CleanupError, CredentialsError, InputError, Nestcl
 from nestcloud.models import (CatalogDiff, DownResult, Instance, LaunchResult, PlannedRequest,
                               VerifyResult)
 from nestcloud.oses import OSES
-from nestcloud.provider import (Capabilities, LaunchOutcome, LaunchRequest, ProviderOption,
-                                UserDataEnvelope)
+from nestcloud.provider import (AccessPolicy, Capabilities, EgressCost, LaunchOutcome,
+                                LaunchRequest, PriceFetch, ProviderOption, UserDataEnvelope)
 from nestcloud.spec import (TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec,
                             TagLimits, check_name)
-from providers import _azure_plan as plan
+from providers.azure import plan, pricing
+from providers.azure.auth import (ENV_ENDPOINT, ENV_SUBSCRIPTION, is_loopback_http, owner,
+                                  resolve_subscription)
+from providers.azure.errors import TRANSIENT, code_message, code_of, translate
+from providers.azure.errors import errors as _errors
 
-ENV_ENDPOINT = "NESTCLOUD_AZURE_ARM_ENDPOINT"
-ENV_SUBSCRIPTION = "AZURE_SUBSCRIPTION_ID"
+if TYPE_CHECKING:  # annotations only: importing the provider must not load the SDK
+    from azure.core.credentials import TokenCredential
+
+    from nestcloud.checks import Finding
+
 # ARM throttles with 429 + Retry-After; azure-core's RetryPolicy honours the header. Tuned for
 # many concurrent creates so throttling never fails a lab: more attempts than the default
 # (including retry_status, which otherwise caps error answers at 3), backoff capped at 60 s.
 RETRY_DEFAULTS: dict[str, Any] = {"retry_total": 10, "retry_status": 10,
                                   "retry_backoff_factor": 1.0, "retry_backoff_max": 60}
-# Dependency order for removing our resources from a group we do not own.
 # Run Command waits for the VM agent (busy while booting or running another command): a read
 # that takes longer is given up for this poll and tried again on the next.
 RUN_COMMAND_TIMEOUT_S = 90.0
+# Dependency order for removing our resources from a group we do not own.
 # A subnet holds its NAT gateway, and a NAT gateway its public IP: VNets go before NAT gateways,
 # NAT gateways before public IPs (VM public IPs are free once their NICs are gone).
 DELETE_ORDER = ("microsoft.devtestlab/schedules", "microsoft.compute/virtualmachines",
                 "microsoft.network/networkinterfaces", "microsoft.compute/disks",
                 "microsoft.network/virtualnetworks", "microsoft.network/natgateways",
                 "microsoft.network/publicipaddresses", "microsoft.network/networksecuritygroups")
-
-
-# -- credentials and endpoint ------------------------------------------------------------------
-
-
-def resolve_subscription(explicit: str | None) -> str:
-    """--subscription, then AZURE_SUBSCRIPTION_ID, then the Azure CLI's default subscription."""
-    if explicit:
-        return explicit
-    env = os.environ.get(ENV_SUBSCRIPTION)
-    if env:
-        return env
-    config_dir = Path(os.environ.get("AZURE_CONFIG_DIR") or Path.home() / ".azure")
-    profile = config_dir / "azureProfile.json"
-    try:
-        # The Azure CLI writes this file with a UTF-8 byte-order mark.
-        data = json.loads(profile.read_text(encoding="utf-8-sig"))
-        for sub in data.get("subscriptions") or []:
-            if sub.get("isDefault") and sub.get("id"):
-                return str(sub["id"])
-    except (OSError, ValueError, AttributeError):
-        pass
-    raise InputError("no Azure subscription: pass --subscription, set AZURE_SUBSCRIPTION_ID, or "
-                     "choose a default with `az account set --subscription <id>`")
-
-
-def _is_loopback_http(endpoint: str | None) -> bool:
-    if not endpoint:
-        return False
-    url = urlparse(endpoint)
-    if url.scheme != "http":
-        return False
-    host = url.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _LoopbackCredential:
-    """A placeholder token for an ARM endpoint on this machine (a local fake or emulator)."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("nestcloud-loopback", 2**31 - 1)
-
-
-class _LoopbackAuthPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Bearer auth for a plain-http loopback endpoint, which azure-core's policy refuses."""
-
-    def __init__(self, credential: TokenCredential, scope: str) -> None:
-        self._credential = credential
-        self._scope = scope
-
-    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
-        token = self._credential.get_token(self._scope).token
-        request.http_request.headers["Authorization"] = f"Bearer {token}"
-
-
-def _owner() -> str:
-    try:
-        return os.environ.get("NESTCLOUD_OWNER") or getpass.getuser()
-    except Exception:  # getpass raises when no user name can be found (containers)
-        return "unknown"
-
-
-# -- error translation -------------------------------------------------------------------------
-
-
-def _code_message(exc: HttpResponseError) -> tuple[str | None, str]:
-    err = getattr(exc, "error", None)
-    code = getattr(err, "code", None) if err is not None else None
-    message = getattr(err, "message", None) if err is not None else None
-    return code, str(message or exc.message or exc).splitlines()[0]
-
-
-def translate(exc: Exception, doing: str) -> NestcloudError:
-    if isinstance(exc, NestcloudError):
-        return exc
-    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "response", None) is None:
-        # Raised by the credential itself: no login at all, or an expired one.
-        return CredentialsError(f"{doing}: no usable Azure credentials "
-                                f"({str(exc).splitlines()[0]})",
-                                hint="run `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/"
-                                     "AZURE_CLIENT_SECRET for a service principal",
-                                provider=plan.PROVIDER)
-    if isinstance(exc, HttpResponseError):
-        code, message = _code_message(exc)
-        target = getattr(getattr(exc, "error", None), "target", None)
-        return plan.translate(code, message, exc.status_code, doing,
-                              target=str(target) if target else None)
-    if isinstance(exc, ServiceRequestError):
-        return ProviderError(f"{doing}: cannot reach Azure Resource Manager ({exc})",
-                             hint="check the network, or --arm-endpoint / "
-                                  f"{ENV_ENDPOINT} if you set one", provider=plan.PROVIDER)
-    return ProviderError(f"{doing}: {type(exc).__name__}: {exc}", provider=plan.PROVIDER)
-
-
-@contextmanager
-def _errors(doing: str) -> Iterator[None]:
-    try:
-        yield
-    except NestcloudError:
-        raise
-    except Exception as exc:  # every SDK failure leaves as a nestcloud error
-        raise translate(exc, doing) from exc
-
-
-def _code_of(exc: BaseException) -> str:
-    if isinstance(exc, HttpResponseError):
-        return (_code_message(exc)[0] or "").lower()
-    return ""
+# How a Windows L1 writes its readiness tag on Azure (IMDS + managed identity, then a Merge
+# PATCH of its own tags). nestcloud gives its VMs no identity, so on them the PATCH is refused
+# and the L1 says so in its output; readiness is read through Run Command instead
+# (windows_readiness="run-command"), which needs no identity on the VM.
+SET_TAG_PS1 = files("providers.azure").joinpath("files", "set-tag.ps1").read_text(encoding="utf-8")
 
 
 # -- the provider ------------------------------------------------------------------------------
@@ -242,7 +130,8 @@ class AzureProvider:
         # readiness is read through Run Command (console()).
         user_data=UserDataEnvelope(limit_bytes=plan.CUSTOM_DATA_MAX, gzip=True,
                                    windows="provider", readiness="console",
-                                   windows_readiness="run-command"),
+                                   windows_readiness="run-command",
+                                   windows_tag_script=SET_TAG_PS1),
         # ARM tags: 50 per resource, names <= 512 and values <= 256 characters
         # (azure-mgmt-resource TagsOperations docstrings; Microsoft Learn "Use tags to organize
         # your Azure resources"); names without < > % & \ ? / (Microsoft's ARM API reference
@@ -250,6 +139,14 @@ class AzureProvider:
         tags=TagLimits(cloud="Azure", max_tags=50, key_max=512, value_max=256,
                        added=(TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB),
                        key_forbidden="<>%&\\?/"),
+        # The optional LaunchOptions fields it reads: security type (only Standard nests: its
+        # rule refuses the others), the Hyper-V generation of the image, the outbound path.
+        # Not instance_profile: Azure hosts get no identity from nestcloud.
+        launch_options=frozenset({"security_type", "image_generation", "egress"}),
+        egress=plan.EGRESS_MODES,
+        rules=True,
+        prices=pricing.SOURCE_TEXT,
+        access_policy=True,
     )
     options: ClassVar[tuple[ProviderOption, ...]] = (
         ProviderOption("subscription_id", "--subscription", "Azure subscription id.",
@@ -261,6 +158,34 @@ class AzureProvider:
                        "An existing resource group to launch into (default: one per group, "
                        "created and deleted by nestcloud)."),
     )
+
+    # -- class hooks (no SDK, no object; see nestcloud.provider.Provider) ----------------------
+
+    @classmethod
+    def rules(cls, spec: LaunchSpec, catalog: Catalog, entry: InstanceType | None
+              ) -> list[Finding]:
+        """Azure's own pre-launch checks (``providers.azure.rules``)."""
+        from providers.azure.rules import rules
+
+        return rules(spec, catalog, entry)
+
+    @classmethod
+    def egress_cost(cls, mode: str | None, instances: int) -> EgressCost | None:
+        """What ``instances`` hosts' outbound path costs per hour (None: the default)."""
+        return pricing.egress_cost(mode or cls.capabilities.egress[0], instances)
+
+    @classmethod
+    def fetch_prices(cls, regions: Sequence[str]) -> PriceFetch:
+        """On-demand and spot prices from the Azure Retail Prices API (network)."""
+        return pricing.fetch_prices(regions)
+
+    @classmethod
+    def access_policy(cls, instance_role: str | None = None, l1: bool = False
+                      ) -> AccessPolicy:
+        """The custom role nestcloud needs (``providers.azure.iam``)."""
+        from providers.azure.iam import access_policy
+
+        return access_policy(instance_role, l1)
 
     @classmethod
     def configured(cls, subscription_id: str | None = None, **_: Any) -> bool:
@@ -289,22 +214,21 @@ class AzureProvider:
     # -- clients -------------------------------------------------------------------------------
 
     def _client_kwargs(self) -> tuple[TokenCredential, dict[str, Any]]:
+        from providers.azure import _sdk
+
         kw: dict[str, Any] = dict(RETRY_DEFAULTS)
         credential = self._credential
         if self.arm_endpoint:
             scope = f"{self.arm_endpoint}/.default"
             kw["base_url"] = self.arm_endpoint
             kw["credential_scopes"] = [scope]
-            if _is_loopback_http(self.arm_endpoint):
-                credential = credential or _LoopbackCredential()
-                kw["authentication_policy"] = _LoopbackAuthPolicy(credential, scope)
+            if is_loopback_http(self.arm_endpoint):
+                credential = credential or _sdk.LoopbackCredential()
+                kw["authentication_policy"] = _sdk.LoopbackAuthPolicy(credential, scope)
                 kw["polling_interval"] = 0
         if credential is None:
-            # Built lazily, only when a verb reaches Azure; it probes nothing until a token
-            # is needed.
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
+            # Built lazily, only when a verb reaches Azure.
+            credential = _sdk.default_credential()
             self._credential = credential
         kw.update(self._client_options)
         return credential, kw
@@ -312,9 +236,10 @@ class AzureProvider:
     def _client(self, kind: str) -> Any:
         with self._lock:
             if kind not in self._clients:
+                from providers.azure._sdk import CLIENTS
+
                 credential, kw = self._client_kwargs()
-                cls = {"resource": ResourceManagementClient, "network": NetworkManagementClient,
-                       "compute": ComputeManagementClient}[kind]
+                cls = CLIENTS[kind]
                 self._clients[kind] = cls(credential, self.subscription_id, **kw)
             return self._clients[kind]
 
@@ -343,6 +268,8 @@ class AzureProvider:
             return bool(self.resources.resource_groups.check_existence(group))
 
     def _vms_in(self, group: str, name: str | None) -> list[Any]:
+        from providers.azure._sdk import ResourceNotFoundError
+
         try:
             # The instance view comes with the list: one call per group, not one per VM.
             vms = list(self.compute.virtual_machines.list(group, expand="instanceView"))
@@ -381,7 +308,7 @@ class AzureProvider:
             raise InputError(f"unknown OS {spec.os!r}", hint="one of " + ", ".join(OSES))
         windows = info.family == "windows"
         rules = plan.ssh_rules(spec.ssh_cidr, spec.allow_world_ssh)
-        egress = plan.egress_mode(spec.egress, spec.public_ip)
+        egress = plan.egress_mode(spec.egress, spec.public_ip, self.capabilities.egress[0])
         notes: list[str] = []
         guest = self._guest(spec, windows, notes)
         ssh_key = None if windows else self._ssh_key(spec.key_name, notes, dry_run)
@@ -404,7 +331,7 @@ class AzureProvider:
         ids = plan.Ids(self.subscription_id, group)
         now = dt.datetime.now(dt.timezone.utc)
         expires = plan.expiry(now, spec.ttl_seconds)
-        tags = plan.base_tags(name, _owner(), expires, spec.tags)
+        tags = plan.base_tags(name, owner(), expires, spec.tags)
 
         group_exists = self._group_exists(group)
         if self.resource_group and not group_exists:
@@ -480,7 +407,7 @@ class AzureProvider:
                                 .begin_create_or_update(group, names.vnet, vnet).result(),
                                 creates=need_net))
         if missing:
-            notes.append(_egress_note(egress, names, spec.public_ip))
+            notes.append(pricing.launch_note(egress, names.nat, names.nat_ip, spec.public_ip))
 
         seat_steps = {s: self._seat_steps(s, spec, region, size, image, names, ids, tags,
                                           guest, windows, ssh_key, expires, dry_run,
@@ -528,12 +455,14 @@ class AzureProvider:
     def _check_quota(self, region: str, facts: plan.SkuFacts, need: int, spot: bool,
                      notes: list[str]) -> None:
         """Refuse, before any write, a launch the region's vCPU quota cannot hold."""
+        from providers.azure._sdk import HttpResponseError
+
         try:
             usages = [u.as_dict() if hasattr(u, "as_dict") else dict(u)
                       for u in self.compute.usage.list(region)]
         except HttpResponseError as exc:
             # Reading usage is a courtesy check: without it ARM still refuses at create time.
-            notes.append(f"vCPU quota not checked in {region}: {_code_message(exc)[1]}")
+            notes.append(f"vCPU quota not checked in {region}: {code_message(exc)[1]}")
             return
         short = plan.quota_shortfall([_camel_usage(u) for u in usages], facts.family, need,
                                      spot)
@@ -548,6 +477,8 @@ class AzureProvider:
 
     def _get_json(self, get: Callable[[], Any]) -> dict[str, Any] | None:
         """The resource ``get`` reads, as ARM JSON, or None when it does not exist."""
+        from providers.azure._sdk import ResourceNotFoundError
+
         try:
             with _errors("reading"):
                 found = get()
@@ -577,6 +508,8 @@ class AzureProvider:
                      notes: list[str]) -> int:
         """--disk-gib, raised to the image's own OS disk: Azure refuses a smaller one
         (OperationNotAllowed, target osDisk.diskSizeGB). ``latest`` is listed first."""
+        from providers.azure._sdk import ResourceNotFoundError
+
         urn = ":".join(image[k] for k in ("publisher", "offer", "sku"))
         want = max(asked, plan.WINDOWS_MIN_DISK_GIB) if windows else asked
         version = image["version"]
@@ -665,12 +598,14 @@ class AzureProvider:
     def _create_vm(self, group: str, vm_name: str, body: dict[str, Any]) -> None:
         """PUT the VM; a provisioning failure with a transient code gets another PUT (the
         same idempotent request), capacity/quota/auth failures do not."""
+        from providers.azure._sdk import HttpResponseError
+
         for attempt in range(1, self.seat_attempts + 1):
             try:
                 self.compute.virtual_machines.begin_create_or_update(group, vm_name, body).result()
                 return
             except HttpResponseError as exc:
-                if _code_of(exc) in plan.TRANSIENT and attempt < self.seat_attempts:
+                if code_of(exc) in TRANSIENT and attempt < self.seat_attempts:
                     continue
                 raise
 
@@ -738,7 +673,7 @@ class AzureProvider:
             exc.message += f"; rolled back what this run created ({removed} resource(s))"
         if left:
             raise CleanupError(
-                f"the launch failed and removing what it created failed too; left: "
+                "the launch failed and removing what it created failed too; left: "
                 + ", ".join(left), leftovers=left, provider=self.name,
                 hint=f"run `nestcloud down {name} --provider azure`"
                      + (f" or `az group delete -n {group}`" if group else "")) from exc
@@ -746,6 +681,8 @@ class AzureProvider:
     # -- deletes -------------------------------------------------------------------------------
 
     def _delete_group(self, group: str) -> bool:
+        from providers.azure._sdk import ResourceNotFoundError
+
         try:
             self.resources.resource_groups.begin_delete(group).result()
             return True
@@ -754,6 +691,8 @@ class AzureProvider:
 
     def _delete_id(self, rid: str) -> bool:
         """Delete one resource by id and wait; False when it was already gone."""
+        from providers.azure._sdk import ResourceNotFoundError
+
         p = plan.parse_id(rid)
         group, rtype, rname = p["group"], p["type"].lower(), p["name"]
         c, n = self.compute, self.network
@@ -889,12 +828,12 @@ class AzureProvider:
         """A provider built with a region sees only that region; without one, all of them."""
         return self.region is None or str(location or "").lower() == self.region.lower()
 
-    def _instances(self, group: str, name: str) -> list[Instance]:
+    def _instances(self, group: str, name: str) -> builtins.list[Instance]:
         with _errors(f"reading virtual machines in {group}"):
             return sorted(self._describe(group, self._vms_in(group, name)),
                           key=lambda i: (i.seat if i.seat is not None else -1, i.id))
 
-    def _describe(self, group: str, vms: list[Any]) -> list[Instance]:
+    def _describe(self, group: str, vms: builtins.list[Any]) -> builtins.list[Instance]:
         nics = {str(n.id).lower(): n for n in self.network.network_interfaces.list(group)}
         pips = {str(p.id).lower(): p for p in self.network.public_ip_addresses.list(group)}
         out = []
@@ -960,6 +899,8 @@ class AzureProvider:
         return text
 
     def _is_windows(self, instance: Instance) -> bool:
+        from providers.azure._sdk import ResourceNotFoundError
+
         known = self._windows_vms.get(instance.id.lower())
         if known is not None:
             return known
@@ -974,8 +915,7 @@ class AzureProvider:
 
     def _read_marker_file(self, instance: Instance) -> str:
         """Run Command's stdout: ``NESTCLOUD-L1 {json}`` once the L1 reported, else ""."""
-        from azure.mgmt.compute.models import RunCommandInput
-
+        from providers.azure._sdk import RunCommandInput
         from nestcloud.bootstrap.l1check import MARKER
         from nestcloud.bootstrap.profiles import WINDOWS_MARKER_FILE
 
@@ -995,6 +935,11 @@ class AzureProvider:
         return plan.run_command_stdout({"value": statuses})
 
     def _serial_log(self, instance: Instance) -> str:
+        import urllib.error
+        import urllib.request
+
+        from providers.azure._sdk import ResourceNotFoundError
+
         p = plan.parse_id(instance.id)
         with _errors(f"reading the boot diagnostics of {p['name']}"):
             try:
@@ -1008,7 +953,8 @@ class AzureProvider:
         try:
             # The blob URI carries its own SAS token: no ARM credential goes with it.
             with urllib.request.urlopen(uri, timeout=30) as resp:  # noqa: S310 (https SAS URL)
-                return resp.read().decode("utf-8", errors="replace")
+                text: str = resp.read().decode("utf-8", errors="replace")
+                return text
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return ""  # the log blob appears only after the first boot output
@@ -1037,7 +983,8 @@ class AzureProvider:
 
     # -- guest data ----------------------------------------------------------------------------
 
-    def _guest(self, spec: LaunchSpec, windows: bool, notes: list[str]) -> plan.GuestData:
+    def _guest(self, spec: LaunchSpec, windows: bool, notes: builtins.list[str]
+               ) -> plan.GuestData:
         from nestcloud.bootstrap import render_user_data
 
         try:
@@ -1058,7 +1005,7 @@ class AzureProvider:
         plan.custom_data_ok(body)
         return plan.GuestData(custom_data=body, windows=windows, kind=kind)
 
-    def _ssh_key(self, key: str | None, notes: list[str], dry_run: bool) -> str:
+    def _ssh_key(self, key: str | None, notes: builtins.list[str], dry_run: bool) -> str:
         if key:
             text = key.strip()
             if re.match(r"^(ssh-(rsa|ed25519)|ecdsa-sha2-)", text):
@@ -1081,24 +1028,6 @@ class AzureProvider:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _egress_note(egress: str, names: plan.Names, public_ip: bool) -> str:
-    """What the launch note says about the hosts' way out, with its approximate price."""
-    from nestcloud import prices
-
-    when = f"approximate {prices.EGRESS_PRICE_DATE.split()[0]} prices"
-    if egress == "nat":
-        return (f"egress: NAT gateway {names.nat} on the subnet (public IP {names.nat_ip}): "
-                f"${prices.AZURE_NAT_GATEWAY_USD_H:.3f}/h + "
-                f"${prices.AZURE_NAT_GATEWAY_USD_GB:.3f} per GB processed, its IP "
-                f"${prices.AZURE_STANDARD_PUBLIC_IP_USD_H:.3f}/h ({when})"
-                + ("" if public_ip else "; no VM gets an address of its own"))
-    if egress == "public-ip":
-        return (f"egress: a Standard public IP per VM, "
-                f"${prices.AZURE_STANDARD_PUBLIC_IP_USD_H:.3f}/h each ({when}); no inbound rule "
-                "unless --ssh-cidr")
-    return f"egress: {prices.NO_EGRESS_WARNING}"
 
 
 def _vm_is_windows(vm: Any) -> bool:
