@@ -124,13 +124,13 @@ def refusal_message(findings: list[Finding]) -> str:
 
 def prepare(spec: LaunchSpec, catalog: Catalog) -> tuple[LaunchSpec, list[Finding]]:
     """Checks and input normalisation, no I/O: the spec to launch and the non-fatal findings."""
-    findings = run_checks(spec, catalog)
-    if refused(findings):
-        raise RefusedError(refusal_message(findings), findings=findings)
     from nestcloud.provider import available, capabilities_of
 
     if spec.provider in available():  # else opening it fails, naming the known ones
-        check_launch_options(spec, capabilities_of(spec.provider))
+        check_launch_options(spec, capabilities_of(spec.provider))  # bad input before refusal
+    findings = run_checks(spec, catalog)
+    if refused(findings):
+        raise RefusedError(refusal_message(findings), findings=findings)
     if spec.user_data:
         from nestcloud.bootstrap import check_user_data
 

@@ -74,6 +74,8 @@ def provider_options(ctx: Any, providers: list[str], *, tolerant: bool = False
         flag = key if key.startswith("--") else "--" + key.replace("_", "-")
         takers = [p for p in providers if key in declared[p].values() or flag in declared[p]]
         if not takers:
+            if key.startswith("--"):  # a provider's flag, given as itself
+                raise InputError(f"{key} does not apply to --provider {', '.join(providers)}")
             offered = sorted({n for d in declared.values() for n in d.values()})
             raise InputError(f"--provider-option {key}: not an option of --provider "
                              f"{', '.join(providers)} (its options: "

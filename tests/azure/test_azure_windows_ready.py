@@ -84,7 +84,9 @@ def test_windows_vm_reports_ready_through_run_command(provider: Any, arm: ArmFak
 
 
 def test_the_bootstrap_writes_the_file_run_command_reads() -> None:
-    body = windows_script("azure", "hyperv")
+    from providers.azure import AzureProvider
+
+    body = windows_script(AzureProvider.capabilities.user_data, "hyperv")
     assert "$NcDir = Join-Path $env:ProgramData 'nestcloud'" in body
     assert "Set-Content -Path (Join-Path $NcDir 'l1.json') -Value $json" in body
     assert WINDOWS_MARKER_FILE == "nestcloud\\l1.json"
@@ -231,5 +233,5 @@ def test_cli_instance_profile_is_for_aws_only() -> None:
                                    "--region", "eastus", "--os", "windows-2022",
                                    "--hypervisor", "hyperv", "--instance-profile", "nc-l1"])
     assert res.exit_code == 2
-    assert res.stderr.splitlines()[0] == ("error: --instance-profile is an AWS IAM instance "
-                                          "profile: not for --provider azure")
+    assert res.stderr.splitlines()[0] == ("error: --instance-profile nc-l1: provider 'azure' "
+                                          "does not offer this setting")
