@@ -235,7 +235,7 @@ GCP_SERIES: dict[str, GcpSeries] = {
                      "FACTS.md: T2A is Arm, and VMs with Arm processors cannot use nested "
                      f"virtualization on Compute Engine ({_GCP_OVERVIEW})"),
 }
-GCP_PRICE_DATE_NOTE = "exact date unknown: the source (skypilot-catalog v7) records none"
+GCP_PRICE_DATE_NOTE = "not recorded in the source; exact date unknown"
 
 
 def gcp_series(name: str) -> str:
