@@ -63,7 +63,9 @@ from nestcloud._catalog_dump import dump  # noqa: E402
 from nestcloud.catalog import (  # noqa: E402
     SCHEMA_VERSION,
     Catalog,
+    CpuVendor,
     InstanceType,
+    Nesting,
     RegionPrice,
     Source,
     parse_catalog,
@@ -207,9 +209,9 @@ def azure_cpu(name: str) -> tuple[str, str]:
 class GcpSeries:
     """What FACTS.md says about one machine series."""
 
-    nesting: str      # "nested" | "none"
-    source: str       # SRC_GCP_NESTING or SRC_GCP_NESTING_UNCONFIRMED
-    cpu_vendor: str   # CpuVendor; "unknown" where neither FACTS.md nor the CSV names the maker
+    nesting: Nesting
+    source: str          # SRC_GCP_NESTING or SRC_GCP_NESTING_UNCONFIRMED
+    cpu_vendor: CpuVendor  # "unknown" where neither FACTS.md nor the CSV names the maker
     note: str | None = None
 
 

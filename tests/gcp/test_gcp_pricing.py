@@ -296,7 +296,8 @@ def test_plain_http_to_another_host_is_refused_before_sending_the_key() -> None:
     (500, {"code": 500, "message": "backend error", "status": "INTERNAL"}, ProviderError),
 ])
 def test_api_errors_become_provider_errors_without_the_key(
-        api: tuple[_Api, str], status: int, error: dict[str, Any], kind: type) -> None:
+        api: tuple[_Api, str], status: int, error: dict[str, Any],
+        kind: type[ProviderError]) -> None:
     state, url = api
     state.status, state.error = status, error
     with pytest.raises(kind) as info:

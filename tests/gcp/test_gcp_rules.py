@@ -196,7 +196,8 @@ def test_unconfirmed_source_is_the_generators_key(cat: Catalog) -> None:
     assert UNCONFIRMED_SOURCE in cat.sources
 
 
-@pytest.mark.parametrize("module", ["providers.gcp.rules", "providers.gcp.pricing"])
+@pytest.mark.parametrize("module", ["providers.gcp.rules", "providers.gcp.pricing",
+                                    "providers.gcp.iam"])
 def test_modules_import_no_cloud_sdk(module: str) -> None:
     code = (f"import sys, {module}; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
