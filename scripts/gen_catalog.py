@@ -20,6 +20,11 @@ Sources (nothing else is read; a fact none of them gives stays out of the catalo
 * Azure nesting: the per-family lists in ../shared/FACTS.md, copied into AZURE_NESTED /
   AZURE_NOT_NESTED below (FACTS.md is prose, not data). Families the CSV lacks (v6, v7, M, Lasv3)
   cannot be listed: the CSV is our only source for their vCPUs and memory.
+* GCP machine types, regions and prices: data/prices-gcp.csv (a copy of shared/data); the
+  series is the name's first part (n2-standard-4 -> n2).
+* GCP nesting: FACTS.md "GCP", copied into GCP_SERIES below: N1 and N2 confirmed by name; C2, C3
+  and N4 expected but unconfirmed (their own source key, gcp-nesting-unconfirmed, which
+  `check` turns into a warning); E2 (its trap), N2D (AMD) and T2A (Arm) refused.
 
 Azure cpu_vendor follows the size-name convention (learn.microsoft.com "Azure VM sizes naming
 conventions"): the additive-feature letter "a" means an AMD processor and "p" an Arm CPU, so
@@ -58,7 +63,9 @@ from nestcloud._catalog_dump import dump  # noqa: E402
 from nestcloud.catalog import (  # noqa: E402
     SCHEMA_VERSION,
     Catalog,
+    CpuVendor,
     InstanceType,
+    Nesting,
     RegionPrice,
     Source,
     parse_catalog,
@@ -73,6 +80,11 @@ SRC_AWS_OFFERINGS = "aws-instance-type-offerings"
 SRC_AWS_PRICES = "aws-prices"
 SRC_AZURE_SIZES = "azure-prices"
 SRC_AZURE_NESTING = "azure-nesting-facts"
+SRC_GCP_PRICES = "gcp-prices"
+SRC_GCP_NESTING = "gcp-nesting-facts"
+# C2, C3, N4: a separate key so a rule can tell "expected" from "confirmed" without a list of
+# families (providers/gcp/rules.py UNCONFIRMED_SOURCE; a test keeps the two equal).
+SRC_GCP_NESTING_UNCONFIRMED = "gcp-nesting-unconfirmed"
 
 PRICE_DATE_NOTE = "published 2025 or later, exact date unknown"
 
@@ -188,6 +200,48 @@ def azure_cpu(name: str) -> tuple[str, str]:
     if "a" in feats:
         return "x86_64", "amd"
     return "x86_64", "intel"
+
+
+# -- GCP nesting per series (FACTS.md, "GCP (Compute Engine)") ------------------------------
+
+
+@dataclass(frozen=True)
+class GcpSeries:
+    """What FACTS.md says about one machine series."""
+
+    nesting: Nesting
+    source: str          # SRC_GCP_NESTING or SRC_GCP_NESTING_UNCONFIRMED
+    cpu_vendor: CpuVendor  # "unknown" where neither FACTS.md nor the CSV names the maker
+    note: str | None = None
+
+
+_GCP_OVERVIEW = "cloud.google.com/compute/docs/instances/nested-virtualization/overview"
+# Nested series carry no note: their nesting_source's description says how sure it is.
+GCP_SERIES: dict[str, GcpSeries] = {
+    "n1": GcpSeries("nested", SRC_GCP_NESTING, "intel"),
+    "n2": GcpSeries("nested", SRC_GCP_NESTING, "intel"),
+    "c2": GcpSeries("nested", SRC_GCP_NESTING_UNCONFIRMED, "intel"),
+    "c3": GcpSeries("nested", SRC_GCP_NESTING_UNCONFIRMED, "intel"),
+    "n4": GcpSeries("nested", SRC_GCP_NESTING_UNCONFIRMED, "intel"),
+    # The data README lists e2 beside n2d under "AMD"; FACTS.md names no E2 processor.
+    "e2": GcpSeries("none", SRC_GCP_NESTING, "unknown",
+                    "FACTS.md trap: the API accepts enableNestedVirtualization on E2 and the VM "
+                    "boots with no vmx, so nothing can run a hypervisor on it "
+                    "(pulumi/pulumi-gcp#715); older text of the nested-virtualization overview "
+                    "excludes E2"),
+    "n2d": GcpSeries("none", SRC_GCP_NESTING, "amd",
+                     "FACTS.md: N2D is AMD, and VMs with AMD processors cannot use nested "
+                     f"virtualization on Compute Engine ({_GCP_OVERVIEW})"),
+    # Arm; FACTS.md and the CSV name no maker for T2A's processor.
+    "t2a": GcpSeries("none", SRC_GCP_NESTING, "unknown",
+                     "FACTS.md: T2A is Arm, and VMs with Arm processors cannot use nested "
+                     f"virtualization on Compute Engine ({_GCP_OVERVIEW})"),
+}
+GCP_PRICE_DATE_NOTE = "not recorded in the source; exact date unknown"
+
+
+def gcp_series(name: str) -> str:
+    return name.split("-", 1)[0]
 
 
 # -- reading sources ------------------------------------------------------------------------
@@ -365,6 +419,38 @@ def azure_types(prices_csv: Path, today: dt.date, report: Report) -> list[Instan
     return _sorted(out)
 
 
+def gcp_types(prices_csv: Path, today: dt.date, report: Report) -> list[InstanceType]:
+    rows: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in _read_csv(prices_csv):
+        rows[row["instance_type"]].append(row)
+    out: list[InstanceType] = []
+    skipped: dict[str, list[str]] = defaultdict(list)
+    for name in sorted(rows):
+        series = GCP_SERIES.get(gcp_series(name))
+        if series is None:
+            skipped[gcp_series(name)].append(name)
+            continue
+        rs = sorted(rows[name], key=lambda r: r["region"])
+        shape = {(r["vcpus"], r["memory_gib"], r["arch"]) for r in rs}
+        if len(shape) != 1:
+            raise SystemExit(f"gen_catalog: {name}: regions disagree on vcpus/memory/arch: "
+                             f"{sorted(shape)}")
+        vcpus, memory, arch = shape.pop()
+        out.append(InstanceType(
+            provider="gcp", name=name, family=gcp_series(name), vcpus=int(vcpus),
+            memory_gib=float(memory), arch=arch, cpu_vendor=series.cpu_vendor,
+            nesting=series.nesting, nesting_source=series.source, verified=today,
+            regions=[r["region"] for r in rs],
+            prices={r["region"]: RegionPrice(on_demand=_price(r["on_demand_usd_per_hour"]),
+                                             spot=_price(r["spot_min_usd_per_hour"]),
+                                             source=SRC_GCP_PRICES) for r in rs},
+            notes=[series.note] if series.note else []))
+    for fam, names in sorted(skipped.items()):
+        report.add(f"gcp: left out series {fam} ({len(names)} sizes): FACTS.md says nothing "
+                   "about its nesting")
+    return _sorted(out)
+
+
 def absent_nested_families(types: list[InstanceType]) -> list[str]:
     """FACTS.md nested families (and the M series) with no size in the generated list."""
     present = {t.family for t in types}
@@ -382,6 +468,8 @@ def build(data_dir: Path, res: Path, moto_version: str, today: dt.date,
           report: Report) -> tuple[Catalog, list[str]]:
     aws = aws_types(res, data_dir / "prices-aws.csv", today, report)
     azure = azure_types(data_dir / "prices-azure.csv", today, report)
+    gcp = gcp_types(data_dir / "prices-gcp.csv", today, report)
+    gcp_regions = sorted({r for t in gcp for r in t.regions})
     absent_nested = absent_nested_families(azure)
     left_out = sorted({parse_azure_name(n).family
                        for n in {r["instance_type"]
@@ -429,9 +517,33 @@ def build(data_dir: Path, res: Path, moto_version: str, today: dt.date,
                 "from the learn.microsoft.com series pages (no API reports it). Sizes of "
                 f"families it does not mention ({', '.join(left_out)}) are left out."),
             date_note="FACTS.md records no date for these pages"),
+        SRC_GCP_PRICES: Source(
+            description=(
+                "shared/data/prices-gcp.csv, from skypilot-org/skypilot-catalog "
+                "catalogs/v7/gcp/vms.csv at commit 017e2502fb63c7a28757acd94002b2d6099d3e3d: "
+                "vCPUs, memory, architecture, regions and on-demand Linux USD/hour of the n1, "
+                "n2, n4, c2, c3, e2, n2d and t2a machine types, and spot as the minimum over the "
+                f"zones listed. Regions covered: {', '.join(gcp_regions)}. It has no c4, c3d, "
+                "c4a or c4d rows."),
+            date_note=GCP_PRICE_DATE_NOTE),
+        SRC_GCP_NESTING: Source(
+            description=(
+                "shared/FACTS.md, GCP section: nested virtualization on Compute Engine needs an "
+                "Intel processor (the nested-virtualization overview excludes AMD and Arm "
+                "processors and Intel memory-optimized series); N1 and N2 are confirmed by name "
+                "(Cloud Workstations docs); E2 is refused for its trap (the API accepts the "
+                "nested flag and the VM has no vmx: pulumi/pulumi-gcp#715)."),
+            date_note="FACTS.md records no date for these pages"),
+        SRC_GCP_NESTING_UNCONFIRMED: Source(
+            description=(
+                "shared/FACTS.md, GCP section: C2, C3 and N4 are Intel and not memory-optimized, "
+                "so the nested-virtualization overview's rule allows them, but no source "
+                "confirms them by name: expected, unconfirmed. `check` warns on them; the L1's "
+                "in-guest check decides."),
+            date_note="FACTS.md records no date for these pages"),
     }
     cat = Catalog(schema_version=SCHEMA_VERSION, generated_by=GENERATED_BY, generated_at=today,
-                  sources=sources, types=aws + azure)
+                  sources=sources, types=aws + azure + gcp)
     header = [
         f"Sources: AWS sizes, nesting and regions from moto {moto_version}'s DescribeInstanceTypes "
         "and DescribeInstanceTypeOfferings data; AWS and Azure prices from shared/data "
@@ -439,6 +551,8 @@ def build(data_dir: Path, res: Path, moto_version: str, today: dt.date,
         "Not listed: Azure sizes of nested families absent from the price CSV "
         f"({', '.join(absent_nested)}; no source for their vCPUs/memory), and Azure families "
         f"FACTS.md does not classify ({', '.join(left_out)}).",
+        "GCP: machine types, regions and prices from shared/data/prices-gcp.csv; nesting per "
+        "series from shared/FACTS.md (C2, C3, N4 expected but unconfirmed).",
     ]
     return cat, header
 
@@ -467,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--date", type=_iso_date, help="verification date YYYY-MM-DD (default: SOURCE_DATE_EPOCH "
                                    "or today, UTC)")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                    help=f"directory with prices-aws.csv and prices-azure.csv "
+                    help=f"directory with prices-aws.csv, prices-azure.csv and prices-gcp.csv "
                          f"(default: {DEFAULT_DATA_DIR})")
     ap.add_argument("--moto-resources", type=Path, default=None,
                     help="moto/ec2/resources directory (default: the installed moto's)")
@@ -476,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     today = _today(args.date)
     res, moto_version = moto_dir(args.moto_resources)
     for needed in (args.data_dir / "prices-aws.csv", args.data_dir / "prices-azure.csv",
-                   res / "instance_types.json.gz"):
+                   args.data_dir / "prices-gcp.csv", res / "instance_types.json.gz"):
         if not needed.is_file():
             raise SystemExit(f"gen_catalog: {needed}: not found (see --data-dir, "
                              "--moto-resources)")

@@ -114,6 +114,6 @@ def test_plan_real_catalog_json() -> None:
     assert code == 0, err
     opts = json.loads(out)["options"]
     assert len(opts) > 10
-    assert {o["provider"] for o in opts} == {"aws", "azure"}
+    assert {o["provider"] for o in opts} == {"aws", "azure", "gcp"}
     assert all(o["price_date"] for o in opts)
     assert [o["total_usd"] for o in opts] == sorted(o["total_usd"] for o in opts)
