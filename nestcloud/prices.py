@@ -125,7 +125,7 @@ def refresh_prices(catalog: Catalog, provider: str, regions: list[str] | None = 
                          f"there (known: {', '.join(known)})")
     if not regions:
         raise InputError(f"the catalog has no {provider} regions to refresh")
-    fetched: PriceFetch = cls.fetch_prices(regions)
+    fetched: PriceFetch = cls.fetch_prices(regions, catalog)
     return apply_prices(catalog, provider, regions, fetched,
                         today or dt.datetime.now(dt.timezone.utc).date(), source)
 

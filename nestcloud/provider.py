@@ -279,8 +279,10 @@ class Provider(Protocol):
     - ``egress_cost(mode, instances) -> EgressCost | None`` (``egress``): the hourly cost of
       ``instances`` hosts' outbound path ``mode`` (None: the default, ``egress[0]``), with a
       note naming its source and date. Pure.
-    - ``fetch_prices(regions) -> PriceFetch`` (``prices``): on-demand (and spot) USD/hour
-      per (type, region) from the cloud's price API (``catalog refresh-prices``); network.
+    - ``fetch_prices(regions, catalog) -> PriceFetch`` (``prices``): on-demand (and spot)
+      USD/hour per (type, region) from the cloud's price API (``catalog refresh-prices``);
+      ``catalog`` is the one being refreshed (its types' shapes, where prices come per vCPU
+      and GiB); network.
     - ``access_policy(instance_role=None, l1=False) -> AccessPolicy`` (``access_policy``):
       the least-privilege policy nestcloud needs (``iam-policy``); ``instance_role`` also lets
       the operator hand that role to hosts, ``l1`` asks for the L1 host's own policy instead.
@@ -336,7 +338,7 @@ class PriceSource(Protocol):
     """``capabilities.prices`` (on the class)."""
 
     @classmethod
-    def fetch_prices(cls, regions: Sequence[str]) -> PriceFetch: ...
+    def fetch_prices(cls, regions: Sequence[str], catalog: Catalog) -> PriceFetch: ...
 
 
 class AccessPolicyWriter(Protocol):

@@ -175,8 +175,10 @@ class AzureProvider:
         return pricing.egress_cost(mode or cls.capabilities.egress[0], instances)
 
     @classmethod
-    def fetch_prices(cls, regions: Sequence[str]) -> PriceFetch:
-        """On-demand and spot prices from the Azure Retail Prices API (network)."""
+    def fetch_prices(cls, regions: Sequence[str], catalog: Catalog | None = None
+                     ) -> PriceFetch:
+        """On-demand and spot prices from the Azure Retail Prices API (network; sizes are
+        priced by name, so the catalog is not needed)."""
         return pricing.fetch_prices(regions)
 
     @classmethod
