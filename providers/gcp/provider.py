@@ -425,7 +425,8 @@ class GcpProvider:
             self._rollback(plan, run, exc)
             raise
         new = {_plan.vm_name(plan.name, s) for s in plan.missing}
-        created = [i for i in instances if i.id.rsplit("/", 1)[-1] in new]
+        created = [i for i in instances if i.id.rsplit("/", 1)[-1] in new
+                   and i.id not in run.found_live]
         return LaunchResult(**{**base, "type": launched_type}, instances=instances,
                             created=[i.id for i in created],
                             reused=[i.id for i in instances if i not in created],
@@ -471,9 +472,9 @@ class GcpProvider:
         ssh_cidr = check_ssh_cidr(spec.ssh_cidr, spec.allow_world_ssh)
         _plan.check_user_labels(spec.tags)
         egress = _plan.egress_mode(spec.egress)
-        image = _image(spec)
         guest = guest_for(self.capabilities.user_data, spec.os, spec.hypervisor,
                           user_data=spec.user_data, l2_smoke=spec.l2_smoke)
+        image = _image(spec)
         ssh_keys = _ssh_keys(spec.key_name)
 
         info = self._region_info(region)
