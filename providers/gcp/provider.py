@@ -156,8 +156,11 @@ class GcpProvider:
         user_data=UserDataEnvelope(limit_bytes=_plan.METADATA_VALUE_MAX, gzip=False,
                                    windows="unsupported", readiness="console"),
         # FACTS: label keys 1-63 and values 0-63 characters (the character rules are checked
-        # in launch: TagLimits has no place for them). At most 64 labels per resource
-        # (Compute Engine "Labels" documentation); ours count towards them.
+        # in launch: TagLimits has no place for them; international characters, which Google
+        # also allows, are refused as the stricter rule). At most 64 labels per resource
+        # (Resource Manager "Requirements for labels", as Google's API references quote it:
+        # "No more than 64 labels can be associated with a given resource"; not in FACTS.md).
+        # Ours count towards them.
         tags=TagLimits(cloud="GCP", max_tags=64, key_max=63, value_max=63,
                        added=(TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB)),
         launch_options=frozenset({"egress"}),
