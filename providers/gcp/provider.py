@@ -475,6 +475,10 @@ class GcpProvider:
         ssh_cidr = check_ssh_cidr(spec.ssh_cidr, spec.allow_world_ssh)
         _plan.check_user_labels(spec.tags)
         egress = _plan.egress_mode(spec.egress)
+        if egress == "none" and spec.public_ip:
+            raise InputError("--egress none with --public-ip: a VM with an external IP has a "
+                             "way out; choose one", hint="drop --public-ip, or use --egress "
+                                                         "public-ip")
         guest = guest_for(self.capabilities.user_data, spec.os, spec.hypervisor,
                           user_data=spec.user_data, l2_smoke=spec.l2_smoke)
         image = _image(spec)

@@ -181,6 +181,13 @@ def test_public_ip_with_nat_adds_an_address_per_vm(gce: GceFake,
                                                             "name": "External NAT"}]
 
 
+def test_no_egress_with_a_public_ip_is_contradictory(gce: GceFake,
+                                                     launch: Callable[..., Any]) -> None:
+    with pytest.raises(InputError, match="--egress none with --public-ip"):
+        launch(spec(egress="none", public_ip=True))
+    assert gce.requests == []
+
+
 def test_egress_cost_prices_only_what_facts_knows() -> None:
     from providers.gcp import GcpProvider
 
