@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,11 +30,20 @@ _SAFE_ENV = {
     "IDENTITY_ENDPOINT": "",
     "MSI_ENDPOINT": "",
     "NO_PROXY": "127.0.0.1,localhost",
+    # google-auth: never probe the GCE metadata server; no gcloud config or ADC file of this
+    # machine (the gcp provider counts as configured when gcloud has ADC, and `ls` without
+    # --provider would then ask Google).
+    "NO_GCE_CHECK": "True",
+    "GCE_METADATA_HOST": "127.0.0.1:9",
+    "GCE_METADATA_IP": "127.0.0.1:9",
+    "CLOUDSDK_CONFIG": tempfile.mkdtemp(prefix="nestcloud-gcloud-"),
 }
 for _k, _v in _SAFE_ENV.items():
     os.environ[_k] = _v
 for _k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "NESTCLOUD_SANDBOX",
-           "NESTCLOUD_CATALOG", "NESTCLOUD_AZURE_ARM_ENDPOINT", "HTTP_PROXY", "HTTPS_PROXY"):
+           "NESTCLOUD_CATALOG", "NESTCLOUD_AZURE_ARM_ENDPOINT", "HTTP_PROXY", "HTTPS_PROXY",
+           "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT",
+           "CLOUDSDK_CORE_PROJECT", "NESTCLOUD_GCP_ENDPOINT"):
     os.environ.pop(_k, None)
 
 

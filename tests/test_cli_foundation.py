@@ -322,10 +322,11 @@ def test_check_unknown_type_and_region_are_refusals(small: str) -> None:
 
 
 def test_check_unknown_provider_is_bad_input(small: str) -> None:
-    r = run("check", "--provider", "gcp", "--type", "n2", "--catalog", small, "--json")
+    r = run("check", "--provider", "oci", "--type", "n2", "--catalog", small, "--json")
     assert r.exit_code == 2
     assert one_json(r) == {"error": "InputError",
-                           "message": "--provider 'gcp': unknown provider (known: aws, azure)",
+                           "message": "--provider 'oci': unknown provider (known: aws, azure, "
+                                      "gcp)",
                            "hint": None, "exit_code": 2}
 
 

@@ -91,9 +91,9 @@ def test_available_and_describe_import_no_provider_module() -> None:
 
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(UnknownProviderError) as info:
-        reg.get_provider("gcp")
+        reg.get_provider("oci")
     err = info.value
-    assert err.message == "unknown provider 'gcp' (known: aws, azure)"
+    assert err.message == "unknown provider 'oci' (known: aws, azure, gcp)"
     assert err.hint == "third-party providers register under the 'nestcloud.providers' " \
                        "entry-point group"
     assert err.exit_code == 2

@@ -105,9 +105,9 @@ def test_userdata_bad_input_is_exit_2(args, message):
 
 
 def test_userdata_unknown_provider_is_exit_2():
-    r = invoke("userdata", "-p", "gcp", "--os", "ubuntu-24.04", "--hypervisor", "kvm")
+    r = invoke("userdata", "-p", "oci", "--os", "ubuntu-24.04", "--hypervisor", "kvm")
     assert r.exit_code == 2 and r.stdout == ""
-    assert r.stderr.startswith("error: unknown provider 'gcp' (known: ")
+    assert r.stderr.startswith("error: unknown provider 'oci' (known: ")
     assert "Traceback" not in r.stderr
 
 
