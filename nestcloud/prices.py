@@ -25,12 +25,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nestcloud.catalog import Catalog, RegionPrice, Source
 from nestcloud.errors import InputError, ProviderError
+from nestcloud.render import Block, Rendered
 
 AZURE_PRICES_URL = "https://prices.azure.com/api/retail/prices"
 ENV_AZURE_PRICES_URL = "NESTCLOUD_AZURE_PRICES_URL"
@@ -247,8 +248,10 @@ def fetch_aws(regions: list[str], *, client: Any = None) -> list[str]:
 # -- applying ------------------------------------------------------------------------------
 
 
-class RefreshResult(BaseModel):
+class RefreshResult(Rendered, BaseModel):
     model_config = ConfigDict(extra="forbid")
+    columns: ClassVar[tuple[str, ...]] = (
+        "type", "region", "on-demand before", "on-demand now", "spot before", "spot now")
 
     provider: str
     regions: list[str]
@@ -261,6 +264,25 @@ class RefreshResult(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def rows(self) -> list[list[str]]:
+        def usd(prices: dict[str, Any] | None, kind: str) -> str:
+            value = None if prices is None else prices.get(kind)
+            return "-" if value is None else f"{value:.4f}"
+
+        return [[c["type"], c["region"], usd(c["old"], "on_demand"), usd(c["new"], "on_demand"),
+                 usd(c["old"], "spot"), usd(c["new"], "spot")] for c in self.changed]
+
+    def caption(self) -> str:
+        return (f"{self.updated} {self.provider} price(s) in {', '.join(self.regions)} now from "
+                f"{self.source} (price date: {self.date}); {len(self.changed)} changed")
+
+    def text(self, *, file: str | None = None, **options: Any) -> list[Block]:
+        """One line; ``file``: the catalog it was written to."""
+        return [f"{file}: {self.caption()}" if file else self.caption()]
+
+    def json_doc(self, *, file: str | None = None, **options: Any) -> Any:
+        return {**self.to_dict(), "file": file} if file is not None else self.to_dict()
 
 
 SOURCE_TEXT = {
