@@ -22,7 +22,6 @@ than they did (bench/bench_cli.py).
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -84,12 +83,14 @@ def to_json(result: Rendered, **options: Any) -> Any:
 
 def to_html(result: Rendered) -> str:
     """The notebook view of ``result``: its table under its caption, every value escaped."""
+    from html import escape
+
     rows = result.rows()
     if not rows:
         empty = result.empty()
         if empty is not None:
             head, detail = empty
-            return f"<p><b>{html.escape(head)}</b> {html.escape(detail)}</p>"
+            return f"<p><b>{escape(head)}</b> {escape(detail)}</p>"
     return html_table(result.columns, rows, result.caption())
 
 
@@ -105,10 +106,12 @@ def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
 
 def html_table(heads: Sequence[str], rows: Sequence[Sequence[str]], caption: str = "") -> str:
     """A small HTML table; the caption, the headers and every cell are escaped."""
-    h = "".join(f"<th>{html.escape(str(x))}</th>" for x in heads)
-    b = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+    from html import escape  # html.entities is big: terminals never need it
+
+    h = "".join(f"<th>{escape(str(x))}</th>" for x in heads)
+    b = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>"
                 for r in rows)
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
 
 

@@ -445,7 +445,7 @@ def test_no_module_renders_html_by_itself() -> None:
 def test_render_imports_only_the_standard_library() -> None:
     code = ("import sys, nestcloud.render; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('pydantic', 'yaml', 'typer', 'nestcloud')))")
+            "('pydantic', 'yaml', 'typer', 'nestcloud', 'html')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "['nestcloud', 'nestcloud.errors', 'nestcloud.render']"
