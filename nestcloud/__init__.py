@@ -8,9 +8,10 @@ The Python API, for scripts and notebooks::
     nestcloud.launch(PROVIDER, "c8i.xlarge", region="us-east-1", ttl="4h", sandbox=True)
     lab = nestcloud.Lab.from_file("lab.yaml"); lab.cost(); lab.up(); lab.status(); lab.down()
 
-Every result is a pydantic model: ``.to_dict()`` gives plain data, and Jupyter shows it as a
-table. Errors are ``nestcloud.errors`` types. Importing this package imports no cloud SDK;
-pydantic and the catalog load on first use.
+Every result gives plain data with ``.to_dict()`` and renders through ``nestcloud.render``
+(``to_table``, ``to_json``, ``to_html``); Jupyter shows it as a table. Errors are
+``nestcloud.errors`` types. Importing this package imports no cloud SDK; pydantic and the
+catalog load on first use.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from nestcloud.errors import (BudgetError, InputError, NestcloudError, ProviderE
 
 if TYPE_CHECKING:
     from nestcloud.catalog import Catalog
-    from nestcloud.lab import CheckResult, Lab, LaunchReport
+    from nestcloud.checks import CheckResult
+    from nestcloud.lab import Lab
+    from nestcloud.models import LaunchResult
     from nestcloud.planner import PlanResult
 
 __version__ = "0.1.0"
@@ -90,16 +93,15 @@ def check(provider: str, type: str, *, region: str | None = None, os: str = "ubu
           catalog: Catalog | str | None = None) -> CheckResult:
     """The pre-launch findings for one launch, without launching (bad values: InputError
     naming the keyword)."""
-    from nestcloud.checks import refused, run_checks
-    from nestcloud.lab import CheckResult
+    from nestcloud.checks import CheckResult, refused, run_checks
     from nestcloud.spec import LaunchSpec
 
     spec = LaunchSpec(provider=provider, type=type, region=region, os=os,
                       hypervisor=hypervisor, depth=depth, spot=spot,
                       security_type=security_type, image_generation=image_generation)
     findings = run_checks(spec, _catalog(catalog))
-    return CheckResult(provider=provider, type=type, region=region,
-                       ok=not refused(findings), findings=findings)
+    return CheckResult(ok=not refused(findings), provider=provider, type=type, region=region,
+                       findings=findings)
 
 
 # The keywords are LaunchSpec's fields with its defaults (``ttl`` for ``ttl_seconds``: a
@@ -115,7 +117,7 @@ def launch(provider: str, type: str, *, region: str | None = None, name: str | N
            egress: str | None = None, tags: dict[str, str] | None = None,
            user_data: str | None = None, l2_smoke: bool = False,
            instance_profile: str | None = None, dry_run: bool = False, sandbox: bool = False,
-           catalog: Catalog | str | None = None) -> LaunchReport:
+           catalog: Catalog | str | None = None) -> LaunchResult:
     """Check and launch ``count`` L1 hosts as the group ``name`` (re-running converges).
 
     ``ttl`` is a duration ("90m", "4h") or hours; the instances carry nestcloud:expires and
@@ -123,7 +125,6 @@ def launch(provider: str, type: str, *, region: str | None = None, name: str | N
     fields = dict(locals())  # the keywords, before anything else is bound here
     for own in ("ttl", "dry_run", "sandbox", "catalog"):
         del fields[own]
-    from nestcloud.lab import LaunchReport
     from nestcloud.provider import open_provider
     from nestcloud.launcher import launch as _launch
     from nestcloud.spec import LaunchSpec, duration_seconds
@@ -135,8 +136,7 @@ def launch(provider: str, type: str, *, region: str | None = None, name: str | N
     spec = LaunchSpec(**{**fields, "tags": tags or {}})
     cat = _catalog(catalog)
     prov = open_provider(provider, region, sandbox=sandbox)
-    result = _launch(spec, cat, prov, dry_run=dry_run)
-    return LaunchReport.model_validate(result.model_dump())
+    return _launch(spec, cat, prov, dry_run=dry_run)
 
 
 def __getattr__(name: str) -> Any:

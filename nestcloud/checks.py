@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.oses import OSES
+from nestcloud.render import Block, Rendered
 from nestcloud.spec import LaunchSpec
 
 Severity = Literal["error", "warning", "info"]
@@ -290,3 +291,37 @@ def run_checks(spec: LaunchSpec, catalog: Catalog) -> list[Finding]:
 
 def refused(findings: list[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
+
+
+# A frozen dataclass like Finding, not a pydantic model: `nestcloud check` renders it on every
+# run (bench/bench_cli.py), and the Python API's `nestcloud.check` returns the same type.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckResult(Rendered):
+    """What the pre-launch rules found for one launch (``ok``: nothing refuses it)."""
+
+    columns: ClassVar[tuple[str, ...]] = ("severity", "rule", "message", "suggestion")
+
+    ok: bool
+    provider: str
+    type: str
+    region: str | None
+    findings: list[Finding]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "provider": self.provider, "type": self.type,
+                "region": self.region, "findings": [f.to_dict() for f in self.findings]}
+
+    def rows(self) -> list[list[str]]:
+        return [[f.severity, f.rule, f.message, f.suggestion or ""] for f in self.findings]
+
+    def caption(self) -> str:
+        where = f" in {self.region}" if self.region else ""
+        return f"{self.provider}/{self.type}{where}: {'launchable' if self.ok else 'refused'}"
+
+    def text(self, **options: Any) -> list[Block]:
+        lines: list[Block] = [self.caption()]
+        for f in self.findings:
+            lines.append(f"  [{f.severity}] {f.rule}: {f.message}")
+            if f.suggestion:
+                lines.append(f"      -> {f.suggestion}")
+        return lines

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from nestcloud.errors import (CapacityError, CleanupError, InputError, NestcloudError,
                               ProviderError, RefusedError)
+from nestcloud.render import Rendered
 
 Verdict = Literal["zone", "type", "region", "provider", "fatal"]
 Outcome = Literal["ok", "failed", "skipped"]
@@ -73,6 +74,29 @@ class Attempt:
 
 
 ATTEMPT_HEADERS = ["provider", "region", "type", "zone", "outcome", "scope", "code", "reason"]
+
+
+@dataclass(frozen=True)
+class Attempts(Rendered):
+    """The attempt table of a launch: every place tried and why it failed (as data, the
+    ``attempts`` of a lab's result or of an error's --json document)."""
+
+    columns: ClassVar[tuple[str, ...]] = tuple(ATTEMPT_HEADERS)
+
+    attempts: tuple[Attempt, ...] = ()
+
+    @classmethod
+    def of(cls, rows: Iterable[Attempt | dict[str, Any]]) -> Attempts:
+        return cls(tuple(r if isinstance(r, Attempt) else Attempt(**r) for r in rows))
+
+    def rows(self) -> list[list[str]]:
+        return [a.row() for a in self.attempts]
+
+    def caption(self) -> str:
+        return "attempts:"
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [a.to_dict() for a in self.attempts]
 
 
 @dataclass
@@ -234,9 +258,6 @@ def candidates(options: Iterable[Any], *, fleet: bool | Callable[[str], bool],
     return out
 
 
-def render(attempts: Sequence[Attempt]) -> list[list[str]]:
-    return [a.row() for a in attempts]
-
-
-__all__ = ["ATTEMPT_HEADERS", "EQUIVALENT_PRICE_FACTOR", "Attempt", "Candidate", "Launched",
-           "StopFailover", "Verdict", "attach", "attempts_of", "candidates", "classify", "run"]
+__all__ = ["ATTEMPT_HEADERS", "EQUIVALENT_PRICE_FACTOR", "Attempt", "Attempts", "Candidate",
+           "Launched", "StopFailover", "Verdict", "attach", "attempts_of", "candidates",
+           "classify", "run"]

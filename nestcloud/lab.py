@@ -18,25 +18,26 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic import ValidationError, field_validator, model_validator
 
 from nestcloud._yamlio import (MAX_LAB_BYTES, MAX_USER_DATA_BYTES, FileRefused, line_of,
                                load_yaml, pydantic_problems, read_text_bounded)
-from nestcloud.checks import Finding
+from nestcloud.checks import CheckResult  # noqa: F401 - re-exported (its earlier home)
 from nestcloud.errors import (BudgetError, CleanupError, CredentialsError, InputError,
                               LabFileError, LaunchInterrupted, MissingDependencyError,
                               NestcloudError, ProviderError, RefusedError)
 from nestcloud import failover
 from nestcloud.failover import Candidate, Launched, StopFailover, candidates
 from nestcloud.provider import capabilities_of, has_local_endpoint, open_provider
-from nestcloud.planner import PlanOption, PlanRequest, PlanResult, html_table, plan
+from nestcloud.planner import PlanOption, PlanRequest, PlanResult, plan
 from nestcloud.spec import (NAME_RE, TAG_LAB, Duration, LaunchOptions, LaunchSpec,
                             check_tags, duration_seconds)
 
-from nestcloud.models import DownResult, Instance, LaunchResult
+from nestcloud.models import DownResult, Instance, LaunchResult, Result
+from nestcloud.render import Block
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -208,16 +209,22 @@ def load_lab(path: str | os.PathLike[str]) -> tuple[LabFile, str | None]:
 
 # -- results -------------------------------------------------------------------------------
 
-
-class _Result(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+# The seat table of `lab up` and `lab status` (`launch` and `ls` show nestcloud.models').
+SEAT_COLUMNS = ("seat", "name", "id", "provider", "region", "type", "state", "ip", "expires")
 
 
-class LabCost(_Result):
+def seat_rows(instances: list[Instance]) -> list[list[str]]:
+    return [[str(i.seat if i.seat is not None else "-"), i.name, i.id, i.provider, i.region,
+             i.type, i.state, i.public_ip or i.private_ip or "-", i.expires or "-"]
+            for i in sorted(instances, key=lambda i: (i.seat or 0, i.id))]
+
+
+class LabCost(Result):
     """What the lab costs for its TTL at the chosen place, and the date of that price."""
+
+    columns: ClassVar[tuple[str, ...]] = (
+        "lab", "seats", "type", "region", "USD/h each", "hours", "total USD", "budget USD",
+        "price date")
 
     lab: str
     seats: int
@@ -228,25 +235,29 @@ class LabCost(_Result):
     budget: float | None
     within_budget: bool
 
-    def _repr_html_(self) -> str:
+    def rows(self) -> list[list[str]]:
         o = self.option
-        rows = [[self.lab, str(self.seats), f"{o.provider}/{o.type}", o.region,
+        return [[self.lab, str(self.seats), f"{o.provider}/{o.type}", o.region,
                  f"{o.usd_per_hour:.4f}", f"{self.hours:g}", f"{self.total_usd:.2f}",
                  "-" if self.budget is None else f"{self.budget:.2f}", self.price_date]]
-        return html_table(["lab", "seats", "type", "region", "USD/h each", "hours",
-                           "total USD", "budget USD", "price date"], rows)
+
+    def caption(self) -> str:
+        o = self.option
+        return (f"lab {self.lab}: {self.seats} seat(s) of {o.provider}/{o.type} in {o.region}, "
+                f"{o.vcpus} vCPU / {o.memory_gib:g} GiB, {o.nesting}")
+
+    def text(self, **options: Any) -> list[Block]:
+        o = self.option
+        budget = f" (budget ${self.budget:.2f})" if self.budget is not None else ""
+        egress = f" + ${o.egress_usd_per_hour:.4f}/h egress" if o.egress_usd_per_hour else ""
+        return [self.caption(),
+                f"cost: ${o.usd_per_hour:.4f}/h x {o.instances}{egress} x {self.hours:g} h = "
+                f"${self.total_usd:.2f}{budget} (price date: {self.price_date})"]
 
 
-def _instance_rows(instances: list[Instance]) -> list[list[str]]:
-    return [[str(i.seat if i.seat is not None else "-"), i.name, i.id, i.provider, i.region,
-             i.type, i.state, i.public_ip or i.private_ip or "-", i.expires or "-"]
-            for i in sorted(instances, key=lambda i: (i.seat or 0, i.id))]
+class LabStatus(Result):
+    columns: ClassVar[tuple[str, ...]] = SEAT_COLUMNS
 
-
-_INSTANCE_HEADS = ["seat", "name", "id", "provider", "region", "type", "state", "ip", "expires"]
-
-
-class LabStatus(_Result):
     lab: str
     seats: int
     instances: list[Instance] = Field(default_factory=list)
@@ -254,12 +265,16 @@ class LabStatus(_Result):
     missing: int = 0
     notes: list[str] = Field(default_factory=list)
 
-    def _repr_html_(self) -> str:
-        return html_table(_INSTANCE_HEADS, _instance_rows(self.instances),
-                          f"lab {self.lab}: {self.running}/{self.seats} running")
+    def rows(self) -> list[list[str]]:
+        return seat_rows(self.instances)
+
+    def caption(self) -> str:
+        return f"lab {self.lab}: {self.running}/{self.seats} running, {self.missing} missing"
 
 
-class LabUpResult(_Result):
+class LabUpResult(Result):
+    columns: ClassVar[tuple[str, ...]] = SEAT_COLUMNS
+
     lab: str
     dry_run: bool
     cost: LabCost
@@ -269,16 +284,36 @@ class LabUpResult(_Result):
     notes: list[str] = Field(default_factory=list)
     attempts: list[dict[str, Any]] = Field(default_factory=list)
 
-    def _repr_html_(self) -> str:
-        inst = self.launch.instances if self.launch else []
-        cap = (f"lab {self.lab}: {'dry run, ' if self.dry_run else ''}"
-               f"{self.cost.option.provider}/{self.cost.option.type} in "
-               f"{self.cost.option.region}, ${self.cost.total_usd:.2f} for "
-               f"{self.cost.hours:g} h (price date: {self.cost.price_date})")
-        return html_table(_INSTANCE_HEADS, _instance_rows(inst), cap)
+    def rows(self) -> list[list[str]]:
+        return seat_rows(self.launch.instances if self.launch else [])
+
+    def caption(self) -> str:
+        o = self.cost.option
+        return (f"lab {self.lab}: {'dry run, ' if self.dry_run else ''}"
+                f"{o.provider}/{o.type} in {o.region}, ${self.cost.total_usd:.2f} for "
+                f"{self.cost.hours:g} h (price date: {self.cost.price_date})")
+
+    def text(self, **options: Any) -> list[Block]:
+        out = self.cost.text()
+        if self.dry_run:
+            return [*out, "dry run: nothing was created"]
+        if self.launch is not None:
+            ids = {i.id for i in self.launch.instances}
+            new = [c for c in self.launch.created if c in ids]
+            out += [self.table(), f"{len(new)} seat(s) launched, {len(self.launch.reused)} "
+                                  "already running"]
+        ready = self.ready if isinstance(self.ready, dict) else {}
+        if ready.get("message"):
+            out.append(f"readiness: {ready['message']}")
+        for r in ready.get("instances", []):
+            out.append(f"readiness: {r['name']} {r['id']}: {r['status']}"
+                       + (f" - {r['message']}" if r.get("message") else ""))
+        return out
 
 
-class LabDownResult(_Result):
+class LabDownResult(Result):
+    columns: ClassVar[tuple[str, ...]] = DownResult.columns
+
     lab: str
     results: list[DownResult] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -287,38 +322,23 @@ class LabDownResult(_Result):
     def terminated(self) -> list[str]:
         return [i for r in self.results for i in r.terminated]
 
-    def _repr_html_(self) -> str:
-        rows = [[r.provider, r.name, ", ".join(r.terminated) or "-", ", ".join(r.deleted) or "-"]
-                for r in self.results]
-        return html_table(["provider", "name", "terminated", "deleted"], rows,
-                          f"lab {self.lab} removed")
+    def rows(self) -> list[list[str]]:
+        return [r.row() for r in self.results]
+
+    def caption(self) -> str:
+        return f"lab {self.lab} removed"
+
+    def text(self, **options: Any) -> list[Block]:
+        return [f"lab {self.lab}: terminated {len(self.terminated)} instance(s)"
+                + (f": {', '.join(self.terminated)}" if self.terminated else "")]
+
+    def json_doc(self, **options: Any) -> Any:
+        return {"lab": self.lab, "terminated": self.terminated,
+                "results": [r.to_dict() for r in self.results], "notes": self.notes}
 
 
-class CheckResult(_Result):
-    """What ``nestcloud.check`` found for one launch."""
-
-    provider: str
-    type: str
-    region: str | None
-    ok: bool
-    findings: list[Finding]
-
-    def _repr_html_(self) -> str:
-        where = f" in {self.region}" if self.region else ""
-        rows = [[f.severity, f.rule, f.message, f.suggestion or ""] for f in self.findings]
-        return html_table(["severity", "rule", "message", "suggestion"], rows,
-                          f"{self.provider}/{self.type}{where}: "
-                          f"{'launchable' if self.ok else 'refused'}")
-
-
-class LaunchReport(LaunchResult):
-    """A LaunchResult that renders as a table in notebooks."""
-
-    def _repr_html_(self) -> str:
-        cap = (f"{self.provider}/{self.type} {self.name} in {self.region}"
-               + (" (dry run: nothing created)" if self.dry_run else "")
-               + (" (sandbox)" if self.sandbox else ""))
-        return html_table(_INSTANCE_HEADS, _instance_rows(self.instances), cap)
+# The earlier name of what `nestcloud.launch` returns (every result renders in notebooks now).
+LaunchReport = LaunchResult
 
 
 # -- the lab -------------------------------------------------------------------------------

@@ -12,9 +12,8 @@ be ranked on cost and is listed as rejected instead.
 
 from __future__ import annotations
 
-import html
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic import PrivateAttr, computed_field, model_validator
@@ -22,6 +21,7 @@ from pydantic import PrivateAttr, computed_field, model_validator
 from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import BudgetError, RefusedError
 from nestcloud.oses import OSES, Hypervisor
+from nestcloud.render import Block, Rendered, Table
 from nestcloud.spec import MAX_DURATION_S, OsAlias
 
 MAX_HOURS = MAX_DURATION_S // 3600
@@ -52,7 +52,7 @@ def _usd(x: float) -> str:
     return f"${x:,.2f}" if x >= 0.01 or x == 0 else f"${x:.4f}"
 
 
-class _Model(BaseModel):
+class _Model(Rendered, BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,8 +94,14 @@ class PlanRequest(_Model):
                 f"{self.hours:g} h, {'spot' if self.spot else 'on-demand'}")
 
 
+OPTION_COLUMNS = ("#", "provider", "region", "type", "nesting", "vCPU", "GiB", "instances",
+                  "USD/h each", "total USD", "price date")
+
+
 class PlanOption(_Model):
     """One feasible place to run every seat, with what it costs and when that price held."""
+
+    columns: ClassVar[tuple[str, ...]] = OPTION_COLUMNS[1:]
 
     provider: str
     region: str
@@ -146,6 +152,19 @@ class PlanOption(_Model):
         return (f"{self.provider}/{self.type} in {self.region} at {self.rate()} x "
                 f"{self.hours:g} h = {_usd(self.total_usd)} (price date: {self.price_date})")
 
+    def row(self) -> list[str]:
+        return [self.provider, self.region, self.type, self.nesting, str(self.vcpus),
+                f"{self.memory_gib:g}",
+                str(self.instances) + (f" ({self.seats_per_instance}/host)"
+                                       if self.seats_per_instance > 1 else ""),
+                f"{self.usd_per_hour:.4f}", f"{self.total_usd:.2f}", self.price_date]
+
+    def rows(self) -> list[list[str]]:
+        return [self.row()]
+
+    def caption(self) -> str:
+        return self.line()
+
 
 class Rejected(_Model):
     """A candidate that was dropped and why."""
@@ -164,6 +183,8 @@ _RawReject = tuple[str, str, "str | None", str, str, "float | None"]
 
 class PlanResult(_Model):
     """Ranked options (cheapest first) and, for --explain, every rejected candidate."""
+
+    columns: ClassVar[tuple[str, ...]] = OPTION_COLUMNS
 
     request: PlanRequest
     options: list[PlanOption] = Field(default_factory=list)
@@ -198,27 +219,46 @@ class PlanResult(_Model):
         """The error that explains why nothing is feasible (call when ``options`` is empty)."""
         return _refusal(self)
 
-    def _repr_html_(self) -> str:
-        heads = ["#", "provider", "region", "type", "nesting", "vCPU", "GiB", "instances",
-                 "USD/h each", "total USD", "price date"]
-        rows = [[str(i + 1), o.provider, o.region, o.type, o.nesting, str(o.vcpus),
-                 f"{o.memory_gib:g}", f"{o.instances}"
-                 + (f" ({o.seats_per_instance} seats each)" if o.seats_per_instance > 1 else ""),
-                 f"{o.usd_per_hour:.4f}", f"{o.total_usd:.2f}", o.price_date]
-                for i, o in enumerate(self.options)]
-        caption = html.escape(self.request.describe())
-        if not rows:
-            return f"<p><b>No feasible option</b> for {caption}: {html.escape(str(self.refusal()))}</p>"
-        return html_table(heads, rows, caption)
+    def rows(self, limit: int = 0) -> list[list[str]]:
+        shown = self.options[:limit] if limit > 0 else self.options
+        return [[str(i + 1), *o.row()] for i, o in enumerate(shown)]
 
+    def caption(self) -> str:
+        return self.request.describe()
 
-def html_table(heads: list[str], rows: list[list[str]], caption: str = "") -> str:
-    """A small escaped HTML table for notebooks."""
-    h = "".join(f"<th>{html.escape(x)}</th>" for x in heads)
-    b = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                for r in rows)
-    cap = f"<caption>{caption}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
+    def empty(self) -> tuple[str, str] | None:
+        return "No feasible option", f"for {self.caption()}: {self.refusal()}"
+
+    def text(self, *, limit: int = 10, explain: bool = False, **options: Any) -> list[Block]:
+        """The plan for a terminal: the first ``limit`` options (0: all), the cheapest, and
+        with ``explain`` every rejected candidate."""
+        req = self.request
+        out: list[Block] = [
+            f"Plan for {req.describe()}"
+            + (f", budget ${req.budget:.2f}" if req.budget is not None else "")
+            + (f", max ${req.max_hourly:.4f}/h per seat" if req.max_hourly is not None else "")]
+        rows = self.rows(limit)
+        if rows:
+            out.append(Table(self.columns, rows))
+            if len(self.options) > len(rows):
+                out.append(f"... {len(self.options) - len(rows)} more (--limit 0 shows all)")
+            best = self.options[0]
+            out.append(f"cheapest: {best.line()}")
+            out += [f"  note: {n}" for n in best.notes]
+        if explain:
+            out.append(f"rejected ({len(self.rejected)}):")
+            out += [f"  {r.provider}/{r.type} ({r.region or 'any region'}): {r.code}: {r.reason}"
+                    for r in self.rejected]
+        return out
+
+    def json_doc(self, *, explain: bool = False, **options: Any) -> Any:
+        """The --json document: the request and every option (and with ``explain`` every
+        rejected candidate)."""
+        doc: dict[str, Any] = {"request": self.request.to_dict(),
+                               "options": [o.to_dict() for o in self.options]}
+        if explain:
+            doc["rejected"] = [r.to_dict() for r in self.rejected]
+        return doc
 
 
 def _seats_per_host(t: InstanceType, req: PlanRequest) -> int:

@@ -11,13 +11,14 @@ catalog has no place for.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nestcloud.catalog import Catalog, RegionPrice, Source
 from nestcloud.errors import InputError
 from nestcloud.provider import EgressCost, PriceFetch, PriceTable, available, load_factory
+from nestcloud.render import Block, Rendered
 
 __all__ = ["EgressCost", "PriceTable", "RefreshResult", "apply_prices", "dump", "egress_cost",
            "refresh_prices"]
@@ -36,8 +37,10 @@ def egress_cost(provider: str, egress: str | None, instances: int) -> EgressCost
     return cost
 
 
-class RefreshResult(BaseModel):
+class RefreshResult(Rendered, BaseModel):
     model_config = ConfigDict(extra="forbid")
+    columns: ClassVar[tuple[str, ...]] = (
+        "type", "region", "on-demand before", "on-demand now", "spot before", "spot now")
 
     provider: str
     regions: list[str]
@@ -50,6 +53,25 @@ class RefreshResult(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def rows(self) -> list[list[str]]:
+        def usd(prices: dict[str, Any] | None, kind: str) -> str:
+            value = None if prices is None else prices.get(kind)
+            return "-" if value is None else f"{value:.4f}"
+
+        return [[c["type"], c["region"], usd(c["old"], "on_demand"), usd(c["new"], "on_demand"),
+                 usd(c["old"], "spot"), usd(c["new"], "spot")] for c in self.changed]
+
+    def caption(self) -> str:
+        return (f"{self.updated} {self.provider} price(s) in {', '.join(self.regions)} now from "
+                f"{self.source} (price date: {self.date}); {len(self.changed)} changed")
+
+    def text(self, *, file: str | None = None, **options: Any) -> list[Block]:
+        """One line; ``file``: the catalog it was written to."""
+        return [f"{file}: {self.caption()}" if file else self.caption()]
+
+    def json_doc(self, *, file: str | None = None, **options: Any) -> Any:
+        return {**self.to_dict(), "file": file} if file is not None else self.to_dict()
 
 
 def apply_prices(catalog: Catalog, provider: str, regions: list[str], fetched: PriceFetch,

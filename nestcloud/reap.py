@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from nestcloud.errors import NestcloudError
-from nestcloud.models import DownResult, Instance
-from nestcloud.planner import html_table
+from nestcloud.models import DownResult, Instance, Result
+from nestcloud.render import Block
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME
 
 GONE_STATES = frozenset({"terminated", "shutting-down", "deleting", "deleted"})
@@ -33,10 +33,8 @@ def parse_expiry(text: str) -> dt.datetime | None:
     return when
 
 
-class Group(BaseModel):
+class Group(Result):
     """One named group in one place, with what reaping decided about it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     provider: str
     region: str
@@ -107,8 +105,9 @@ def _ago(delta: dt.timedelta) -> str:
     return f"{secs // 86400}d"
 
 
-class ReapResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReapResult(Result):
+    columns: ClassVar[tuple[str, ...]] = (
+        "provider", "region", "name", "instances", "expires", "action", "why")
 
     now: str
     dry_run: bool
@@ -116,17 +115,24 @@ class ReapResult(BaseModel):
     kept: list[Group] = Field(default_factory=list)
     removed: list[DownResult] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    # How many (provider, region) places were listed: said in the text, not in the JSON
+    # document (whose shape is a public contract).
+    places: int = Field(default=0, exclude=True)
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+    def rows(self) -> list[list[str]]:
+        gone = "would remove" if self.dry_run else "removed"
+        return [[g.provider, g.region, g.name, str(len(g.instances)), g.expires or "-",
+                 gone if g.expired else "kept", g.reason] for g in self.expired + self.kept]
 
-    def _repr_html_(self) -> str:
-        rows = [[g.provider, g.region, g.name, str(len(g.instances)), g.expires or "-",
-                 "remove" if g.expired else "keep", g.reason]
-                for g in self.expired + self.kept]
-        return html_table(["provider", "region", "name", "instances", "expires", "action",
-                           "why"], rows, f"reap at {self.now}"
-                          + (" (dry run)" if self.dry_run else ""))
+    def caption(self) -> str:
+        return f"reap at {self.now}" + (" (dry run)" if self.dry_run else "")
+
+    def text(self, **options: Any) -> list[Block]:
+        rows = self.rows()
+        return [*([self.table()] if rows else []),
+                f"{len(self.expired)} expired group(s) "
+                + ("would be removed (dry run)" if self.dry_run else "removed")
+                + f", {len(self.kept)} kept; scanned {self.places} place(s)"]
 
 
 # (provider name, region) -> Provider
@@ -143,7 +149,9 @@ def reap(places: Iterable[tuple[str, str]], open_provider: ProviderOpener, *,
     instances: dict[tuple[str, str], Instance] = {}
     errors: list[str] = []
     providers: dict[tuple[str, str], Any] = {}
+    scanned = 0
     for provider, region in places:
+        scanned += 1
         try:
             prov = open_provider(provider, region)
             providers[(provider, region)] = prov
@@ -166,4 +174,4 @@ def reap(places: Iterable[tuple[str, str]], open_provider: ProviderOpener, *,
                 errors.append(f"{g.provider} {g.region} {g.name}: removal failed: "
                               f"{exc.message}")
     return ReapResult(now=now.isoformat(), dry_run=dry_run, expired=expired, kept=kept,
-                      removed=removed, errors=errors)
+                      removed=removed, errors=errors, places=scanned)

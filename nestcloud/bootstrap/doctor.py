@@ -6,11 +6,12 @@ so tests feed recorded /proc and /sys trees.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nestcloud.bootstrap import l1check
+from nestcloud.render import Block, Rendered, to_table
 
 AZURE_CHASSIS_ASSET_TAG = "7783-7084-3265-9085-8269-3286-77"  # as cloud-init identifies Azure
 _CLOCKSOURCES = {"kvm-clock": "KVM (includes AWS Nitro)",
@@ -37,8 +38,9 @@ class Placement(BaseModel):
     evidence: list[str] = Field(default_factory=list)
 
 
-class DoctorReport(BaseModel):
+class DoctorReport(Rendered, BaseModel):
     model_config = ConfigDict(extra="forbid")
+    columns: ClassVar[tuple[str, ...]] = ("check", "result", "summary", "why it matters")
 
     ready: bool
     verdict: str
@@ -48,6 +50,24 @@ class DoctorReport(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def rows(self) -> list[list[str]]:
+        return [[i.name, _mark(i).strip(), i.summary, i.explanation] for i in self.items]
+
+    def caption(self) -> str:
+        return f"nestcloud doctor: {self.verdict}"
+
+    def text(self, **options: Any) -> list[Block]:
+        lines: list[Block] = [self.caption(), ""]
+        for item in self.items:
+            lines.append(f"[{_mark(item)}] {item.name}: {item.summary}")
+            if item.explanation:
+                lines.append(f"       {item.explanation}")
+        return lines
+
+
+def _mark(item: DoctorItem) -> str:
+    return {True: "ok  ", False: "warn" if item.optional else "FAIL", None: "info"}[item.ok]
 
 
 def _dmi(host: l1check.Host, key: str) -> str | None:
@@ -144,11 +164,6 @@ def run_doctor(host: l1check.Host | None = None, *, profile: str = "none",
 
 
 def render_text(report: DoctorReport) -> str:
-    lines = [f"nestcloud doctor: {report.verdict}", ""]
-    for item in report.items:
-        mark = {True: "ok  ", False: "warn" if item.optional else "FAIL", None: "info"}[item.ok]
-        lines.append(f"[{mark}] {item.name}: {item.summary}")
-        if item.explanation:
-            lines.append(f"       {item.explanation}")
-    return "\n".join(lines)
+    """The report for a terminal (``nestcloud.render.to_table``)."""
+    return to_table(report)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,7 @@ from nestcloud.bootstrap.marker import Marker, parse_marker, parse_payload
 from nestcloud.bootstrap.profiles import TAG_L1, not_verifiable_reason
 from nestcloud.errors import CredentialsError, MissingDependencyError, ProviderError
 from nestcloud.models import Instance
+from nestcloud.render import Block, Rendered
 
 if TYPE_CHECKING:
     from nestcloud.provider import Provider
@@ -43,8 +44,9 @@ class InstanceReadiness(BaseModel):
     waited_s: float = 0.0
 
 
-class WaitReport(BaseModel):
+class WaitReport(Rendered, BaseModel):
     model_config = ConfigDict(extra="forbid")
+    columns: ClassVar[tuple[str, ...]] = ("name", "id", "status", "from", "detail")
 
     provider: str
     instances: list[InstanceReadiness] = Field(default_factory=list)
@@ -67,6 +69,15 @@ class WaitReport(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.model_dump(mode="json"), "exit_code": self.exit_code()}
+
+    def rows(self) -> list[list[str]]:
+        return [[r.name, r.id, r.status, r.source or "-", r.message] for r in self.instances]
+
+    def caption(self) -> str:
+        return f"{self.provider}: {self.message}" if self.message else self.provider
+
+    def text(self, **options: Any) -> list[Block]:
+        return [self.table()]
 
     def summary(self) -> str:
         """One line per instance, for people (stderr)."""

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from nestcloud.errors import NestcloudError
+from nestcloud.render import Rendered, table, to_json, to_table
 
 # The exception classes typer raises. typer 0.28 vendors click and raises typer.Exit/Abort and
 # typer.TyperException (the base of its vendored ClickException); typer 0.24-0.27 re-export
@@ -150,14 +151,15 @@ def bad_input(message: str) -> NestcloudError:
     return InputError(message)
 
 
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    """A plain aligned text table (no colour: it must read the same in logs)."""
-    cols = [headers, *rows]
-    widths = [max(len(str(r[i])) for r in cols) for i in range(len(headers))]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)
+def show(result: Rendered, as_json: bool, **options: Any) -> None:
+    """Print a result on stdout: its --json document, or its terminal text (nothing at all
+    when it has none). ``options`` go to the result's declaration (e.g. plan's ``limit``)."""
+    if as_json:
+        emit_json(to_json(result, **options))
+        return
+    text = to_table(result, **options)
+    if text:
+        typer.echo(text)
 
 
 def run(target: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from nestcloud.cli._app import ProviderCommand, emit_json, info, json_mode, table
+from nestcloud.cli._app import ProviderCommand, emit_json, info, json_mode, show
 from nestcloud.cli.cloud_cmd import ProviderOptionOpt
 from nestcloud.errors import InputError
 
@@ -111,16 +111,13 @@ def register(app: typer.Typer) -> None:
         Exit 0 whenever the report was produced; with --require-ready, 1 when not ready.
         """
         json_mode(as_json)
-        from nestcloud.bootstrap.doctor import render_text, run_doctor
+        from nestcloud.bootstrap.doctor import run_doctor
         from nestcloud.bootstrap.l1check import PROFILES
 
         if profile not in PROFILES:
             raise InputError(f"--profile {profile!r}: one of {', '.join(PROFILES)}")
         report = run_doctor(profile=profile, l2_smoke=l2_smoke)
-        if as_json:
-            emit_json(report.to_dict())
-        else:
-            typer.echo(render_text(report))
+        show(report, as_json)
         if require_ready and not report.ready:
             raise typer.Exit(1)
 
@@ -164,14 +161,9 @@ def register(app: typer.Typer) -> None:
                              hint="`nestcloud ls` lists what runs")
         report = wait_for_ready(prov, instances, timeout_s=timeout_s, interval_s=interval,
                                 sandbox=sandbox, on_progress=None if as_json else info)
-        if as_json:
-            emit_json(report.to_dict())
-        else:
-            rows = [[r.name, r.id, r.status, r.source or "-", r.message]
-                    for r in report.instances]
-            typer.echo(table(rows, ["name", "id", "status", "from", "detail"]))
-            if report.sandbox:
-                info(report.message)
+        show(report, as_json)
+        if report.sandbox and not as_json:
+            info(report.message)
         code = report.exit_code()
         if code:
             raise typer.Exit(code)

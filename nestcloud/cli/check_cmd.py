@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from nestcloud.cli._app import emit_json, json_mode
+from nestcloud.cli._app import json_mode, show
 from nestcloud.errors import InputError
 
 
@@ -27,15 +27,6 @@ def spec_or_input_error(**fields: object):  # type: ignore[no-untyped-def]
     except SpecError as exc:
         raise InputError("; ".join(pydantic_problems(exc.errors(), style="flag",
                                                      flags=SPEC_FLAGS))) from None
-
-
-def render_findings(findings: list, ok: bool, label: str) -> str:  # type: ignore[type-arg]
-    lines = [f"{label}: {'launchable' if ok else 'refused'}"]
-    for f in findings:
-        lines.append(f"  [{f.severity}] {f.rule}: {f.message}")
-        if f.suggestion:
-            lines.append(f"      -> {f.suggestion}")
-    return "\n".join(lines)
 
 
 # Literal strings, not imports: the help must not cost an import of the OS table.
@@ -65,7 +56,7 @@ def register(app: typer.Typer) -> None:
         """Would this launch work? Exit 0 when launchable, 3 when refused."""
         json_mode(as_json)
         from nestcloud.catalog import load_catalog
-        from nestcloud.checks import refused, run_checks
+        from nestcloud.checks import CheckResult, refused, run_checks
         from nestcloud.provider import available
 
         if provider not in available():
@@ -76,12 +67,8 @@ def register(app: typer.Typer) -> None:
                                    security_type=security_type,
                                    image_generation=image_generation)
         findings = run_checks(spec, load_catalog(catalog_path))
-        ok = not refused(findings)
-        if as_json:
-            emit_json({"ok": ok, "provider": provider, "type": type_name, "region": region,
-                       "findings": [f.to_dict() for f in findings]})
-        else:
-            typer.echo(render_findings(findings, ok, f"{provider}/{type_name}"
-                                       + (f" in {region}" if region else "")))
-        if not ok:
+        res = CheckResult(ok=not refused(findings), provider=provider, type=type_name,
+                          region=region, findings=findings)
+        show(res, as_json)
+        if not res.ok:
             raise typer.Exit(3)

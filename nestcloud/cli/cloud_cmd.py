@@ -5,14 +5,13 @@ Parse, call the library, render. No cloud SDK is imported before a command runs.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from nestcloud.cli._app import ProviderCommand, emit_json, info, json_mode, table
+from nestcloud.cli._app import ProviderCommand, emit_json, info, json_mode, show
 from nestcloud.errors import InputError, NestcloudError
 
 SandboxOpt = typer.Option(False, "--sandbox",
@@ -65,19 +64,6 @@ def configured_providers(ctx: Any, sandbox: bool) -> list[str]:
     return out
 
 
-def _instance_rows(instances: list[Any]) -> list[list[str]]:
-    return [[i.provider, i.name, "-" if i.seat is None else str(i.seat), i.id, i.type, i.region,
-             i.zone or "-", i.state, {True: "yes", False: "NO", None: "?"}[i.nested],
-             i.public_ip or "-", i.expires or "-"] for i in instances]
-
-
-INSTANCE_HEADERS = ["provider", "name", "seat", "id", "type", "region", "zone", "state",
-                    "nested", "public ip", "expires"]
-
-
-LEFTOVER_KEYS = ["provider", "name", "region", "kind", "id"]
-
-
 def _leftovers(provs: list[Any], name: Optional[str], instances: list[Any]
                ) -> list[dict[str, str]]:
     """What names without instances still have (security groups, launch templates...), from
@@ -102,12 +88,13 @@ def _read_user_data(path: Optional[Path]) -> Optional[str]:
 def _wait(provider: Any, instances: list[Any], timeout: float, sandbox: bool
           ) -> tuple[Optional[dict[str, Any]], int]:
     from nestcloud.bootstrap.wait import wait_for_ready
+    from nestcloud.render import to_json
 
     report = wait_for_ready(provider, instances, timeout_s=timeout, sandbox=sandbox)
     text = report.summary()
     if text:
         info(text)
-    return report.to_dict(), report.exit_code()
+    return to_json(report), report.exit_code()
 
 
 def _providers(ctx: Any, provider: str | None, region: str | None, sandbox: bool,
@@ -239,12 +226,16 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
                      f"`nestcloud down {result.name}` removes them")
                 raise
         if as_json:
-            doc = result.to_dict()
+            from nestcloud.render import to_json
+
+            doc = to_json(result)
             if wait:
                 doc["wait"] = wait_doc
             emit_json(doc)
         else:
-            _render_launch(result)
+            for note in result.notes:
+                info(f"note: {note}")
+            show(result, False)
         if code:
             raise typer.Exit(code)
 
@@ -262,25 +253,19 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
     ) -> None:
         """List what nestcloud launched, from the cloud's tags."""
         json_mode(as_json)
+        from nestcloud.models import Listing
+
         if name is not None:
             from nestcloud.spec import check_name
 
             check_name(name, "--name")
         names, provs = _providers(ctx, provider, region, sandbox, catalog_path)
         instances = [i for prov in provs for i in prov.list(name)]
-        left = _leftovers(provs, name, instances)
-        if as_json:
-            emit_json({"instances": [i.to_dict() for i in instances], "leftovers": left})
-            return
-        if not instances:
+        found = Listing(instances=instances, leftovers=_leftovers(provs, name, instances))
+        if not instances and not as_json:
             info("no nestcloud instances" + (f" named {name!r}" if name else "")
                  + f" ({', '.join(names)})")
-        else:
-            typer.echo(table(_instance_rows(instances), INSTANCE_HEADERS))
-        if left:
-            typer.echo(("\n" if instances else "") + "leftovers (a name without instances; "
-                       "`nestcloud down NAME` removes them):")
-            typer.echo(table([[x[h] for h in LEFTOVER_KEYS] for x in left], LEFTOVER_KEYS))
+        show(found, as_json)
 
     @app.command("down", cls=ProviderCommand)
     def down_cmd(
@@ -297,6 +282,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
     ) -> None:
         """Terminate every instance of NAME and remove its network rules. Safe to re-run."""
         json_mode(as_json)
+        from nestcloud.models import DownResults, Listing
+        from nestcloud.render import to_table
         from nestcloud.spec import check_name
 
         check_name(name, "NAME")  # never empty, never a pattern: it selects what is removed
@@ -306,21 +293,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
             if as_json or not sys.stdin.isatty():
                 raise InputError(f"refusing to remove {len(found)} instance(s) of {name!r} "
                                  "without --yes (no terminal to ask on)")
-            typer.echo(table(_instance_rows(found), INSTANCE_HEADERS), err=True)
+            typer.echo(to_table(Listing(instances=found)), err=True)
             if not typer.confirm(f"terminate these {len(found)} instance(s)?", err=True):
                 raise typer.Exit(1)
-        results = [prov.down(name) for prov in provs]
-        if as_json:
-            emit_json({"results": [r.to_dict() for r in results]})
-            return
-        for r in results:
-            if r.terminated or r.deleted:
-                typer.echo(f"{r.provider}: {name}: terminated {len(r.terminated)} instance(s)"
-                           + (f" ({', '.join(r.terminated)})" if r.terminated else "")
-                           + (f"; deleted {', '.join(r.deleted)}" if r.deleted else ""))
-            else:
-                typer.echo(f"{r.provider}: {name}: nothing to remove")
-            for n in r.notes:
+        res = DownResults(results=[prov.down(name) for prov in provs])
+        show(res, as_json)
+        if not as_json:
+            for n in (n for r in res.results for n in r.notes):
                 info(n)
 
     sandbox_app = typer.Typer(help="The providers' local endpoints behind --sandbox.",
@@ -437,40 +416,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
         cat = load_catalog(catalog_path)
         prov = open_provider(provider, region, sandbox=sb.enabled(sandbox), note=info, **opts)
         res = prov.verify_catalog(cat, region)
-        if as_json:
-            emit_json({**res.to_dict(), "ok": res.ok})
-        else:
-            if res.diffs:
-                typer.echo(table([[d.type, d.field, json.dumps(d.catalog), json.dumps(d.live)]
-                                  for d in res.diffs], ["type", "field", "catalog", "live"]))
-            for m in res.missing_live:
-                typer.echo(f"{m}: in the catalog for {region} but the live API does not offer "
-                           "it there")
-            verdict = "agrees with" if res.ok else "DISAGREES with"
-            typer.echo(f"catalog {verdict} the live {provider} API in {region}: "
-                       f"{res.checked} type(s) checked, {len(res.diffs)} difference(s), "
-                       f"{len(res.missing_live)} missing")
+        show(res, as_json)
         if not res.ok:
             raise typer.Exit(1)
-
-
-def _render_launch(result: Any) -> None:
-    for note in result.notes:
-        info(f"note: {note}")
-    if result.dry_run:
-        typer.echo(f"dry run: {len(result.requests)} request(s) would be sent "
-                   f"({result.provider}, {result.region}); nothing was created")
-        for req in result.requests:
-            params = dict(req.params)
-            if isinstance(params.get("UserData"), str) and len(params["UserData"]) > 80:
-                params["UserData"] = (f"<{len(params['UserData'])} base64 chars; "
-                                      "--json shows them>")
-            typer.echo(f"{req.service} {req.operation} {json.dumps(params, indent=2)}")
-        return
-    where = " (sandbox)" if result.sandbox else ""
-    typer.echo(f"{result.name}: {len(result.instances)} instance(s) of {result.type} in "
-               f"{result.region}{where}: {len(result.instances) - len(result.reused)} new, "
-               f"{len(result.reused)} reused")
-    if result.instances:
-        typer.echo(table(_instance_rows(result.instances), INSTANCE_HEADERS))
 

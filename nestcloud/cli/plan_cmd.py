@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from nestcloud.cli._app import ProviderCommand, emit_json, info, json_mode, table
+from nestcloud.cli._app import ProviderCommand, info, json_mode, show
 from nestcloud.cli.cloud_cmd import ProviderOptionOpt
 from nestcloud.errors import InputError
 
@@ -58,40 +58,6 @@ def _request(**fields: Any) -> Any:
                                    for p in parts)) from None
 
 
-def _option_rows(options: list[Any]) -> list[list[str]]:
-    return [[str(i + 1), o.provider, o.region, o.type, o.nesting, str(o.vcpus),
-             f"{o.memory_gib:g}",
-             str(o.instances) + (f" ({o.seats_per_instance}/host)"
-                                 if o.seats_per_instance > 1 else ""),
-             f"{o.usd_per_hour:.4f}", f"{o.total_usd:.2f}", o.price_date]
-            for i, o in enumerate(options)]
-
-
-OPTION_HEADS = ["#", "provider", "region", "type", "nesting", "vCPU", "GiB", "instances",
-                "USD/h each", "total USD", "price date"]
-
-
-def render_plan(res: Any, limit: int, explain: bool) -> str:
-    req = res.request
-    lines = [f"Plan for {req.describe()}"
-             + (f", budget ${req.budget:.2f}" if req.budget is not None else "")
-             + (f", max ${req.max_hourly:.4f}/h per seat" if req.max_hourly is not None else "")]
-    shown = res.options[:limit] if limit > 0 else res.options
-    if shown:
-        lines.append(table(_option_rows(shown), OPTION_HEADS))
-        if len(res.options) > len(shown):
-            lines.append(f"... {len(res.options) - len(shown)} more (--limit 0 shows all)")
-        best = res.options[0]
-        lines.append(f"cheapest: {best.line()}")
-        lines += [f"  note: {n}" for n in best.notes]
-    if explain:
-        lines.append(f"rejected ({len(res.rejected)}):")
-        for r in res.rejected:
-            where = r.region or "any region"
-            lines.append(f"  {r.provider}/{r.type} ({where}): {r.code}: {r.reason}")
-    return "\n".join(lines)
-
-
 def _lab(file: Path, catalog_path: Optional[Path]) -> Any:
     from nestcloud.catalog import load_catalog
     from nestcloud.lab import Lab
@@ -101,18 +67,12 @@ def _lab(file: Path, catalog_path: Optional[Path]) -> Any:
     return lab
 
 
-def _instance_table(instances: list[Any]) -> str:
-    from nestcloud.lab import _INSTANCE_HEADS, _instance_rows
-
-    return table(_instance_rows(instances), _INSTANCE_HEADS)
-
-
-def _attempt_table(rows: list[dict[str, Any]]) -> None:
+def _attempt_table(attempts: list[Any]) -> None:
     """Every failover attempt and why it failed, on stderr."""
-    from nestcloud.failover import ATTEMPT_HEADERS
+    from nestcloud.failover import Attempts
+    from nestcloud.render import to_table
 
-    info("attempts:\n" + table([[str(r.get(h) if r.get(h) is not None else "-")
-                                  for h in ATTEMPT_HEADERS] for r in rows], ATTEMPT_HEADERS))
+    info(to_table(Attempts.of(attempts)))
 
 
 lab_app = typer.Typer(help="Labs: many identical seats from one lab file, with TTL and budget.",
@@ -158,7 +118,7 @@ def lab_up(
     except NestcloudError as exc:
         rows = attempts_of(exc)
         if rows:  # the --json error document (exc.to_dict()) carries them too
-            _attempt_table([a.to_dict() for a in rows])
+            _attempt_table(rows)
         raise
     except KeyboardInterrupt as exc:
         for note in exc.args:  # the rollback's note: what was removed, or what is left
@@ -169,35 +129,10 @@ def lab_up(
     ready = res.ready if isinstance(res.ready, dict) else {}
     # The seats exist either way; a readiness timeout (4) or failure (1) is the exit code.
     code = int(ready.get("exit_code", 0) or 0)
-    if as_json:
-        emit_json(res.to_dict())
-        if code:
-            raise typer.Exit(code)
-        return
-    c = res.cost
-    o = c.option
-    budget = f" (budget ${c.budget:.2f})" if c.budget is not None else ""
-    typer.echo(f"lab {res.lab}: {c.seats} seat(s) of {o.provider}/{o.type} in {o.region}, "
-               f"{o.vcpus} vCPU / {o.memory_gib:g} GiB, {o.nesting}")
-    egress = f" + ${o.egress_usd_per_hour:.4f}/h egress" if o.egress_usd_per_hour else ""
-    typer.echo(f"cost: ${o.usd_per_hour:.4f}/h x {o.instances}{egress} x {c.hours:g} h = "
-               f"${c.total_usd:.2f}{budget} (price date: {c.price_date})")
-    for n in res.notes:
-        info(f"note: {n}")
-    if res.dry_run:
-        typer.echo("dry run: nothing was created")
-        return
-    if res.launch is not None:
-        typer.echo(_instance_table(res.launch.instances))
-        ids = {i.id for i in res.launch.instances}
-        new = [c for c in res.launch.created if c in ids]
-        typer.echo(f"{len(new)} seat(s) launched, {len(res.launch.reused)} already running")
-    if ready:
-        if ready.get("message"):
-            typer.echo(f"readiness: {ready['message']}")
-        for r in ready.get("instances", []):
-            typer.echo(f"readiness: {r['name']} {r['id']}: {r['status']}"
-                       + (f" - {r['message']}" if r.get("message") else ""))
+    show(res, as_json)
+    if not as_json:
+        for n in res.notes:
+            info(f"note: {n}")
     if code:
         raise typer.Exit(code)
 
@@ -218,14 +153,10 @@ def lab_status(
     lab = _lab(file, catalog_path)
     sandbox = enabled(sandbox)
     st = lab.status(sandbox=sandbox, providers=_lab_providers(ctx, lab, sandbox))
-    if as_json:
-        emit_json(st.to_dict())
-        return
-    typer.echo(f"lab {st.lab}: {st.running}/{st.seats} running, {st.missing} missing")
-    for n in st.notes:
-        info(f"note: {n}")
-    if st.instances:
-        typer.echo(_instance_table(st.instances))
+    show(st, as_json)
+    if not as_json:
+        for n in st.notes:
+            info(f"note: {n}")
 
 
 @lab_app.command("down", cls=ProviderCommand)
@@ -247,14 +178,10 @@ def lab_down(
         lab = _lab(file, catalog_path)
         sandbox = enabled(sandbox)
         res = lab.down(sandbox=sandbox, providers=_lab_providers(ctx, lab, sandbox))
-    if as_json:
-        emit_json({"lab": res.lab, "terminated": res.terminated,
-                   "results": [r.to_dict() for r in res.results], "notes": res.notes})
-        return
-    typer.echo(f"lab {res.lab}: terminated {len(res.terminated)} instance(s)"
-               + (f": {', '.join(res.terminated)}" if res.terminated else ""))
-    for n in res.notes:
-        info(n)
+    show(res, as_json)
+    if not as_json:
+        for n in res.notes:
+            info(n)
 
 
 def refresh_prices_cmd(
@@ -281,11 +208,9 @@ def refresh_prices_cmd(
         Path(target).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot write the catalog to {target}: {exc}") from None
+    show(res, as_json, file=str(target))
     if as_json:
-        emit_json({**res.to_dict(), "file": str(target)})
         return
-    typer.echo(f"{target}: {res.updated} {provider} price(s) in {', '.join(res.regions)} "
-               f"now from {res.source} (price date: {res.date}); {len(res.changed)} changed")
     if res.not_found:
         info(f"no price returned for {len(res.not_found)} entr(ies), kept as they were: "
              + ", ".join(res.not_found[:10]) + (" ..." if len(res.not_found) > 10 else ""))
@@ -361,16 +286,11 @@ def register(app: typer.Typer) -> None:
         res = plan(cat, req)
         if not res.options:
             if explain and not as_json:
-                info(render_plan(res, limit, explain=True))
+                from nestcloud.render import to_table
+
+                info(to_table(res, limit=limit, explain=True))
             raise res.refusal()
-        if as_json:
-            doc: dict[str, Any] = {"request": req.to_dict(),
-                                   "options": [o.to_dict() for o in res.options]}
-            if explain:
-                doc["rejected"] = [r.to_dict() for r in res.rejected]
-            emit_json(doc)
-            return
-        typer.echo(render_plan(res, limit, explain))
+        show(res, as_json, limit=limit, explain=explain)
 
     @app.command("reap", cls=ProviderCommand)
     def reap_cmd(
@@ -425,18 +345,8 @@ def register(app: typer.Typer) -> None:
                   if wanted is None or r in cat.regions(p) or sandbox]
         res = reap(places, _open(ctx, chosen, sandbox), now=dt.datetime.now(dt.timezone.utc),
                    dry_run=dry_run)
-        if as_json:
-            emit_json(res.to_dict())
-        else:
-            rows = [[g.provider, g.region, g.name, str(len(g.instances)), g.expires or "-",
-                     ("would remove" if dry_run else "removed") if g.expired else "kept",
-                     g.reason] for g in res.expired + res.kept]
-            if rows:
-                typer.echo(table(rows, ["provider", "region", "name", "instances", "expires",
-                                        "action", "why"]))
-            typer.echo(f"{len(res.expired)} expired group(s) "
-                       + ("would be removed (dry run)" if dry_run else "removed")
-                       + f", {len(res.kept)} kept; scanned {len(places)} place(s)")
+        show(res, as_json)
+        if not as_json:
             for e in res.errors:
                 info(f"error: {e}")
         if res.errors:

@@ -99,4 +99,4 @@ def test_reap_dry_run_removes_nothing() -> None:
     res = reap([("aws", "us-east-1")], lambda p, r: east, now=NOW, dry_run=True)
     assert east.downs == [] and res.removed == []
     assert [g.name for g in res.expired] == ["old"]
-    assert "<td>remove</td>" in res._repr_html_()
+    assert "<td>would remove</td>" in res._repr_html_()  # the same words as the terminal
