@@ -12,7 +12,9 @@ The state file is a convenience, never the only way to the server: its content i
 (types, a loopback URL, a pid that is this user's server for this state file and listens on
 that port) and, when it is missing, damaged or foreign, the server is found by its command
 line instead (psutil) and the file rewritten. So no server is ever left where ``sandbox
-stop`` cannot reach it, and nothing else is ever taken for the sandbox or signalled.
+stop`` cannot reach it, and nothing else is ever taken for the sandbox or signalled. A server
+of ours that is alive and listening but slow to answer (a loaded machine) is waited for, up to
+BUSY_WAIT_S, rather than replaced: replacing it would lose its world.
 
 The server's WSGI layers (below, "the echo") work on the EC2 Query API on the wire.
 """
@@ -65,9 +67,12 @@ _ENV_LOG_MAX = "NESTCLOUD_SANDBOX_LOG_MAX_BYTES"  # start() -> serve(): the cap 
 MAX_STATE_BYTES = 4096  # a state is ~150 bytes; a larger file is not ours
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-# How long a server of ours may take to answer before it counts as hung (and start() replaces
-# it): generous, since a busy machine slows moto and replacing it loses its world.
+# How long one health check waits for an answer.
 ANSWER_TIMEOUT_S = 5.0
+# How long a server of ours that is alive and listening may go without answering before it
+# counts as hung (and start() replaces it): a busy machine slows moto, and replacing a server
+# loses its world.
+BUSY_WAIT_S = 30.0
 # The sandbox never sees real credentials: these go to the loopback endpoint only.
 FAKE_CREDENTIALS = {"aws_access_key_id": "nestcloud-sandbox",
                     "aws_secret_access_key": "nestcloud-sandbox"}
@@ -195,13 +200,26 @@ def _listen_port(proc: Any) -> int | None:
     return ports[0] if len(ports) == 1 else None
 
 
-def _describe(proc: Any) -> SandboxState | None:
-    """The state of a server found by its command line, when it answers."""
+def _answers(proc: Any, url: str, port: int | None) -> bool:
+    """Whether our server ``proc`` answers at ``url``. While it is alive and listening on
+    ``port`` it is asked again for up to BUSY_WAIT_S: a slow server is not a hung one."""
+    deadline = time.monotonic() + BUSY_WAIT_S
+    while not healthy(url, ANSWER_TIMEOUT_S):
+        if (port is None or time.monotonic() >= deadline or not _alive(proc)
+                or _listen_port(proc) != port):
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _describe(proc: Any, *, wait: bool = True) -> SandboxState | None:
+    """The state of a server found by its command line, when it answers (``wait``: a slow
+    one is waited for, see _answers)."""
     port = _listen_port(proc)
     if port is None:
         return None
     url = f"http://127.0.0.1:{port}"
-    if not healthy(url, ANSWER_TIMEOUT_S):
+    if not (_answers(proc, url, port) if wait else healthy(url, ANSWER_TIMEOUT_S)):
         return None
     try:
         started = float(proc.create_time())
@@ -211,14 +229,17 @@ def _describe(proc: Any) -> SandboxState | None:
 
 
 def _verified(st: SandboxState) -> bool:
-    """The state names our server, listening on its port, and the endpoint answers."""
+    """The state names our server, listening on its port, and the endpoint answers (a slow
+    one is waited for, see _answers)."""
     psutil = _psutil()
     try:
         proc = psutil.Process(st.pid)
     except psutil.Error:
         return False
-    return (_ours(proc) and _listen_port(proc) in (st.port, None)
-            and healthy(st.url, ANSWER_TIMEOUT_S))
+    if not _ours(proc):
+        return False
+    port = _listen_port(proc)
+    return port in (st.port, None) and _answers(proc, st.url, port)
 
 
 def _terminate(procs: list[Any]) -> None:
@@ -262,7 +283,9 @@ def _current(note: Note, *, reap: bool) -> SandboxState | None:
     found: SandboxState | None = None
     extra = []
     for proc in _servers():
-        described = _describe(proc) if found is None else None
+        # The server the state named was asked (and waited for) already.
+        described = (_describe(proc) if found is None and (st is None or proc.pid != st.pid)
+                     else None)
         if described is not None:
             found = described
         else:
@@ -369,7 +392,7 @@ def stop(note: Note = notify_stderr) -> SandboxState | None:
         if st is not None and st.pid not in {p.pid for p in procs}:
             st = None  # names no server of ours (gone, or someone else's): nothing to stop
         if st is None and procs:
-            st = _describe(procs[0]) or SandboxState(pid=procs[0].pid, port=0, url="",
+            st = _describe(procs[0], wait=False) or SandboxState(pid=procs[0].pid, port=0, url="",
                                                      started_at=0.0)
         _terminate(procs)
         left = [p for p in procs if _alive(p)]

@@ -377,3 +377,92 @@ def test_control_start_status_stop() -> None:
         stopped = AwsProvider.endpoint_control("stop", quiet)
     assert stopped is not None and (stopped.url, stopped.pid) == (ep.url, ep.pid)
     assert not _alive(ep.pid) and AwsProvider.endpoint_control("status", quiet) is None
+
+
+# -- a slow server is not a hung one -----------------------------------------------------------
+# Under load moto can take longer than one health check allows: a server of ours that is alive
+# and still listening is waited for (up to BUSY_WAIT_S), not replaced by an empty one (which
+# would lose its world and leave the old server running).
+
+
+def _servers_of_this_state_dir() -> list[int]:
+    return sorted(p.pid for p in sb._servers())
+
+
+def _resume(pid: int) -> None:
+    import contextlib
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):  # gone: it was replaced
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="SIGSTOP/SIGCONT")
+def test_a_slow_server_is_waited_for_not_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import threading
+
+    import boto3
+
+    st, _ = sb.start(note=quiet)
+    try:
+        ec2 = boto3.Session(region_name="us-east-1", **sb.FAKE_CREDENTIALS).client(
+            "ec2", endpoint_url=st.url)
+        made = ec2.create_security_group(GroupName="kept", Description="its world")["GroupId"]
+        monkeypatch.setattr(sb, "ANSWER_TIMEOUT_S", 0.5)  # one check gives up quickly...
+        os.kill(st.pid, signal.SIGSTOP)  # ...and the server answers nothing for a while
+        resume = threading.Timer(2.0, _resume, (st.pid,))
+        resume.start()
+        try:
+            notes: list[str] = []
+            again, started = sb.start(note=notes.append)
+        finally:
+            resume.cancel()
+            _resume(st.pid)
+        assert (again, started) == (st, False) and notes == []
+        assert _servers_of_this_state_dir() == [st.pid]  # no second server
+        groups = ec2.describe_security_groups(GroupIds=[made])["SecurityGroups"]
+        assert [g["GroupName"] for g in groups] == ["kept"]  # its world is still there
+        # status waits the same way, and keeps the state file.
+        os.kill(st.pid, signal.SIGSTOP)
+        resume = threading.Timer(2.0, _resume, (st.pid,))
+        resume.start()
+        try:
+            assert sb.status(note=quiet) == st
+        finally:
+            resume.cancel()
+            _resume(st.pid)
+        assert sb.read_state() == st
+    finally:
+        sb.stop(note=quiet)
+        _kill(st.pid)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="SIGSTOP/SIGCONT")
+def test_a_server_that_never_answers_is_replaced_after_the_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import time
+
+    st, _ = sb.start(note=quiet)
+    pids = [st.pid]
+    try:
+        monkeypatch.setattr(sb, "ANSWER_TIMEOUT_S", 0.3)
+        monkeypatch.setattr(sb, "BUSY_WAIT_S", 1.5)
+        monkeypatch.setattr(sb, "STOP_TIMEOUT_S", 2.0)
+        os.kill(st.pid, signal.SIGSTOP)  # hung for good
+        notes: list[str] = []
+        t0 = time.monotonic()
+        again, started = sb.start(note=notes.append)
+        pids.append(again.pid)
+        assert started and again.pid != st.pid and sb.healthy(again.url)
+        assert time.monotonic() - t0 >= 1.5  # it was waited for first
+        assert any(f"stopping server(s) {st.pid}" in n for n in notes)
+        assert not _alive(st.pid)  # the hung one was stopped, not left behind
+        assert _servers_of_this_state_dir() == [again.pid]
+    finally:
+        sb.stop(note=quiet)
+        for pid in pids:
+            _kill(pid)
