@@ -96,9 +96,10 @@ def nestcloud_exe() -> list[str]:
 
 
 @pytest.mark.slow
-def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
+def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     env["NESTCLOUD_STATE_DIR"] = str(tmp_path / "state")
+    monkeypatch.setenv("NESTCLOUD_STATE_DIR", env["NESTCLOUD_STATE_DIR"])  # sb sees it too
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*nestcloud_exe(), *args], capture_output=True, text=True,
@@ -141,7 +142,9 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
                                                                       "leftovers": []}
     finally:
         stopped = run("sandbox", "stop", "-p", "aws")
+        left = sb.stop(note=quiet)  # whatever the command did, no server outlives the test
     assert stopped.returncode == 0, stopped.stderr
+    assert left is None
     assert stopped.stdout.startswith("aws: sandbox at http://127.0.0.1:")
     gone = run("sandbox", "status", "-p", "aws")
     assert gone.returncode == 1
