@@ -237,9 +237,11 @@ class AwsProvider:
         return run(spec, catalog, entry)
 
     @classmethod
-    def fetch_prices(cls, regions: Sequence[str], *, client: Any = None) -> PriceFetch:
-        """On-demand Linux prices from the Price List API (pricing.py); no spot prices.
-        ``client``: a ``pricing`` client to use (tests), else one is made in us-east-1."""
+    def fetch_prices(cls, regions: Sequence[str], catalog: Catalog | None = None, *,
+                     client: Any = None) -> PriceFetch:
+        """On-demand Linux prices from the Price List API (pricing.py); no spot prices. The
+        Price List prices each type itself: ``catalog`` is not needed. ``client``: a
+        ``pricing`` client to use (tests), else one is made in us-east-1."""
         from providers.aws.pricing import fetch_prices
 
         return fetch_prices(regions, client=client)

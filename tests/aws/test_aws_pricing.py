@@ -125,7 +125,10 @@ def test_parse_skips_rows_without_an_hourly_usd_price() -> None:
 
 
 def test_fetch_prices_asks_the_price_list_for_each_region(price_list: PriceList) -> None:
-    got = AwsProvider.fetch_prices(["us-east-1", "eu-west-1"])
+    from nestcloud.catalog import load_catalog
+
+    # As `catalog refresh-prices` calls it: the catalog being refreshed comes along (unused).
+    got = AwsProvider.fetch_prices(["us-east-1", "eu-west-1"], load_catalog())
     assert got == PriceFetch(table={("c8i.large", "us-east-1"): (0.0999, None),
                                     ("c8i.xlarge", "us-east-1"): (0.1998, None),
                                     ("c8i.large", "eu-west-1"): (0.11, None)}, spot=False)
