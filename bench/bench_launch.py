@@ -75,7 +75,7 @@ def moto_server() -> Iterator[str]:
     port = free_port()
     # nestcloud's local endpoint: moto, reporting the nested switch back as EC2 does (the
     # launch's read-back requires it), the same one `--sandbox` runs.
-    proc = subprocess.Popen([sys.executable, "-m", "providers._aws_sandbox", "-H", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "providers.aws.sandbox", "-H", "127.0.0.1",
                              "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     SERVER_PID[:] = [proc.pid]

@@ -71,6 +71,7 @@ def recording_provider(calls: Calls) -> type:
         capabilities = dataclasses.replace(AwsProvider.capabilities, leftovers=False)
         options = AwsProvider.options
         local_endpoint = AwsProvider.local_endpoint
+        rules = AwsProvider.rules  # declared in its capabilities: the core calls it
 
         @classmethod
         def configured(cls, **options: Any) -> bool:

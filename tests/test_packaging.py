@@ -75,8 +75,9 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "nestcloud/catalog.py" in names
     assert "nestcloud/cli/_app.py" in names
     # The built-in providers ship as their own top-level package, like a plugin would.
-    for module in sorted((ROOT / "providers").glob("*.py")):
-        assert f"providers/{module.name}" in names
+    for module in sorted((ROOT / "providers").rglob("*.py")):
+        assert module.relative_to(ROOT).as_posix() in names
+    assert "providers/aws/files/set-tag.ps1" in names  # read at class definition
     # The shipped catalog is the checkout's, byte for byte.
     assert packaged_catalog == (ROOT / "catalog.yaml").read_bytes()
     assert "[console_scripts]\nnestcloud = nestcloud.cli:main" in entry_points

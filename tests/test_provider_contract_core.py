@@ -63,11 +63,11 @@ def _strings(path: Path) -> set[str]:
 
 
 def test_failover_names_no_cloud_and_no_cloud_error_code() -> None:
-    from providers import _aws_errors
+    from providers.aws import errors as aws_errors
     from providers.azure import errors as azure_errors
 
-    codes = (set(_aws_errors.ZONE_CODES) | set(_aws_errors.TYPE_CODES)
-             | set(_aws_errors.REGION_CODES) | azure_errors._CAPACITY | azure_errors._QUOTA)
+    codes = (set(aws_errors.ZONE_CODES) | set(aws_errors.TYPE_CODES)
+             | set(aws_errors.REGION_CODES) | azure_errors._CAPACITY | azure_errors._QUOTA)
     text = (CORE / "failover.py").read_text(encoding="utf-8")
     assert [c for c in codes if c in text] == []
     assert [c for c in codes if c.lower() in text.lower()] == []
@@ -100,7 +100,7 @@ def test_classify_reads_the_scope_only(error: Exception, verdict: str) -> None:
 def test_aws_translation_sets_the_scope_failover_reads() -> None:
     from botocore.exceptions import ClientError
 
-    from providers._aws_errors import translate
+    from providers.aws.errors import translate
 
     def err(code: str) -> Any:
         return translate(ClientError({"Error": {"Code": code, "Message": "m"}}, "RunInstances"),

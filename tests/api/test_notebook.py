@@ -17,7 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.mark.slow
 def test_intro_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nestcloud import sandbox
+    from providers.aws import sandbox
 
     # A kernel spec for this interpreter, so the notebook runs with the nestcloud under test
     # whatever `python` is on PATH.

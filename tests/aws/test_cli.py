@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nestcloud.cli import app
-from providers.aws import SSM_IMAGE_PARAMETERS
+from providers.aws.requests import SSM_IMAGE_PARAMETERS
 
 USER_DATA = b"#cloud-config\nruncmd:\n  - echo nestcloud-test\n"  # tests/aws/conftest.py
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from nestcloud.provider import LaunchRequest
-from nestcloud.bootstrap.profiles import NO_INSTANCE_PROFILE, TAG_L1
+from nestcloud.bootstrap.profiles import TAG_L1
+from providers.aws.requests import NO_INSTANCE_PROFILE
 
 
 def tags_of(specs: list[dict[str, Any]], rtype: str) -> dict[str, str]:

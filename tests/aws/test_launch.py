@@ -12,7 +12,8 @@ from fakes.moto_server import on_response
 from nestcloud.errors import InputError, ProviderError, RefusedError, UnsupportedError
 from nestcloud.launcher import launch
 from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT
-from providers.aws import SSM_IMAGE_PARAMETERS, AwsProvider, client_token
+from providers.aws import AwsProvider
+from providers.aws.requests import SSM_IMAGE_PARAMETERS, client_token
 
 AL2023 = SSM_IMAGE_PARAMETERS["al2023"]
 WRITE_OPS = {"RunInstances", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress",
@@ -529,7 +530,7 @@ def test_readback_checks_every_instance_when_the_api_reports_the_switch(
 def test_the_same_launch_within_a_minute_sends_identical_requests(aws, catalog, spec_for):
     """What lets EC2 dedupe a second machine's RunInstances by its ClientToken: the same
     parameters, expiry tag included, for launch times in the same minute."""
-    from providers.aws import run_instances_params
+    from providers.aws.requests import run_instances_params
 
     plan = aws.plan(spec_for(ttl_seconds=3600), catalog)
     t0 = dt.datetime(2026, 11, 29, 10, 0, 1, tzinfo=dt.timezone.utc)

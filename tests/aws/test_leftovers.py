@@ -230,7 +230,7 @@ def test_a_template_another_launch_of_this_process_holds_is_not_removed(
         aws, catalog, spec_for, ec2, name):
     """A notebook may run several launches at once: a template this process holds for
     another launch of the name is that launch's lock, not a leftover."""
-    from providers import _aws_fleet as fleet
+    from providers.aws import lock
 
     launch(spec_for(), catalog, aws)
     ec2.create_launch_template(
@@ -238,14 +238,14 @@ def test_a_template_another_launch_of_this_process_holds_is_not_removed(
         LaunchTemplateData={"MetadataOptions": {"HttpTokens": "required"}},
         TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
             {"Key": TAG_NAME, "Value": name},
-            {"Key": "nestcloud:lock", "Value": fleet.lock_holder()}]}])
-    fleet._taking(f"nestcloud-{name}", +1)  # the other launch is taking it
+            {"Key": "nestcloud:lock", "Value": lock.lock_holder()}]}])
+    lock._taking(f"nestcloud-{name}", +1)  # the other launch is taking it
     try:
         again = launch(spec_for(), catalog, aws)
         assert len(templates(ec2, name)) == 1
         assert any(" is held by " in n for n in again.notes)
     finally:
-        fleet._taking(f"nestcloud-{name}", -1)
+        lock._taking(f"nestcloud-{name}", -1)
     again = launch(spec_for(), catalog, aws)  # that launch is over: now it is a leftover
     assert templates(ec2, name) == []
     assert any(n.startswith("removed launch template") for n in again.notes)

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from providers.aws import SSM_IMAGE_PARAMETERS
+from providers.aws.requests import SSM_IMAGE_PARAMETERS
 
 
 def _ami(endpoint: str) -> str:

@@ -61,7 +61,7 @@ def test_a_malformed_region_never_reaches_botocore(moto_endpoint, recorded, regi
 
 
 def test_sdk_errors_never_carry_the_authorization_header():
-    from providers._aws_errors import translate
+    from providers.aws.errors import translate
 
     exc = HTTPClientError(error=ValueError(f"Invalid header value b'{HEADER}'"))
     err = translate(exc, action="list instances")
@@ -72,7 +72,7 @@ def test_sdk_errors_never_carry_the_authorization_header():
 
 
 def test_client_error_messages_are_scrubbed_too():
-    from providers._aws_errors import translate
+    from providers.aws.errors import translate
 
     exc = ClientError({"Error": {"Code": "IncompleteSignature",
                                  "Message": f"Authorization header: {HEADER}; "
@@ -106,7 +106,7 @@ def test_unparseable_endpoint_answers_are_provider_errors(aws, monkeypatch):
 def test_an_invalid_region_from_botocore_is_bad_input():
     from botocore.exceptions import InvalidRegionError
 
-    from providers._aws_errors import translate
+    from providers.aws.errors import translate
 
     err = translate(InvalidRegionError(region_name="us-east-1\n"), action="list instances")
     assert isinstance(err, InputError) and err.exit_code == 2

@@ -16,7 +16,9 @@ from fakes.moto_server import Recorder
 
 from nestcloud.launcher import launch
 from nestcloud.spec import TAG_OWNER
-from providers.aws import ALIAS_TTL_S, SSM_IMAGE_PARAMETERS, AwsProvider
+from providers.aws import AwsProvider
+from providers.aws.provider import ALIAS_TTL_S
+from providers.aws.requests import SSM_IMAGE_PARAMETERS
 
 ARN = "arn:aws:sts::123456789012:user/moto"
 FACT_READS = ("GetCallerIdentity", "GetParameter", "DescribeImages", "DescribeInstanceTypes")
@@ -135,7 +137,7 @@ def test_a_prefetch_for_other_arguments_or_too_old_is_not_used(
         aws, rec, catalog, spec_for, name, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("NESTCLOUD_CACHE_DIR", "off")
     aws.prefetch(spec_for(type="m7i.metal-24xl"))
-    monkeypatch.setattr("providers.aws.AHEAD_TTL_S", -1.0)
+    monkeypatch.setattr("providers.aws.provider.AHEAD_TTL_S", -1.0)
     launch(spec_for(), catalog, aws)
     settle()
     asked = [p["Filters"][0]["Values"] for p in rec.params("DescribeInstanceTypes")]

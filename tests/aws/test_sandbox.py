@@ -1,4 +1,5 @@
-"""The sandbox: state file handling, and the installed executable end to end against it."""
+"""The sandbox (the AWS provider's local endpoint): state file handling, the endpoint_control
+hook, and the installed executable end to end against it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from nestcloud import sandbox as sb
+from providers.aws import sandbox as sb
 
 
 def write_state(**kw: Any) -> None:
@@ -62,9 +63,11 @@ def test_stop_never_signals_a_foreign_process():
 @pytest.mark.parametrize(("value", "on"), [("1", True), ("true", True), ("YES", True),
                                             ("0", False), ("", False), ("no", False)])
 def test_env_switch(monkeypatch, value, on):
+    from nestcloud.sandbox import enabled  # the core's switch; the endpoint is the provider's
+
     monkeypatch.setenv("NESTCLOUD_SANDBOX", value)
-    assert sb.enabled() is on
-    assert sb.enabled(True) is True
+    assert enabled() is on
+    assert enabled(True) is True
 
 
 def test_sandbox_session_never_carries_real_credentials():
@@ -93,9 +96,10 @@ def nestcloud_exe() -> list[str]:
 
 
 @pytest.mark.slow
-def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
+def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     env["NESTCLOUD_STATE_DIR"] = str(tmp_path / "state")
+    monkeypatch.setenv("NESTCLOUD_STATE_DIR", env["NESTCLOUD_STATE_DIR"])  # sb sees it too
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*nestcloud_exe(), *args], capture_output=True, text=True,
@@ -119,8 +123,11 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
         assert doc["wait"]["sandbox"] is True and doc["wait"]["exit_code"] == 0
         assert [i["status"] for i in doc["wait"]["instances"]] == ["not-verifiable"]
 
-        status = run("sandbox", "status", "--json")
-        assert status.returncode == 0 and json.loads(status.stdout)["running"] is True
+        status = run("sandbox", "status", "-p", "aws", "--json")
+        assert status.returncode == 0, status.stderr
+        doc = json.loads(status.stdout)
+        assert (doc["provider"], doc["running"], doc["state_file"]) == (
+            "aws", True, str(Path(env["NESTCLOUD_STATE_DIR"]) / "sandbox.json"))
 
         listed = run("ls", "--sandbox", "--json")  # a new process finds the same world
         assert listed.returncode == 0, listed.stderr
@@ -134,11 +141,14 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path):
         assert json.loads(run("ls", "--sandbox", "--json").stdout) == {"instances": [],
                                                                       "leftovers": []}
     finally:
-        stopped = run("sandbox", "stop")
-    assert stopped.returncode == 0 and stopped.stdout.startswith("sandbox at http://127.0.0.1:")
-    gone = run("sandbox", "status")
+        stopped = run("sandbox", "stop", "-p", "aws")
+        left = sb.stop(note=quiet)  # whatever the command did, no server outlives the test
+    assert stopped.returncode == 0, stopped.stderr
+    assert left is None
+    assert stopped.stdout.startswith("aws: sandbox at http://127.0.0.1:")
+    gone = run("sandbox", "status", "-p", "aws")
     assert gone.returncode == 1
-    assert gone.stdout == "sandbox not running (the next --sandbox command starts it)\n"
+    assert gone.stdout == "aws: sandbox not running (the next --sandbox command starts it)\n"
 
 
 # -- a corrupted or foreign state file ------------------------------------------------------
@@ -224,13 +234,13 @@ def test_a_state_path_that_cannot_be_used_is_one_clear_message() -> None:
 
     sb.state_path().mkdir(parents=True)  # a directory where the state file should be
     runner = CliRunner()
-    for args in (["sandbox", "status"], ["sandbox", "start"], ["sandbox", "status", "--json"]):
-        res = runner.invoke(app, args)
+    for args in (["status"], ["start"], ["status", "--json"]):
+        res = runner.invoke(app, ["sandbox", *args, "-p", "aws"])
         assert isinstance(res.exception, SystemExit) and res.exit_code == 2, res.output
         assert "Traceback" not in res.output
         assert str(sb.state_path()) in res.output and "not a regular file" in res.output
-    res = runner.invoke(app, ["sandbox", "stop"])  # stop still works: nothing ran
-    assert res.exit_code == 0 and res.stdout == "sandbox was not running\n", res.output
+    res = runner.invoke(app, ["sandbox", "stop", "-p", "aws"])  # stop still works: nothing ran
+    assert res.exit_code == 0 and res.stdout == "aws: sandbox was not running\n", res.output
     assert "not a regular file" in res.stderr
 
 
@@ -323,3 +333,139 @@ def test_the_request_log_is_capped_and_every_state_file_is_private(
             sb.stop(note=quiet)
         finally:
             _kill(st.pid)
+
+
+# -- the provider's endpoint_control hook -----------------------------------------------------
+
+
+def test_control_status_and_stop_when_nothing_runs_say_none() -> None:
+    from providers.aws import AwsProvider
+
+    notes: list[str] = []
+    assert AwsProvider.endpoint_control("status", notes.append) is None
+    assert AwsProvider.endpoint_control("stop", notes.append) is None
+    assert notes == []
+
+
+def test_control_refuses_an_unknown_action() -> None:
+    from nestcloud.errors import InputError
+    from providers.aws import AwsProvider
+
+    with pytest.raises(InputError, match="unknown action 'restart'"):
+        AwsProvider.endpoint_control("restart", quiet)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_control_start_status_stop() -> None:
+    from nestcloud.provider import LocalEndpoint
+    from providers.aws import AwsProvider
+
+    ep = AwsProvider.endpoint_control("start", quiet)
+    try:
+        assert isinstance(ep, LocalEndpoint) and ep.started
+        st = sb.read_state()
+        assert st is not None and (ep.url, ep.pid) == (st.url, st.pid)
+        assert ep.state_file == str(sb.state_path()) and ep.limits == sb.LIMITS
+        assert dict(ep.detail) == {"port": st.port, "moto_version": st.moto_version}
+        assert st.moto_version and sb.healthy(ep.url)
+        again = AwsProvider.endpoint_control("start", quiet)
+        assert again == LocalEndpoint(url=ep.url, pid=ep.pid, limits=ep.limits, started=False,
+                                      state_file=ep.state_file, detail=ep.detail)
+        assert AwsProvider.endpoint_control("status", quiet) == again
+        # --sandbox points the provider at the same endpoint, with the sandbox's credentials.
+        opts = AwsProvider.local_endpoint(None)
+        assert (opts["endpoint_url"], opts["region"]) == (ep.url, "us-east-1")
+        assert opts["session"].get_credentials().access_key == "nestcloud-sandbox"
+    finally:
+        stopped = AwsProvider.endpoint_control("stop", quiet)
+    assert stopped is not None and (stopped.url, stopped.pid) == (ep.url, ep.pid)
+    assert not _alive(ep.pid) and AwsProvider.endpoint_control("status", quiet) is None
+
+
+# -- a slow server is not a hung one -----------------------------------------------------------
+# Under load moto can take longer than one health check allows: a server of ours that is alive
+# and still listening is waited for (up to BUSY_WAIT_S), not replaced by an empty one (which
+# would lose its world and leave the old server running).
+
+
+def _servers_of_this_state_dir() -> list[int]:
+    return sorted(p.pid for p in sb._servers())
+
+
+def _resume(pid: int) -> None:
+    import contextlib
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):  # gone: it was replaced
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="SIGSTOP/SIGCONT")
+def test_a_slow_server_is_waited_for_not_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import threading
+
+    import boto3
+
+    st, _ = sb.start(note=quiet)
+    try:
+        ec2 = boto3.Session(region_name="us-east-1", **sb.FAKE_CREDENTIALS).client(
+            "ec2", endpoint_url=st.url)
+        made = ec2.create_security_group(GroupName="kept", Description="its world")["GroupId"]
+        monkeypatch.setattr(sb, "ANSWER_TIMEOUT_S", 0.5)  # one check gives up quickly...
+        os.kill(st.pid, signal.SIGSTOP)  # ...and the server answers nothing for a while
+        resume = threading.Timer(2.0, _resume, (st.pid,))
+        resume.start()
+        try:
+            notes: list[str] = []
+            again, started = sb.start(note=notes.append)
+        finally:
+            resume.cancel()
+            _resume(st.pid)
+        assert (again, started) == (st, False) and notes == []
+        assert _servers_of_this_state_dir() == [st.pid]  # no second server
+        groups = ec2.describe_security_groups(GroupIds=[made])["SecurityGroups"]
+        assert [g["GroupName"] for g in groups] == ["kept"]  # its world is still there
+        # status waits the same way, and keeps the state file.
+        os.kill(st.pid, signal.SIGSTOP)
+        resume = threading.Timer(2.0, _resume, (st.pid,))
+        resume.start()
+        try:
+            assert sb.status(note=quiet) == st
+        finally:
+            resume.cancel()
+            _resume(st.pid)
+        assert sb.read_state() == st
+    finally:
+        sb.stop(note=quiet)
+        _kill(st.pid)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="SIGSTOP/SIGCONT")
+def test_a_server_that_never_answers_is_replaced_after_the_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import time
+
+    st, _ = sb.start(note=quiet)
+    pids = [st.pid]
+    try:
+        monkeypatch.setattr(sb, "ANSWER_TIMEOUT_S", 0.3)
+        monkeypatch.setattr(sb, "BUSY_WAIT_S", 1.5)
+        monkeypatch.setattr(sb, "STOP_TIMEOUT_S", 2.0)
+        os.kill(st.pid, signal.SIGSTOP)  # hung for good
+        notes: list[str] = []
+        t0 = time.monotonic()
+        again, started = sb.start(note=notes.append)
+        pids.append(again.pid)
+        assert started and again.pid != st.pid and sb.healthy(again.url)
+        assert time.monotonic() - t0 >= 1.5  # it was waited for first
+        assert any(f"stopping server(s) {st.pid}" in n for n in notes)
+        assert not _alive(st.pid)  # the hung one was stopped, not left behind
+        assert _servers_of_this_state_dir() == [again.pid]
+    finally:
+        sb.stop(note=quiet)
+        for pid in pids:
+            _kill(pid)

@@ -5,7 +5,7 @@ the same client token returns the original answer (only the instances' state may
 launches nothing; the same token with any other parameter changed is answered with
 IdempotentParameterMismatch; a token stays bound for at least 24 hours after its instance is
 terminated (here: for the life of the server); tokens are per region. A WSGI layer on the
-wire (see providers/_aws_sandbox.py), so nestcloud's real client code runs unchanged.
+wire (see providers/aws/sandbox.py), so nestcloud's real client code runs unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from providers._aws_sandbox import (
+from providers.aws.sandbox import (
     EC2_API_VERSION,
     WsgiApp,
     call,

@@ -93,7 +93,7 @@ def moto_server(*, echo: bool = True, client_tokens: bool = True) -> Iterator[st
     which moto alone ignores."""
     from fakes.ec2_tokens import ClientTokens
 
-    from providers._aws_sandbox import CpuOptionsEcho, LocalEc2Server
+    from providers.aws.sandbox import CpuOptionsEcho, LocalEc2Server
 
     layers: list[Any] = []
     if client_tokens:

@@ -114,7 +114,7 @@ def test_ctrl_c_while_a_lab_waits_for_readiness_names_the_running_seats(
     """The seats exist once the launch returned: an interrupted wait must say so, not just
     "interrupted" (issue 11)."""
     import nestcloud.bootstrap.wait as wait_mod
-    from nestcloud import sandbox
+    from providers.aws import sandbox
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt

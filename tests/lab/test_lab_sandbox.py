@@ -188,7 +188,7 @@ def test_cli_lab_cycle_on_the_sandbox(tmp_path: Path, catalog: Catalog,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from nestcloud import sandbox
+    from providers.aws import sandbox
     from nestcloud.cli import app
 
     cat = tmp_path / "catalog.yaml"

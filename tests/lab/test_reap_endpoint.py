@@ -81,7 +81,7 @@ REGIONS = ["--regions", "us-east-1,us-west-2"]
 def test_cli_reap_on_the_sandbox(tmp_path: Path) -> None:
     import boto3
 
-    from nestcloud import sandbox
+    from providers.aws import sandbox
     from nestcloud.cli import app
 
     try:

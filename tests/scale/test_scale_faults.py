@@ -608,7 +608,7 @@ def test_a_template_left_behind_is_noted_and_removed_by_down(
 
 
 def test_fleet_client_token_is_deterministic_per_request() -> None:
-    from providers._aws_fleet import fleet_client_token
+    from providers.aws.fleet import fleet_client_token
 
     a = fleet_client_token("lab", "us-east-1", "d" * 16, [0, 1, 2], ("c8i.large",), "lt-1")
     assert a == fleet_client_token("lab", "us-east-1", "d" * 16, [0, 1, 2], ("c8i.large",),

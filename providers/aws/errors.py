@@ -1,22 +1,16 @@
-"""botocore exceptions -> nestcloud errors, each with what to do next."""
+"""botocore exceptions -> nestcloud errors, each with what to do next.
+
+botocore is imported only once an exception is being translated (an SDK exception means the
+SDK is loaded already): importing this module, like the whole provider package, imports no
+SDK.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    InvalidRegionError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    TokenRetrievalError,
-)
-from botocore.parsers import ResponseParserError
 
 from nestcloud.provider import Scope
 from nestcloud.errors import (
@@ -88,6 +82,18 @@ def scope_of_code(code: str | None) -> Scope | None:
 def translate(exc: Exception, *, action: str, region: str | None = None,
               type_name: str | None = None) -> NestcloudError:
     """The nestcloud error for an SDK exception raised while doing ``action``."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        InvalidRegionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        TokenRetrievalError,
+    )
+    from botocore.parsers import ResponseParserError
+
     where = f" in {region}" if region else ""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return CredentialsError(f"no AWS credentials found while trying to {action}",
@@ -174,12 +180,34 @@ def aws_errors(action: str, *, region: str | None = None,
         yield
     except NestcloudError:
         raise
-    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+    except Exception as exc:
+        if not _from_sdk(exc):
+            raise
         raise translate(exc, action=action, region=region, type_name=type_name) from exc
+
+
+def _sdk_exceptions() -> tuple[type[BaseException], ...]:
+    """botocore's exception bases, or () while botocore is not loaded (then nothing raised
+    can be one of them, and it is not imported just to say so)."""
+    if "botocore" not in sys.modules:
+        return ()
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    return (ClientError, BotoCoreError, ResponseParserError)
+
+
+def _from_sdk(exc: BaseException) -> bool:
+    kinds = _sdk_exceptions()
+    return bool(kinds) and isinstance(exc, kinds)
 
 
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code behind a (translated) exception, if any."""
+    if "botocore" not in sys.modules:
+        return None
+    from botocore.exceptions import ClientError
+
     cause = exc if isinstance(exc, ClientError) else exc.__cause__
     if isinstance(cause, ClientError):
         return str(cause.response.get("Error", {}).get("Code"))

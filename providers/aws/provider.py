@@ -1,9 +1,13 @@
 """The AWS provider: EC2 instances that can run their own hypervisor.
 
-Every verb acts on a named group found by the ``nestcloud:name`` tag. A launch is built from
-small functions (``resolve_*``, ``run_instances_params``, ``client_token``) so the fleet path
-and failover can reuse them. boto3 is imported here only; the registry loads this module
-lazily.
+Every verb acts on a named group found by the ``nestcloud:name`` tag. This module does the
+I/O (reads a launch into a plan, sends what requests.py builds from it, reads it back); the
+fleet path is fleet.py, the cross-machine launch lock lock.py, SDK errors errors.py. The class
+hooks the core calls without making a provider (rules, prices, the IAM policy, the sandbox)
+live in their own modules and are imported when called.
+
+boto3 is imported only where a session or client is made: importing this module (the
+registry does, to read the class attributes) imports no SDK.
 """
 
 from __future__ import annotations
@@ -16,17 +20,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, cast
-
-import boto3
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from nestcloud.cache import cache_dir, prune, read_cache_entry, write_cache_entry
-from nestcloud.catalog import Catalog, InstanceType
 from nestcloud.errors import (
     LaunchInterrupted,
     CleanupError,
@@ -34,51 +33,67 @@ from nestcloud.errors import (
     InputError,
     NestcloudError,
     ProviderError,
-    RefusedError,
     UnsupportedError,
 )
 from nestcloud.provider import (Capabilities, LaunchOutcome, LaunchRequest, ProviderOption,
                                 Quota, UserDataEnvelope)
-from nestcloud.models import (
-    CatalogDiff,
-    DownResult,
-    Instance,
-    LaunchResult,
-    PlannedRequest,
-    VerifyResult,
-)
-from nestcloud.bootstrap.profiles import TAG_L1
 from nestcloud.spec import (REGION_RE, TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT,
-                            LaunchSpec, TagLimits, check_name)
-from providers._aws_errors import aws_errors, error_code
-from providers._aws_fleet import FLEET_THRESHOLD, LaunchRun, Subnet
+                            TagLimits, check_name)
+from providers.aws.errors import aws_errors, error_code
+from providers.aws.fleet import (FLEET_THRESHOLD, create_fleet_params, default_subnets,
+                                 launch_fleet)
+from providers.aws.lock import (TAG_LOCK, LaunchRun, TemplateLock, create_template_params,
+                                delete_template, describe_template, find_templates,
+                                stale_lock, tag_value, template_name)
+from providers.aws.pricing import SOURCE_TEXT as PRICE_SOURCE
+from providers.aws.requests import (
+    ALL_STATES,
+    FOUND_STATES,
+    KEPT_STATES,
+    LIVE_STATES,
+    NO_INSTANCE_PROFILE,
+    RHEL_NAME,
+    RHEL_OWNER,
+    SSM_IMAGE_PARAMETERS,
+    TAG_L1,
+    LaunchPlan,
+    Subnet,
+    confirmed_equivalents,
+    cpu_flag_proven,
+    decide_nesting,
+    diff_type,
+    ec2_readiness_note,
+    listed,
+    nested_field,
+    printable,
+    reconcile,
+    run_instances_params,
+    seats_group,
+    security_group_name,
+    security_group_requests,
+    spec_digest,
+    ssh_permission,
+    tag_dict,
+    to_instance,
+)
 
-NESTED_FEATURE = "nested-virtualization"
-NESTED_CPU_OPTIONS = {"NestedVirtualization": "enabled"}
+if TYPE_CHECKING:  # annotations only: reading the class attributes makes none of these
+    from concurrent.futures import Future
 
-# FACTS.md (AWS): public SSM parameters per OS alias. windows-2025 follows the same published
-# naming as windows-2022 (it is not in FACTS.md; the API says so if a region lacks it).
-SSM_IMAGE_PARAMETERS: dict[str, str] = {
-    "ubuntu-24.04": "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/"
-                    "ebs-gp3/ami-id",
-    "debian-12": "/aws/service/debian/release/12/latest/amd64",
-    "al2023": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
-    "windows-2022": "/aws/service/ami-windows-latest/Windows_Server-2022-English-Full-Base",
-    "windows-2025": "/aws/service/ami-windows-latest/Windows_Server-2025-English-Full-Base",
-}
-RHEL_OWNER = "309956199498"  # Red Hat (FACTS.md): RHEL has no SSM alias
-RHEL_NAME = {"rhel-9": "RHEL-9.*"}
+    import boto3
+    from botocore.config import Config
+
+    from nestcloud.catalog import Catalog, InstanceType
+    from nestcloud.checks import Finding
+    from nestcloud.models import DownResult, Instance, LaunchResult, VerifyResult
+    from nestcloud.provider import AccessPolicy, LocalEndpoint, PriceFetch
+    from nestcloud.spec import LaunchSpec
 
 USER_DATA_LIMIT = 16 * 1024  # FACTS.md: 16 KB raw, before base64
-LIVE_STATES = ("pending", "running")
-FOUND_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 MAX_TOKEN_GENERATIONS = 20
 # How often a token's instance is looked for after IdempotentParameterMismatch (see
 # AwsProvider._token_owner), waiter_delay apart.
 TOKEN_OWNER_READS = 3
-ALL_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
-# The states of an instance that is still there (not on its way out).
-KEPT_STATES = ("pending", "running", "stopping", "stopped")
 # botocore retry attempts (first call included). Standard mode backs off exponentially with
 # jitter up to 20 s, so 10 attempts ride out well over a minute of throttling per call.
 MAX_ATTEMPTS = 10
@@ -99,28 +114,17 @@ ALIAS_TTL_S = 15 * 60.0
 # How long an answer prefetch() (or a lab's search for its seats) read stays good for the
 # launch plan that follows; a lab's plan takes them well under a second later.
 AHEAD_TTL_S = 30.0
-SG_PREFIX = "nestcloud-"
 SANDBOX_NOTES = (
     "sandbox: this is a local EC2 endpoint, not AWS: no guest boots and nothing is billed; "
     "the requests are the real ones",
 )
+# How a Windows L1 on EC2 writes its readiness tag (UserDataEnvelope.windows_tag_script):
+# IMDSv2 for its own id and region, then New-EC2Tag with the instance profile's credentials.
+SET_TAG_SCRIPT = resources.files("providers.aws").joinpath("files", "set-tag.ps1").read_text(
+    encoding="utf-8")
 
 
-def _tags(d: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in d.items()]
-
-
-def _tag_dict(tags: Iterable[dict[str, str]] | None) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in (tags or [])}
-
-
-def _ceil_minute(t: dt.datetime) -> dt.datetime:
-    """``t`` rounded up to the minute. The expiry tag is part of every create request: two
-    runs of the same launch within a minute (another machine, a retried pipeline) then send
-    the same parameters under the same ClientToken, which EC2 answers with the first run's
-    instance instead of IdempotentParameterMismatch; a TTL is never shortened."""
-    floor = t.replace(second=0, microsecond=0)
-    return floor if floor == t else floor + dt.timedelta(minutes=1)
+_Rows = list[dict[str, str]]  # (``list`` is a method name inside the class)
 
 
 def _plural(noun: str, items: list[str]) -> str:
@@ -138,322 +142,6 @@ def _json_dict(body: bytes | None) -> dict[str, Any] | None:
     return got if isinstance(got, dict) else None
 
 
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00",
-                                                                                    "Z")
-
-
-# -- pure pieces -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NestingDecision:
-    """What the launch sends for nesting, after the catalog and the live API were compared."""
-
-    cpu_options: dict[str, str] | None
-    mode: str  # "nested" | "native"
-    notes: tuple[str, ...] = ()
-
-
-def decide_nesting(t: InstanceType, live: dict[str, Any] | None, region: str) -> NestingDecision:
-    """Catalog vs DescribeInstanceTypes: the live answer wins, and the user is told."""
-    if live is None:
-        raise UnsupportedError(f"{t.name} is not offered in {region} (DescribeInstanceTypes "
-                               "does not know it there)",
-                               hint=f"pick a region that offers it, or run `nestcloud catalog "
-                                    f"verify --provider aws --region {region}`", provider="aws")
-    features = live.get("ProcessorInfo", {}).get("SupportedFeatures") or []
-    metal = bool(live.get("BareMetal"))
-    if metal:
-        notes = () if t.nesting == "native" else (
-            f"catalog says {t.name} is {t.nesting!r} but the live API reports bare metal: "
-            "launching without the nested switch (the API wins)",)
-        return NestingDecision(cpu_options=None, mode="native", notes=notes)
-    if NESTED_FEATURE in features:
-        notes = () if t.nesting == "nested" else (
-            f"catalog says {t.name} is {t.nesting!r} but the live API reports "
-            f"{NESTED_FEATURE}: sending the nested switch (the API wins)",)
-        return NestingDecision(cpu_options=dict(NESTED_CPU_OPTIONS), mode="nested", notes=notes)
-    raise RefusedError(
-        f"catalog says {t.name} is {t.nesting!r}, but DescribeInstanceTypes in {region} reports "
-        f"neither bare metal nor {NESTED_FEATURE} for it: it cannot run a hypervisor there "
-        "(the live API wins; nothing was created)",
-        hint=f"run `nestcloud catalog verify --provider aws --region {region}` and pick another "
-             "type")
-
-
-def confirmed_equivalents(planned: str, types: Iterable[str],
-                          live: dict[str, dict[str, Any] | None], nesting: NestingDecision,
-                          catalog: Catalog, region: str, arch: str
-                          ) -> tuple[tuple[str, ...], list[str]]:
-    """(the planned type and the equivalents the live API confirms, a note per one left
-    out). A fleet's launch template carries the planned type's nested switch to every
-    override, so an equivalent must run a hypervisor the same way (nested, or bare metal)
-    by DescribeInstanceTypes, not by the catalog's word, and take the image's architecture."""
-    kept = [planned]
-    notes: list[str] = []
-    for n in dict.fromkeys(types):
-        if n == planned:
-            continue
-        it = live.get(n)
-        why = None
-        if it is None:
-            why = f"DescribeInstanceTypes does not know it in {region}"
-        else:
-            mode = live_nesting(it)
-            archs = (it.get("ProcessorInfo") or {}).get("SupportedArchitectures") or []
-            if mode != nesting.mode:
-                said = {"native": "reports bare metal",
-                        "nested": f"reports {NESTED_FEATURE}",
-                        "none": f"reports neither bare metal nor {NESTED_FEATURE}"}[mode]
-                cat = catalog.get("aws", n)
-                claim = (f"the catalog says {cat.nesting!r} but " if cat is not None
-                         else "")
-                why = f"{claim}DescribeInstanceTypes in {region} {said} for it"
-                if mode in ("native", "nested"):
-                    why += f" (this launch is {nesting.mode})"
-            elif arch not in archs:
-                why = (f"DescribeInstanceTypes in {region} reports {', '.join(archs) or 'no'} "
-                       f"architecture for it, the image is {arch}")
-        if why is None:
-            kept.append(n)
-        else:
-            notes.append(f"equivalent type {n} left out of the fleet: {why}")
-    return tuple(kept), notes
-
-
-def spec_digest(spec: LaunchSpec, image_id: str, user_data: bytes | None) -> str:
-    """What makes two launches "the same request" (not the expiry time, which moves)."""
-    doc = {"type": spec.type, "region": spec.region, "image": image_id, "os": spec.os,
-           "hypervisor": spec.hypervisor, "disk": spec.disk_gib, "spot": spec.spot,
-           "key": spec.key_name, "ssh": spec.ssh_cidr, "public_ip": spec.public_ip,
-           "ttl": spec.ttl_seconds, "tags": sorted(spec.tags.items()),
-           "user_data": hashlib.sha256(user_data or b"").hexdigest()}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def client_token(name: str, seat: int, type_name: str, region: str, digest: str,
-                 generation: int = 0, *, group: str = "") -> str:
-    """Deterministic RunInstances ClientToken (max 64 ASCII): same launch, same token.
-
-    EC2 keeps a token bound to its instance for at least 24 hours after that instance is
-    terminated, and answers the same token with other parameters (a later expiry tag, another
-    security group) with IdempotentParameterMismatch. So the token names the seat's
-    *incarnation*, read from the cloud: ``group`` is the id of the name's security group,
-    which every run of the same launch shares (a second run finds the first one's group) and
-    which ``down`` deletes, so a launch after ``down`` makes a new group and gets new tokens,
-    while two concurrent runs send the same token and EC2 gives both the same instance.
-    ``generation`` moves on only when EC2 says the token is still bound to an instance that
-    no longer runs (see AwsProvider.run_seat).
-    """
-    raw = f"{name}|{seat}|{type_name}|{region}|{digest}|{generation}"
-    if group:
-        raw += f"|{group}"
-    return "nc-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
-
-
-def resource_tags(spec: LaunchSpec, name: str, owner: str, seat: int | None,
-                  now: dt.datetime) -> dict[str, str]:
-    tags = dict(spec.tags)
-    tags["Name"] = tags.get("Name", name if seat is None else f"{name}-{seat}")
-    tags[TAG_NAME] = name
-    tags[TAG_OWNER] = owner
-    if spec.ttl_seconds:
-        tags[TAG_EXPIRES] = _iso(_ceil_minute(now + dt.timedelta(seconds=spec.ttl_seconds)))
-    if seat is not None:
-        tags[TAG_SEAT] = str(seat)
-    return tags
-
-
-def security_group_name(name: str) -> str:
-    return SG_PREFIX + name
-
-
-def ssh_permission(cidr: str) -> dict[str, Any]:
-    ranges: dict[str, Any] = ({"Ipv6Ranges": [{"CidrIpv6": cidr, "Description": "nestcloud ssh"}]}
-                              if ":" in cidr else
-                              {"IpRanges": [{"CidrIp": cidr, "Description": "nestcloud ssh"}]})
-    return {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, **ranges}
-
-
-@dataclass
-class LaunchPlan:
-    """Everything a launch resolved by reading (no writes yet)."""
-
-    spec: LaunchSpec
-    name: str
-    region: str
-    nesting: NestingDecision
-    image_id: str
-    root_device: str
-    disk_gib: int
-    user_data: bytes | None
-    user_data_kind: str
-    owner: str
-    vpc_id: str
-    sg_id: str | None
-    existing: list[dict[str, Any]]
-    missing_seats: list[int]
-    digest: str
-    notes: list[str] = field(default_factory=list)
-    # The default VPC's default subnet per zone (what a fleet's overrides name), by zone.
-    subnets: list[Subnet] = field(default_factory=list)
-    # The types a fleet may use: the planned one first, then the equivalents the live API
-    # confirmed run a hypervisor the same way (see confirmed_equivalents).
-    types: tuple[str, ...] = ()
-    # The name's launch template as the plan found it (a lock some run holds, or one a
-    # killed run left), or None.
-    template: dict[str, Any] | None = None
-
-
-def reconcile(spec: LaunchSpec, name: str, region: str, types: tuple[str, ...],
-              existing: list[dict[str, Any]]) -> tuple[list[int], list[str]]:
-    """(the seats to launch, notes) given the name's instances as DescribeInstances lists
-    them. Running seats of another type than ``spec.type`` or ``types`` are refused."""
-    notes: list[str] = []
-    live_seats: set[int] = set()
-    unnumbered = 0
-    for raw in existing:
-        inst = to_instance(raw, region)
-        if inst.state not in LIVE_STATES:
-            continue
-        if inst.type != spec.type and inst.type not in types:
-            raise InputError(f"{name!r} already runs {inst.type} ({inst.id}); this launch "
-                             f"asks for {spec.type}",
-                             hint=f"use another --name, or `nestcloud down {name}` first")
-        if inst.seat is not None:
-            live_seats.add(inst.seat)
-        else:
-            unnumbered += 1  # a fleet seat: fleet instances carry no seat tag
-    missing = [s for s in range(spec.count) if s not in live_seats][unnumbered:]
-    extra = sorted(s for s in live_seats if s >= spec.count)
-    if extra:
-        notes.append(f"seats {extra} of {name!r} run beyond --count {spec.count}; left as "
-                     f"they are (`nestcloud down {name}` removes every seat)")
-    stopped = [to_instance(r, region).id for r in existing
-               if r.get("State", {}).get("Name") in ("stopping", "stopped")]
-    if stopped:
-        notes.append(f"stopped instances of {name!r} are not reused: {', '.join(stopped)}")
-    return missing, notes
-
-
-def _seats_group(existing: list[dict[str, Any]], name: str, vpc: str) -> str | None:
-    """The group of the name as its running seats (DescribeInstances) report it, if any."""
-    want = security_group_name(name)
-    for raw in existing:
-        if raw.get("State", {}).get("Name") not in LIVE_STATES or raw.get("VpcId") != vpc:
-            continue
-        for g in raw.get("SecurityGroups") or []:
-            if g.get("GroupName") == want and g.get("GroupId"):
-                return str(g["GroupId"])
-    return None
-
-
-def instance_settings(plan: LaunchPlan, seat: int | None, sg_id: str, now: dt.datetime
-                      ) -> dict[str, Any]:
-    """What every host gets, by RunInstances or by a fleet's launch template: image, type,
-    IMDSv2, encrypted gp3 root, tags on instance and volume, the nested switch (nested types
-    only), the group, key, instance profile, and terminate-on-shutdown with a TTL."""
-    from nestcloud.bootstrap.profiles import ec2_readiness_note
-
-    spec = plan.spec
-    tags = _tags(resource_tags(spec, plan.name, plan.owner, seat, now))
-    # A Windows L1 without an instance profile cannot report: say so on the instance itself.
-    instance_tags = tags + _tags(ec2_readiness_note(spec.os, spec.instance_profile))
-    params: dict[str, Any] = {
-        "ImageId": plan.image_id,
-        "InstanceType": spec.type,
-        # IMDSv2 only; hop limit 1 keeps L2 guests behind the L1 away from its credentials.
-        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
-                            "HttpPutResponseHopLimit": 1},
-        "BlockDeviceMappings": [{"DeviceName": plan.root_device,
-                                 "Ebs": {"VolumeSize": plan.disk_gib, "VolumeType": "gp3",
-                                         "Encrypted": True, "DeleteOnTermination": True}}],
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": instance_tags},
-                              {"ResourceType": "volume", "Tags": tags}],
-    }
-    if plan.nesting.cpu_options is not None:
-        params["CpuOptions"] = dict(plan.nesting.cpu_options)
-    if spec.public_ip:
-        params["NetworkInterfaces"] = [{"DeviceIndex": 0, "AssociatePublicIpAddress": True,
-                                        "Groups": [sg_id], "DeleteOnTermination": True}]
-    else:
-        params["SecurityGroupIds"] = [sg_id]
-    if spec.key_name:
-        params["KeyName"] = spec.key_name
-    if spec.instance_profile:
-        params["IamInstanceProfile"] = {"Name": spec.instance_profile}
-    if spec.ttl_seconds:
-        params["InstanceInitiatedShutdownBehavior"] = "terminate"
-    return params
-
-
-def run_instances_params(plan: LaunchPlan, seat: int, sg_id: str, now: dt.datetime,
-                         generation: int = 0) -> dict[str, Any]:
-    """The exact RunInstances request for one seat."""
-    spec = plan.spec
-    params = instance_settings(plan, seat, sg_id, now)
-    params.update(MinCount=1, MaxCount=1,
-                  ClientToken=client_token(plan.name, seat, spec.type, plan.region,
-                                           plan.digest, generation, group=sg_id))
-    if plan.user_data:
-        params["UserData"] = plan.user_data  # boto3 base64-encodes it
-    if spec.spot:
-        params["InstanceMarketOptions"] = {
-            "MarketType": "spot",
-            "SpotOptions": {"SpotInstanceType": "one-time",
-                            "InstanceInterruptionBehavior": "terminate"}}
-    return params
-
-
-def _nested_field(raw: dict[str, Any]) -> str | None:
-    return (raw.get("CpuOptions") or {}).get("NestedVirtualization")
-
-
-def _cpu_flag_proven(checks: dict[str, Any]) -> bool:
-    """Whether an in-guest readiness report shows the CPU's virtualization flag (the
-    l1check ``cpu_flag`` check: vmx or svm in /proc/cpuinfo)."""
-    flag = checks.get("cpu_flag")
-    return isinstance(flag, dict) and flag.get("ok") is True and flag.get("flag") in (
-        "vmx", "svm")
-
-
-def to_instance(raw: dict[str, Any], region: str) -> Instance:
-    tags = _tag_dict(raw.get("Tags"))
-    seat = tags.get(TAG_SEAT)
-    nv = (raw.get("CpuOptions") or {}).get("NestedVirtualization")
-    launched = raw.get("LaunchTime")
-    return Instance(
-        provider="aws", id=raw["InstanceId"], name=tags.get(TAG_NAME, ""), region=region,
-        type=raw.get("InstanceType", ""), state=raw.get("State", {}).get("Name", "unknown"),
-        zone=(raw.get("Placement") or {}).get("AvailabilityZone"),
-        seat=int(seat) if seat and seat.isdigit() else None,
-        nested=None if nv is None else nv == "enabled",
-        private_ip=raw.get("PrivateIpAddress"), public_ip=raw.get("PublicIpAddress"),
-        launched_at=_iso(launched) if isinstance(launched, dt.datetime) else
-        (str(launched) if launched else None),
-        expires=tags.get(TAG_EXPIRES), tags=tags)
-
-
-def listed(raws: Iterable[dict[str, Any]], region: str) -> list[Instance]:
-    """Instances as `ls` shows them: by name, then seat (unnumbered fleet seats last)."""
-    return sorted((to_instance(r, region) for r in raws),
-                  key=lambda i: (i.name, i.seat if i.seat is not None else 1 << 30, i.id))
-
-
-def printable(params: dict[str, Any]) -> dict[str, Any]:
-    """Request params as JSON-safe data: UserData as the base64 text boto3 would send."""
-    import base64
-
-    out = dict(params)
-    if isinstance(out.get("UserData"), bytes):
-        out["UserData"] = base64.b64encode(out["UserData"]).decode("ascii")
-    return out
-
-
-# -- the provider ------------------------------------------------------------------------------
-
-
 def _is_loopback(url: str | None) -> bool:
     if not url:
         return False
@@ -463,6 +151,14 @@ def _is_loopback(url: str | None) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def _retry_config(mode: str) -> Config:
+    """botocore's own retries, ``mode`` "standard" or "adaptive", MAX_ATTEMPTS each."""
+    from botocore.config import Config
+
+    retries: Any = {"mode": mode, "total_max_attempts": MAX_ATTEMPTS}
+    return Config(retries=retries, user_agent_extra="nestcloud")
+
+
 class AwsProvider:
     """EC2 through boto3, with the standard credential chain and standard retries."""
 
@@ -470,7 +166,7 @@ class AwsProvider:
     capabilities: ClassVar[Capabilities] = Capabilities(
         fleet_above=FLEET_THRESHOLD,   # one CreateFleet with every equivalent type and zone
         quota=True,                    # vcpu_quota: Service Quotas, standard families
-        launch_lock=True,              # the name's launch template (_aws_fleet.TemplateLock)
+        launch_lock=True,              # the name's launch template (lock.TemplateLock)
         prefetch=True,                 # plan()'s reads, started while a lab searches
         adaptive_rate=True,            # botocore's adaptive retry mode for big launches
         spot=True,
@@ -479,8 +175,9 @@ class AwsProvider:
         leftovers=True,                # security groups and launch templates without seats
         # User data: 16 KiB raw (EC2 RunInstances), gunzipped by cloud-init; Windows runs
         # <powershell> from user data and reports readiness through the nestcloud:l1 tag.
-        user_data=UserDataEnvelope(limit_bytes=16 * 1024, gzip=True, windows="user-data",
-                                   readiness="console", windows_readiness="tag"),
+        user_data=UserDataEnvelope(limit_bytes=USER_DATA_LIMIT, gzip=True, windows="user-data",
+                                   readiness="console", windows_readiness="tag",
+                                   windows_tag_script=SET_TAG_SCRIPT),
         # EC2 tags: keys <= 127 and values <= 256 characters, keys not starting with aws:
         # (the EC2 service model's Tag shape, botocore data/ec2; the user guide says 128 for
         # keys: the stricter number wins); 50 user tags per resource and no aws: values
@@ -490,6 +187,13 @@ class AwsProvider:
                        added=("Name", TAG_NAME, TAG_OWNER, TAG_EXPIRES, TAG_SEAT, TAG_LAB,
                               TAG_L1),
                        reserved_prefixes=("aws:",)),
+        # The optional launch settings EC2 requests carry (requests.instance_settings):
+        # not Azure's security type, image generation or outbound path.
+        launch_options=frozenset({"instance_profile", "spot", "key_name", "public_ip",
+                                  "image"}),
+        rules=True,                    # rules.py: the Windows vCPU limit
+        prices=PRICE_SOURCE,           # pricing.py: the Price List API (no spot prices)
+        access_policy=True,            # iam.py: the IAM policy, the Windows L1's role
     )
     # No construction options beyond region: credentials, profile and endpoint come from the
     # standard AWS configuration (AWS_PROFILE, AWS_ENDPOINT_URL...); --sandbox is local_endpoint.
@@ -498,29 +202,70 @@ class AwsProvider:
     @classmethod
     def configured(cls, **_: Any) -> bool:
         """Usable without --provider when the standard credential chain finds credentials."""
+        import boto3
+
         return boto3.Session().get_credentials() is not None
+
+    # class hooks (no object, no SDK import unless said) -------------------------------------
 
     @classmethod
     def local_endpoint(cls, note: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Start (or find) the sandbox: the options that point a provider at it."""
-        from nestcloud import sandbox as sb
+        from providers.aws.sandbox import DEFAULT_REGION, notify_stderr, session, start
 
-        st, started = sb.start()
+        st, started = start(note or notify_stderr)
         if started and note is not None:
             note(f"sandbox: started the local EC2 endpoint at {st.url} "
                  "(`nestcloud sandbox stop` removes it)")
-        return {"region": sb.DEFAULT_REGION, "endpoint_url": st.url, "session": sb.session()}
+        return {"region": DEFAULT_REGION, "endpoint_url": st.url, "session": session()}
+
+    @classmethod
+    def endpoint_control(cls, action: Literal["start", "status", "stop"],
+                         note: Callable[[str], None]) -> LocalEndpoint | None:
+        """`nestcloud sandbox start|status|stop`: the sandbox as it is after ``action``
+        (``stop``: the one stopped), None when none runs."""
+        from providers.aws.sandbox import control
+
+        return control(action, note)
+
+    @classmethod
+    def rules(cls, spec: LaunchSpec, catalog: Catalog, entry: InstanceType | None
+              ) -> list[Finding]:
+        """EC2's own pre-launch checks (rules.py)."""
+        from providers.aws.rules import run
+
+        return run(spec, catalog, entry)
+
+    @classmethod
+    def fetch_prices(cls, regions: Sequence[str], catalog: Catalog | None = None, *,
+                     client: Any = None) -> PriceFetch:
+        """On-demand Linux prices from the Price List API (pricing.py); no spot prices. The
+        Price List prices each type itself: ``catalog`` is not needed. ``client``: a
+        ``pricing`` client to use (tests), else one is made in us-east-1."""
+        from providers.aws.pricing import fetch_prices
+
+        return fetch_prices(regions, client=client)
+
+    @classmethod
+    def access_policy(cls, instance_role: str | None = None, l1: bool = False
+                      ) -> AccessPolicy:
+        """The operator's IAM policy, or with ``l1`` the Windows L1's instance role (iam.py)."""
+        from providers.aws.iam import access_policy
+
+        return access_policy(instance_role, l1)
 
     def __init__(self, region: str | None = None, endpoint_url: str | None = None,
                  session: boto3.Session | None = None, *, sandbox: bool | None = None
                  ) -> None:
+        import boto3
+
         # A local endpoint (the sandbox) unless told otherwise: loopback is never AWS.
         self.sandbox = _is_loopback(endpoint_url) if sandbox is None else sandbox
         if session is None:
             session = boto3.Session()
             if self.sandbox and session.get_credentials() is None:
                 # Only for the local endpoint, and only when none are configured.
-                from nestcloud.sandbox import FAKE_CREDENTIALS
+                from providers.aws.sandbox import FAKE_CREDENTIALS
 
                 session = boto3.Session(region_name=session.region_name, **FAKE_CREDENTIALS)
         self.session = session
@@ -529,8 +274,7 @@ class AwsProvider:
         # botocore's own retries, no hand-rolled loops: standard mode retries throttling and
         # transient errors with backoff; MAX_ATTEMPTS (not the default 3) so a throttled burst
         # never fails a lab. A request with adaptive=True adds client-side rate limiting.
-        self.config = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
-                             user_agent_extra="nestcloud")
+        self.config = _retry_config("standard")
         self.fleet_threshold = FLEET_THRESHOLD  # tests force one launch path
         # Locks failed exclusive launches kept for their caller's rollback, by name, until
         # unlock(name) (see launch). The only launch state kept here: it outlives the launch.
@@ -566,9 +310,7 @@ class AwsProvider:
         if self.config.retries.get("mode") == "adaptive":  # type: ignore[union-attr]
             return  # its clients are already adaptive: keep them
         with self._client_lock:
-            self.config = Config(retries={"mode": "adaptive",
-                                          "total_max_attempts": MAX_ATTEMPTS},
-                                 user_agent_extra="nestcloud")
+            self.config = _retry_config("adaptive")
             self._clients.clear()
 
     def client(self, service: str, region: str | None = None) -> Any:
@@ -765,8 +507,6 @@ class AwsProvider:
         return vpcs.pop(), subnets
 
     def _name_template(self, name: str, region: str) -> dict[str, Any] | None:
-        from providers._aws_fleet import describe_template, template_name
-
         return describe_template(self, template_name(name), region)
 
     def find_security_groups(self, name: str, region: str) -> list[dict[str, Any]]:
@@ -896,6 +636,8 @@ class AwsProvider:
         self.client("ec2", region)
         self._key_id()
         reads = self._plan_reads(spec, region, name, find_group, types, exclusive)
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=6) as pool:
             f = {what: self._take_ahead(key) or pool.submit(fn, *args)
                  for what, (key, fn, args) in reads.items()}
@@ -935,7 +677,7 @@ class AwsProvider:
                           image_id=image_id, root_device=root, disk_gib=disk,
                           user_data=user_data, user_data_kind=kind,
                           owner=owner, vpc_id=vpc,
-                          sg_id=sgs[0]["GroupId"] if sgs else _seats_group(existing, name, vpc),
+                          sg_id=sgs[0]["GroupId"] if sgs else seats_group(existing, name, vpc),
                           existing=existing,
                           missing_seats=missing,
                           digest=spec_digest(spec, image_id, user_data), notes=notes,
@@ -993,6 +735,8 @@ class AwsProvider:
         # first, here, rather than let a smaller client take the lock ahead of it.
         self.client("ec2", region)
         self._key_id()
+        from concurrent.futures import ThreadPoolExecutor
+
         pool = ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="nestcloud-ahead")
         now = time.monotonic()
         for key, fn, args in reads.values():
@@ -1009,25 +753,11 @@ class AwsProvider:
         return got[1]
 
     def _remember(self, key: tuple[Any, ...], value: Any) -> None:
+        from concurrent.futures import Future
+
         done: Future[Any] = Future()
         done.set_result(value)
         self._ahead[key] = (time.monotonic(), done)
-
-    def security_group_requests(self, plan: LaunchPlan, now: dt.datetime
-                                ) -> list[PlannedRequest]:
-        """CreateSecurityGroup (+ one ingress rule when --ssh-cidr) for a new group."""
-        tags = _tags(resource_tags(plan.spec, plan.name, plan.owner, None, now))
-        reqs = [PlannedRequest(service="ec2", operation="CreateSecurityGroup", params={
-            "GroupName": security_group_name(plan.name),
-            "Description": f"nestcloud {plan.name}: no inbound except SSH from --ssh-cidr",
-            "VpcId": plan.vpc_id,
-            "TagSpecifications": [{"ResourceType": "security-group", "Tags": tags}]})]
-        if plan.spec.ssh_cidr:
-            reqs.append(PlannedRequest(service="ec2", operation="AuthorizeSecurityGroupIngress",
-                                       params={"GroupId": "<new group>",
-                                               "IpPermissions": [ssh_permission(
-                                                   plan.spec.ssh_cidr)]}))
-        return reqs
 
     def ensure_security_group(self, plan: LaunchPlan, now: dt.datetime,
                               made: list[str] | None = None) -> tuple[str, list[str]]:
@@ -1037,7 +767,7 @@ class AwsProvider:
         created: list[str] = []
         sg_id = plan.sg_id
         if sg_id is None:
-            req = self.security_group_requests(plan, now)[0]
+            req = security_group_requests(plan, now)[0]
             try:
                 with aws_errors("create the security group", region=plan.region):
                     sg_id = ec2.create_security_group(**req.params)["GroupId"]
@@ -1134,18 +864,18 @@ class AwsProvider:
             return [], []
         ids = [i["InstanceId"] for i in launched]
         by_id = {i["InstanceId"]: i for i in launched}
-        unknown = [i for i in ids if _nested_field(by_id[i]) is None]
+        unknown = [i for i in ids if nested_field(by_id[i]) is None]
         if plan.nesting.mode == "nested" and unknown:
             probe = self._describe(plan.region, unknown[:1])
             by_id.update(probe)
-            if any(_nested_field(r) is not None for r in probe.values()):
+            if any(nested_field(r) is not None for r in probe.values()):
                 by_id.update(self._describe(plan.region, unknown[1:]))
         raws = [by_id[i] for i in ids]
         notes: list[str] = []
         proven: set[str] = set()
         if plan.nesting.mode == "nested":
-            disabled = [r["InstanceId"] for r in raws if _nested_field(r) == "disabled"]
-            unreported = [r for r in raws if _nested_field(r) is None]
+            disabled = [r["InstanceId"] for r in raws if nested_field(r) == "disabled"]
+            unreported = [r for r in raws if nested_field(r) is None]
             waited = 0.0
             if unreported and not disabled:
                 proven, waited = self._proven_in_guest(plan, unreported)
@@ -1175,7 +905,7 @@ class AwsProvider:
         report = wait_for_ready(self, [to_instance(r, plan.region) for r in raws],
                                 timeout_s=timeout, interval_s=min(10.0, timeout) or 1.0,
                                 sleep=self.sleep)
-        proven = {r.id for r in report.instances if _cpu_flag_proven(r.checks)}
+        proven = {r.id for r in report.instances if cpu_flag_proven(r.checks)}
         return proven, timeout
 
     def _terminate_unverified(self, plan: LaunchPlan, ids: list[str]) -> None:
@@ -1241,7 +971,7 @@ class AwsProvider:
 
     def _launch(self, spec: LaunchSpec, catalog: Catalog, dry_run: bool,
                 types: tuple[str, ...], run: LaunchRun) -> LaunchResult:
-        from providers import _aws_fleet as fleet
+        from nestcloud.models import LaunchResult, PlannedRequest
 
         all_types = tuple(dict.fromkeys((spec.type, *types)))
         plan = self.plan(spec, catalog, all_types, find_group=dry_run,
@@ -1252,27 +982,25 @@ class AwsProvider:
         notes = list(plan.notes)
         if plan.user_data is not None:
             notes.append(f"user data: {len(plan.user_data)} bytes ({plan.user_data_kind})")
-        from nestcloud.bootstrap.profiles import NO_INSTANCE_PROFILE, ec2_readiness_note
-
         if ec2_readiness_note(spec.os, spec.instance_profile):
             notes.append(NO_INSTANCE_PROFILE)
-        base = dict(provider="aws", name=plan.name, region=plan.region, type=spec.type,
-                    sandbox=self.sandbox)
+        base: dict[str, Any] = dict(provider="aws", name=plan.name, region=plan.region,
+                                    type=spec.type, sandbox=self.sandbox)
         if dry_run:
             reqs: list[PlannedRequest] = []
             sg = plan.sg_id or "<new group>"
             if plan.sg_id is None:
-                reqs += self.security_group_requests(plan, now)
+                reqs += security_group_requests(plan, now)
             elif plan.spec.ssh_cidr:  # sent on every run; a duplicate rule is a no-op
                 reqs.append(PlannedRequest(service="ec2", operation="AuthorizeSecurityGroupIngress",
                                            params={"GroupId": plan.sg_id, "IpPermissions": [
                                                ssh_permission(plan.spec.ssh_cidr)]}))
             if self.use_fleet(plan):
-                subnets = fleet.default_subnets(plan)
+                subnets = default_subnets(plan)
                 reqs += [PlannedRequest(service="ec2", operation="CreateLaunchTemplate",
-                                        params=fleet.create_template_params(plan, sg, now)),
+                                        params=create_template_params(plan, sg, now)),
                          PlannedRequest(service="ec2", operation="CreateFleet",
-                                        params=fleet.create_fleet_params(
+                                        params=create_fleet_params(
                                             plan, "<new template>", plan.types, subnets, now)),
                          PlannedRequest(service="ec2", operation="DeleteLaunchTemplate",
                                         params={"LaunchTemplateId": "<new template>"})]
@@ -1295,7 +1023,7 @@ class AwsProvider:
                       "inbound rule" + (f" except SSH from {plan.spec.ssh_cidr}"
                                         if plan.spec.ssh_cidr else "")
                       for g in created_sg]
-            lock = (fleet.TemplateLock(self, plan, notes, run) if plan.missing_seats and (
+            lock = (TemplateLock(self, plan, notes, run) if plan.missing_seats and (
                 run.exclusive or self.use_fleet(plan)) else None)
             if lock is None:
                 # No lock to take: a template a killed run left is removed here. A lab
@@ -1319,13 +1047,11 @@ class AwsProvider:
                             created=[i.id for i in new],
                             reused=[i.id for i in reused], notes=notes)
 
-    def _create(self, plan: LaunchPlan, lock: Any, sg_id: str, now: dt.datetime,
+    def _create(self, plan: LaunchPlan, lock: TemplateLock | None, sg_id: str, now: dt.datetime,
                 all_types: tuple[str, ...], reused: list[Instance], notes: list[str],
                 run: LaunchRun) -> tuple[LaunchPlan, list[Instance], list[Instance], list[str]]:
         """Take the launch lock (when ``lock``), launch the missing seats, read them back:
         (the plan as read again under the lock, the seats reused, the new ones, notes)."""
-        from providers import _aws_fleet as fleet
-
         done = False
         try:
             if lock is not None:
@@ -1347,7 +1073,7 @@ class AwsProvider:
                 plan, reused = self._relist(plan, all_types, notes, run)
             if self.use_fleet(plan):
                 assert lock is not None  # a fleet launches from the lock's template
-                launched = fleet.launch_fleet(self, plan, lock, now, plan.types, run)
+                launched = launch_fleet(self, plan, lock, now, plan.types, run)
                 notes.append(f"launched {len(launched)} seat(s) in one EC2 Fleet call "
                              f"({len(plan.types)} type(s) x every default-VPC zone)")
             else:
@@ -1370,19 +1096,17 @@ class AwsProvider:
         """The name's launch template when this launch takes no lock: removed when a killed
         run left it (its holder is gone, or it is older than any launch holds one), else
         named (another run holds it right now)."""
-        from providers import _aws_fleet as fleet
-
         held = plan.template or {}
         tid = str(held.get("LaunchTemplateId"))
-        label = f"launch template {tid} ({fleet.template_name(plan.name)})"
-        why = fleet.stale_lock(held, fleet.template_name(plan.name), taking=False)
+        label = f"launch template {tid} ({template_name(plan.name)})"
+        why = stale_lock(held, template_name(plan.name), taking=False)
         if why is None:
-            holder = fleet._tag_value(held, fleet.TAG_LOCK) or "unknown"
+            holder = tag_value(held, TAG_LOCK) or "unknown"
             return [f"{label} is held by {holder}: another launch of {plan.name!r} is running "
                     f"(if that run was killed on another machine, `nestcloud down "
                     f"{plan.name}` removes it)"]
         try:
-            fleet.delete_template(self, tid, plan.region)
+            delete_template(self, tid, plan.region)
         except ProviderError as exc:
             return [f"{label}, left by an interrupted run ({why}), was not deleted "
                     f"({exc.message}); `nestcloud down {plan.name}` removes it"]
@@ -1393,8 +1117,6 @@ class AwsProvider:
         """After a failed or interrupted launch: remove the security group this launch made
         when no instance of the name exists, and put exactly what is left of the name on
         ``exc`` (the hint of a nestcloud error; an extra argument of KeyboardInterrupt)."""
-        from providers import _aws_fleet as fleet
-
         region, name = plan.region, plan.name
         try:
             live = self.raw_instances(region, name, states=KEPT_STATES)
@@ -1405,7 +1127,7 @@ class AwsProvider:
                     if g in made_groups and self._try_delete_group(g, region):
                         removed.append(g)
             groups = [g for g in groups if g not in removed]
-            templates = fleet.find_templates(self, name, region)
+            templates = find_templates(self, name, region)
         except Exception as err:  # noqa: BLE001 - the launch's own error is what is raised
             note = (f"what is left of {name!r} could not be listed ({err}): `nestcloud ls "
                     f"--name {name}` shows it, `nestcloud down {name}` removes it")
@@ -1489,6 +1211,8 @@ class AwsProvider:
                 return None
 
         workers = max(1, min(self.concurrency, len(seats)))
+        from concurrent.futures import ThreadPoolExecutor
+
         if workers == 1:
             results = [one(s) for s in seats]
         else:
@@ -1516,7 +1240,7 @@ class AwsProvider:
         return listed(raws, region)
 
     def leftovers(self, name: str | None = None, instances: Iterable[Instance] | None = None
-                  ) -> list[dict[str, str]]:
+                  ) -> _Rows:
         """What names without any instance still have: their security groups and launch
         templates (found by the ``nestcloud:name`` tag), as rows `ls` prints and `down NAME`
         removes. ``instances``: the listing the caller already has (else it is read)."""
@@ -1527,10 +1251,10 @@ class AwsProvider:
         found: list[tuple[str, str, str]] = []
         with aws_errors("list security groups and launch templates", region=region):
             for page in ec2.get_paginator("describe_security_groups").paginate(Filters=tag):
-                found += [(_tag_dict(g.get("Tags")).get(TAG_NAME, ""), "security-group",
+                found += [(tag_dict(g.get("Tags")).get(TAG_NAME, ""), "security-group",
                            str(g["GroupId"])) for g in page["SecurityGroups"]]
             for page in ec2.get_paginator("describe_launch_templates").paginate(Filters=tag):
-                found += [(_tag_dict(t.get("Tags")).get(TAG_NAME, ""), "launch-template",
+                found += [(tag_dict(t.get("Tags")).get(TAG_NAME, ""), "launch-template",
                            str(t["LaunchTemplateId"])) for t in page["LaunchTemplates"]]
         have = {i.name for i in (instances if instances is not None else self.list(name))}
         kinds = {"security-group": 0, "launch-template": 1}
@@ -1544,6 +1268,8 @@ class AwsProvider:
         self._ahead.pop(("existing", region, name), None)  # about to be stale
         ec2 = self.client("ec2", region)
         ids = [i.id for i in self.list(name)]  # seat order, as `ls` shows them
+        from nestcloud.models import DownResult
+
         result = DownResult(provider="aws", name=name)
         if ids:
             with aws_errors(f"terminate the instances of {name!r}", region=region):
@@ -1560,14 +1286,12 @@ class AwsProvider:
                                    leftovers=ids, hint=f"run `nestcloud down {name}` again",
                                    provider="aws") from exc
             result.terminated = ids
-        from providers._aws_fleet import delete_template, find_templates
-
         for sg in self.find_security_groups(name, region):
             self._delete_security_group(sg["GroupId"], region)
             result.deleted.append(sg["GroupId"])
         # The launch template last: it is the name's launch lock (a lab's rollback holds it),
         # and a run waiting for it must find everything else of this launch gone.
-        for tid in find_templates(self, name, region):  # a launch lock left behind, or ours
+        for tid in find_templates(self, name, region):  # a lock left behind, or ours
             delete_template(self, tid, region)
             result.deleted.append(tid)
             with self._client_lock:
@@ -1611,6 +1335,8 @@ class AwsProvider:
     # catalog -------------------------------------------------------------------------------
 
     def verify_catalog(self, catalog: Catalog, region: str) -> VerifyResult:
+        from nestcloud.models import CatalogDiff, VerifyResult
+
         ec2 = self.client("ec2", region)
         mine = [t for t in catalog.of("aws") if not t.regions or region in t.regions]
         live: dict[str, dict[str, Any]] = {}
@@ -1634,36 +1360,3 @@ class AwsProvider:
             diffs += diff_type(t, it)
         return VerifyResult(provider="aws", region=region, checked=len(mine), diffs=diffs,
                             missing_live=missing)
-
-
-def live_nesting(it: dict[str, Any]) -> str:
-    if it.get("BareMetal"):
-        return "native"
-    feats = (it.get("ProcessorInfo") or {}).get("SupportedFeatures") or []
-    return "nested" if NESTED_FEATURE in feats else "none"
-
-
-def diff_type(t: InstanceType, it: dict[str, Any]) -> list[CatalogDiff]:
-    """Catalog vs one DescribeInstanceTypes entry: nesting, metal, arch, vCPUs, memory."""
-    out: list[CatalogDiff] = []
-
-    def d(fieldname: str, cat: Any, lv: Any) -> None:
-        if cat != lv:
-            out.append(CatalogDiff(type=t.name, field=fieldname, catalog=cat, live=lv))
-
-    d("nesting", t.nesting, live_nesting(it))
-    d("bare_metal", t.bare_metal, bool(it.get("BareMetal")))
-    archs = (it.get("ProcessorInfo") or {}).get("SupportedArchitectures") or []
-    if t.arch not in archs:
-        out.append(CatalogDiff(type=t.name, field="arch", catalog=t.arch, live=archs))
-    d("vcpus", t.vcpus, (it.get("VCpuInfo") or {}).get("DefaultVCpus"))
-    mib = (it.get("MemoryInfo") or {}).get("SizeInMiB")
-    gib = round(mib / 1024, 3) if mib is not None else None
-    if gib is None or abs(gib - t.memory_gib) > 0.01:
-        out.append(CatalogDiff(type=t.name, field="memory_gib", catalog=t.memory_gib, live=gib))
-    return out
-
-
-__all__ = ["AwsProvider", "client_token", "decide_nesting", "diff_type", "run_instances_params",
-           "spec_digest", "LaunchPlan", "NestingDecision", "SSM_IMAGE_PARAMETERS"]
-
