@@ -362,7 +362,7 @@ def test_windows_aws_wrapping(os_alias, hypervisor):
     text = render("aws", os_alias, hypervisor).body.decode()
     assert text.startswith("<powershell>\n")
     assert text.endswith("</powershell>\n<persist>true</persist>\n")
-    assert "$NcCloud = 'aws'\n" in text and f"$NcProfile = '{hypervisor}'\n" in text
+    assert "$NcDelivery = 'user-data'\n" in text and f"$NcProfile = '{hypervisor}'\n" in text
     assert "$NcTag = 'nestcloud:l1'\n" in text and "$NcUserScript = $null\n" in text
 
 
@@ -381,11 +381,11 @@ def test_windows_azure_runs_without_rebooting_inside_the_extension():
     assert "<powershell>" not in text
     head, body = text.split("@'\n", 1)
     body, tail = body.split("\n'@\n", 1)
-    assert "$NcCloud = 'azure'" in body
-    # The one -Restart is on the EC2 branch (persist re-runs the script after the reboot);
-    # on Azure a delayed shutdown lets the extension finish first.
+    assert "$NcDelivery = 'provider'" in body
+    # The one -Restart is on the user-data branch (persist re-runs the script after the
+    # reboot); delivered by the provider, a delayed shutdown lets the extension finish first.
     assert body.count("-Restart") == 1
-    assert ("if ($NcCloud -eq 'aws') {\n      Install-WindowsFeature -Name Hyper-V "
+    assert ("if ($NcDelivery -eq 'user-data') {\n      Install-WindowsFeature -Name Hyper-V "
             "-IncludeManagementTools -Restart") in body
     assert "else { shutdown.exe /r /t 30" in body
     assert "Register-ScheduledTask -TaskName 'nestcloud-l1'" in tail

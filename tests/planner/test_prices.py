@@ -23,8 +23,10 @@ from typer.testing import CliRunner
 from nestcloud.catalog import load_catalog, parse_catalog
 from nestcloud.cli import app
 from nestcloud.errors import InputError, ProviderError
-from nestcloud.prices import (apply_prices, azure_filter, parse_aws_price_list,
-                              parse_azure_items, refresh_prices)
+from nestcloud.prices import apply_prices, refresh_prices
+from nestcloud.provider import PriceFetch
+from providers.aws.pricing import parse_price_list as parse_aws_price_list
+from providers.azure.pricing import azure_filter, parse_azure_items
 
 from .conftest import CATALOG_YAML
 
@@ -123,10 +125,11 @@ def azure_server() -> Iterator[Server]:
     s.close()
 
 
-def test_refresh_azure_follows_pages_and_dates_prices(azure_server: Server) -> None:
+def test_refresh_azure_follows_pages_and_dates_prices(azure_server: Server,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     cat = parse_catalog(CATALOG_YAML)
-    new, res = refresh_prices(cat, "azure", today=TODAY,
-                              azure_url=azure_server.url + "/api/retail/prices")
+    monkeypatch.setenv("NESTCLOUD_AZURE_PRICES_URL", azure_server.url + "/api/retail/prices")
+    new, res = refresh_prices(cat, "azure", today=TODAY)
     # What we sent: one filtered query per region, then the NextPageLink as given.
     paths = [urllib.parse.urlsplit(p).query for p, _, _ in azure_server.requests]
     assert [urllib.parse.parse_qs(q)["$filter"][0] for q in paths] == [
@@ -165,12 +168,14 @@ def test_cli_refresh_azure_writes_the_catalog(azure_server: Server, tmp_path: Pa
     assert json.loads(r.stdout)["options"][0]["price_date"] == today
 
 
-def test_refresh_unknown_region_and_unreachable_endpoint() -> None:
+def test_refresh_unknown_region_and_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
     cat = parse_catalog(CATALOG_YAML)
     with pytest.raises(InputError, match=r"--region uksouth: the catalog lists no azure type"):
         refresh_prices(cat, "azure", ["uksouth"])
+    monkeypatch.setenv("NESTCLOUD_AZURE_PRICES_URL", "http://127.0.0.1:9/prices")
     with pytest.raises(ProviderError, match="Azure Retail Prices API: http://127.0.0.1:9/"):
-        refresh_prices(cat, "azure", ["eastus"], azure_url="http://127.0.0.1:9/prices")
+        refresh_prices(cat, "azure", ["eastus"])
 
 
 # -- AWS -----------------------------------------------------------------------------------
@@ -240,7 +245,7 @@ def test_refresh_aws_through_the_pricing_api(monkeypatch: pytest.MonkeyPatch) ->
     assert large is not None and large.prices["us-east-1"].on_demand == 0.0999
     # The Price List has no spot price: the old one goes rather than carry today's date.
     assert large.prices["us-east-1"].spot is None
-    assert res.notes == ["2 AWS spot price(s) dropped: the Price List API has no spot prices, "
+    assert res.notes == ["2 spot price(s) dropped: the aws price source has no spot prices, "
                          "and keeping the old value would date it today"]
     assert new.source_date("aws-prices-2026-11-29") == "2026-11-29"
     # Not returned by the API: kept with its old price and date.
@@ -251,6 +256,7 @@ def test_refresh_aws_through_the_pricing_api(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_apply_adds_a_region_the_type_did_not_list() -> None:
     cat = parse_catalog(CATALOG_YAML)
-    new, _ = apply_prices(cat, "aws", ["eu-west-1"], {("m8i.xlarge", "eu-west-1"): (0.3, None)},
-                          TODAY)
+    new, _ = apply_prices(cat, "aws", ["eu-west-1"],
+                          PriceFetch({("m8i.xlarge", "eu-west-1"): (0.3, None)}, spot=False),
+                          TODAY, "test prices")
     assert new.get("aws", "m8i.xlarge").regions == ["eu-west-1", "us-east-1"]  # type: ignore
