@@ -95,8 +95,9 @@ def check_launch_options(spec: LaunchSpec, caps: Capabilities) -> None:
     """Refuse (exit 2) an option the provider does not honour, before anything is sent: a
     setting silently ignored would launch something other than what was asked."""
     defaults = type(spec).model_fields
+    values = spec.model_dump(include=set(PROVIDER_FIELDS))
     for field, flag in PROVIDER_FIELDS.items():
-        value = getattr(spec, field)
+        value = values[field]
         if value == defaults[field].default or field in caps.launch_options:
             continue
         if field == "egress" and caps.egress:

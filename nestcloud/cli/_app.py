@@ -185,11 +185,12 @@ class ProviderCommand(TyperCommand):
         from nestcloud.cli._inputs import rewrite_provider_flags
 
         own = {o for p in self.params for o in (*p.opts, *p.secondary_opts)}
+        # typer may vendor its own click: options are told apart by their declared kind.
+        valued = frozenset(o for p in self.params if p.param_type_name == "option"
+                           and not p.is_flag and not p.count for o in p.opts)
         try:
-            rewritten = rewrite_provider_flags(own, list(args))
+            rewritten = rewrite_provider_flags(own, list(args), valued)
         except NestcloudError as exc:
-            import click
-
-            raise click.UsageError(exc.message, ctx) from None
+            ctx.fail(exc.message)  # click's own usage error, reported as any other
         result: list[str] = super().parse_args(ctx, rewritten)
         return result

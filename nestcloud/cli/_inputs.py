@@ -131,11 +131,13 @@ def declared_flags() -> set[str]:
     return flags
 
 
-def rewrite_provider_flags(own: set[str], args: list[str]) -> list[str]:
+def rewrite_provider_flags(own: set[str], args: list[str],
+                           takes_value: frozenset[str] = frozenset()) -> list[str]:
     """``args`` with each flag a provider declares (``--subscription X``, ``--project=X``)
     turned into ``--provider-option FLAG=VALUE``, which `provider_options` routes to the
     providers that declare it. Flags of the command itself (``own``) and anything after
-    ``--`` stay as they are; an unknown flag stays for click to refuse. Providers are loaded
+    ``--`` stay as they are, and so does the value after an own option that takes one
+    (``-o --project=X``); an unknown flag stays for click to refuse. Providers are loaded
     only when a flag the command does not know appears."""
     out: list[str] = []
     flags: set[str] | None = None
@@ -145,6 +147,10 @@ def rewrite_provider_flags(own: set[str], args: list[str]) -> list[str]:
         if arg == "--":
             out += args[i:]
             break
+        if arg in takes_value:
+            out += args[i:i + 2]
+            i += 2
+            continue
         name, eq, value = arg.partition("=")
         if arg.startswith("--") and name not in own:
             if flags is None:

@@ -7,11 +7,6 @@ Each case runs twice:
 - ``registered``: provider ``gcp`` registered in-process with only its class hooks
   (capabilities.rules -> providers.gcp.rules.rules), the way `check` reads a provider;
 - ``entry-point``: as installed, through the ``gcp`` entry point the provider class registers.
-
-`check` refuses a provider the registry does not know (exit 2) before reading the catalog, so
-the entry-point cases wait for that entry point, and the cases that need GCP's own rules wait
-for the core to call ``capabilities.rules`` (strict xfails: they fail loudly once both land, so
-the markers get removed).
 """
 
 from __future__ import annotations
@@ -32,11 +27,6 @@ from nestcloud.spec import LaunchSpec
 from providers.gcp import rules as gcp_rules
 
 REGION = "us-central1"
-NEEDS_ENTRY_POINT = pytest.mark.xfail(strict=True, reason="needs the gcp entry point (the "
-                                      "provider class of issue 13)")
-NEEDS_HOOK = pytest.mark.xfail(strict=True, reason="needs core rules hook (check calling "
-                               "capabilities.rules)")
-NEEDS_BOTH = pytest.mark.xfail(strict=True, reason="needs core rules hook + gcp entry point")
 
 
 class _GcpHooks:
@@ -78,9 +68,8 @@ def _cheapest(cat: Catalog, name: str) -> tuple[InstanceType, float]:
 
 
 CATALOG_CASES = [pytest.param("registered", id="registered"),
-                 pytest.param("entry-point", id="entry-point", marks=NEEDS_ENTRY_POINT)]
-RULES_CASES = [pytest.param("registered", id="registered", marks=NEEDS_HOOK),
-               pytest.param("entry-point", id="entry-point", marks=NEEDS_BOTH)]
+                 pytest.param("entry-point", id="entry-point")]
+RULES_CASES = CATALOG_CASES
 
 
 @pytest.fixture

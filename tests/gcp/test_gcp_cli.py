@@ -16,7 +16,7 @@ from conftest import fake_leftovers, gcp_catalog
 from fakes.gce_fake import GceFake, load_machine_types
 from typer.testing import CliRunner
 
-from nestcloud.catalog import dump_catalog
+from nestcloud._catalog_dump import dump as dump_catalog
 from nestcloud.cli import app
 
 REGION = "us-central1"
@@ -194,17 +194,12 @@ def test_catalog_verify(cli: Any, gce: GceFake) -> None:
     assert json.loads(res.stdout)["ok"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="core: `launch` refuses --egress for every provider "
-                                       "but azure (nestcloud/cli/cloud_cmd.py)")
 def test_egress_nat_through_the_cli(cli: Any, gce: GceFake) -> None:
     res = cli(*LAUNCH, "--egress", "nat", "--json")
     assert res.exit_code == 0, res.output
     assert gce.calls("routers.insert")
 
 
-@pytest.mark.xfail(strict=True, reason="core: --project/--gcp-endpoint are not in the CLI's "
-                                       "provider flags (nestcloud/cli/_inputs.PROVIDER_FLAGS); "
-                                       "-o project=... works")
 def test_project_and_endpoint_flags(cli: Any, gce: GceFake, catalog_file: Path) -> None:
     res = cli(*LAUNCH, "--project", gce.project, "--gcp-endpoint", gce.url,
               env={"NESTCLOUD_CATALOG": str(catalog_file)})

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from nestcloud.catalog import Catalog, InstanceType, load_catalog
-from nestcloud.checks import Finding, refused, run_checks
+from nestcloud.checks import RULES, Finding, refused, run_checks
 from nestcloud.spec import LaunchSpec
 from providers.gcp import rules as gcp_rules
 from providers.gcp.rules import UNCONFIRMED_SOURCE, rules
@@ -137,9 +137,11 @@ def test_windows_with_hyperv_is_refused_with_the_reason(cat: Catalog) -> None:
     assert f.suggestion is not None
     assert "--os ubuntu-24.04 --hypervisor kvm" in f.suggestion
     assert "--provider aws" in f.suggestion and "--provider azure" in f.suggestion
-    # The core alone would let this through: the refusal is GCP's.
-    assert not refused(run_checks(_spec(os="windows-2022", hypervisor="hyperv"), cat))
-    assert refused(_check(cat, _spec(os="windows-2022", hypervisor="hyperv")))
+    # The core's own rules would let this through: the refusal is GCP's, and check runs it.
+    spec = _spec(os="windows-2022", hypervisor="hyperv")
+    assert not refused([f for rule in RULES for f in rule(spec, cat, cat.get("gcp", spec.type))])
+    assert refused(run_checks(spec, cat))
+    assert refused(_check(cat, spec))
 
 
 @pytest.mark.parametrize(("os_", "hv", "word"), [
