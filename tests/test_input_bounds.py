@@ -625,8 +625,8 @@ def test_instance_profile_with_azure_is_bad_input(catalog_file: Path) -> None:
     res = run(*AZ_LAUNCH, "--instance-profile", "p", "--catalog", str(catalog_file),
               "--dry-run", env=DEAD)
     assert res.exit_code == 2 and res.stdout == ""
-    assert res.stderr.startswith("error: --instance-profile is an AWS IAM instance profile: "
-                                 "not for --provider azure\n")
+    assert res.stderr.startswith("error: --instance-profile p: provider 'azure' does not "
+                                 "offer this setting\n")
 
 
 # -- provider errors never show authorization headers ------------------------------------------
