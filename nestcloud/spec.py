@@ -35,6 +35,8 @@ TAG_OWNER = "nestcloud:owner"
 TAG_EXPIRES = "nestcloud:expires"
 TAG_SEAT = "nestcloud:seat"
 TAG_LAB = "nestcloud:lab"
+# Where a Windows L1 writes its readiness JSON (the same payload as the console marker).
+TAG_L1 = "nestcloud:l1"
 
 SECURITY_TYPES = ("Standard", "TrustedLaunch", "ConfidentialVM")
 # How hosts reach the internet (Azure: a NAT gateway on the subnet, a public IP per VM, or

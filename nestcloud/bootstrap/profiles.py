@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nestcloud.bootstrap import fcinstall
+from nestcloud.spec import TAG_L1
 
 if TYPE_CHECKING:
     from nestcloud.provider import UserDataEnvelope
@@ -24,9 +25,8 @@ VIRT_INSTALL_WRAPPER_PATH = "/usr/local/bin/nestcloud-virt-install"
 L2_XML_EXAMPLE_PATH = "/etc/nestcloud/l2-guest-example.xml"
 HUGEPAGES_SYSCTL_PATH = "/etc/sysctl.d/80-nestcloud-hugepages.conf"
 
-# The instance tag a Windows L1 writes its readiness JSON to (same payload as the console
-# marker). Providers read it back through list(): Instance.tags[TAG_L1].
-TAG_L1 = "nestcloud:l1"
+# TAG_L1 (nestcloud.spec): the instance tag a Windows L1 writes its readiness JSON to (same
+# payload as the console marker). Providers read it back through list(): Instance.tags[TAG_L1].
 # The same JSON as a file, under %ProgramData% (files/l1-windows.ps1, Send-NcReport), for
 # providers that read it back themselves (readiness channel "run-command").
 WINDOWS_MARKER_FILE = "nestcloud\\l1.json"

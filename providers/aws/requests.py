@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nestcloud.errors import InputError, RefusedError, UnsupportedError
-from nestcloud.spec import TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT
+from nestcloud.spec import TAG_EXPIRES, TAG_L1, TAG_NAME, TAG_OWNER, TAG_SEAT
 
 if TYPE_CHECKING:  # annotations only: importing the provider builds no result model
     from nestcloud.catalog import Catalog, InstanceType
@@ -47,10 +47,6 @@ ALL_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "ter
 # The states of an instance that is still there (not on its way out).
 KEPT_STATES = ("pending", "running", "stopping", "stopped")
 SG_PREFIX = "nestcloud-"
-# The tag a Windows L1 writes its readiness to: nestcloud.bootstrap.profiles.TAG_L1 (a test
-# keeps them equal). Spelled here so that reading the provider's class attributes does not
-# import the bootstrap renderer.
-TAG_L1 = "nestcloud:l1"
 # EC2: a Windows L1 reports by tagging itself, which needs an instance profile (FACTS.md, AWS).
 NO_INSTANCE_PROFILE = ("launched without an instance profile: this Windows L1 cannot tag "
                        "itself, so its readiness cannot be reported (launch with "
