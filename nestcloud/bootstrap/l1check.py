@@ -81,11 +81,17 @@ GUEST_PHYS = 0x1000
 GUEST_SIZE = 0x1000
 SMOKE_PORT = 0x3F8
 SMOKE_BYTE = ord("N")
-# Real mode, at GUEST_PHYS: mov dx, 0x3f8; mov al, 'N'; out dx, al; hlt
-SMOKE_CODE = bytes([0xBA, SMOKE_PORT & 0xFF, SMOKE_PORT >> 8, 0xB0, SMOKE_BYTE, 0xEE, 0xF4])
+# 40 million instructions: milliseconds on hardware virtualization, ~20 s where KVM emulates
+# the guest one instruction at a time (kvm_pvm with a stock guest; docs/bootstrap.md).
+SMOKE_LOOPS = 20000000
+# Real mode, at GUEST_PHYS: mov ecx, LOOPS; 1: dec ecx; jnz 1b; mov dx, 0x3f8; mov al, 'N';
+# out dx, al; hlt
+SMOKE_CODE = (b"\x66\xb9" + struct.pack("<I", SMOKE_LOOPS) + b"\x66\x49\x75\xfc"
+              + bytes([0xBA, SMOKE_PORT & 0xFF, SMOKE_PORT >> 8, 0xB0, SMOKE_BYTE, 0xEE, 0xF4]))
 # The TSS pages KVM needs for real mode on Intel without "unrestricted guest"; anywhere that
 # does not overlap guest memory (fcntl.ioctl passes a signed C int, hence below 2**31).
 TSS_ADDR = 0x7FFFD000
+SMOKE_TIMEOUT_S = 5.0  # hardware KVM: milliseconds; instruction by instruction: ~20 s
 
 
 class KvmSys:
@@ -131,8 +137,10 @@ def _exit_name(reason: int) -> str:
 
 
 def kvm_smoke_test(kvm: Optional[KvmSys] = None, device: str = "/dev/kvm",
-                   timeout_s: float = 10.0) -> Tuple[bool, str, Dict[str, Any]]:
-    """Create a VM and a vCPU, run 4 real-mode instructions, expect an OUT exit then HLT.
+                   timeout_s: float = SMOKE_TIMEOUT_S) -> Tuple[bool, str, Dict[str, Any]]:
+    """Create a VM and a vCPU, run 40 million real-mode instructions, expect an OUT exit then
+    HLT within ``timeout_s`` (a SIGALRM interrupts KVM_RUN: main thread only; elsewhere use
+    nestcloud.bootstrap.kvmprobe, which runs this in a child process).
 
     Returns (ok, human detail, facts). Never raises for KVM failures: they are the result.
     """
@@ -142,6 +150,7 @@ def kvm_smoke_test(kvm: Optional[KvmSys] = None, device: str = "/dev/kvm",
     step = "open " + device
     old_handler = None
     use_alarm = threading.current_thread() is threading.main_thread() and timeout_s > 0
+    started = time.monotonic()
 
     def _on_alarm(signum: int, frame: Any) -> None:
         raise _SmokeTimeout()
@@ -206,14 +215,21 @@ def kvm_smoke_test(kvm: Optional[KvmSys] = None, device: str = "/dev/kvm",
                                % (direction, port, size, data)), facts
             if reason == KVM_EXIT_HLT:
                 if saw_out:
-                    return True, ("a real guest ran under KVM: exits OUT %#x then HLT"
-                                  % SMOKE_PORT), facts
+                    facts["seconds"] = round(time.monotonic() - started, 3)
+                    return True, ("a real guest ran 40 million instructions under KVM in "
+                                  "%.2f s: exits OUT %#x then HLT" % (facts["seconds"],
+                                                                      SMOKE_PORT)), facts
                 return False, "guest halted without the expected OUT exit", facts
             return False, ("guest stopped with exit %s (expected IO then HLT)"
                            % _exit_name(reason)), facts
         return False, "guest never halted (exits: %s)" % ", ".join(facts["exits"]), facts
     except _SmokeTimeout:
-        return False, "%s did not return within %ss" % (step, timeout_s), facts
+        detail = "%s did not return within %ss" % (step, timeout_s)
+        if step == "KVM_RUN":
+            detail += (": 40 million guest instructions take milliseconds with hardware "
+                       "virtualization; this KVM emulates them (as kvm_pvm does for a stock "
+                       "kernel, which then seems to hang)")
+        return False, detail, facts
     except OSError as exc:
         name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         return False, "%s failed: %s (%s)" % (step, exc.strerror or exc, name), facts
@@ -239,8 +255,9 @@ def _run_real(argv: Sequence[str], timeout_s: float) -> Optional[RunResult]:
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         return None
     try:
-        proc = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout_s, check=False)
+        # stdin closed: a QEMU with -serial stdio must not take over the caller's terminal.
+        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         out = exc.output or b""
         return 124, out.decode("utf-8", "replace") + "\n(timed out after %ss)" % timeout_s
@@ -256,8 +273,12 @@ class Host:
                  access_fn: Callable[[str, int], bool] = os.access,
                  run: Callable[[Sequence[str], float], Optional[RunResult]] = _run_real,
                  which: Callable[[str], Optional[str]] = shutil.which,
-                 kvm: Optional[KvmSys] = None) -> None:
+                 kvm: Optional[KvmSys] = None,
+                 smoke_timeout_s: float = SMOKE_TIMEOUT_S) -> None:
         self.root = root
+        self.smoke_timeout_s = smoke_timeout_s
+        # (device, timeout) -> kvm_smoke_test's result; None: run it in this process.
+        self.smoke: Optional[Callable[[str, float], Tuple[bool, str, Dict[str, Any]]]] = None
         self.which = which
         self.stat_fn = stat_fn
         self.access_fn = access_fn
@@ -369,8 +390,10 @@ def check_smoke(host: Host, dev_kvm: Dict[str, Any]) -> Dict[str, Any]:
         return _check(False, "not run: /dev/kvm is missing")
     if not dev_kvm.get("rw", True):
         return _check(False, "not run: /dev/kvm is not readable and writable by this user")
-    ok, detail, facts = kvm_smoke_test(host.kvm, host.path("/dev/kvm"))
-    return _check(ok, detail, exits=facts.get("exits") or None)
+    dev = host.path("/dev/kvm")
+    ok, detail, facts = (host.smoke(dev, host.smoke_timeout_s) if host.smoke else
+                         kvm_smoke_test(host.kvm, dev, host.smoke_timeout_s))
+    return _check(ok, detail, exits=facts.get("exits") or None, seconds=facts.get("seconds"))
 
 
 def check_libvirt(host: Host) -> Dict[str, Any]:
@@ -437,24 +460,25 @@ def _guest_kernel(host: Host) -> Optional[str]:
     return kernels[-1] if kernels else None
 
 
-def check_l2_boot(host: Host, timeout_s: float = 180) -> Dict[str, Any]:
-    """Boot this machine's own kernel as a tiny L2 guest under KVM, with no disk.
+QEMU_BINARIES = ("/usr/libexec/qemu-kvm", "qemu-system-x86_64")  # RHEL's, everyone else's
 
-    With no root disk the guest kernel ends in the root-mount panic: reaching it proves an L2
-    booted through early kernel start-up under hardware virtualization (accel=kvm has no
-    software fallback, so QEMU refuses to start without working KVM).
-    """
-    qemu = next((q for q in ("/usr/libexec/qemu-kvm", "qemu-system-x86_64") if host.which(q)),
-                None)
-    if qemu is None:
-        return _check(False, "no QEMU binary found for the L2 boot")
-    kernel = _guest_kernel(host)
-    if kernel is None:
-        return _check(False, "no kernel under /boot to boot as the L2 guest")
+
+def kernel_boot_argv(qemu: str, kernel: str, *, memory_mib: int = 256) -> List[str]:
+    """QEMU booting ``kernel`` alone (no initrd, no disk) under KVM, which has no software
+    fallback; ``panic=-1 -no-reboot``: QEMU exits at the root-mount panic."""
+    return [qemu, "-machine", "accel=kvm", "-cpu", "host", "-m", str(memory_mib), "-smp", "1",
+            "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
+            "-kernel", kernel, "-append", "console=ttyS0 panic=-1"]
+
+
+def probe_kernel_boot(qemu: str, kernel: str, *, timeout_s: float = 30.0,
+                      run: Callable[[Sequence[str], float], Optional[RunResult]] = _run_real,
+                      ) -> Dict[str, Any]:
+    """Boot ``kernel`` under KVM to its root-mount panic (its whole early boot ran), killed
+    after ``timeout_s``: a /dev/kvm can hang a stock kernel (FACTS.md). A check dict; used by
+    ``--l2-smoke``, ``nestcloud doctor`` and providers choosing KVM or emulation."""
     started = time.monotonic()
-    res = host.run([qemu, "-machine", "accel=kvm", "-cpu", "host", "-m", "256", "-smp", "1",
-                    "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
-                    "-kernel", kernel, "-append", "console=ttyS0 panic=-1"], timeout_s)
+    res = run(kernel_boot_argv(qemu, kernel), timeout_s)
     took = round(time.monotonic() - started, 1)
     if res is None:
         return _check(False, "could not run " + qemu)
@@ -462,11 +486,27 @@ def check_l2_boot(host: Host, timeout_s: float = 180) -> Dict[str, Any]:
     booted = "Linux version" in out
     reached = "Kernel panic" in out or "VFS: Unable to mount root" in out
     if booted and reached:
-        return _check(True, "L2 kernel booted under KVM to the expected root-mount panic "
+        return _check(True, "a Linux kernel booted under KVM to the expected root-mount panic "
                             "in %ss" % took, seconds=took)
+    if rc == 124:
+        return _check(False, "a Linux kernel made no boot progress under KVM in %ss (%s): "
+                             "this KVM cannot run a stock kernel"
+                             % (timeout_s, "it printed nothing" if not booted
+                                else "it never reached the root-mount stage"), seconds=took)
     tail = " ".join(out.split())[-160:]
-    return _check(False, "L2 boot did not reach the root-mount stage (exit %d): %s"
-                  % (rc, tail), seconds=took)
+    return _check(False, "the kernel boot under KVM did not reach the root-mount stage "
+                         "(exit %d): %s" % (rc, tail), seconds=took)
+
+
+def check_l2_boot(host: Host, timeout_s: float = 180) -> Dict[str, Any]:
+    """Boot this machine's own kernel as a tiny L2 guest under KVM, with no disk."""
+    qemu = next((q for q in QEMU_BINARIES if host.which(q)), None)
+    if qemu is None:
+        return _check(False, "no QEMU binary found for the L2 boot")
+    kernel = _guest_kernel(host)
+    if kernel is None:
+        return _check(False, "no kernel under /boot to boot as the L2 guest")
+    return probe_kernel_boot(qemu, kernel, timeout_s=timeout_s, run=host.run)
 
 
 def run_checks(host: Host, profile: str = "kvm", *, l2_smoke: bool = False) -> Dict[str, Any]:
@@ -548,7 +588,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except OSError:
             pass
     _emit(format_marker(payload), args.console or None)
-    return 0 if payload["status"] == "ready" else 1
+    if payload["status"] == "ready":
+        return 0
+    # Exit 1 on purpose: cloud-init then calls this L1 failed too, as `nestcloud wait` does
+    # (docs/bootstrap.md); this line says why, beside cloud-init's scripts-user warning.
+    sys.stderr.write("nestcloud: this L1 cannot host VMs (failed checks: %s); exit 1, so "
+                     "cloud-init reports scripts-user as failed\n"
+                     % ", ".join(payload.get("failed") or ["?"]))
+    return 1
 
 
 if __name__ == "__main__":

@@ -61,13 +61,41 @@ def not_verifiable_reason(value: str | None) -> str | None:
 # FACTS.md: Ubuntu 24.04 / Debian 12 "qemu-kvm (-> qemu-system-x86), libvirt-daemon-system,
 # libvirt-clients, virtinst, cpu-checker"; RHEL 9 "qemu-kvm libvirt virt-install".
 # qemu-kvm is only a virtual name on Debian and Ubuntu, so the real package is named.
+# Installed WITHOUT Recommends / weak dependencies (NO_RECOMMENDS below): with them, Debian 12
+# pulled 405 packages, 960 MB (QEMU's GUI, GTK, mesa/LLVM, spice, the Xen/LXC/VirtualBox
+# libvirt drivers, lvm2), none of which an L1 needs. What those Recommends carried that an L1
+# does need is named here instead (docs/bootstrap.md has the list and why):
+# - dnsmasq-base: DHCP/DNS of libvirt's default NAT network (runcmd starts it);
+# - ovmf (RHEL: edk2-ovmf): UEFI firmware for L2 guests (without it only SeaBIOS boots);
+# - qemu-utils: qemu-img for L2 disk images;
+# - libvirt-daemon-driver-qemu, libvirt-daemon-config-network: the QEMU driver and the
+#   "default" network, named so a distribution that demotes them to Recommends still has them.
 KVM_PACKAGES: dict[str, list[str]] = {
     "ubuntu-24.04": ["qemu-system-x86", "qemu-utils", "libvirt-daemon-system",
-                     "libvirt-clients", "virtinst", "cpu-checker"],
-    "debian-12": ["qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients",
-                  "virtinst", "cpu-checker"],
-    "rhel-9": ["qemu-kvm", "libvirt", "virt-install"],
+                     "libvirt-daemon-driver-qemu", "libvirt-daemon-config-network",
+                     "libvirt-clients", "dnsmasq-base", "ovmf", "virtinst", "cpu-checker"],
+    "debian-12": ["qemu-system-x86", "qemu-utils", "libvirt-daemon-system",
+                  "libvirt-daemon-driver-qemu", "libvirt-daemon-config-network",
+                  "libvirt-clients", "dnsmasq-base", "ovmf", "virtinst", "cpu-checker"],
+    "rhel-9": ["qemu-kvm", "libvirt", "virt-install", "edk2-ovmf"],
 }
+# cloud-init's `packages` module takes no install flags, so the package manager is told
+# before it runs: write_files (init stage) lands long before package_update_upgrade_install
+# (final stage). apt reads every file in apt.conf.d; dnf 4 (RHEL 9) has no drop-in directory
+# for [main], so the setting is appended to dnf.conf, whose only section is [main] (the CIS
+# RHEL 9 benchmark's own remedy, 1.2.1.5). Both stay on the L1: later installs skip
+# Recommends too (delete the file / the line to get them back).
+APT_NO_RECOMMENDS_PATH = "/etc/apt/apt.conf.d/90nestcloud-no-recommends"
+DNF_CONF_PATH = "/etc/dnf/dnf.conf"
+NO_RECOMMENDS: dict[str, dict[str, Any]] = {
+    "ubuntu-24.04": {"path": APT_NO_RECOMMENDS_PATH, "permissions": "0644",
+                     "content": "// nestcloud: an L1 hosts VMs; it needs no Recommends (GUI, "
+                                "GTK, mesa...)\nAPT::Install-Recommends \"false\";\n"},
+    "rhel-9": {"path": DNF_CONF_PATH, "append": True,
+               "content": "\n# nestcloud: an L1 hosts VMs; it needs no weak dependencies\n"
+                          "install_weak_deps=False\n"},
+}
+NO_RECOMMENDS["debian-12"] = NO_RECOMMENDS["ubuntu-24.04"]
 # RHEL 9 runs libvirt as modular, socket-activated daemons; Debian and Ubuntu as libvirtd.
 LIBVIRT_UNITS: dict[str, list[str]] = {
     "ubuntu-24.04": ["libvirtd"],
@@ -125,8 +153,20 @@ def _check_cmd(profile: str, l2_smoke: bool) -> list[str]:
                                                               else [])
 
 
+
+
+def modprobe_script(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """Shell: load the KVM vendor module the CPU's flag asks for (vmx: kvm_intel, svm:
+    kvm_amd), nothing without either. Trying kvm_intel first on AMD made the kernel log
+    "kvm: already loaded vendor module 'kvm_amd'" on the console (2>/dev/null hides only
+    modprobe's own stderr). A real failure to load the right module still prints."""
+    return ("f=$(grep -m1 '^flags' %s); case \" $f \" in *' vmx '*) m=kvm_intel;; "
+            "*' svm '*) m=kvm_amd;; *) m=;; esac; [ -z \"$m\" ] || modprobe \"$m\"; true"
+            % cpuinfo)
+
+
 # Most kernels load the vendor module from the CPU flag; loading it explicitly costs nothing.
-_MODPROBE = ["sh", "-c", "modprobe kvm_intel 2>/dev/null || modprobe kvm_amd 2>/dev/null || true"]
+_MODPROBE = ["sh", "-c", modprobe_script()]
 # The default cloud user (uid 1000) may use /dev/kvm (and libvirt) without sudo.
 _GROUPS = 'u=$(id -nu 1000 2>/dev/null) && for g in {groups}; do getent group "$g" ' \
           '>/dev/null && usermod -aG "$g" "$u"; done; true'
@@ -147,6 +187,7 @@ def linux_cloud_config(os_alias: str, hypervisor: str, *, l2_smoke: bool = False
         cfg["package_update"] = True
         cfg["packages"] = list(KVM_PACKAGES[os_alias])
         write_files += [
+            dict(NO_RECOMMENDS[os_alias]),
             {"path": L2_DEFAULTS_PATH, "permissions": "0644",
              "content": l2_defaults_env(hugepages)},
             {"path": VIRT_INSTALL_WRAPPER_PATH, "permissions": "0755",
@@ -175,9 +216,12 @@ def linux_cloud_config(os_alias: str, hypervisor: str, *, l2_smoke: bool = False
             ["python3", FCINSTALL_PATH, "--version", fcinstall.FIRECRACKER_VERSION],
             ["sh", "-c", _GROUPS.format(groups="kvm")],
         ]
-    runcmd.append(_check_cmd(hypervisor, l2_smoke))
+    check = _check_cmd(hypervisor, l2_smoke)
     if report.strip():
-        runcmd.append(["sh", "-c", report.strip()])
+        # The report runs whatever the check found, and the check's exit status stays the
+        # step's: a failed L1 still fails cloud-init (docs/bootstrap.md).
+        check = ["sh", "-c", " ".join(check) + "; rc=$?; ( " + report.strip() + " ); exit $rc"]
+    runcmd.append(check)
     cfg["write_files"] = write_files
     cfg["runcmd"] = runcmd
     return cfg

@@ -1,9 +1,16 @@
-"""Byte-identical user data for the built-in providers across the envelope refactor.
+"""Byte-identical user data for the built-in providers: any change to what an L1 receives
+must be deliberate.
 
-The golden file (fixtures/rendered_golden.json) was written by the renderer as it was when
-it still knew AWS and Azure by name (``LIMITS``, ``provider == "aws"``); rendering from each
-provider's declared ``UserDataEnvelope`` must send exactly the same bytes, gzip decision,
-limit, parts and readiness for every OS x hypervisor, with and without the user's data.
+The golden file (fixtures/rendered_golden.json) was first written by the renderer as it was
+when it still knew AWS and Azure by name (``LIMITS``, ``provider == "aws"``), to prove that
+rendering from each provider's declared ``UserDataEnvelope`` sends exactly the same bytes,
+gzip decision, limit, parts and readiness for every OS x hypervisor, with and without the
+user's data. A deliberate change to the bootstrap (issue 14: the speed-bounded KVM smoke test,
+the vendor-matched modprobe, the kvm profile without Recommends) regenerates it with
+
+    python -m tests.bootstrap.test_envelope_golden --write
+
+and the commit says what changed and why (which fields, which cases).
 """
 
 from __future__ import annotations
@@ -71,3 +78,22 @@ def test_rendering_is_byte_identical_to_before(key: str) -> None:
            "gzipped": r.gzipped, "raw_size": r.raw_size, "limit": r.limit,
            "parts": list(r.parts), "readiness": r.readiness, "provider": r.provider}
     assert got == json.loads(GOLDEN.read_text())[key]
+
+
+def _current() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in sorted(CASES):
+        prov, o, h, kw = CASES[key]
+        r = _render(prov, o, h, kw)
+        out[key] = {"sha256": hashlib.sha256(r.body).hexdigest(), "kind": r.kind,
+                    "gzipped": r.gzipped, "raw_size": r.raw_size, "limit": r.limit,
+                    "parts": list(r.parts), "readiness": r.readiness, "provider": r.provider}
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.bootstrap.test_envelope_golden --write")
+    GOLDEN.write_text(json.dumps(_current(), indent=1, sort_keys=True))

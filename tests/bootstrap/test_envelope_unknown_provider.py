@@ -9,6 +9,7 @@ script, and where readiness is read.
 from __future__ import annotations
 
 import gzip
+import subprocess
 from typing import Any, ClassVar
 
 import pytest
@@ -118,10 +119,16 @@ def test_a_linux_report_script_runs_after_the_check_and_opens_its_channel():
                         linux_report_script=report),
                "ubuntu-24.04", "none")
     cfg = yaml.safe_load(r.body.decode())
-    check = [c for c in cfg["runcmd"] if "--profile" in c]
-    assert cfg["runcmd"][-1] == ["sh", "-c", report]
-    assert cfg["runcmd"].index(check[0]) == len(cfg["runcmd"]) - 2
+    last = cfg["runcmd"][-1]
+    assert last[:2] == ["sh", "-c"] and last[2].startswith("python3 ")
+    assert "--profile none; rc=$?; ( " + report + " ); exit $rc" in last[2]
     assert r.readiness == "console"  # console() returns the marker it published
+    # The step keeps the check's exit status, and the report runs either way.
+    for check_rc in (0, 1):
+        script = last[2].replace(last[2].split(";")[0], f"sh -c 'exit {check_rc}'", 1)
+        script = script.replace(report, "echo reported")
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+        assert (out.returncode, out.stdout) == (check_rc, "reported\n")
 
 
 def test_a_windows_script_over_the_limit_is_never_gzipped():

@@ -103,10 +103,12 @@ def test_bad_names_are_input_errors(args, message):
 def test_kvm_packages_and_services_per_distro():
     ub = linux_cloud_config("ubuntu-24.04", "kvm")
     assert ub["packages"] == ["qemu-system-x86", "qemu-utils", "libvirt-daemon-system",
-                              "libvirt-clients", "virtinst", "cpu-checker"]
+                              "libvirt-daemon-driver-qemu", "libvirt-daemon-config-network",
+                              "libvirt-clients", "dnsmasq-base", "ovmf", "virtinst",
+                              "cpu-checker"]
     assert ["systemctl", "enable", "--now", "libvirtd"] in ub["runcmd"]
     rh = linux_cloud_config("rhel-9", "kvm")
-    assert rh["packages"] == ["qemu-kvm", "libvirt", "virt-install"]
+    assert rh["packages"] == ["qemu-kvm", "libvirt", "virt-install", "edk2-ovmf"]
     assert ["systemctl", "enable", "--now", "virtqemud.socket", "virtnetworkd.socket",
             "virtstoraged.socket", "virtnodedevd.socket"] in rh["runcmd"]
     assert ub["package_update"] is True

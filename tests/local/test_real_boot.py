@@ -9,6 +9,9 @@ none --user-data PART``), seeds it as NoCloud and boots it twice:
   cloud-init printed no warning or error;
 - ``-cpu qemu64,-svm,-vmx``: the marker says ``failed`` and lists the failed checks.
 
+The kvm profile's boot (tens of minutes under TCG) is tests/local/test_kvm_profile_realboot.py,
+opt-in and not run by CI.
+
 Runs where qemu-system-x86_64, qemu-img and pycdlib exist and the image is cached or can be
 built (root, mmdebstrap, mkfs.ext4; docs/local-boot.md lists the apt packages); skipped with
 the reason otherwise. Phase timings are printed
@@ -262,26 +265,3 @@ def test_boot_without_virtualization_reports_failed_checks(
         "'/usr/lib/python3/dist-packages/cloudinit/config/cc_scripts_user.py'>) failed",
         f"Traceback: RuntimeError: {runparts}",
     ], problems
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("NESTCLOUD_REALBOOT_KVM") != "1",
-                    reason="the kvm profile takes 18-25 min under TCG: NESTCLOUD_REALBOOT_KVM=1")
-def test_kvm_profile_boot_installs_libvirt_and_is_ready(image: Path, tmp_path: Path) -> None:
-    """The kvm profile for real: apt inside the emulated L1 (through QEMU's user-mode NAT to
-    Debian's mirror), libvirt up, readiness ready, and no cloud-init warning. Not run by CI."""
-    data = render_user_data(tmp_path, "kvm")
-    b = boot(image, tmp_path / "kvm", data, virtualization=True, timeout=3600,
-             memory_mib=3072)
-    TIMINGS.update({f"kvm: {k}": v for k, v in b.seconds.items()})
-    marker, report = b.marker, b.report
-    assert marker is not None and report is not None
-    assert marker.status == "ready", marker.failed_checks()
-    assert {"libvirt", "virt_host_validate"} <= set(marker.checks)
-    assert f"{USER_LINE} user part ran as uid 0" in b.console
-    assert _problems(b) == []
-    used = set(report["activated_by_our_keys"]) | {"scripts_user"}
-    assert "package_update_upgrade_install" in used
-    outcome = {m: report["modules"].get(m, {}).get("result") for m in sorted(used)}
-    print(f"\nmodules our debian-12/kvm user data uses: {outcome}", file=sys.stderr)
-    assert outcome == {m: "SUCCESS" for m in sorted(used)}, outcome
