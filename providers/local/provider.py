@@ -286,6 +286,7 @@ class LocalProvider:
                                 notes=notes, dry_run=dry_run)
         memory_mib = int(round(entry.memory_gib * 1024))
         self._check_room(entry, memory_mib, len(missing) + len(restart))
+        key = _public_key(spec.key_name) if spec.key_name else None
         plan = images.plan_image(spec.image, spec.os)
         rendered = self._user_data(spec)
         notes.append(f"user data: {len(rendered.body)} bytes ({rendered.kind}"
@@ -344,7 +345,7 @@ class LocalProvider:
                          "its own disk")
         for n in missing:
             created.append(self._create(spec, entry, memory_mib, name, n, boot, choice,
-                                        rendered.body))
+                                        rendered.body, key))
         if choice.accel == "tcg":
             notes.append("seats are EMULATED (TCG): a boot takes minutes and guests run slowly")
         instances = sorted([*reused, *restarted, *created], key=lambda i: i.seat or 0)
@@ -459,15 +460,16 @@ class LocalProvider:
             tags[TAG_EXPIRES] = _stamp(self.clock() + dt.timedelta(seconds=spec.ttl_seconds))
         return tags
 
-    def _meta_data(self, spec: LaunchSpec, seat_id: str, hostname: str) -> str:
+    @staticmethod
+    def _meta_data(seat_id: str, hostname: str, key: str | None) -> str:
         doc: dict[str, Any] = {"instance-id": seat_id, "local-hostname": hostname}
-        if spec.key_name:
-            doc["public-keys"] = [_public_key(spec.key_name)]
+        if key:
+            doc["public-keys"] = [key]
         return json.dumps(doc, indent=1) + "\n"
 
     def _create(self, spec: LaunchSpec, entry: InstanceType, memory_mib: int, name: str,
-                n: int, boot: images.BootImage, choice: AccelChoice, user_data: bytes
-                ) -> Instance:
+                n: int, boot: images.BootImage, choice: AccelChoice, user_data: bytes,
+                key: str | None) -> Instance:
         from nestcloud.localstate import private_dir, write_private
 
         d = seats_root() / name / str(n)
@@ -477,7 +479,7 @@ class LocalProvider:
         seat_id = f"{name}-{n}-{os.urandom(3).hex()}"
         try:
             qemu.write_seed_iso(d / "seed.iso", user_data,
-                                self._meta_data(spec, seat_id, f"{name}-{n}"))
+                                self._meta_data(seat_id, f"{name}-{n}", key))
             size = max(spec.disk_gib << 30, boot.virtual_size)
             qemu.create_overlay(boot.disk, d / "disk.qcow2", size=str(size),
                                 base_format=boot.format)
@@ -495,13 +497,11 @@ class LocalProvider:
             write_private(d / SEAT_FILE, json.dumps(meta, indent=1).encode())
             qemu.start_vm(cfg)
         except qemu.QemuError as exc:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(d)
+            _remove_seat_dir(d)
             raise ProviderError(f"local seat {n} of {name!r}: {exc}", provider=NAME,
                                 scope="provider") from exc
         except BaseException:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(d)
+            _remove_seat_dir(d)
             raise
         return Seat(d, meta).instance()
 
@@ -605,6 +605,14 @@ class LocalProvider:
                    if t.vcpus > host.cpus or t.memory_gib * 1024 > host.memory_mib]
         return VerifyResult(provider=NAME, region=REGION, checked=len(mine),
                             missing_live=missing)
+
+
+def _remove_seat_dir(d: Path) -> None:
+    """A seat that did not start: its files go, and its name's directory when now empty."""
+    with contextlib.suppress(OSError):
+        shutil.rmtree(d)
+    with contextlib.suppress(OSError):
+        d.parent.rmdir()
 
 
 def _public_key(key: str) -> str:
