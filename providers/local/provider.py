@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
+import hashlib
 import json
 import os
 import shutil
@@ -55,6 +56,9 @@ GUEST_ADDRESS = "10.0.2.15"
 # Seat-level metadata tag: which accelerator the seat runs under (ls shows it as the zone).
 TAG_ACCEL = "nestcloud:accel"
 ZONE = {"kvm": "kvm", "tcg": "tcg (emulated)"}
+# A real KVM boots the probe kernel to its root-mount panic in about a second, TCG in about
+# four (docs/local-boot.md): 15 s is ample, and a KVM that hangs guests costs it once per boot.
+PROBE_TIMEOUT = 15.0
 CpuMode = Literal["default", "novirt"]
 AccelMode = Literal["auto", "kvm", "tcg"]
 CPU_MODES: tuple[str, ...] = ("default", "novirt")
@@ -134,7 +138,7 @@ class LocalProvider:
     def __init__(self, region: str | None = None, cpu: str | None = None,
                  accel: str | None = None, *, host_root: str | os.PathLike[str] = "/",
                  clock: Callable[[], dt.datetime] = _utcnow,
-                 probe_timeout: float = 30.0) -> None:
+                 probe_timeout: float = PROBE_TIMEOUT) -> None:
         if region is not None and region != REGION:
             raise InputError(f"--region {region!r}: the local provider has one region, "
                              f"{REGION!r}")
@@ -416,7 +420,7 @@ class LocalProvider:
         elif (kernel := self._probe_kernel(boot)) is None:
             why = "no kernel to probe KVM with (this image has none, /boot has none readable)"
         else:
-            probe = qemu.probe_kvm(kernel, timeout=self.probe_timeout, device=device)
+            probe = self._probe(kernel, device)
             if probe.usable and host.kvm_nesting is False and self.accel == "auto":
                 why = (f"KVM works ({probe.reason}) but its nesting is off, so a KVM seat "
                        "could not run a hypervisor")
@@ -430,6 +434,40 @@ class LocalProvider:
                                 hint="`nestcloud doctor` explains; -o accel=auto falls back "
                                      "to emulation")
         return AccelChoice("tcg", why)
+
+    def _probe(self, kernel: Path, device: str) -> qemu.KvmProbe:
+        """qemu.probe_kvm, remembered until the machine reboots: a probe of a KVM that hangs
+        guests costs its whole timeout, and the answer only changes with the kernel, the
+        KVM module, QEMU or the probe kernel (all in the key)."""
+        from nestcloud.cache import cache_dir, read_cache_entry, write_cache_entry
+
+        def ident(path: str | Path | None) -> str:
+            try:
+                st = os.stat(path) if path else None
+            except OSError:
+                return "-"
+            return f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_rdev}" if st else "-"
+
+        boot_id = (Path(self.host_root) / "proc/sys/kernel/random/boot_id")
+        try:
+            boot = boot_id.read_text().strip()
+        except OSError:
+            boot = ""
+        key = hashlib.sha256("|".join([
+            "probe-v1", boot, ident(device), ident(kernel), ident(shutil.which(qemu.QEMU)),
+            f"{self.probe_timeout:g}"]).encode()).hexdigest()[:32]
+        base = cache_dir()
+        file = base / "local-kvm-probe" if base is not None and boot else None
+        hit = read_cache_entry(file, key)
+        if hit is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                doc = json.loads(hit)
+                return qemu.KvmProbe(bool(doc["usable"]),
+                                     f"{doc['reason']} (probed earlier since this boot)", 0.0)
+        probe = qemu.probe_kvm(kernel, timeout=self.probe_timeout, device=device)
+        write_cache_entry(file, key, json.dumps({"usable": probe.usable,
+                                                 "reason": probe.reason}).encode())
+        return probe
 
     @staticmethod
     def _accel_note(choice: AccelChoice) -> str:

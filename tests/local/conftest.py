@@ -154,9 +154,12 @@ def kill_seats(under: Path) -> None:
 
 def write_host(root: Path, *, cpus: int = 64, mem_gib: int = 256, avail_gib: int | None = None,
                flags: str = "fpu vme svm hypervisor", kvm: bool = False,
-               nested: dict[str, str] | None = None, modules: tuple[str, ...] = ()) -> Path:
-    """A recorded host: /proc/cpuinfo, /proc/meminfo, and optionally /dev/kvm and modules."""
-    (root / "proc").mkdir(parents=True, exist_ok=True)
+               nested: dict[str, str] | None = None, modules: tuple[str, ...] = (),
+               boot_id: str = "boot-1") -> Path:
+    """A recorded host: /proc/cpuinfo, /proc/meminfo, the boot id, and optionally /dev/kvm
+    and kvm modules."""
+    (root / "proc/sys/kernel/random").mkdir(parents=True, exist_ok=True)
+    (root / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
     (root / "proc/cpuinfo").write_text("".join(
         f"processor\t: {i}\nflags\t\t: {flags}\n\n" for i in range(cpus)))
     avail = mem_gib if avail_gib is None else avail_gib

@@ -399,6 +399,27 @@ def test_a_kvm_that_hangs_the_guest_falls_back_to_tcg_in_bounded_time(
     assert got.accel == "tcg" and "made no boot progress under it in 2 s" in got.reason
 
 
+def test_the_probe_verdict_is_remembered_until_the_machine_reboots(
+        fake_qemu: FakeQemu, fake_image: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("NC_FAKE_KVM", "hang")
+    boot = _boot(fake_image)
+    root = write_host(tmp_path / "kvmhost", kvm=True, modules=("kvm", "kvm_pvm"))
+    first = LocalProvider(host_root=root, probe_timeout=2)._choose_accel(boot)
+    start = time.monotonic()
+    again = LocalProvider(host_root=root, probe_timeout=2)._choose_accel(boot)
+    assert time.monotonic() - start < 1.5
+    assert again.accel == "tcg"
+    assert again.reason == first.reason + " (probed earlier since this boot)"
+    probes = [c for c in fake_qemu.calls() if "-daemonize" not in c]
+    assert len(probes) == 1
+    (root / "proc/sys/kernel/random/boot_id").write_text("boot-2\n")
+    LocalProvider(host_root=root, probe_timeout=2)._choose_accel(boot)
+    assert len([c for c in fake_qemu.calls() if "-daemonize" not in c]) == 2
+
+
 def test_without_dev_kvm_no_probe_runs(fake_qemu: FakeQemu, fake_image: Path,
                                       tmp_path: Path) -> None:
     p = LocalProvider(host_root=write_host(tmp_path / "nokvm"))
