@@ -271,8 +271,8 @@ class LocalProvider:
         notes: list[str] = []
         seats = self._seats(name)
         live = [s for s in seats if s.running]
-        for s in live:
-            if s.meta.get("type") != spec.type:
+        for s in seats:  # a stopped seat is started again as it was: its size too
+            if s.meta.get("type") != spec.type and (s.running or s.seat < spec.count):
                 raise InputError(f"{name!r} already runs {s.meta.get('type')} ({s.id}); this "
                                  f"launch asks for {spec.type}",
                                  hint=f"use another --name, or `nestcloud down {name}` first")
