@@ -224,6 +224,21 @@ def test_a_seat_whose_qemu_exited_is_started_again_on_its_own_disk(
     p.down("again")
 
 
+def test_a_stopped_seat_of_another_size_is_refused_not_restarted(
+        fake_qemu: FakeQemu, fake_image: Path, tmp_path: Path) -> None:
+    from nestcloud.errors import InputError
+
+    p = LocalProvider(accel="tcg", host_root=write_host(tmp_path / "host"))
+    spec = _spec(type="1c-2g", name="sized", image=str(fake_image))
+    p.launch(LaunchRequest(spec, load_catalog()))
+    [pid] = seat_processes(seats_root() / "sized")
+    os.kill(pid, 9)
+    with pytest.raises(InputError, match="'sized' already runs 1c-2g"):
+        p.launch(LaunchRequest(spec.model_copy(update={"type": "2c-4g"}), load_catalog()))
+    assert len(_starts(fake_qemu)) == 1
+    p.down("sized")
+
+
 def test_another_size_under_a_running_name_is_refused(cli: Any, fake_qemu: FakeQemu,
                                                       fake_image: Path, big_host: Path) -> None:
     assert _launch(cli, fake_image).exit_code == 0
