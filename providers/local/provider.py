@@ -123,7 +123,6 @@ class LocalProvider:
         # NoCloud reads user-data from a file on the seed: no cloud API limit sits in between,
         # so this bound is only a sanity limit; gzip stays possible as on the clouds.
         user_data=UserDataEnvelope(limit_bytes=16 << 20, gzip=True, readiness="console"),
-        launch_options=frozenset({"image", "key_name", "ssh_cidr", "l2_smoke", "disk_gib"}),
     )
     # Declared once: the CLI offers them as `-o cpu=novirt`, `-o accel=tcg`.
     options: ClassVar[tuple[ProviderOption, ...]] = (

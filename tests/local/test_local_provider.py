@@ -248,7 +248,8 @@ def test_another_size_under_a_running_name_is_refused(cli: Any, fake_qemu: FakeQ
 
 
 @pytest.mark.parametrize(("flag", "why"), [
-    (("--spot",), "--spot: there is no spot capacity on your own machine"),
+    (("--spot",), "--spot: provider 'local' offers no spot capacity"),
+    (("--egress", "nat"), "--egress nat: provider 'local' does not offer this setting"),
     (("--public-ip",), "--public-ip: seats use QEMU's user-mode network"),
 ])
 def test_cloud_only_flags_are_bad_input(cli: Any, fake_qemu: FakeQemu, fake_image: Path,
@@ -518,8 +519,6 @@ def test_rules_say_how_seats_get_virtualization(tmp_path: Path,
             real(write_host(tmp_path / "e", kvm=True, nested={"kvm_amd": "N"}))))
 
 
-@pytest.mark.xfail(strict=True, reason="the lead wires provider rules into nestcloud/checks.py "
-                                       "(capabilities.rules) in parallel")
 def test_check_refuses_a_size_larger_than_this_machine(cli: Any, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     root = write_host(tmp_path / "host", cpus=2, mem_gib=8)
@@ -594,3 +593,15 @@ def test_a_qemu_that_cannot_start_leaves_no_seat(cli: Any, fake_qemu: FakeQemu,
     assert "local seat 0 of 'lab1': qemu failed (exit 1): qemu-system-x86_64: -nic user: " \
            "Could not set up host forwarding rule" in res.output
     assert not (seats_root() / "lab1" / "0").exists()
+
+
+def test_plan_offers_only_the_local_sizes_this_machine_can_give(cli: Any, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    root = write_host(tmp_path / "host", cpus=2, mem_gib=8)
+    real = hostmod.read_host
+    monkeypatch.setattr(hostmod, "read_host", lambda _r="/": real(root))
+    res = cli("plan", "--providers", "local", "--vcpus", "1", "--memory", "2", "--json")
+    assert res.exit_code == 0, res.output
+    offered = sorted(o["type"] for o in json.loads(res.stdout)["options"])
+    assert offered == ["1c-2g", "2c-2g", "2c-4g"]
