@@ -33,6 +33,12 @@ v6 Arm sizes (Dpsv6, Dplsv6) run on Microsoft's Cobalt 100, which the catalog's 
 cannot name: "unknown". The doc does not say what the absence of both letters means; the
 convention relied on, and what we record, is Intel.
 
+* Local sizes (provider ``local``, QEMU on the user's own machine): LOCAL_SIZES below, vCPU and
+  memory pairs nestcloud offers, not facts of any cloud. Their nesting rests on FACTS.md, "A
+  local L1 under QEMU" (TCG's default CPU carries AMD-V; KVM seats nest when the host's module
+  allows it); whether *this* machine can give a size is checked at `check`/launch time
+  (LocalProvider.rules) and by `catalog verify -p local`. Price 0: no cloud bill.
+
 Output is deterministic: sorted input, no clocks except the date, which is --date (or
 SOURCE_DATE_EPOCH, or today in UTC) and lands in generated_at and every type's `verified`.
 The result is validated with nestcloud.catalog.parse_catalog before it is written.
@@ -292,6 +298,39 @@ class Report:
         self.lines.append(line)
 
 
+# -- local (QEMU on this machine) ----------------------------------------------------------
+
+SRC_LOCAL = "local-qemu"
+SRC_LOCAL_PRICE = "local-free"
+# (vCPUs, GiB) pairs: powers of two with 2 GiB per vCPU, plus a 2 vCPU / 2 GiB seat (the
+# real-boot test's size; the kvm profile wants 3 GiB or more).
+LOCAL_SIZES = ((1, 2), (2, 2), (2, 4), (4, 8), (8, 16), (16, 32), (32, 64))
+LOCAL_REGION = "local"
+LOCAL_SOURCES = {
+    SRC_LOCAL: Source(
+        description=(
+            "shared/FACTS.md, \"A local L1 under QEMU\": a seat is a QEMU process on the user's "
+            "own Linux machine; under TCG emulation QEMU's default CPU carries AMD-V (the L1's "
+            "readiness check runs a real KVM guest inside it), under KVM the seat sees vmx/svm "
+            "when the host's kvm_intel/kvm_amd has nested=1. Sizes are nestcloud's own vCPU/"
+            "memory pairs; `nestcloud check` refuses one this machine cannot give."),
+        date_note="FACTS.md records no date"),
+    SRC_LOCAL_PRICE: Source(
+        description="QEMU on your own machine: no cloud bill (the machine's own cost is not "
+                    "counted).",
+        date_note="not a published price"),
+}
+
+
+def local_types(today: dt.date) -> list[InstanceType]:
+    return [InstanceType(provider="local", name=f"{v}c-{m}g", family="local", vcpus=v,
+                         memory_gib=m, arch="x86_64", cpu_vendor="unknown", nesting="nested",
+                         nesting_source=SRC_LOCAL, verified=today, regions=[LOCAL_REGION],
+                         prices={LOCAL_REGION: RegionPrice(on_demand=0.0,
+                                                           source=SRC_LOCAL_PRICE)})
+            for v, m in LOCAL_SIZES]
+
+
 # -- building -------------------------------------------------------------------------------
 
 
@@ -543,7 +582,8 @@ def build(data_dir: Path, res: Path, moto_version: str, today: dt.date,
             date_note="FACTS.md records no date for these pages"),
     }
     cat = Catalog(schema_version=SCHEMA_VERSION, generated_by=GENERATED_BY, generated_at=today,
-                  sources=sources, types=aws + azure + gcp)
+                  sources={**sources, **LOCAL_SOURCES},
+                  types=aws + azure + gcp + local_types(today))
     header = [
         f"Sources: AWS sizes, nesting and regions from moto {moto_version}'s DescribeInstanceTypes "
         "and DescribeInstanceTypeOfferings data; AWS and Azure prices from shared/data "

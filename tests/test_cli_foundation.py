@@ -326,7 +326,7 @@ def test_check_unknown_provider_is_bad_input(small: str) -> None:
     assert r.exit_code == 2
     assert one_json(r) == {"error": "InputError",
                            "message": "--provider 'oci': unknown provider (known: aws, azure, "
-                                      "gcp)",
+                                      "gcp, local)",
                            "hint": None, "exit_code": 2}
 
 

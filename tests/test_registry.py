@@ -93,7 +93,7 @@ def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(UnknownProviderError) as info:
         reg.get_provider("oci")
     err = info.value
-    assert err.message == "unknown provider 'oci' (known: aws, azure, gcp)"
+    assert err.message == "unknown provider 'oci' (known: aws, azure, gcp, local)"
     assert err.hint == "third-party providers register under the 'nestcloud.providers' " \
                        "entry-point group"
     assert err.exit_code == 2

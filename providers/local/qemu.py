@@ -157,12 +157,14 @@ def write_seed_iso(path: Path, user_data: bytes, meta: str | bytes, *,
 
 
 def create_overlay(base: Path, path: Path, *, size: str | None = None,
-                   qemu_img: str = QEMU_IMG) -> Path:
-    """A copy-on-write qcow2 over ``base`` (which is never written). ``size`` grows the disk."""
+                   base_format: str = "qcow2", qemu_img: str = QEMU_IMG) -> Path:
+    """A copy-on-write qcow2 over ``base`` (which is never written; ``base_format`` is its
+    format, qcow2 or raw). ``size`` grows the disk."""
     base = Path(base).absolute()
     if not base.is_file():
         raise QemuError(f"base image {base} does not exist")
-    cmd = [qemu_img, "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(path)]
+    cmd = [qemu_img, "create", "-q", "-f", "qcow2", "-b", str(base), "-F", base_format,
+           str(path)]
     if size:
         cmd.append(size)
     _run(cmd, what="qemu-img create")
