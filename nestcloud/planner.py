@@ -282,6 +282,10 @@ def plan(catalog: Catalog, request: PlanRequest) -> PlanResult:
 
     req = request
     providers = set(req.providers) if req.providers else None
+    if providers is None:  # only those that want to be planned unasked
+        from nestcloud.provider import planned_unnamed
+
+        providers = {p for p in catalog.providers if planned_unnamed(p)}
     regions = list(dict.fromkeys(req.regions)) if req.regions else None
     want_type = req.type.lower() if req.type else None
     options: list[tuple[tuple[Any, ...], PlanOption]] = []

@@ -117,6 +117,9 @@ class Capabilities:
     prices: str | None = None        # fetch_prices(regions): where its prices come from
     #                                  (this text is the catalog's source description)
     access_policy: bool = False      # access_policy(instance_role, l1): least-privilege policy
+    planned_unnamed: bool = True     # plans and labs that name no provider consider it; False:
+    #                                  only when named (e.g. hosts on the user's own machine,
+    #                                  which a plan must not pick in place of a cloud unasked)
 
 
 @dataclass(frozen=True)
@@ -517,6 +520,18 @@ def has_local_endpoint(name: str) -> bool:
         return False
     except InputError:  # an unknown name
         return False
+
+
+def planned_unnamed(name: str) -> bool:
+    """Whether plans that name no provider consider provider ``name`` (its declaration; a
+    provider that is not installed or cannot be loaded keeps its catalog entries planned, and
+    fails when launched, as before)."""
+    if name not in available():
+        return True
+    try:
+        return capabilities_of(name).planned_unnamed
+    except ProviderError:
+        return True
 
 
 def options_of(name: str) -> tuple[ProviderOption, ...]:

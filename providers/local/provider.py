@@ -120,6 +120,8 @@ class LocalProvider:
     name: ClassVar[str] = NAME
     capabilities: ClassVar[Capabilities] = Capabilities(
         rules=True,     # rules(): what this host cannot give is refused before a launch
+        # This machine is no place a plan should pick unasked, however cheap: only when named.
+        planned_unnamed=False,
         # NoCloud reads user-data from a file on the seed: no cloud API limit sits in between,
         # so this bound is only a sanity limit; gzip stays possible as on the clouds.
         user_data=UserDataEnvelope(limit_bytes=16 << 20, gzip=True, readiness="console"),

@@ -605,3 +605,18 @@ def test_plan_offers_only_the_local_sizes_this_machine_can_give(cli: Any, tmp_pa
     assert res.exit_code == 0, res.output
     offered = sorted(o["type"] for o in json.loads(res.stdout)["options"])
     assert offered == ["1c-2g", "2c-2g", "2c-4g"]
+
+
+def test_a_plan_that_names_no_provider_leaves_this_machine_out(cli: Any, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    # Room for every local size: only the declaration keeps them out of an unnamed plan.
+    root = write_host(tmp_path / "host", cpus=64, mem_gib=256)
+    real = hostmod.read_host
+    monkeypatch.setattr(hostmod, "read_host", lambda _r="/": real(root))
+    res = cli("plan", "--vcpus", "1", "--memory", "2", "--json")
+    assert res.exit_code == 0, res.output
+    providers = {o["provider"] for o in json.loads(res.stdout)["options"]}
+    assert "local" not in providers and providers  # clouds still planned
+    res = cli("plan", "--providers", "local,aws", "--vcpus", "1", "--memory", "2", "--json")
+    assert "local" in {o["provider"] for o in json.loads(res.stdout)["options"]}
