@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import nestcloud
-from nestcloud.bootstrap.doctor import DoctorItem, DoctorReport, Placement
+from nestcloud.bootstrap.doctor import LocalHost, DoctorItem, DoctorReport, Placement
 from nestcloud.bootstrap.wait import InstanceReadiness, WaitReport
 from nestcloud.checks import CheckResult, Finding
 from nestcloud.failover import Attempt, Attempts
@@ -91,7 +91,8 @@ def doctor(summary: str = "vmx present") -> DoctorReport:
                                           summary="WARN only", explanation=""),
                                DoctorItem(name="dev_kvm", ok=False, summary="missing",
                                           explanation="")],
-                        payload={"status": "failed"})
+                        payload={"status": "failed"},
+                        local_host=LocalHost(mode="emulation", summary=summary))
 
 
 def refresh(type_name: str = "c8i.large") -> RefreshResult:
