@@ -4,68 +4,61 @@ Both come from the one Linux profile nestcloud renders for every cloud
 (``nestcloud.bootstrap.render_user_data`` with the provider's envelope):
 
 - Ubuntu images run cloud-init, which reads metadata ``user-data`` (FACTS): they get the
-  rendered cloud-config (MIME when there is --user-data), plus one cloud-config part of ours
-  that publishes the readiness report as a guest attribute.
+  rendered cloud-config (MIME when there is --user-data), byte for byte what
+  `nestcloud userdata --provider gcp` prints.
 - Debian and RHEL images have no cloud-init (FACTS): the same profile becomes a metadata
   ``startup-script``, which the guest agent runs at every boot, so every step may run again:
   files are rewritten, packages installed only when missing, the check reports afresh.
 
 Readiness: the L1 check prints its marker on the serial console (which ``console()`` falls
-back to) and saves the same JSON to ``STATE_FILE``; our step PUTs that JSON to the guest
-attribute ``nestcloud/l1`` (FACTS: guest attributes, ``enable-guest-attributes=TRUE``), which
-``console()`` reads first. Pure: no network, no SDK.
+back to) and saves the same JSON to ``L1_STATE_PATH``; the envelope's ``linux_report_script``
+(``REPORT_COMMAND``), which the profile runs right after the check, PUTs that JSON to the
+guest attribute ``nestcloud/l1`` (FACTS: guest attributes, ``enable-guest-attributes=TRUE``),
+which ``console()`` reads first. Pure: no network, no SDK.
 """
 
 from __future__ import annotations
 
 import base64
-import email.parser
-import email.policy
 import shlex
 import textwrap
-from email.message import EmailMessage
 from typing import Any
 
 import yaml
 
+from nestcloud.bootstrap.profiles import L1_STATE_PATH
 from nestcloud.errors import InputError, RefusedError
 from nestcloud.oses import OSES
 from nestcloud.provider import UserDataEnvelope
 from providers.gcp._plan import CLOUD_INIT_OSES, IMAGES, METADATA_VALUE_MAX, PROVIDER, Guest
 
-# Where nestcloud's L1 check saves its report (l1check.py's --state default).
-STATE_FILE = "/var/lib/nestcloud/l1.json"
 GUEST_NAMESPACE = "nestcloud"
 GUEST_KEY = "l1"
 GUEST_ATTRIBUTE = f"{GUEST_NAMESPACE}/{GUEST_KEY}"
-REPORT_PATH = "/usr/local/lib/nestcloud/gce-report.py"
 METADATA_URL = ("http://metadata.google.internal/computeMetadata/v1/instance/"
                 f"guest-attributes/{GUEST_ATTRIBUTE}")
 USER_SCRIPT = "/var/lib/nestcloud/user-script"
 # Debian family images install with apt, RHEL with dnf.
 APT_OSES = frozenset({"ubuntu-24.04", "debian-12"})
 
+# Run as `python3 -c` right after the check (python3 is there: the check is Python too).
+# No proxy: the report goes to the metadata server only, whatever the environment says.
 REPORT_SCRIPT = textwrap.dedent(f'''\
-    """nestcloud: publish the L1 readiness report as the guest attribute {GUEST_ATTRIBUTE}.
-
-    The L1 check saved it to {STATE_FILE}; `nestcloud wait` reads it back with
-    instances.getGuestAttributes (the serial console is the fallback)."""
-    import json
-    import sys
-    import time
-    import urllib.request
-
+    # nestcloud: publish the result of the L1 check as the guest attribute {GUEST_ATTRIBUTE}
+    # (`nestcloud wait` reads it; the serial console is the fallback).
+    import json, sys, time, urllib.request
     try:
-        with open("{STATE_FILE}") as fh:
+        with open("{L1_STATE_PATH}") as fh:
             payload = json.load(fh)
     except (OSError, ValueError) as exc:
         sys.exit("nestcloud: no readiness report to publish: %s" % exc)
     data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     req = urllib.request.Request("{METADATA_URL}", data=data, method="PUT",
                                  headers={{"Metadata-Flavor": "Google"}})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
     for attempt in range(10):
         try:
-            urllib.request.urlopen(req, timeout=10).read()
+            opener.open(req, timeout=10).read()
             break
         except OSError as exc:
             error = exc
@@ -73,31 +66,7 @@ REPORT_SCRIPT = textwrap.dedent(f'''\
     else:
         sys.exit("nestcloud: could not publish the readiness report: %s" % error)
     ''')
-
-
-def report_part() -> str:
-    """The cloud-config part of ours appended after the profile's (its runcmd runs after the
-    L1 check, cloud-init's list merge appends it)."""
-    from nestcloud.bootstrap import dump_cloud_config
-
-    return dump_cloud_config({
-        "write_files": [{"path": REPORT_PATH, "owner": "root:root", "permissions": "0755",
-                         "content": REPORT_SCRIPT}],
-        "runcmd": [["python3", REPORT_PATH]],
-    })
-
-
-def _attach(mime: bytes, part_text: str) -> bytes:
-    """``mime`` (a multipart/mixed user data) with ``part_text`` as a last cloud-config part."""
-    from nestcloud.bootstrap import USER_MERGE_TYPE
-
-    msg = email.parser.BytesParser(policy=email.policy.default).parsebytes(mime)
-    part = EmailMessage()
-    part.set_content(part_text, subtype="cloud-config", charset="us-ascii", cte="7bit")
-    part.add_header("Content-Disposition", "attachment", filename="nestcloud-gce-report.yaml")
-    part["Merge-Type"] = USER_MERGE_TYPE
-    msg.attach(part)
-    return msg.as_bytes(policy=email.policy.SMTP.clone(linesep="\n"))
+REPORT_COMMAND = "python3 -c " + shlex.quote(REPORT_SCRIPT)
 
 
 def _fits(what: str, data: bytes) -> None:
@@ -128,16 +97,10 @@ def guest_for(envelope: UserDataEnvelope, os_alias: str, hypervisor: str, *,
     if extra is not None:
         check_user_data(extra, "user data")
     if os_alias in CLOUD_INIT_OSES:
-        if extra is None:
-            r = render_user_data(envelope, os_alias, hypervisor, provider_name=PROVIDER,
-                                 extra=report_part(), l2_smoke=l2_smoke)
-            body = r.body
-        else:
-            r = render_user_data(envelope, os_alias, hypervisor, provider_name=PROVIDER,
-                                 extra=extra, l2_smoke=l2_smoke)
-            body = _attach(r.body, report_part())
-        _fits("the user data", body)
-        return Guest("user-data", body.decode("utf-8"), "mime")
+        # The envelope fits it in METADATA_VALUE_MAX (no gzip), as `nestcloud userdata` does.
+        r = render_user_data(envelope, os_alias, hypervisor, provider_name=PROVIDER,
+                             extra=extra, l2_smoke=l2_smoke)
+        return Guest("user-data", r.body.decode("utf-8"), r.kind)
     if extra is not None and not extra.lstrip().startswith("#!"):
         raise InputError(f"--user-data: {info.title} images on GCP have no cloud-init, so "
                          "nestcloud bootstraps them with a startup-script; your user data "
@@ -169,7 +132,9 @@ def _file_lines(path: str, content: bytes, mode: str, owner: str | None) -> list
 
 def startup_script(cfg: dict[str, Any], os_alias: str, user_script: str | None) -> str:
     """The profile's cloud-config as an idempotent bash startup-script, in cloud-init's order:
-    files, packages, commands; then the readiness report and the user's own script (once)."""
+    files, packages, commands (the last: the check, then the readiness report); then the
+    user's own script (until it succeeds). It exits with the check step's status, else the
+    user script's."""
     lines = [
         "#!/bin/bash",
         "# nestcloud L1 bootstrap for Compute Engine: the same profile cloud-init gets on",
@@ -182,7 +147,6 @@ def startup_script(cfg: dict[str, Any], os_alias: str, user_script: str | None) 
     for f in cfg.get("write_files") or []:
         lines += _file_lines(str(f["path"]), str(f.get("content", "")).encode("utf-8"),
                              str(f.get("permissions", "0644")), f.get("owner"))
-    lines += _file_lines(REPORT_PATH, REPORT_SCRIPT.encode("utf-8"), "0755", "root:root")
     pkgs = [str(p) for p in cfg.get("packages") or []]
     if pkgs:
         joined = " ".join(_q(p) for p in pkgs)
@@ -197,10 +161,16 @@ def startup_script(cfg: dict[str, Any], os_alias: str, user_script: str | None) 
             lines.append(f"rpm -q {joined} >/dev/null 2>&1 || dnf install -y -q {joined}")
     for cmd in cfg.get("runcmd") or []:
         lines.append(shlex.join(str(c) for c in cmd) if isinstance(cmd, list) else str(cmd))
-    lines.append(shlex.join(["python3", REPORT_PATH]))
+    # runcmd ends with the check step (check, then report; the check's status), and a failed
+    # check fails the bootstrap as it fails cloud-init's runcmd (docs/bootstrap.md); the
+    # user's script still runs, and its failure counts when the check passed.
+    lines.append("nestcloud_rc=$?")
     if user_script is not None:
         lines += _file_lines(USER_SCRIPT, user_script.encode("utf-8"), "0700", None)
         lines += [f"if [ ! -e {USER_SCRIPT}.done ]; then",
                   f"  {USER_SCRIPT} && touch {USER_SCRIPT}.done",
+                  '  user_rc=$?',
+                  '  [ "$nestcloud_rc" -ne 0 ] || nestcloud_rc=$user_rc',
                   "fi"]
+    lines.append('exit "$nestcloud_rc"')
     return "\n".join(lines) + "\n"

@@ -47,7 +47,7 @@ from nestcloud.provider import (AccessPolicy, Capabilities, EgressCost, LaunchOu
                                 UserDataEnvelope)
 from nestcloud.spec import (REGION_RE, TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT,
                             LaunchSpec, TagLimits, check_name)
-from providers.gcp import _plan
+from providers.gcp import _guest, _plan
 from providers.gcp._plan import PROVIDER
 from providers.gcp.pricing import PRICE_SOURCE
 
@@ -150,11 +150,12 @@ class GcpProvider:
         spot=True,                 # provisioningModel SPOT
         windows=False,             # FACTS: KVM is the only L1 hypervisor on GCP
         leftovers=True,            # SSH firewall rules (and addresses) of names without VMs
-        # FACTS: one metadata value <= 256 KiB, sent as text (no gzip). Linux readiness is
-        # the serial console for the core; console() reads the guest attribute nestcloud/l1
-        # first (see providers/gcp/_guest.py), which the core cannot declare yet.
+        # FACTS: one metadata value <= 256 KiB, sent as text (no gzip). The L1 publishes its
+        # check's result as the guest attribute nestcloud/l1 (providers/gcp/_guest.py), which
+        # console() reads first, the serial console as fallback.
         user_data=UserDataEnvelope(limit_bytes=_plan.METADATA_VALUE_MAX, gzip=False,
-                                   windows="unsupported", readiness="console"),
+                                   windows="unsupported", readiness="guest-attribute",
+                                   linux_report_script=_guest.REPORT_COMMAND),
         # FACTS: label keys 1-63 and values 0-63 characters (the character rules are checked
         # in launch: TagLimits has no place for them; international characters, which Google
         # also allows, are refused as the stricter rule). At most 64 labels per resource

@@ -210,24 +210,22 @@ def _meta(body: dict[str, Any]) -> dict[str, str]:
     return {i["key"]: i["value"] for i in body["metadata"]["items"]}
 
 
-def test_ubuntu_user_data_ends_with_the_guest_attribute_report(
+def test_ubuntu_user_data_is_the_profile_with_the_report_after_the_check(
         gce: GceFake, launch: Callable[..., Any]) -> None:
-    import email
-    import email.policy
+    import yaml
 
-    from providers.gcp._guest import GUEST_ATTRIBUTE, REPORT_PATH
+    from nestcloud.bootstrap.profiles import L1CHECK_PATH
 
     launch(spec())
     [b] = gce.sent_instances()
     meta = _meta(b)
     assert "startup-script" not in meta
-    msg = email.message_from_string(meta["user-data"], policy=email.policy.default)
-    parts = [p for p in msg.walk() if not p.is_multipart()]
-    assert [p.get_content_type() for p in parts] == ["text/cloud-config"] * 2
-    ours = parts[-1].get_content()
-    assert parts[-1]["Merge-Type"]  # runcmd appended after the profile's L1 check
-    assert REPORT_PATH in ours and "python3" in ours
-    assert GUEST_ATTRIBUTE in ours
+    assert meta["user-data"].startswith("#cloud-config\n")  # one part: no MIME of ours
+    step = yaml.safe_load(meta["user-data"])["runcmd"][-1]
+    assert step[:2] == ["sh", "-c"] and step[2].startswith(f"python3 {L1CHECK_PATH} ")
+    # The report: the guest attribute nestcloud/l1 on the metadata server (FACTS "GCP").
+    assert ("http://metadata.google.internal/computeMetadata/v1/instance/guest-attributes/"
+            "nestcloud/l1") in step[2]
 
 
 def test_ubuntu_user_data_keeps_the_users_part(gce: GceFake,
@@ -239,16 +237,16 @@ def test_ubuntu_user_data_keeps_the_users_part(gce: GceFake,
     [b] = gce.sent_instances()
     msg = email.message_from_string(_meta(b)["user-data"], policy=email.policy.default)
     kinds = [p.get_content_type() for p in msg.walk() if not p.is_multipart()]
-    assert kinds == ["text/cloud-config", "text/x-shellscript", "text/cloud-config"]
+    assert kinds == ["text/cloud-config", "text/x-shellscript"]
     assert "hello-from-user" in _meta(b)["user-data"]
 
 
 @pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed")
-def test_the_report_part_is_valid_cloud_config(tmp_path: Any) -> None:
-    from providers.gcp._guest import report_part
-
-    path = tmp_path / "report.yaml"
-    path.write_text(report_part())
+def test_the_ubuntu_user_data_with_its_report_is_valid_cloud_config(
+        gce: GceFake, launch: Callable[..., Any], tmp_path: Any) -> None:
+    launch(spec())
+    path = tmp_path / "user-data.yaml"
+    path.write_text(_meta(gce.sent_instances()[0])["user-data"])
     proc = subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Valid cloud-config" in proc.stdout, proc.stdout
@@ -259,7 +257,6 @@ def test_debian_and_rhel_get_an_idempotent_startup_script(
         gce: GceFake, launch: Callable[..., Any], tmp_path: Any, os_alias: str,
         installer: str) -> None:
     from nestcloud.bootstrap.profiles import KVM_PACKAGES, L1CHECK_PATH
-    from providers.gcp._guest import REPORT_PATH
 
     launch(spec(os=os_alias))
     [b] = gce.sent_instances()
@@ -269,7 +266,9 @@ def test_debian_and_rhel_get_an_idempotent_startup_script(
     assert script.startswith("#!/bin/bash\n")
     assert installer in script and " ".join(KVM_PACKAGES[os_alias]) in script
     assert L1CHECK_PATH in script
-    assert script.rstrip().splitlines()[-1] == f"python3 {REPORT_PATH}"
+    assert f"sh -c 'python3 {L1CHECK_PATH} --profile kvm; rc=$?; ( " in script
+    # It exits with the check step's status (test_gcp_report: with the user's script).
+    assert script.rstrip().splitlines()[-1] == 'exit "$nestcloud_rc"'
     path = tmp_path / "startup.sh"
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
@@ -295,7 +294,7 @@ def test_the_startup_script_writes_the_profiles_files_exactly(tmp_path: Any) -> 
     root = tmp_path / "root"
     blocks = re.findall(r"mkdir -p .*?\nbase64 -d > .*?\nNESTCLOUD_B64\nchmod [^\n]*\n", script,
                         re.S)
-    assert len(blocks) == len(cfg["write_files"]) + 1  # + the report script
+    assert len(blocks) == len(cfg["write_files"])  # the report is a command, no file
     prog = "".join(blocks).replace(" /", f" {root}/").replace(" '/", f" '{root}/")
     for _ in range(2):
         subprocess.run(["bash", "-e", "-c", prog], check=True, capture_output=True)
