@@ -220,7 +220,8 @@ def linux_cloud_config(os_alias: str, hypervisor: str, *, l2_smoke: bool = False
     if report.strip():
         # The report runs whatever the check found, and the check's exit status stays the
         # step's: a failed L1 still fails cloud-init (docs/bootstrap.md).
-        check = ["sh", "-c", " ".join(check) + "; rc=$?; ( " + report.strip() + " ); exit $rc"]
+        # On lines of its own: a report ending in a comment cannot swallow the parenthesis.
+        check = ["sh", "-c", " ".join(check) + "; rc=$?; (\n" + report.strip() + "\n); exit $rc"]
     runcmd.append(check)
     cfg["write_files"] = write_files
     cfg["runcmd"] = runcmd

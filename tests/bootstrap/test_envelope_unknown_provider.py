@@ -121,12 +121,12 @@ def test_a_linux_report_script_runs_after_the_check_and_opens_its_channel():
     cfg = yaml.safe_load(r.body.decode())
     last = cfg["runcmd"][-1]
     assert last[:2] == ["sh", "-c"] and last[2].startswith("python3 ")
-    assert "--profile none; rc=$?; ( " + report + " ); exit $rc" in last[2]
+    assert "--profile none; rc=$?; (\n" + report + "\n); exit $rc" in last[2]
     assert r.readiness == "console"  # console() returns the marker it published
     # The step keeps the check's exit status, and the report runs either way.
     for check_rc in (0, 1):
         script = last[2].replace(last[2].split(";")[0], f"sh -c 'exit {check_rc}'", 1)
-        script = script.replace(report, "echo reported")
+        script = script.replace(report, "echo reported # a comment")
         out = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
         assert (out.returncode, out.stdout) == (check_rc, "reported\n")
 

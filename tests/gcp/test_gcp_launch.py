@@ -266,7 +266,7 @@ def test_debian_and_rhel_get_an_idempotent_startup_script(
     assert script.startswith("#!/bin/bash\n")
     assert installer in script and " ".join(KVM_PACKAGES[os_alias]) in script
     assert L1CHECK_PATH in script
-    assert f"sh -c 'python3 {L1CHECK_PATH} --profile kvm; rc=$?; ( " in script
+    assert f"sh -c 'python3 {L1CHECK_PATH} --profile kvm; rc=$?; (\n" in script
     # It exits with the check step's status (test_gcp_report: with the user's script).
     assert script.rstrip().splitlines()[-1] == 'exit "$nestcloud_rc"'
     path = tmp_path / "startup.sh"
