@@ -91,6 +91,9 @@ class Source(_Data):
     description: str
     date: dt.date | None = None
     date_note: str | None = None
+    # The facts are expected, not confirmed (e.g. a documented rule allows nesting on these
+    # types but no source names them): `check` warns, and suggestions prefer confirmed types.
+    unconfirmed: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -195,14 +198,21 @@ class Catalog(_Data):
             return src.date.isoformat()
         return src.date_note or "unknown"
 
+    def unconfirmed(self, t: InstanceType) -> bool:
+        """Whether ``t``'s nesting rests on a source that says it is expected, unconfirmed."""
+        src = self.sources.get(t.nesting_source)
+        return src is not None and src.unconfirmed
+
     def cheapest_nested(self, provider: str, *, min_vcpus: int, min_memory_gib: float,
                         region: str | None, spot: bool = False,
                         arch: Arch = "x86_64") -> tuple[InstanceType, float | None] | None:
         """The cheapest type that can run a hypervisor with at least these resources.
 
-        Priced candidates win over unpriced ones; among unpriced, the smallest.
+        Types whose nesting is confirmed win over unconfirmed ones (``unconfirmed``), priced
+        over unpriced; among unpriced, the smallest.
         """
-        best: tuple[tuple[int, float, int, float, str], InstanceType, float | None] | None = None
+        best: tuple[tuple[int, int, float, int, float, str], InstanceType, float | None] | None
+        best = None
         for t in self.of(provider):
             if t.nesting == "none" or t.arch != arch:
                 continue
@@ -211,8 +221,8 @@ class Catalog(_Data):
             if region is not None and t.regions and region not in t.regions:
                 continue
             price = t.price(region, spot=spot) if region else _min_price(t, spot)
-            rank = (0 if price is not None else 1, price if price is not None else 0.0,
-                    t.vcpus, t.memory_gib, t.name)
+            rank = (1 if self.unconfirmed(t) else 0, 0 if price is not None else 1,
+                    price if price is not None else 0.0, t.vcpus, t.memory_gib, t.name)
             if best is None or rank < best[0]:
                 best = (rank, t, price)
         return (best[1], best[2]) if best else None

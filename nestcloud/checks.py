@@ -226,6 +226,19 @@ def rule_region(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None) -> l
                     suggestion=f"regions that offer it: {offered}")]
 
 
+def rule_unconfirmed(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None
+                     ) -> list[Finding]:
+    if t is None or t.nesting != "nested" or not catalog.unconfirmed(t):
+        return []
+    src = catalog.sources[t.nesting_source]
+    alt = suggest_nested(catalog, spec, t.vcpus, t.memory_gib)
+    return [Finding(rule="unconfirmed-nesting", severity="warning",
+                    message=f"nested virtualization on {t.name} is expected but unconfirmed "
+                            f"(catalog source {t.nesting_source!r}: {src.description}) "
+                            "`nestcloud wait` reports a host whose KVM does not work as failed",
+                    suggestion=None if alt is None or alt.startswith(f"use {t.name} ") else alt)]
+
+
 def rule_amd(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None) -> list[Finding]:
     if t is None or t.cpu_vendor != "amd" or t.nesting != "nested":
         return []
@@ -248,7 +261,7 @@ def rule_spot(spec: LaunchSpec, catalog: Catalog, t: InstanceType | None) -> lis
 RULES: tuple[Rule, ...] = (
     rule_unknown_provider, rule_unknown_type, rule_unknown_region, rule_arch, rule_nesting_none,
     rule_native, rule_depth, rule_os_hypervisor, rule_generation,
-    rule_region, rule_amd, rule_spot,
+    rule_region, rule_unconfirmed, rule_amd, rule_spot,
 )
 
 

@@ -88,8 +88,8 @@ SRC_AZURE_SIZES = "azure-prices"
 SRC_AZURE_NESTING = "azure-nesting-facts"
 SRC_GCP_PRICES = "gcp-prices"
 SRC_GCP_NESTING = "gcp-nesting-facts"
-# C2, C3, N4: a separate key so a rule can tell "expected" from "confirmed" without a list of
-# families (providers/gcp/rules.py UNCONFIRMED_SOURCE; a test keeps the two equal).
+# C2, C3, N4: a separate source marked unconfirmed, so the core's check warns on them and its
+# suggestions prefer confirmed types, without a list of families anywhere.
 SRC_GCP_NESTING_UNCONFIRMED = "gcp-nesting-unconfirmed"
 
 PRICE_DATE_NOTE = "published 2025 or later, exact date unknown"
@@ -579,7 +579,7 @@ def build(data_dir: Path, res: Path, moto_version: str, today: dt.date,
                 "so the nested-virtualization overview's rule allows them, but no source "
                 "confirms them by name: expected, unconfirmed. `check` warns on them; the L1's "
                 "in-guest check decides."),
-            date_note="FACTS.md records no date for these pages"),
+            date_note="FACTS.md records no date for these pages", unconfirmed=True),
     }
     cat = Catalog(schema_version=SCHEMA_VERSION, generated_by=GENERATED_BY, generated_at=today,
                   sources={**sources, **LOCAL_SOURCES},

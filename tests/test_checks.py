@@ -642,3 +642,36 @@ def test_finding_severity_is_checked() -> None:
         Finding(rule="x", severity="fatal", message="m")  # type: ignore[arg-type]
     assert Finding(rule="x", severity="info", message="m").to_dict() == {
         "rule": "x", "severity": "info", "message": "m", "suggestion": None}
+
+
+UNCONFIRMED_YAML = """
+schema_version: 1
+sources:
+  facts: {description: "test facts"}
+  guess: {description: "a documented rule allows it; no source names these types.",
+          unconfirmed: true}
+  p2026: {description: "test prices", date: 2026-01-01}
+types:
+  - {provider: aws, name: cheap.large, family: cheap, vcpus: 2, memory_gib: 8, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: guess, verified: 2026-01-01,
+     regions: [us-east-1], prices: {us-east-1: {on_demand: 0.05, source: p2026}}}
+  - {provider: aws, name: sure.large, family: sure, vcpus: 2, memory_gib: 8, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-01-01,
+     regions: [us-east-1], prices: {us-east-1: {on_demand: 0.09, source: p2026}}}
+  - {provider: aws, name: none.large, family: none, vcpus: 2, memory_gib: 8, arch: x86_64,
+     cpu_vendor: intel, nesting: none, nesting_source: facts, verified: 2026-01-01,
+     regions: [us-east-1], prices: {us-east-1: {on_demand: 0.01, source: p2026}}}
+"""
+
+
+def test_a_type_on_an_unconfirmed_source_warns_and_suggestions_prefer_confirmed_ones() -> None:
+    c = parse_catalog(UNCONFIRMED_YAML, "unconfirmed.yaml")
+    w = only(run_checks(spec(type="cheap.large"), c), "unconfirmed-nesting")
+    assert w.severity == "warning"
+    assert w.message.startswith("nested virtualization on cheap.large is expected but "
+                                "unconfirmed (catalog source 'guess': a documented rule")
+    assert w.suggestion is not None and w.suggestion.startswith("use sure.large ")
+    assert by_rule(run_checks(spec(type="sure.large"), c), "unconfirmed-nesting") == []
+    # A refusal suggests the confirmed type although the unconfirmed one is cheaper.
+    f = only(run_checks(spec(type="none.large"), c), "no-nesting")
+    assert f.suggestion is not None and f.suggestion.startswith("use sure.large ")

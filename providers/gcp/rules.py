@@ -8,9 +8,9 @@ shared/FACTS.md "GCP (Compute Engine)":
 - the L1 hypervisor must be Linux KVM: Hyper-V as L1 is not supported and Windows Server
   images cannot be used for nested virtualization (so neither can WSL2, which needs a
   Windows L1);
-- C2, C3 and N4 fit the nested-virtualization overview's rule but are not confirmed by name:
-  the catalog puts them under their own source (:data:`UNCONFIRMED_SOURCE`), and a type
-  resting on it gets a warning; the L1's in-guest check decides;
+- (C2, C3 and N4 fit the nested-virtualization overview's rule but are not confirmed by name:
+  the catalog puts them under a source marked ``unconfirmed``, which the core's own rule
+  turns into a warning, and its suggestions prefer confirmed types);
 - a refused type's reason on GCP (the E2 trap, AMD, Arm) is the catalog entry's ``notes``,
   which the core's refusal does not show;
 - the public images nestcloud uses there (:data:`IMAGES`).
@@ -24,10 +24,6 @@ from nestcloud.oses import OSES
 from nestcloud.spec import LaunchSpec
 
 PROVIDER = "gcp"
-
-# The catalog's source key for series whose nesting is expected but unconfirmed
-# (scripts/gen_catalog.py SRC_GCP_NESTING_UNCONFIRMED; a test keeps the two equal).
-UNCONFIRMED_SOURCE = "gcp-nesting-unconfirmed"
 
 # OS alias -> public image (project/family), FACTS.md "GCP": "Images (project/family)".
 IMAGES: dict[str, str] = {
@@ -44,8 +40,7 @@ _ONLY_KVM = ("Compute Engine supports only Linux KVM as the L1 hypervisor (Hyper
 
 def rules(spec: LaunchSpec, catalog: Catalog, entry: InstanceType | None) -> list[Finding]:
     """GCP's findings for this launch (``entry``: the catalog's type, or None if unknown)."""
-    return [*_l1(spec), *_image(spec), *_refused_reason(entry),
-            *_unconfirmed(spec, catalog, entry)]
+    return [*_l1(spec), *_image(spec), *_refused_reason(entry)]
 
 
 def _l1(spec: LaunchSpec) -> list[Finding]:
@@ -84,41 +79,3 @@ def _refused_reason(entry: InstanceType | None) -> list[Finding]:
                     message=f"{entry.name}: " + "; ".join(entry.notes))]
 
 
-def _unconfirmed(spec: LaunchSpec, catalog: Catalog, entry: InstanceType | None
-                 ) -> list[Finding]:
-    if entry is None or entry.nesting != "nested" or entry.nesting_source != UNCONFIRMED_SOURCE:
-        return []
-    return [Finding(
-        rule="gcp-nesting-unconfirmed", severity="warning",
-        message=(f"{entry.name}: nested virtualization on the {entry.family.upper()} series is "
-                 "expected but unconfirmed (GCP's nested-virtualization rule allows it, no "
-                 "source confirms it by name); the L1's in-guest check decides, and `nestcloud "
-                 "wait` reports a host whose KVM does not work as failed"),
-        suggestion=_confirmed_alternative(spec, catalog, entry))]
-
-
-def _confirmed_alternative(spec: LaunchSpec, catalog: Catalog, entry: InstanceType
-                           ) -> str | None:
-    """The cheapest type of a confirmed series at least as big, priced where asked."""
-    kind = "spot" if spec.spot else "on-demand"
-    best: tuple[tuple[float, int, float, str], InstanceType, str, str] | None = None
-    for t in catalog.of(PROVIDER):
-        if (t.nesting != "nested" or t.nesting_source == UNCONFIRMED_SOURCE
-                or t.arch != entry.arch or t.vcpus < entry.vcpus
-                or t.memory_gib < entry.memory_gib):
-            continue
-        for region, p in t.prices.items():
-            if spec.region is not None and region != spec.region:
-                continue
-            usd = p.spot if spec.spot else p.on_demand
-            if usd is None:
-                continue
-            rank = (usd, t.vcpus, t.memory_gib, t.name)
-            if best is None or rank < best[0]:
-                best = (rank, t, region, p.source)
-    if best is None:
-        return None
-    (usd, *_), t, region, source = best
-    return (f"for a series confirmed by name use {t.name} ({t.vcpus} vCPU, {t.memory_gib:g} "
-            f"GiB), ${usd:.4f}/h {kind} in {region} (price date: "
-            f"{catalog.source_date(source)})")

@@ -152,5 +152,6 @@ def test_unconfirmed_series_launch_with_a_warning(variant: str, check: Callable[
                                                   ) -> None:
     res = check("c3-standard-4")
     assert res.exit_code == 0, res.output
-    assert "  [warning] gcp-nesting-unconfirmed: c3-standard-4:" in res.output
-    assert "      -> for a series confirmed by name use " in res.output
+    assert ("  [warning] unconfirmed-nesting: nested virtualization on c3-standard-4 is "
+            "expected but unconfirmed") in res.output
+    assert "      -> use n2-standard-4 " in res.output

@@ -6,7 +6,6 @@ does the same so these tests show what a user sees whatever the CLI's wiring sta
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from nestcloud.catalog import Catalog, InstanceType, load_catalog
 from nestcloud.checks import RULES, Finding, refused, run_checks
 from nestcloud.spec import LaunchSpec
 from providers.gcp import rules as gcp_rules
-from providers.gcp.rules import UNCONFIRMED_SOURCE, rules
+from providers.gcp.rules import rules
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,38 +57,30 @@ def test_n2_with_kvm_on_ubuntu_is_launchable_without_findings(cat: Catalog) -> N
 @pytest.mark.parametrize("name", ["c2-standard-4", "c3-standard-4", "n4-standard-4"])
 def test_unconfirmed_series_warn_and_name_the_cheapest_confirmed_type(cat: Catalog,
                                                                       name: str) -> None:
-    found = _rules(cat, _spec(name))
+    assert _rules(cat, _spec(name)) == []  # the catalog says it, the core's rule warns
+    found = [f for f in run_checks(_spec(name), cat) if f.rule == "unconfirmed-nesting"]
     assert [f.severity for f in found] == ["warning"]
     w = found[0]
     t = cat.get("gcp", name)
     assert t is not None
-    assert w.rule == "gcp-nesting-unconfirmed"
-    assert name in w.message and f"{t.family.upper()} series" in w.message
-    assert "unconfirmed" in w.message and "in-guest check" in w.message
+    assert name in w.message and "expected but unconfirmed" in w.message
+    assert "gcp-nesting-unconfirmed" in w.message and "in-guest check decides" in w.message
     # The cheapest type whose nesting is confirmed, with at least this size, in the region.
     confirmed = [c for c in cat.of("gcp") if c.nesting == "nested"
-                 and c.nesting_source != UNCONFIRMED_SOURCE and c.vcpus >= t.vcpus
+                 and not cat.unconfirmed(c) and c.vcpus >= t.vcpus
                  and c.memory_gib >= t.memory_gib and c.price("us-central1") is not None]
     best = min(confirmed, key=lambda c: (c.price("us-central1"), c.vcpus, c.name))
     assert w.suggestion is not None
-    assert w.suggestion.startswith(f"for a series confirmed by name use {best.name} "
-                                   f"({best.vcpus} vCPU, {best.memory_gib:g} GiB)")
+    assert w.suggestion.startswith(f"use {best.name} ({best.vcpus} vCPU, "
+                                   f"{best.memory_gib:g} GiB, nesting nested)")
     assert f"${best.price('us-central1'):.4f}/h on-demand in us-central1" in w.suggestion
     assert f"(price date: {cat.source_date('gcp-prices')})" in w.suggestion
     assert not refused(_check(cat, _spec(name)))
 
 
-def test_the_warning_follows_the_catalog_field_not_a_family_list(cat: Catalog) -> None:
-    n2 = cat.get("gcp", "n2-standard-4")
-    assert n2 is not None and _rules(cat, _spec()) == []
-    moved = n2.replace(nesting_source=UNCONFIRMED_SOURCE)
-    other = Catalog(schema_version=1, sources=cat.sources,
-                    types=[moved if t is n2 else t for t in cat.types])
-    assert [f.rule for f in _rules(other, _spec())] == ["gcp-nesting-unconfirmed"]
-
-
 def test_spot_suggestion_uses_spot_prices(cat: Catalog) -> None:
-    w = _rules(cat, _spec("c3-standard-4", spot=True))[0]
+    [w] = [f for f in run_checks(_spec("c3-standard-4", spot=True), cat)
+           if f.rule == "unconfirmed-nesting"]
     assert w.suggestion is not None and "/h spot in us-central1" in w.suggestion
 
 
@@ -185,17 +176,10 @@ def test_images_are_the_ones_facts_names() -> None:
 # -- wiring --------------------------------------------------------------------------------
 
 
-def test_unconfirmed_source_is_the_generators_key(cat: Catalog) -> None:
-    mod = sys.modules.get("gen_catalog")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location("gen_catalog",
-                                                      REPO / "scripts" / "gen_catalog.py")
-        assert spec and spec.loader
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["gen_catalog"] = mod  # dataclasses look their module up there
-        spec.loader.exec_module(mod)
-    assert mod.SRC_GCP_NESTING_UNCONFIRMED == UNCONFIRMED_SOURCE
-    assert UNCONFIRMED_SOURCE in cat.sources
+def test_c2_c3_n4_rest_on_a_source_marked_unconfirmed(cat: Catalog) -> None:
+    marked = sorted({t.family for t in cat.of("gcp") if cat.unconfirmed(t)})
+    assert marked == ["c2", "c3", "n4"]
+    assert not any(cat.unconfirmed(t) for t in cat.of("gcp") if t.family in ("n1", "n2"))
 
 
 @pytest.mark.parametrize("module", ["providers.gcp.rules", "providers.gcp.pricing",
