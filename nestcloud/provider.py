@@ -574,6 +574,46 @@ def open_provider(name: str, region: str | None = None, *, sandbox: bool = False
     return provider
 
 
+# -- small helpers every provider needs the same way -------------------------------------------
+
+
+def local_owner() -> str:
+    """Who launches, as this machine knows it: ``NESTCLOUD_OWNER``, else the login name
+    ("unknown" when there is none, as in some containers). Providers that know a better
+    identity (a cloud principal) may prefer it."""
+    import getpass
+
+    try:
+        return os.environ.get("NESTCLOUD_OWNER") or getpass.getuser()
+    except Exception:  # noqa: BLE001 - getpass raises KeyError/OSError/... without a user
+        return "unknown"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_http(url: str | None) -> bool:
+    """A plain-``http`` URL to this machine: where a provider may send anonymous credentials
+    (a local fake or endpoint), never the user's."""
+    from urllib.parse import urlparse
+
+    if not url:
+        return False
+    parsed = urlparse(url)
+    return parsed.scheme == "http" and is_loopback_host(parsed.hostname)
+
+
 def get_provider(name: str, **options: Any) -> Provider:
     """Instantiate a provider by name with constructor options, unchecked (tests, internal
     callers that pass more than the declared options, e.g. an SDK session)."""

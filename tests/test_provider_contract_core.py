@@ -271,3 +271,23 @@ def test_the_cli_core_imports_no_sdk_to_find_configured_providers() -> None:
     for path in (CORE / "cli").glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "boto3" not in text and "azure.identity" not in text, path.name
+
+
+def test_local_owner_honours_nestcloud_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NESTCLOUD_OWNER", "alice")
+    assert reg.local_owner() == "alice"
+    monkeypatch.delenv("NESTCLOUD_OWNER")
+    import getpass
+
+    monkeypatch.setattr(getpass, "getuser", lambda: (_ for _ in ()).throw(KeyError("uid")))
+    assert reg.local_owner() == "unknown"
+
+
+@pytest.mark.parametrize(("url", "want"), [
+    ("http://127.0.0.1:9", True), ("http://localhost/x", True), ("http://[::1]:80", True),
+    ("http://127.8.9.1", True), ("https://127.0.0.1", False), ("http://10.0.0.1", False),
+    ("http://localhost.evil.example", False), ("http://127.0.0.1.nip.io", False),
+    ("", False), (None, False),
+])
+def test_loopback_http_is_plain_http_to_this_machine_only(url: str | None, want: bool) -> None:
+    assert reg.is_loopback_http(url) is want

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import getpass
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ from nestcloud.errors import (
     UnsupportedError,
 )
 from nestcloud.provider import (Capabilities, LaunchOutcome, LaunchRequest, ProviderOption,
-                                Quota, UserDataEnvelope)
+                                Quota, UserDataEnvelope, is_loopback_host, local_owner)
 from nestcloud.spec import (REGION_RE, TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT,
                             TagLimits, check_name)
 from providers.aws.errors import aws_errors, error_code
@@ -142,13 +141,11 @@ def _json_dict(body: bytes | None) -> dict[str, Any] | None:
     return got if isinstance(got, dict) else None
 
 
-def _is_loopback(url: str | None) -> bool:
-    if not url:
-        return False
+def is_loopback_url(url: str | None) -> bool:
+    """An endpoint on this machine (the sandbox, a test's moto), whatever its scheme."""
     from urllib.parse import urlparse
 
-    host = urlparse(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    return bool(url) and is_loopback_host(urlparse(url or "").hostname)
 
 
 def _retry_config(mode: str) -> Config:
@@ -260,7 +257,7 @@ class AwsProvider:
         import boto3
 
         # A local endpoint (the sandbox) unless told otherwise: loopback is never AWS.
-        self.sandbox = _is_loopback(endpoint_url) if sandbox is None else sandbox
+        self.sandbox = is_loopback_url(endpoint_url) if sandbox is None else sandbox
         if session is None:
             session = boto3.Session()
             if self.sandbox and session.get_credentials() is None:
@@ -532,7 +529,7 @@ class AwsProvider:
                 raise
 
         got, _ = self._cached_json("identity", (), read, IDENTITY_TTL_S)
-        return str(got["Arn"]) if got else (os.environ.get("USER") or getpass.getuser())
+        return str(got["Arn"]) if got else local_owner()
 
     def _fact(self, kind: str, *parts: str) -> tuple[Path | None, str]:
         """(cache file, entry key) for an answer that does not change for these credentials

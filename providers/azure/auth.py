@@ -6,12 +6,9 @@ SDK type) are in ``providers.azure._sdk``, imported only when a verb reaches Azu
 
 from __future__ import annotations
 
-import getpass
-import ipaddress
 import json
 import os
 from pathlib import Path
-from urllib.parse import urlparse
 
 from nestcloud.errors import InputError
 
@@ -40,25 +37,3 @@ def resolve_subscription(explicit: str | None) -> str:
                      "choose a default with `az account set --subscription <id>`")
 
 
-def is_loopback_http(endpoint: str | None) -> bool:
-    """A plain-http endpoint on this machine (a local fake or emulator)."""
-    if not endpoint:
-        return False
-    url = urlparse(endpoint)
-    if url.scheme != "http":
-        return False
-    host = url.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def owner() -> str:
-    """The ``nestcloud:owner`` tag: NESTCLOUD_OWNER, else the login name."""
-    try:
-        return os.environ.get("NESTCLOUD_OWNER") or getpass.getuser()
-    except Exception:  # getpass raises when no user name can be found (containers)
-        return "unknown"

@@ -51,12 +51,12 @@ from nestcloud.models import (CatalogDiff, DownResult, Instance, LaunchResult, P
                               VerifyResult)
 from nestcloud.oses import OSES
 from nestcloud.provider import (AccessPolicy, Capabilities, EgressCost, LaunchOutcome,
-                                LaunchRequest, PriceFetch, ProviderOption, UserDataEnvelope)
+                                LaunchRequest, PriceFetch, ProviderOption, UserDataEnvelope,
+                                is_loopback_http, local_owner)
 from nestcloud.spec import (TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec,
                             TagLimits, check_name)
 from providers.azure import plan, pricing
-from providers.azure.auth import (ENV_ENDPOINT, ENV_SUBSCRIPTION, is_loopback_http, owner,
-                                  resolve_subscription)
+from providers.azure.auth import ENV_ENDPOINT, ENV_SUBSCRIPTION, resolve_subscription
 from providers.azure.errors import TRANSIENT, code_message, code_of, translate
 from providers.azure.errors import errors as _errors
 
@@ -333,7 +333,7 @@ class AzureProvider:
         ids = plan.Ids(self.subscription_id, group)
         now = dt.datetime.now(dt.timezone.utc)
         expires = plan.expiry(now, spec.ttl_seconds)
-        tags = plan.base_tags(name, owner(), expires, spec.tags)
+        tags = plan.base_tags(name, local_owner(), expires, spec.tags)
 
         group_exists = self._group_exists(group)
         if self.resource_group and not group_exists:

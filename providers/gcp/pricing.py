@@ -25,7 +25,6 @@ is left unpriced, and said so.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nestcloud.errors import CredentialsError, InputError, ProviderError, ThrottledError
-from nestcloud.provider import PriceFetch, PriceTable
+from nestcloud.provider import PriceFetch, PriceTable, is_loopback_host
 
 PROVIDER = "gcp"
 SERVICE_ID = "6F81-5844-456A"  # Compute Engine
@@ -203,21 +202,12 @@ def parse_skus(skus: Iterable[Any], regions: Sequence[str],
 UrlOpen = Callable[..., Any]
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _root(endpoint: str | None) -> str:
     root = (endpoint or os.environ.get(ENV_URL) or API_ROOT).rstrip("/")
     u = urllib.parse.urlsplit(root)
     if u.scheme not in ("https", "http") or not u.hostname:
         raise InputError(f"{ENV_URL}: {root!r} is not an http(s) URL")
-    if u.scheme == "http" and not _is_loopback(u.hostname):
+    if u.scheme == "http" and not is_loopback_host(u.hostname):
         raise InputError(f"{ENV_URL}: {root!r} is plain http to another machine; the API key "
                          "would cross the network in clear",
                          hint="use https, or plain http only to a loopback test server")

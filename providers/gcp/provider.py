@@ -25,8 +25,6 @@ what it created. google-cloud-compute is imported only when a verb reaches Googl
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import ipaddress
 import json
 import os
 import re
@@ -44,7 +42,7 @@ from nestcloud.errors import (CapacityError, CleanupError, InputError, LaunchInt
                               UnsupportedError)
 from nestcloud.provider import (AccessPolicy, Capabilities, EgressCost, LaunchOutcome,
                                 LaunchRequest, PriceFetch, ProviderOption, Quota,
-                                UserDataEnvelope)
+                                UserDataEnvelope, is_loopback_http, local_owner)
 from nestcloud.spec import (REGION_RE, TAG_EXPIRES, TAG_LAB, TAG_NAME, TAG_OWNER, TAG_SEAT,
                             LaunchSpec, TagLimits, check_name)
 from providers.gcp import _guest, _plan
@@ -66,26 +64,6 @@ Rows = list[dict[str, str]]  # leftovers rows (the class's own `list` shadows th
 # Project ids, including domain-scoped ones ("example.com:my-project"); they go into URL
 # paths, so nothing else is accepted.
 PROJECT_RE = re.compile(r"\A[a-z][a-z0-9.:-]{0,99}[a-z0-9]\Z")
-
-
-def _is_loopback_http(endpoint: str) -> bool:
-    url = urlparse(endpoint)
-    if url.scheme != "http":
-        return False
-    host = url.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _owner() -> str:
-    try:
-        return os.environ.get("NESTCLOUD_OWNER") or getpass.getuser()
-    except Exception:  # getpass raises when no user name can be found (containers)
-        return "unknown"
 
 
 def _adc_file() -> Path:
@@ -233,7 +211,7 @@ class GcpProvider:
             url = urlparse(endpoint)
             if url.scheme not in ("http", "https") or not url.hostname:
                 raise InputError(f"--gcp-endpoint {endpoint!r}: not an http(s) URL")
-            if url.scheme == "http" and not _is_loopback_http(endpoint):
+            if url.scheme == "http" and not is_loopback_http(endpoint):
                 raise InputError(f"--gcp-endpoint {endpoint!r}: plain http is accepted only "
                                  "on this machine (loopback); credentials never travel in "
                                  "clear text", hint="use an https endpoint")
@@ -252,7 +230,7 @@ class GcpProvider:
     @property
     def local(self) -> bool:
         """A plain-http endpoint on this machine (a fake or emulator)."""
-        return bool(self.endpoint) and _is_loopback_http(self.endpoint or "")
+        return bool(self.endpoint) and is_loopback_http(self.endpoint or "")
 
     @property
     def api(self) -> Api:
@@ -542,7 +520,7 @@ class GcpProvider:
                    if spec.ttl_seconds else None)
         host = _plan.HostSettings(
             machine_type=spec.type, image=image, disk_gib=spec.disk_gib,
-            labels=_plan.labels(name, _owner(), expires, spec.tags),
+            labels=_plan.labels(name, local_owner(), expires, spec.tags),
             network_tag=_plan.network_tag(name),
             subnet=f"regions/{region}/subnetworks/{_plan.subnet_name(region)}",
             external_ip=egress == "public-ip" or spec.public_ip, spot=spec.spot,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import getpass
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from nestcloud.errors import InputError, ProviderError, RefusedError
 from nestcloud.models import (DownResult, Instance, LaunchResult, PlannedRequest,
                               VerifyResult)
 from nestcloud.provider import (Capabilities, LaunchOutcome, LaunchRequest, ProviderOption,
-                                UserDataEnvelope)
+                                UserDataEnvelope, local_owner)
 from nestcloud.spec import (NAME_RE, TAG_EXPIRES, TAG_NAME, TAG_OWNER, TAG_SEAT, LaunchSpec,
                             check_name)
 from providers.local import host as hostmod
@@ -90,11 +89,8 @@ def _stamp(when: dt.datetime) -> str:
 
 
 def _owner() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return f"{user}@{socket.gethostname()}"
+    """Who launches here, on which machine (NESTCLOUD_OWNER overrides the login name)."""
+    return f"{local_owner()}@{socket.gethostname()}"
 
 
 def seats_root() -> Path:
