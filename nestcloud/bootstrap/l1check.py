@@ -489,10 +489,13 @@ def probe_kernel_boot(qemu: str, kernel: str, *, timeout_s: float = 30.0,
         return _check(True, "a Linux kernel booted under KVM to the expected root-mount panic "
                             "in %ss" % took, seconds=took)
     if rc == 124:
+        lines = [ln.strip() for ln in out.splitlines()
+                 if ln.strip() and not ln.startswith("(timed out")]
         return _check(False, "a Linux kernel made no boot progress under KVM in %ss (%s): "
                              "this KVM cannot run a stock kernel"
-                             % (timeout_s, "it printed nothing" if not booted
-                                else "it never reached the root-mount stage"), seconds=took)
+                             % (timeout_s, "it printed nothing" if not booted else
+                                "it never reached the root-mount stage; last: %s"
+                                % lines[-1][:120] if lines else "?"), seconds=took)
     tail = " ".join(out.split())[-160:]
     return _check(False, "the kernel boot under KVM did not reach the root-mount stage "
                          "(exit %d): %s" % (rc, tail), seconds=took)

@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -324,22 +323,18 @@ class KvmProbe:
     seconds: float
 
 
-# The kernel prints this when it finds no root file system: reaching it means the kernel
-# decompressed, set up paging and ran its whole early boot under the accelerator.
-_PROBE_DONE = "Kernel panic"
-
-
 def probe_kvm(kernel: Path, *, timeout: float = 30.0, device: str = "/dev/kvm",
               qemu: str = QEMU) -> KvmProbe:
-    """Boot ``kernel`` (no initrd, no disk) under ``-accel kvm`` and wait for its root-mount
-    panic; with ``panic=-1`` and ``-no-reboot`` QEMU then exits by itself.
+    """Whether KVM here really runs a guest: ``kernel`` booted under ``-accel kvm`` to its
+    root-mount panic, killed after ``timeout`` seconds (the readiness check's own probe,
+    nestcloud.bootstrap.l1check.probe_kernel_boot).
 
-    A /dev/kvm that exists, opens and even runs a few real-mode instructions (the readiness
-    check's smoke test passes on it) can still hang a stock kernel at 100% CPU forever (kvm_pvm,
-    FACTS.md): only a real kernel boot tells, and it is killed after ``timeout`` seconds.
-    A real KVM boots to the panic in about a second; TCG needs a few.
+    A /dev/kvm that exists, opens and even runs a few real-mode instructions can still hang a
+    stock kernel at 100% CPU forever (kvm_pvm, FACTS.md): only a real kernel boot tells.
+    A real KVM boots to the panic in about a second.
     """
-    start = time.monotonic()
+    from nestcloud.bootstrap.l1check import probe_kernel_boot
+
     if not os.path.exists(device):
         return KvmProbe(False, f"{device} does not exist (no KVM module loaded)", 0.0)
     if not os.access(device, os.R_OK | os.W_OK):
@@ -347,33 +342,11 @@ def probe_kvm(kernel: Path, *, timeout: float = 30.0, device: str = "/dev/kvm",
                                "(add the user to the kvm group)", 0.0)
     if not Path(kernel).is_file():
         raise QemuError(f"KVM probe kernel {kernel} does not exist")
-    with tempfile.TemporaryDirectory(prefix="nestcloud-kvm-probe-") as tmp:
-        log = Path(tmp, "serial.log")
-        cmd = [qemu, "-accel", "kvm", "-cpu", KVM_CPU, "-nodefaults", "-display", "none",
-               "-m", "256", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1",
-               "-serial", f"file:{log}", "-no-reboot"]
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
-        except FileNotFoundError:
-            raise QemuError(f"KVM probe: {qemu} is not installed") from None
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            took = time.monotonic() - start
-            last = _last_line(read_console(log))
-            return KvmProbe(False, f"{device} accepts a VM, but a Linux kernel made no boot "
-                                   f"progress under it in {timeout:g} s (serial: "
-                                   f"{last or 'nothing'}); a paravirtual KVM such as kvm_pvm "
-                                   "needs a specially built guest kernel", took)
-        took = time.monotonic() - start
-        text = read_console(log)
-    if _PROBE_DONE in text:
-        return KvmProbe(True, f"a Linux kernel booted under KVM in {took:.1f} s", took)
-    detail = _last_line(err) or _last_line(text) or f"exit {proc.returncode}"
-    return KvmProbe(False, f"qemu -accel kvm failed: {detail}", took)
+    if shutil.which(qemu) is None:
+        raise QemuError(f"KVM probe: {qemu} is not installed")
+    start = time.monotonic()
+    found = probe_kernel_boot(qemu, str(kernel), timeout_s=timeout)
+    return KvmProbe(bool(found["ok"]), str(found["detail"]), time.monotonic() - start)
 
 
 def _last_line(text: str) -> str:

@@ -215,15 +215,15 @@ def test_kvm_probe_gives_up_on_a_guest_that_hangs(tmp_path: Path) -> None:
     device.write_text("")
     kernel = tmp_path / "vmlinuz"
     kernel.write_text("")
-    fake = _fake_qemu(tmp_path, "s = argv[argv.index('-serial') + 1][5:]\n"
-                                "pathlib.Path(s).write_text('Probing EDD (edd=off to disable)"
-                                "... ok\\n')\ntime.sleep(60)")
+    fake = _fake_qemu(tmp_path, "assert argv[argv.index('-serial') + 1] == 'stdio'\n"
+                                "print('Linux version 6.1'); print('Probing EDD (edd=off to "
+                                "disable)... ok', flush=True)\ntime.sleep(60)")
     start = time.monotonic()
     probe = qemu.probe_kvm(kernel, timeout=1.5, device=str(device), qemu=str(fake))
     assert time.monotonic() - start < 10
     assert not probe.usable
-    assert "made no boot progress under it in 1.5 s" in probe.reason
-    assert "Probing EDD" in probe.reason
+    assert "made no boot progress under KVM in 1.5s" in probe.reason
+    assert "last: Probing EDD" in probe.reason
 
 
 def test_kvm_probe_accepts_a_kernel_that_reaches_its_root_mount_panic(tmp_path: Path) -> None:
@@ -231,13 +231,13 @@ def test_kvm_probe_accepts_a_kernel_that_reaches_its_root_mount_panic(tmp_path: 
     device.write_text("")
     kernel = tmp_path / "vmlinuz"
     kernel.write_text("")
-    fake = _fake_qemu(tmp_path, "assert argv[argv.index('-accel') + 1] == 'kvm'\n"
-                                "s = argv[argv.index('-serial') + 1][5:]\n"
-                                "pathlib.Path(s).write_text('Linux version 6.1\\nKernel panic - "
-                                "not syncing: VFS: Unable to mount root fs\\n')")
+    fake = _fake_qemu(tmp_path, "assert argv[argv.index('-machine') + 1] == 'accel=kvm'\n"
+                                "print('Linux version 6.1\\nKernel panic - "
+                                "not syncing: VFS: Unable to mount root fs')")
     probe = qemu.probe_kvm(kernel, timeout=20, device=str(device), qemu=str(fake))
     assert probe.usable, probe.reason
-    assert probe.reason.startswith("a Linux kernel booted under KVM in ")
+    assert probe.reason.startswith("a Linux kernel booted under KVM to the expected "
+                                   "root-mount panic in ")
 
 
 def test_kvm_probe_reports_why_qemu_refused(tmp_path: Path) -> None:
@@ -249,7 +249,8 @@ def test_kvm_probe_reports_why_qemu_refused(tmp_path: Path) -> None:
                                 "sys.exit(134)")
     probe = qemu.probe_kvm(kernel, timeout=20, device=str(device), qemu=str(fake))
     assert not probe.usable
-    assert probe.reason == "qemu -accel kvm failed: kvm_buf_set_msrs: Assertion failed."
+    assert probe.reason == ("the kernel boot under KVM did not reach the root-mount stage "
+                            "(exit 134): kvm_buf_set_msrs: Assertion failed.")
 
 
 def test_free_loopback_port_is_bindable() -> None:
