@@ -229,6 +229,20 @@ class ArmFake(LoopbackFake):
             op.done = True
 
 
+class FakeCredential:
+    """A credential for clients of the fake: a fixed token, and the scopes asked for (nothing
+    reaches Entra ID). azure-core is imported lazily: the fake itself is stdlib only."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        self.scopes.append(scopes)
+        return AccessToken("fake-token", 2**31 - 1)
+
+
 class _Handler(JsonHandler):
     arm: ArmFake
     arm_api_version = ""  # the api-version of the request being handled
