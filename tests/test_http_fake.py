@@ -1,4 +1,4 @@
-"""tests/fakes/http_fake.py, the wire the ARM and Compute Engine fakes share, on its own."""
+"""tests/fakes/http_fake.py, the wire the cloud fakes share, on its own."""
 
 from __future__ import annotations
 
@@ -10,28 +10,11 @@ from typing import Any
 
 import pytest
 
-from fakes.http_fake import Fault, JsonHandler, LoopbackFake, Request, firing
+from fakes.http_fake import Fault, JsonServer, Request, firing
 
 
-class _EchoHandler(JsonHandler):
-    fake: _Echo
-
-    def _dispatch(self) -> None:
-        req = self._read_request(Request)
-        self.fake.requests.append(req)
-        f = firing(self.fake.faults, req.method, req.path)
-        if f is not None:
-            return self._send(f.status, {"error": f.message})
-        self._send(200, {"path": req.path, "query": req.query, "body": req.body})
-
-
-class _Echo(LoopbackFake):
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-        self.faults: list[Fault] = []
-
-    def _handler(self) -> type[JsonHandler]:
-        return type("Handler", (_EchoHandler,), {"fake": self})
+def _echo(req: Request, url: str) -> tuple[int, Any]:
+    return 200, {"path": req.path, "query": req.query, "body": req.body}
 
 
 def _call(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, Any, str]:
@@ -44,18 +27,23 @@ def _call(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int
 
 
 def test_a_request_is_read_recorded_and_answered_as_json() -> None:
-    with _Echo() as fake:
-        assert fake.url.startswith("http://127.0.0.1:")
-        status, answer, ctype = _call(f"{fake.url}/a/b/?x=1&x=2&y=", "PUT", b'{"k": 1}')
+    with JsonServer(_echo) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        status, answer, ctype = _call(f"{server.url}/a/b/?x=1&x=2&y=", "PUT", b'{"k": 1}')
         assert (status, ctype) == (200, "application/json")
         assert answer == {"path": "/a/b", "query": {"x": "2", "y": ""}, "body": {"k": 1}}
-        _call(f"{fake.url}/c", "POST", b"not json")
-        [put, post] = fake.requests
+        _call(f"{server.url}/c", "POST", b"not json")
+        [put, post] = server.requests
         assert (put.method, put.path, put.body) == ("PUT", "/a/b", {"k": 1})
         assert put.headers["Content-Length"] == "8"
         assert (post.method, post.body) == ("POST", "not json")
     with pytest.raises(AssertionError, match="start"):
-        fake.url  # noqa: B018 - stopped: no address to give
+        server.url  # noqa: B018 - stopped: no address to give
+
+
+def test_the_content_type_is_the_servers() -> None:
+    with JsonServer(_echo, "application/x-amz-json-1.1") as server:
+        assert _call(server.url)[2] == "application/x-amz-json-1.1"
 
 
 def test_a_fault_answers_every_nth_match_until_it_is_used_up() -> None:
@@ -70,9 +58,6 @@ def test_a_fault_answers_every_nth_match_until_it_is_used_up() -> None:
 def test_the_first_fault_that_fires_answers_and_those_before_it_count_the_request() -> None:
     every_other = Fault("*", re.compile("."), 503, "busy", None, every=2)
     always = Fault("GET", re.compile("/x"), 500, "broken", 1)
-    with _Echo() as fake:
-        fake.faults += [every_other, always]
-        assert _call(f"{fake.url}/x")[:2] == (500, {"error": "broken"})
-        assert _call(f"{fake.url}/x")[:2] == (503, {"error": "busy"})
-        assert _call(f"{fake.url}/x")[0] == 200  # `always` is used up
-        assert (every_other.seen, always.hits) == (3, 1)
+    got = [firing([every_other, always], "GET", "/x") for _ in range(3)]
+    assert got == [always, every_other, None]  # `always` is used up after one
+    assert (every_other.seen, always.hits) == (3, 1)

@@ -1,6 +1,7 @@
 """The wire the local cloud fakes (arm_fake, gce_fake) share: a threaded loopback HTTP server
 whose handler reads each request into a ``Request`` and answers JSON, injected ``Fault``s, and
-the start/stop lifecycle. A fake keeps its own state, routes and error shape."""
+the start/stop lifecycle. A fake keeps its own state, routes and error shape. ``JsonServer`` is
+the smallest such fake: one function answers every request (price API pages, for example)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
@@ -149,3 +151,29 @@ class LoopbackFake:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+Answer = Callable[[Request, str], tuple[int, Any]]
+
+
+class JsonServer(LoopbackFake):
+    """Answers every request with ``answer(request, url)``: a status and a JSON document.
+    ``requests`` records what was received."""
+
+    def __init__(self, answer: Answer, content_type: str = "application/json") -> None:
+        self.answer = answer
+        self.content_type = content_type
+        self.requests: list[Request] = []
+
+    def _handler(self) -> type[JsonHandler]:
+        return type("Handler", (_AnswerHandler,), {"fake": self,
+                                                   "json_content_type": self.content_type})
+
+
+class _AnswerHandler(JsonHandler):
+    fake: JsonServer
+
+    def _dispatch(self) -> None:
+        req = self._read_request(Request)
+        self.fake.requests.append(req)
+        self._send(*self.fake.answer(req, self.fake.url))
