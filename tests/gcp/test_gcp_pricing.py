@@ -8,7 +8,6 @@ numbers are made up. The fetcher talks to a loopback HTTP server.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 

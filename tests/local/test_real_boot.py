@@ -37,26 +37,16 @@ import pytest
 from nestcloud.bootstrap.marker import Marker, clean_console, parse_marker
 from providers.local import qemu
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "scripts" / "build-test-image.sh"
-REPORT = "NESTCLOUD-TEST-REPORT"
-USER_LINE = "NESTCLOUD-TEST-USER"
+from .realboot import BUILD_SCRIPT, REPORT, USER_LINE, cache_dir, line_json, missing_for_boot
+
 USER_FILE = "/var/tmp/nestcloud-user-part"
 BOOT_TIMEOUT = 420.0          # one boot, QEMU start to the cloud-init report
 BUILD_TIMEOUT = 600.0
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("NESTCLOUD_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nestcloud" / "images"
-
-
 def _cached() -> bool:
     """Whether the test image for this recipe is already in the cache (then no root needed)."""
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT), "--path", str(_cache_dir())],
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT), "--path", str(cache_dir())],
                           capture_output=True, text=True, timeout=30, check=False)
     return proc.returncode == 0 and Path(proc.stdout.strip(), "manifest.json").is_file()
 
@@ -69,14 +59,7 @@ def _why_skip() -> str | None:
         if os.geteuid() != 0:
             return "building the test image needs root (mmdebstrap chroots)"
         tools += ["mmdebstrap", "mkfs.ext4"]
-    missing = qemu.missing_tools(tools)
-    if missing:
-        return f"missing {', '.join(missing)} (docs/local-boot.md lists the apt packages)"
-    try:
-        import pycdlib  # noqa: F401
-    except ImportError:
-        return "pycdlib missing: pip install 'nestcloud[local]'"
-    return None
+    return missing_for_boot(tools)
 
 
 _SKIP = _why_skip()
@@ -89,7 +72,7 @@ TIMINGS: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def image() -> Iterator[Path]:
     start = time.monotonic()
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT), str(_cache_dir())], capture_output=True,
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT), str(cache_dir())], capture_output=True,
                           text=True, timeout=BUILD_TIMEOUT, check=False)
     assert proc.returncode == 0, f"image build failed:\n{proc.stderr[-3000:]}"
     TIMINGS["image (build or cache hit)"] = time.monotonic() - start
@@ -99,7 +82,7 @@ def image() -> Iterator[Path]:
     TIMINGS["total"] = sum(v for k, v in TIMINGS.items() if k != "total")
     report = json.dumps({k: round(v, 1) for k, v in TIMINGS.items()}, indent=1)
     print(f"\nreal-boot timings (s): {report}", file=sys.stderr)
-    (_cache_dir() / "realboot-timings.json").write_text(report + "\n")
+    (cache_dir() / "realboot-timings.json").write_text(report + "\n")
 
 
 def user_part() -> str:
@@ -147,15 +130,7 @@ class Boot:
 
 
 def _report(console: str) -> dict[str, Any] | None:
-    for line in reversed(clean_console(console)):
-        at = line.find(REPORT + " {")
-        if at >= 0:
-            try:
-                obj, _ = json.JSONDecoder().raw_decode(line, at + len(REPORT) + 1)
-            except ValueError:
-                continue
-            return obj if isinstance(obj, dict) else None
-    return None
+    return line_json(console, REPORT)
 
 
 def boot(image: Path, run: Path, user_data: bytes, *, virtualization: bool,
@@ -187,7 +162,7 @@ def boot(image: Path, run: Path, user_data: bytes, *, virtualization: bool,
     finally:
         stopped = qemu.stop_vm(cfg.pidfile)
         # Kept beside the image (pytest's tmp dirs rotate): what to read when a boot fails.
-        shutil.copyfile(cfg.serial_log, _cache_dir() / f"realboot-{run.name}.serial.log")
+        shutil.copyfile(cfg.serial_log, cache_dir() / f"realboot-{run.name}.serial.log")
     assert stopped, "the VM we started was not running any more"
     assert not qemu.is_our_qemu(pid, cfg.pidfile)
     return Boot(console=got.text, marker=parse_marker(got.text), report=_report(got.text),
