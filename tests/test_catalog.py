@@ -10,17 +10,16 @@ import csv
 import datetime as dt
 import gzip
 import importlib.metadata
-import importlib.util
 import json
 import re
 import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from gen_catalog_module import GEN, gen_catalog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,19 +37,8 @@ from nestcloud.errors import CatalogError
 REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO / "catalog.yaml"
 FIXTURES = Path(__file__).parent / "data" / "catalogs"
-GEN = REPO / "scripts" / "gen_catalog.py"
 
-
-def _load_gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_catalog", GEN)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_catalog"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gen = _load_gen()
+gen = gen_catalog()
 DATA = gen.DEFAULT_DATA_DIR
 needs_data = pytest.mark.skipif(not (DATA / "prices-aws.csv").is_file(),
                                 reason=f"price data not found in {DATA}")

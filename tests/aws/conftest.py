@@ -67,6 +67,18 @@ types:
 USER_DATA = b"#cloud-config\nruncmd:\n  - echo nestcloud-test\n"
 
 
+def running(ec2: Any, name: str) -> list[str]:
+    """The ids of group ``name``'s pending or running instances, as EC2 lists them."""
+    from nestcloud.spec import TAG_NAME
+
+    out = []
+    for r in ec2.describe_instances(Filters=[{"Name": f"tag:{TAG_NAME}", "Values": [name]}])[
+            "Reservations"]:
+        out += [i["InstanceId"] for i in r["Instances"]
+                if i["State"]["Name"] in ("pending", "running")]
+    return sorted(out)
+
+
 @pytest.fixture
 def catalog() -> Catalog:
     return parse_catalog(CATALOG_YAML, "test-catalog")

@@ -9,91 +9,34 @@ pricePerUnit.USD). The numbers are NOT real prices.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
+from fakes.http_fake import JsonServer
+from fakes.price_apis import aws_product, get_products
 
 from nestcloud.errors import ProviderError
 from nestcloud.provider import PriceFetch
 from providers.aws import AwsProvider
 from providers.aws.pricing import parse_price_list
 
-
-def product(itype: str, region: str, usd: str, **attrs: str) -> str:
-    a = {"instanceType": itype, "regionCode": region, "operatingSystem": "Linux",
-         "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used",
-         "licenseModel": "No License required", "vcpu": "2", "memory": "4 GiB"}
-    a.update(attrs)
-    return json.dumps({
-        "product": {"productFamily": "Compute Instance", "attributes": a, "sku": "SKU1"},
-        "serviceCode": "AmazonEC2",
-        "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
-            "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
-                "unit": "Hrs", "endRange": "Inf", "description": "made-up test price",
-                "appliesTo": [], "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "beginRange": "0",
-                "pricePerUnit": {"USD": usd}}},
-            "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "JRTCKXETXF",
-            "termAttributes": {}}}},
-        "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z"})
-
-
 PAGES = {
-    ("us-east-1", None): ([product("c8i.large", "us-east-1", "0.0999000000"),
-                           product("c8i.large", "us-east-1", "0.5", tenancy="Dedicated"),
-                           product("c8i.large", "us-east-1", "0.7", operatingSystem="Windows")],
+    ("us-east-1", None): ([aws_product("c8i.large", "us-east-1", "0.0999000000"),
+                           aws_product("c8i.large", "us-east-1", "0.5", tenancy="Dedicated"),
+                           aws_product("c8i.large", "us-east-1", "0.7",
+                                       operatingSystem="Windows")],
                           "tok2"),
-    ("us-east-1", "tok2"): ([product("c8i.xlarge", "us-east-1", "0.1998000000")], None),
-    ("eu-west-1", None): ([product("c8i.large", "eu-west-1", "0.1100000000")], None),
+    ("us-east-1", "tok2"): ([aws_product("c8i.xlarge", "us-east-1", "0.1998000000")], None),
+    ("eu-west-1", None): ([aws_product("c8i.large", "eu-west-1", "0.1100000000")], None),
 }
 
 
-class PriceList:
-    """A loopback Price List endpoint answering GetProducts from PAGES; records requests."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append((dict(self.headers), body))
-                region = next(f["Value"] for f in body["Filters"]
-                              if f["Field"] == "regionCode")
-                page, nxt = PAGES[(region, body.get("NextToken"))]
-                doc: dict[str, Any] = {"FormatVersion": "aws_v1", "PriceList": page}
-                if nxt:
-                    doc["NextToken"] = nxt
-                data = json.dumps(doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def price_list(monkeypatch: pytest.MonkeyPatch) -> Iterator[PriceList]:
-    server = PriceList()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", server.url)
-    try:
+def price_list(monkeypatch: pytest.MonkeyPatch) -> Iterator[JsonServer]:
+    """A loopback Price List endpoint answering GetProducts from PAGES."""
+    with JsonServer(get_products(PAGES), "application/x-amz-json-1.1") as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", server.url)
         yield server
-    finally:
-        server.close()
 
 
 def test_the_provider_declares_where_its_prices_come_from() -> None:
@@ -110,7 +53,7 @@ def test_parse_keeps_only_on_demand_linux_shared_rows() -> None:
 
 
 def test_parse_skips_rows_without_an_hourly_usd_price() -> None:
-    hourly = json.loads(product("c8i.large", "us-east-1", "0.1"))
+    hourly = json.loads(aws_product("c8i.large", "us-east-1", "0.1"))
     dims = hourly["terms"]["OnDemand"]["SKU1.JRTCKXETXF"]["priceDimensions"]
     [dim] = dims.values()
     no_usd = json.loads(json.dumps(hourly))
@@ -124,7 +67,7 @@ def test_parse_skips_rows_without_an_hourly_usd_price() -> None:
     assert parse_price_list([hourly]) == {("c8i.large", "us-east-1"): (0.1, None)}
 
 
-def test_fetch_prices_asks_the_price_list_for_each_region(price_list: PriceList) -> None:
+def test_fetch_prices_asks_the_price_list_for_each_region(price_list: JsonServer) -> None:
     from nestcloud.catalog import load_catalog
 
     # As `catalog refresh-prices` calls it: the catalog being refreshed comes along (unused).
@@ -133,18 +76,18 @@ def test_fetch_prices_asks_the_price_list_for_each_region(price_list: PriceList)
                                     ("c8i.xlarge", "us-east-1"): (0.1998, None),
                                     ("c8i.large", "eu-west-1"): (0.11, None)}, spot=False)
     # What we sent: GetProducts for EC2 with the on-demand Linux filters, every page.
-    assert [h["X-Amz-Target"] for h, _ in price_list.requests] == [
+    assert [r.headers["X-Amz-Target"] for r in price_list.requests] == [
         "AWSPriceListService.GetProducts"] * 3
-    first = price_list.requests[0][1]
+    first = price_list.requests[0].body
     assert first["ServiceCode"] == "AmazonEC2" and first["FormatVersion"] == "aws_v1"
     assert all(f["Type"] == "TERM_MATCH" for f in first["Filters"])
     assert {f["Field"]: f["Value"] for f in first["Filters"]} == {
         "regionCode": "us-east-1", "operatingSystem": "Linux", "tenancy": "Shared",
         "preInstalledSw": "NA", "capacitystatus": "Used"}
-    assert price_list.requests[1][1]["NextToken"] == "tok2"
+    assert price_list.requests[1].body["NextToken"] == "tok2"
     # The Price List API is served from us-east-1 whatever the regions priced.
-    assert all("/us-east-1/pricing/aws4_request" in h["Authorization"]
-               for h, _ in price_list.requests)
+    assert all("/us-east-1/pricing/aws4_request" in r.headers["Authorization"]
+               for r in price_list.requests)
 
 
 def test_fetch_prices_takes_a_client() -> None:
@@ -154,9 +97,9 @@ def test_fetch_prices_takes_a_client() -> None:
     client = boto3.Session().client("pricing", region_name="us-east-1",
                                     endpoint_url="http://127.0.0.1:9")
     with Stubber(client) as stub:
-        stub.add_response("get_products", {"PriceList": [product("c8i.large", "us-east-1",
-                                                                 "0.2")],
-                                           "FormatVersion": "aws_v1"})
+        stub.add_response("get_products", {
+            "PriceList": [aws_product("c8i.large", "us-east-1", "0.2")],
+            "FormatVersion": "aws_v1"})
         got = AwsProvider.fetch_prices(["us-east-1"], client=client)
         stub.assert_no_pending_responses()
     assert got.table == {("c8i.large", "us-east-1"): (0.2, None)} and got.spot is False

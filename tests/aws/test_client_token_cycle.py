@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from conftest import running
 from fakes.moto_server import on_response, recording_session
 
 from nestcloud.launcher import launch
@@ -17,15 +18,17 @@ from providers.aws import AwsProvider
 T0 = dt.datetime(2026, 11, 29, 10, 0, 30, tzinfo=dt.timezone.utc)
 
 
-def _live(ec2: Any, name: str) -> list[str]:
-    from nestcloud.spec import TAG_NAME
+def _first_search_finds_nothing(session: Any) -> None:
+    """The session's first DescribeInstances answers no instances: its run searched before the
+    other run launched."""
+    first_search = [True]
 
-    out = []
-    for r in ec2.describe_instances(Filters=[{"Name": f"tag:{TAG_NAME}", "Values": [name]}])[
-            "Reservations"]:
-        out += [i["InstanceId"] for i in r["Instances"]
-                if i["State"]["Name"] in ("pending", "running")]
-    return sorted(out)
+    def nothing_yet(parsed: dict[str, Any]) -> None:
+        if first_search[0]:
+            first_search[0] = False
+            parsed["Reservations"] = []
+
+    on_response(session, "ec2", "DescribeInstances", nothing_yet)
 
 
 def _provider(endpoint: str, at: dt.datetime) -> tuple[AwsProvider, Any, Any]:
@@ -44,7 +47,7 @@ def test_down_and_launch_with_ttl_again_and_again(moto_endpoint, catalog, spec_f
         res = launch(spec_for(ttl_seconds=3600, count=2), catalog, prov)
         assert len(res.created) == 2 and res.reused == []
         assert not set(res.created) & set(seen)  # new machines, not the dead ones
-        assert _live(ec2, name) == sorted(res.created)
+        assert running(ec2, name) == sorted(res.created)
         expires = {i.expires for i in res.instances}
         assert expires == {(at.replace(second=0) + dt.timedelta(hours=1, minutes=1))
                            .strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -52,10 +55,10 @@ def test_down_and_launch_with_ttl_again_and_again(moto_endpoint, catalog, spec_f
         prov.clock = lambda at=at: at + dt.timedelta(minutes=1)
         again = launch(spec_for(ttl_seconds=3600, count=2), catalog, prov)
         assert again.created == [] and sorted(again.reused) == sorted(res.created)
-        assert _live(ec2, name) == sorted(res.created)
+        assert running(ec2, name) == sorted(res.created)
         seen += res.created
         prov.down(name)
-        assert _live(ec2, name) == []
+        assert running(ec2, name) == []
 
 
 def test_a_relaunch_after_the_seat_died_keeps_its_group_and_still_launches(
@@ -72,7 +75,7 @@ def test_a_relaunch_after_the_seat_died_keeps_its_group_and_still_launches(
     assert len(second.created) == 1 and second.created != first.created
     runs = rec.params("RunInstances")
     assert len(runs) == 2 and runs[0]["ClientToken"] != runs[1]["ClientToken"]
-    assert _live(ec2, name) == second.created
+    assert running(ec2, name) == second.created
     prov.down(name)
 
 
@@ -82,17 +85,10 @@ def test_two_concurrent_runs_in_different_minutes_do_not_double(
     the same token with another expiry tag. B takes the seat A launched."""
     a, _, _ = _provider(moto_endpoint, T0)
     b, b_session, b_rec = _provider(moto_endpoint, T0 + dt.timedelta(minutes=1))
-    first_search = [True]
-
-    def nothing_yet(parsed: dict[str, Any]) -> None:
-        if first_search[0]:
-            first_search[0] = False
-            parsed["Reservations"] = []
-
-    on_response(b_session, "ec2", "DescribeInstances", nothing_yet)
+    _first_search_finds_nothing(b_session)
     res_a = launch(spec_for(ttl_seconds=3600), catalog, a)
     res_b = launch(spec_for(ttl_seconds=3600), catalog, b)
-    assert _live(ec2, name) == res_a.created
+    assert running(ec2, name) == res_a.created
     assert [i.id for i in res_b.instances] == res_a.created
     [run_b] = b_rec.params("RunInstances")
     tags = {t["Key"]: t["Value"] for t in run_b["TagSpecifications"][0]["Tags"]}
@@ -104,17 +100,10 @@ def test_two_concurrent_runs_in_the_same_minute_get_one_instance(
         moto_endpoint, catalog, spec_for, ec2, name):
     a, _, _ = _provider(moto_endpoint, T0)
     b, b_session, _ = _provider(moto_endpoint, T0 + dt.timedelta(seconds=20))
-    first_search = [True]
-
-    def nothing_yet(parsed: dict[str, Any]) -> None:
-        if first_search[0]:
-            first_search[0] = False
-            parsed["Reservations"] = []
-
-    on_response(b_session, "ec2", "DescribeInstances", nothing_yet)
+    _first_search_finds_nothing(b_session)
     res_a = launch(spec_for(ttl_seconds=3600), catalog, a)
     res_b = launch(spec_for(ttl_seconds=3600), catalog, b)
-    assert [i.id for i in res_b.instances] == res_a.created == _live(ec2, name)
+    assert [i.id for i in res_b.instances] == res_a.created == running(ec2, name)
     a.down(name)
 
 

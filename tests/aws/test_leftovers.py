@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 import pytest
+from conftest import running
 from fakes.moto_server import inject_error
 from typer.testing import CliRunner
 
@@ -30,25 +31,20 @@ def templates(ec2: Any, name: str) -> list[str]:
         {"Name": f"tag:{TAG_NAME}", "Values": [name]}])["LaunchTemplates"]]
 
 
-def running(ec2: Any, name: str) -> list[str]:
-    out = []
-    for r in ec2.describe_instances(Filters=[{"Name": f"tag:{TAG_NAME}", "Values": [name]}])[
-            "Reservations"]:
-        out += [i["InstanceId"] for i in r["Instances"]
-                if i["State"]["Name"] in ("pending", "running")]
-    return sorted(out)
-
-
-def dead_lock(ec2: Any, name: str) -> str:
-    """The launch template a run killed mid-launch leaves: tagged, held by a dead process of
-    this host."""
-    holder = f"{socket.gethostname()}:{2 ** 22 + 4321}"  # above pid_max: never alive
+def lock_template(ec2: Any, name: str, holder: str) -> str:
+    """The launch template a run of ``name`` takes as its lock, held by ``holder``."""
     return str(ec2.create_launch_template(
         LaunchTemplateName=f"nestcloud-{name}",
         LaunchTemplateData={"MetadataOptions": {"HttpTokens": "required"}},
         TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
             {"Key": TAG_NAME, "Value": name}, {"Key": "nestcloud:lock", "Value": holder}]}],
     )["LaunchTemplate"]["LaunchTemplateId"])
+
+
+def dead_lock(ec2: Any, name: str) -> str:
+    """The launch template a run killed mid-launch leaves: tagged, held by a dead process of
+    this host."""
+    return lock_template(ec2, name, f"{socket.gethostname()}:{2 ** 22 + 4321}")  # > pid_max
 
 
 def test_a_launch_that_fails_before_any_instance_removes_its_group(aws, catalog, spec_for,
@@ -149,12 +145,7 @@ def test_a_rerun_after_a_kill_removes_the_fleets_template(aws, catalog, spec_for
 def test_a_template_a_live_run_holds_is_left_alone_and_named(aws, catalog, spec_for, ec2,
                                                              name):
     launch(spec_for(), catalog, aws)
-    ec2.create_launch_template(
-        LaunchTemplateName=f"nestcloud-{name}",
-        LaunchTemplateData={"MetadataOptions": {"HttpTokens": "required"}},
-        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
-            {"Key": TAG_NAME, "Value": name},
-            {"Key": "nestcloud:lock", "Value": f"other-host:{os.getpid()}"}]}])
+    lock_template(ec2, name, f"other-host:{os.getpid()}")
     again = launch(spec_for(), catalog, aws)
     [held] = templates(ec2, name)
     assert any(n.startswith(f"launch template {held} (nestcloud-{name}) is held by "
@@ -233,12 +224,7 @@ def test_a_template_another_launch_of_this_process_holds_is_not_removed(
     from providers.aws import lock
 
     launch(spec_for(), catalog, aws)
-    ec2.create_launch_template(
-        LaunchTemplateName=f"nestcloud-{name}",
-        LaunchTemplateData={"MetadataOptions": {"HttpTokens": "required"}},
-        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
-            {"Key": TAG_NAME, "Value": name},
-            {"Key": "nestcloud:lock", "Value": lock.lock_holder()}]}])
+    lock_template(ec2, name, lock.lock_holder())
     lock._taking(f"nestcloud-{name}", +1)  # the other launch is taking it
     try:
         again = launch(spec_for(), catalog, aws)

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from azure.core.credentials import AccessToken
+from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fakes.arm_fake import SUB, ArmFake  # noqa: E402
+from fakes.arm_fake import SUB, ArmFake, FakeCredential  # noqa: E402
 
 from nestcloud.provider import UserDataEnvelope  # noqa: E402
 from nestcloud.bootstrap import RenderedUserData  # noqa: E402
@@ -34,28 +34,51 @@ types:
   - {provider: azure, name: Standard_B2s, family: Bsv1, vcpus: 2, memory_gib: 4, arch: x86_64, cpu_vendor: intel, nesting: none, nesting_source: facts, verified: 2026-11-29, regions: [eastus]}
 """
 
-
-class FakeCredential:
-    """Hands out a fixed token and counts requests for it (never reaches Entra ID)."""
-
-    def __init__(self) -> None:
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        return AccessToken("fake-token", 2**31 - 1)
+# Made-up prices (Standard_D2s_v5 $0.096/h in eastus, c8i.large $0.5/h in us-east-1), for tests
+# of what is added to an instance's price (egress) and of budgets.
+PRICED_CATALOG_YAML = """
+schema_version: 1
+sources:
+  facts: {description: "test facts"}
+  prices: {description: "made-up test prices", date: 2025-06-01}
+types:
+  - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,
+     arch: x86_64, cpu_vendor: intel, nesting: nested, nesting_source: facts,
+     verified: 2026-11-29, regions: [eastus], hyperv_generations: [V1, V2],
+     prices: {eastus: {on_demand: 0.096, source: prices}}}
+  - {provider: aws, name: c8i.large, family: c8i, vcpus: 2, memory_gib: 4, arch: x86_64,
+     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
+     regions: [us-east-1], prices: {us-east-1: {on_demand: 0.5, source: prices}}}
+"""
 
 
 @pytest.fixture
 def arm() -> Iterator[ArmFake]:
-    fake = ArmFake().start()
-    yield fake
-    fake.stop()
+    with ArmFake() as fake:
+        yield fake
 
 
 @pytest.fixture
 def catalog() -> Catalog:
     return parse_catalog(CATALOG_YAML, "test-catalog")
+
+
+@pytest.fixture
+def cli(arm: ArmFake, tmp_path: Path, rendered: Any) -> Callable[..., Any]:
+    """``cli(*args)``: the nestcloud CLI as a user runs it, against the fake with
+    CATALOG_YAML."""
+    from nestcloud.cli import app
+
+    cat = tmp_path / "catalog.yaml"
+    cat.write_text(CATALOG_YAML, encoding="utf-8")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(app, list(args), env={
+            "NESTCLOUD_CATALOG": str(cat), "NESTCLOUD_AZURE_ARM_ENDPOINT": arm.url,
+            "AZURE_SUBSCRIPTION_ID": SUB})
+
+    return run
 
 
 @pytest.fixture

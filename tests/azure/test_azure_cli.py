@@ -8,30 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import CATALOG_YAML, SSH_KEY
+from conftest import SSH_KEY
 from fakes.arm_fake import SUB, ArmFake
-from typer.testing import CliRunner
-
-from nestcloud.cli import app
-
-
-@pytest.fixture
-def cli(arm: ArmFake, tmp_path: Path, rendered: Any) -> Any:
-    cat = tmp_path / "catalog.yaml"
-    cat.write_text(CATALOG_YAML, encoding="utf-8")
-    runner = CliRunner()
-
-    def run(*args: str) -> Any:
-        return runner.invoke(app, list(args), env={
-            "NESTCLOUD_CATALOG": str(cat), "NESTCLOUD_AZURE_ARM_ENDPOINT": arm.url,
-            "AZURE_SUBSCRIPTION_ID": SUB})
-
-    return run
-
 
 LAUNCH = ("launch", "--provider", "azure", "--type", "Standard_D2s_v5", "--region", "eastus",
           "--name", "demo", "--key-name", SSH_KEY)

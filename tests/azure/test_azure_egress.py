@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CATALOG_YAML, SSH_KEY
+from conftest import CATALOG_YAML, PRICED_CATALOG_YAML, SSH_KEY
 from fakes.arm_fake import SUB, ArmFake
-from typer.testing import CliRunner
 
 from nestcloud.provider import LaunchRequest
 from nestcloud.bootstrap.l1check import MARKER
@@ -257,26 +256,6 @@ def test_bad_egress_value_is_a_spec_error() -> None:
 # -- through the CLI, a lab file and the Python API ----------------------------------------------
 
 
-@pytest.fixture
-def cli(arm: ArmFake, tmp_path: Path, rendered: Any) -> Any:
-    cat = tmp_path / "catalog.yaml"
-    cat.write_text(CATALOG_YAML, encoding="utf-8")
-    runner = CliRunner()
-
-    def run(*args: str) -> Any:
-        return runner.invoke(app_(), list(args), env={
-            "NESTCLOUD_CATALOG": str(cat), "NESTCLOUD_AZURE_ARM_ENDPOINT": arm.url,
-            "AZURE_SUBSCRIPTION_ID": SUB})
-
-    return run
-
-
-def app_() -> Any:
-    from nestcloud.cli import app
-
-    return app
-
-
 LAUNCH = ("launch", "--provider", "azure", "--type", "Standard_D2s_v5", "--region", "eastus",
           "--name", "demo", "--key-name", SSH_KEY)
 
@@ -315,19 +294,6 @@ def test_cli_egress_with_aws_is_refused(cli: Any) -> None:
                                  "setting")
 
 
-PRICED = """
-schema_version: 1
-sources:
-  facts: {description: "test facts"}
-  prices: {description: "made-up test prices", date: 2025-06-01}
-types:
-  - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,
-     arch: x86_64, cpu_vendor: intel, nesting: nested, nesting_source: facts,
-     verified: 2026-11-29, regions: [eastus], hyperv_generations: [V1, V2],
-     prices: {eastus: {on_demand: 0.096, source: prices}}}
-"""
-
-
 def test_lab_file_egress_flows_into_the_launch(tmp_path: Path) -> None:
     from nestcloud.catalog import parse_catalog
     from nestcloud.lab import Lab
@@ -335,7 +301,7 @@ def test_lab_file_egress_flows_into_the_launch(tmp_path: Path) -> None:
     path = tmp_path / "lab.yaml"
     path.write_text("name: egr\nseats: 2\nseat: {type: Standard_D2s_v5}\nttl: 1h\n"
                     "providers: [azure]\negress: public-ip\n", encoding="utf-8")
-    lab = Lab.from_file(path, catalog=parse_catalog(PRICED))
+    lab = Lab.from_file(path, catalog=parse_catalog(PRICED_CATALOG_YAML))
     assert lab.spec.egress == "public-ip"
     option = lab.plan().require()
     assert option.egress == "public-ip"

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import PRICED_CATALOG_YAML
 from typer.testing import CliRunner
 
 from nestcloud.catalog import parse_catalog
@@ -19,25 +20,12 @@ from nestcloud.planner import PlanRequest, plan
 
 NAT_H, NAT_GB, IP_H = 0.045, 0.045, 0.005  # FACTS.md, Azure, "Egress" (approximate, 2026)
 
-# Made-up instance prices: only the egress lines are under test.
-CATALOG = """
-schema_version: 1
-sources:
-  facts: {description: "test facts"}
-  prices: {description: "made-up test prices", date: 2025-06-01}
-types:
-  - {provider: azure, name: Standard_D2s_v5, family: Dsv5, vcpus: 2, memory_gib: 8,
-     arch: x86_64, cpu_vendor: intel, nesting: nested, nesting_source: facts,
-     verified: 2026-11-29, regions: [eastus], hyperv_generations: [V1, V2],
-     prices: {eastus: {on_demand: 0.096, source: prices}}}
-  - {provider: aws, name: c8i.large, family: c8i, vcpus: 2, memory_gib: 4, arch: x86_64,
-     cpu_vendor: intel, nesting: nested, nesting_source: facts, verified: 2026-11-29,
-     regions: [us-east-1], prices: {us-east-1: {on_demand: 0.5, source: prices}}}
-"""
+# The instance prices are PRICED_CATALOG_YAML's made-up ones (Standard_D2s_v5 $0.096/h in
+# eastus, c8i.large $0.5/h): only the egress lines are under test.
 
 
 def option(provider: str, **kw: object) -> object:
-    res = plan(parse_catalog(CATALOG), PlanRequest(vcpus=2, memory_gib=4, **kw))
+    res = plan(parse_catalog(PRICED_CATALOG_YAML), PlanRequest(vcpus=2, memory_gib=4, **kw))
     return next(o for o in res.options if o.provider == provider)
 
 
@@ -76,7 +64,7 @@ def test_aws_options_have_no_egress_line() -> None:
 def test_the_budget_counts_the_egress() -> None:
     # 1 seat for 10 h: the VM alone is $0.96, with its NAT gateway $1.46, with a public IP
     # $1.01.
-    cat = parse_catalog(CATALOG)
+    cat = parse_catalog(PRICED_CATALOG_YAML)
     res = plan(cat, PlanRequest(vcpus=2, memory_gib=4, providers=["azure"], hours=10,
                                 budget=1.2))
     assert res.options == []
@@ -91,7 +79,7 @@ def test_plan_cli_shows_and_takes_egress(tmp_path: Path) -> None:
     from nestcloud.cli import app
 
     cat = tmp_path / "catalog.yaml"
-    cat.write_text(CATALOG, encoding="utf-8")
+    cat.write_text(PRICED_CATALOG_YAML, encoding="utf-8")
     run = CliRunner().invoke
     res = run(app, ["plan", "--vcpus", "2", "--memory", "4", "--providers", "azure",
                     "--catalog", str(cat)])
@@ -111,10 +99,10 @@ def test_lab_cost_includes_the_nat_gateway() -> None:
     from nestcloud.lab import Lab
 
     lab = Lab("egr", 2, vcpus=2, memory_gib=8, providers=["azure"], ttl="3h",
-              catalog=parse_catalog(CATALOG))
+              catalog=parse_catalog(PRICED_CATALOG_YAML))
     assert lab.cost().total_usd == pytest.approx(3 * (2 * 0.096 + NAT_H + IP_H))
     lab = Lab("egr", 2, vcpus=2, memory_gib=8, providers=["azure"], ttl="3h",
-              egress="public-ip", catalog=parse_catalog(CATALOG))
+              egress="public-ip", catalog=parse_catalog(PRICED_CATALOG_YAML))
     assert lab.cost().total_usd == pytest.approx(3 * 2 * (0.096 + IP_H))
 
 
@@ -123,7 +111,7 @@ def test_cut_seats_hints_count_the_egress() -> None:
     # $2.42, over a $2 budget: only one seat ($1.46) fits, and that is what the hints say.
     from nestcloud.lab import Lab
 
-    cat = parse_catalog(CATALOG)
+    cat = parse_catalog(PRICED_CATALOG_YAML)
     res = plan(cat, PlanRequest(vcpus=2, memory_gib=4, providers=["azure"], hours=10,
                                 seats=3, budget=2.0))
     with pytest.raises(BudgetError) as err:

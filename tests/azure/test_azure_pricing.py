@@ -11,13 +11,13 @@ approximate, US regions).
 from __future__ import annotations
 
 import json
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fakes.http_fake import Answer, JsonServer
+from fakes.price_apis import az_item, retail_prices
 
 from nestcloud.errors import ProviderError
 from nestcloud.provider import NO_EGRESS_WARNING, EgressCost, PriceFetch, load_factory
@@ -25,21 +25,6 @@ from providers.azure import pricing
 from providers.azure.pricing import azure_filter, parse_azure_items
 
 NAT_H, NAT_GB, IP_H = 0.045, 0.045, 0.005  # FACTS.md, Azure, "Egress" (approximate, 2026)
-
-Handler = Callable[[str, str], tuple[int, Any]]
-
-
-def az_item(sku: str, region: str, price: float, *, meter: str = "D4s v5",
-            product: str = "Virtual Machines Dsv5 Series", start: str = "2025-01-01T00:00:00Z"
-            ) -> dict[str, Any]:
-    return {"currencyCode": "USD", "tierMinimumUnits": 0.0, "retailPrice": price,
-            "unitPrice": price, "armRegionName": region, "location": "US East",
-            "effectiveStartDate": start, "meterId": "00000000-0000-0000-0000-000000000000",
-            "meterName": meter, "productId": "DZH318Z0BQPS", "skuId": "DZH318Z0BQPS/00TG",
-            "productName": product, "skuName": meter, "serviceName": "Virtual Machines",
-            "serviceId": "DZH313Z7MMC8", "serviceFamily": "Compute",
-            "unitOfMeasure": "1 Hour", "type": "Consumption", "isPrimaryMeterRegion": True,
-            "armSkuName": sku}
 
 
 PAGE_1 = [
@@ -70,66 +55,27 @@ def test_parse_skips_other_currencies_units_and_broken_rows() -> None:
     assert parse_azure_items(rows) == {}
 
 
-class Server:
-    """A loopback HTTP server answering from ``handler(path, base_url)``; records paths."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.paths: list[str] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.paths.append(self.path)
-                status, payload = handler(self.path, outer.url)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def two_pages(path: str, base: str) -> tuple[int, Any]:
-    q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
-    if q.get("page") == ["2"]:
-        return 200, {"Items": PAGE_2, "NextPageLink": None, "Count": len(PAGE_2)}
-    region = "westus2" if "westus2" in q["$filter"][0] else "eastus"
-    items = PAGE_1 if region == "eastus" else [az_item("Standard_D4s_v5", "westus2", 0.6)]
-    nxt = (f"{base}/api/retail/prices?$filter={urllib.parse.quote(q['$filter'][0])}"
-           "&$skip=100&page=2") if region == "eastus" else None
-    return 200, {"BillingCurrency": "USD", "Items": items, "NextPageLink": nxt,
-                 "Count": len(items)}
+TWO_PAGES = retail_prices({"eastus": [PAGE_1, PAGE_2],
+                           "westus2": [[az_item("Standard_D4s_v5", "westus2", 0.6)]]})
 
 
 @pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Handler], Server]]:
-    servers: list[Server] = []
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Answer], JsonServer]]:
+    servers: list[JsonServer] = []
 
-    def start(handler: Handler) -> Server:
-        s = Server(handler)
+    def start(answer: Answer) -> JsonServer:
+        s = JsonServer(answer).start()
         servers.append(s)
         monkeypatch.setenv("NESTCLOUD_AZURE_PRICES_URL", s.url + "/api/retail/prices")
         return s
 
     yield start
     for s in servers:
-        s.close()
+        s.stop()
 
 
-def test_fetch_prices_follows_pages_per_region(serve: Callable[[Handler], Server]) -> None:
-    server = serve(two_pages)
+def test_fetch_prices_follows_pages_per_region(serve: Callable[[Answer], JsonServer]) -> None:
+    server = serve(TWO_PAGES)
     got = load_factory("azure").fetch_prices(["eastus", "westus2"])
     assert isinstance(got, PriceFetch)
     assert got.spot is True  # spot meters are read: an entry keeps them
@@ -137,23 +83,24 @@ def test_fetch_prices_follows_pages_per_region(serve: Callable[[Handler], Server
                          ("Standard_D2as_v4", "eastus"): (0.3, None),
                          ("Standard_D4s_v5", "westus2"): (0.6, None)}
     # What we sent: one filtered query per region, then the NextPageLink as given.
-    queries = [urllib.parse.urlsplit(p).query for p in server.paths]
-    assert [urllib.parse.parse_qs(q)["$filter"][0] for q in queries] == [
+    queries = [r.query for r in server.requests]
+    assert [q["$filter"] for q in queries] == [
         azure_filter("eastus"), azure_filter("eastus"), azure_filter("westus2")]
-    assert "page=2" in queries[1]
+    assert queries[1]["page"] == "2"
     assert azure_filter("eastus") == ("serviceName eq 'Virtual Machines' and armRegionName eq "
                                       "'eastus' and priceType eq 'Consumption'")
 
 
-def test_fetch_prices_stops_a_page_loop(serve: Callable[[Handler], Server],
+def test_fetch_prices_stops_a_page_loop(serve: Callable[[Answer], JsonServer],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pricing, "AZURE_MAX_PAGES", 3)
-    server = serve(lambda path, base: (200, {"Items": [], "NextPageLink": base + path}))
+    server = serve(lambda req, url: (200, {"Items": [], "NextPageLink": (
+        f"{url}{req.path}?{urllib.parse.urlencode(req.query)}")}))  # this page again
     with pytest.raises(ProviderError) as err:
         load_factory("azure").fetch_prices(["eastus"])
     assert err.value.message == "Azure Retail Prices: more than 3 pages for eastus; stopping"
     assert err.value.provider == "azure"
-    assert len(server.paths) == 3
+    assert len(server.requests) == 3
 
 
 def test_fetch_prices_names_an_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,14 +38,15 @@ Every request is recorded (method, path, query, JSON body, headers) for assertio
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
+
+from . import http_fake
+from .http_fake import JsonHandler, LoopbackFake, Request
 
 SUB = "00000000-0000-0000-0000-000000000000"
 
@@ -97,26 +98,9 @@ DEFAULT_SKUS = [
 
 
 @dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    headers: dict[str, str]
-
-
-@dataclass
-class Fault:
-    method: str
-    path: re.Pattern[str]
-    status: int
-    code: str
-    message: str
-    times: int | None
-    retry_after: str | None
-    every: int = 1
-    hits: int = 0
-    seen: int = 0
+class Fault(http_fake.Fault):
+    code: str = ""
+    retry_after: str | None = None
 
 
 @dataclass
@@ -130,7 +114,7 @@ class _Op:
 
 
 @dataclass
-class ArmFake:
+class ArmFake(LoopbackFake):
     skus: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SKUS])
     polls: int = 1
     console_text: str = "cloud-init: nestcloud boot\nNESTCLOUD-READY kvm ok\n"
@@ -164,31 +148,13 @@ class ArmFake:
         self._ops: dict[str, _Op] = {}
         self._lock = threading.RLock()
         self._ips = itertools.count(4)
-        self._server: ThreadingHTTPServer | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- lifecycle (start, stop, url: LoopbackFake) ----------------------------------------
 
-    def start(self) -> ArmFake:
-        fake = self
+    thread_name = "arm-fake"
 
-        class Handler(_Handler):
-            arm = fake
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True,
-                         name="arm-fake").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def _handler(self) -> type[JsonHandler]:
+        return type("Handler", (_Handler,), {"arm": self})
 
     # -- test helpers ----------------------------------------------------------------------
 
@@ -197,8 +163,8 @@ class ArmFake:
               retry_after: str | None = None, every: int = 1) -> Fault:
         """Answer matching requests with an ARM error: ``times`` of them (None: all), only
         every ``every``-th match (e.g. 3: a third of the calls)."""
-        f = Fault(method.upper(), re.compile(path_regex, re.I), status, code, message, times,
-                  retry_after, every)
+        f = Fault(method.upper(), re.compile(path_regex, re.I), status, message, times, every,
+                  code=code, retry_after=retry_after)
         self.faults.append(f)
         return f
 
@@ -263,84 +229,45 @@ class ArmFake:
             op.done = True
 
 
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
+class FakeCredential:
+    """A credential for clients of the fake: a fixed token, and the scopes asked for (nothing
+    reaches Entra ID). azure-core is imported lazily: the fake itself is stdlib only."""
 
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)  # a client hanging up is normal
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        self.scopes.append(scopes)
+        return AccessToken("fake-token", 2**31 - 1)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     arm: ArmFake
     arm_api_version = ""  # the api-version of the request being handled
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes
 
-    def log_message(self, *args: Any) -> None:  # keep test output clean
-        pass
+    do_HEAD = JsonHandler.do_GET
 
-    # -- plumbing --------------------------------------------------------------------------
-
-    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
-              raw: bytes | None = None) -> None:
-        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        if raw is None and body is not None:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+    def _parse_query(self, query: str) -> dict[str, str]:
+        """The first value of each key; keys without a value left out."""
+        return {k: v[0] for k, v in parse_qs(query).items()}
 
     def _error(self, status: int, code: str, message: str,
                headers: dict[str, str] | None = None) -> None:
         self._send(status, {"error": {"code": code, "message": message}}, headers)
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
     def _dispatch(self) -> None:
         arm = self.arm
-        url = urlparse(self.path)
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        path = url.path.rstrip("/")
+        req = self._read_request(Request)
+        path, query, body = req.path, req.query, req.body
         self.arm_api_version = query.get("api-version", "")
         with arm._lock:
-            arm.requests.append(Request(self.command, path, query, body, dict(self.headers)))
-            for f in arm.faults:
-                if f.method in (self.command, "*") and f.path.search(path) and (
-                        f.times is None or f.hits < f.times):
-                    f.seen += 1
-                    if f.seen % f.every:
-                        continue
-                    f.hits += 1
-                    headers = {"Retry-After": f.retry_after} if f.retry_after is not None else {}
-                    self._error(f.status, f.code, f.message, headers)
-                    return
+            arm.requests.append(req)
+            f = http_fake.firing(arm.faults, self.command, path)
+            if f is not None:
+                headers = {"Retry-After": f.retry_after} if f.retry_after is not None else {}
+                return self._error(f.status, f.code, f.message, headers)
             try:
                 self._route(path, query, body)
             except _Reply as r:

@@ -99,7 +99,6 @@ from __future__ import annotations
 import copy
 import csv
 import itertools
-import json
 import re
 import threading
 import time
@@ -108,10 +107,11 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+
+from . import http_fake
+from .http_fake import JsonHandler, LoopbackFake
 
 PROJECT = "nestcloud-test"
 PROJECT_NUMBER = "123456789012"
@@ -172,29 +172,16 @@ def region_of(zone: str) -> str:
 
 
 @dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    headers: dict[str, str]
+class Request(http_fake.Request):
     route: str = ""  # e.g. "instances.insert"
     status: int = 0  # what the fake answered
     response: Any = None
 
 
 @dataclass
-class Fault:
-    method: str
-    path: re.Pattern[str]
-    status: int
-    reason: str
-    message: str
-    times: int | None
-    every: int
-    domain: str
-    hits: int = 0
-    seen: int = 0
+class Fault(http_fake.Fault):
+    reason: str = ""
+    domain: str = "global"
 
 
 @dataclass
@@ -232,8 +219,10 @@ def _invalid(field_: str, value: Any, why: str) -> GceError:
     return GceError(400, "invalid", f"Invalid value for field '{field_}': '{value}'. {why}")
 
 
-class GceFake:
+class GceFake(LoopbackFake):
     """State, knobs and the HTTP server. ``start()`` it, use ``url``, ``stop()`` it."""
+
+    thread_name = "gce-fake"
 
     def __init__(self, *, project: str = PROJECT, project_number: str = PROJECT_NUMBER,
                  machine_types: Iterable[MachineTypeRow] | None = None,
@@ -242,7 +231,6 @@ class GceFake:
         self.project = project
         self.project_number = project_number
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
         self._init_machine_types = list(machine_types) if machine_types is not None else None
         self._init_quotas = dict(quotas) if quotas is not None else None
         self._init_pending_polls = pending_polls
@@ -293,28 +281,8 @@ class GceFake:
             if self._init_default_network:
                 self._make_default_network()
 
-    def start(self) -> GceFake:
-        fake = self
-
-        class Handler(_Handler):
-            gce = fake
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True,
-                         name="gce-fake").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def _handler(self) -> type[JsonHandler]:
+        return type("Handler", (_Handler,), {"gce": self})
 
     # -- fault knobs -----------------------------------------------------------------------
 
@@ -349,8 +317,8 @@ class GceFake:
               times: int | None = 1, every: int = 1, domain: str = "global") -> Fault:
         """Answer matching requests with an HTTP error: ``times`` of them (None: all), only
         every ``every``-th match."""
-        f = Fault(method.upper(), re.compile(path_regex), status, reason, message, times,
-                  every, domain)
+        f = Fault(method.upper(), re.compile(path_regex), status, message, times, every,
+                  reason=reason, domain=domain)
         with self._lock:
             self.faults.append(f)
         return f
@@ -575,14 +543,6 @@ class GceFake:
         b["status"], b["progress"], b["endTime"] = "DONE", 100, self._now()
 
 
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)  # a client hanging up is normal
-
-
 def _parse_time(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
@@ -591,51 +551,15 @@ def _items(meta: dict[str, Any] | None) -> dict[str, str]:
     return {i.get("key", ""): i.get("value", "") for i in (meta or {}).get("items") or []}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     gce: GceFake
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, *args: Any) -> None:  # keep test output clean
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
+    json_content_type = "application/json; charset=UTF-8"
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _dispatch(self) -> None:
         gce = self.gce
-        url = urlparse(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        path = url.path.rstrip("/")
-        req = Request(self.command, path, query, body, dict(self.headers))
+        req = self._read_request(Request)
         with gce._lock:
             gce.requests.append(req)
             status, answer = self._answer(req)
@@ -647,16 +571,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             route, handler, args = self._match(req)
             req.route = route
-            for f in gce.faults:
-                if f.method in (req.method, "*") and f.path.search(req.path) and (
-                        f.times is None or f.hits < f.times):
-                    f.seen += 1
-                    if f.seen % f.every:
-                        continue
-                    f.hits += 1
-                    err = GceError(f.status, f.reason, f.message, f.domain,
-                                   {"status": "RESOURCE_EXHAUSTED"} if f.status == 429 else None)
-                    return err.status, err.body()
+            f = http_fake.firing(gce.faults, req.method, req.path)
+            if f is not None:
+                err = GceError(f.status, f.reason, f.message, f.domain,
+                               {"status": "RESOURCE_EXHAUSTED"} if f.status == 429 else None)
+                return err.status, err.body()
             rid = req.query.get("requestId")
             seen = gce.request_ids.get(rid) if rid and req.method in ("POST", "DELETE") else None
             if seen and seen in gce.ops:  # the same write again: the same operation
@@ -870,13 +789,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- instances -------------------------------------------------------------------------
 
+    def _instance(self, zone: str, name: str) -> dict[str, Any]:
+        """The stored instance, or GCE's 404 (for the zone first, then the instance)."""
+        self._check_scope(zone=zone)
+        inst = self.gce.instances.get((zone, name))
+        if inst is None:
+            raise self._not_found("zones", zone, "instances", name)
+        return inst
+
     def _instance_view(self, key: tuple[str, str]) -> dict[str, Any]:
         return copy.deepcopy(self.gce.instances[key])
 
     def _instance_get(self, req: Request, zone: str, name: str) -> Any:
-        self._check_scope(zone=zone)
-        if (zone, name) not in self.gce.instances:
-            raise self._not_found("zones", zone, "instances", name)
+        self._instance(zone, name)
         return self._instance_view((zone, name))
 
     def _instance_list(self, req: Request, zone: str) -> Any:
@@ -1071,11 +996,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _instance_delete(self, req: Request, zone: str, name: str) -> Any:
         gce = self.gce
-        self._check_scope(zone=zone)
         key = (zone, name)
-        inst = gce.instances.get(key)
-        if inst is None:
-            raise self._not_found("zones", zone, "instances", name)
+        inst = self._instance(zone, name)
         inst["status"] = "STOPPING"
         return self._write(req, ("zones", zone), "delete", inst["selfLink"], inst["id"],
                            lambda: gce._drop_instance(key))
@@ -1259,11 +1181,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _guest_attributes(self, req: Request, zone: str, name: str) -> Any:
         gce = self.gce
-        self._check_scope(zone=zone)
         key = (zone, name)
-        inst = gce.instances.get(key)
-        if inst is None:
-            raise self._not_found("zones", zone, "instances", name)
+        inst = self._instance(zone, name)
         gce.guest_reads[key] = gce.guest_reads.get(key, 0) + 1
         reads = gce.guest_reads[key]
         enabled = _items(inst.get("metadata")).get("enable-guest-attributes", "").upper() \
@@ -1290,9 +1209,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serial_port(self, req: Request, zone: str, name: str) -> Any:
         gce = self.gce
-        self._check_scope(zone=zone)
-        if (zone, name) not in gce.instances:
-            raise self._not_found("zones", zone, "instances", name)
+        self._instance(zone, name)
         try:
             port = int(req.query.get("port") or 1)
             start = int(req.query.get("start") or 0)

@@ -66,9 +66,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.fixture(scope="session")
 def gce_server() -> Iterator[GceFake]:
-    fake = GceFake().start()
-    yield fake
-    fake.stop()
+    with GceFake() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -653,15 +653,12 @@ def test_machine_types_come_from_the_price_file(cx: SimpleNamespace) -> None:
 
 
 def test_a_test_can_pass_its_own_machine_types(gce_client: Any) -> None:
-    fake = GceFake(machine_types=[MachineTypeRow("n2-standard-2", 2, 8.0, "x86_64",
-                                                 ("europe-west9-a",))]).start()
-    try:
+    row = MachineTypeRow("n2-standard-2", 2, 8.0, "x86_64", ("europe-west9-a",))
+    with GceFake(machine_types=[row]) as fake:
         mts = make_client(compute_v1.MachineTypesClient, fake.url)
         assert [m.name for m in mts.list(project=P, zone="europe-west9-a")] == ["n2-standard-2"]
         regions = make_client(compute_v1.RegionsClient, fake.url)
         assert [r.name for r in regions.list(project=P)] == ["europe-west9"]
-    finally:
-        fake.stop()
 
 
 # -- networking --------------------------------------------------------------------------------

@@ -8,34 +8,19 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib.util
-import sys
 from collections import defaultdict
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from gen_catalog_module import gen_catalog
 
 from nestcloud.catalog import Catalog, RegionPrice, load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = REPO / "catalog.yaml"
-GEN = REPO / "scripts" / "gen_catalog.py"
 PRICES = REPO / "data" / "prices-gcp.csv"
 
-
-def _load_gen() -> ModuleType:
-    if "gen_catalog" in sys.modules:
-        return sys.modules["gen_catalog"]
-    spec = importlib.util.spec_from_file_location("gen_catalog", GEN)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_catalog"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gen = _load_gen()
+gen = gen_catalog()
 
 # FACTS.md "GCP": which series nest, and how sure we are.
 CONFIRMED = {"n1", "n2"}

@@ -8,14 +8,11 @@ numbers are made up. The fetcher talks to a loopback HTTP server.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
+from fakes.http_fake import JsonServer, Request
 
 from nestcloud.catalog import load_catalog
 from nestcloud.errors import CredentialsError, InputError, ProviderError, ThrottledError
@@ -183,47 +180,32 @@ def test_price_source_names_the_api_and_the_method() -> None:
 
 
 class _Api:
-    def __init__(self, pages: list[list[dict[str, Any]]], status: int = 200,
-                 error: dict[str, Any] | None = None) -> None:
-        self.pages, self.status, self.error = pages, status, error
-        self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
+    """services.skus.list: ``pages`` in turn, or ``status`` with ``error``. Records what it was
+    sent as (path, query, headers by lower-case name)."""
+
+    def __init__(self, pages: list[list[dict[str, Any]]]) -> None:
+        self.pages = pages
+        self.status = 200
+        self.error: dict[str, Any] | None = None
+        self.requests: list[tuple[str, dict[str, str], dict[str, str]]] = []
+
+    def __call__(self, req: Request, url: str) -> tuple[int, Any]:
+        self.requests.append((req.path, req.query,
+                              {k.lower(): v for k, v in req.headers.items()}))
+        if self.status != 200:
+            return self.status, {"error": self.error or {}}
+        page = int(req.query.get("pageToken", "0"))
+        doc: dict[str, Any] = {"skus": self.pages[page]}
+        if page + 1 < len(self.pages):
+            doc["nextPageToken"] = str(page + 1)
+        return 200, doc
 
 
 @pytest.fixture
 def api() -> Iterator[tuple[_Api, str]]:
     state = _Api([SKUS[:4], SKUS[4:]])
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            u = urlparse(self.path)
-            q = parse_qs(u.query)
-            state.requests.append((u.path, q, {k.lower(): v for k, v in self.headers.items()}))
-            if state.status != 200:
-                body = json.dumps({"error": state.error or {}}).encode()
-                self.send_response(state.status)
-            else:
-                page = int(q.get("pageToken", ["0"])[0])
-                doc: dict[str, Any] = {"skus": state.pages[page]}
-                if page + 1 < len(state.pages):
-                    doc["nextPageToken"] = str(page + 1)
-                body = json.dumps(doc).encode()
-                self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with JsonServer(state) as server:
+        yield state, server.url
 
 
 @pytest.fixture(autouse=True)
@@ -238,8 +220,8 @@ def test_fetch_follows_pages_and_sends_the_key_in_a_header(api: tuple[_Api, str]
     assert [s["description"] for s in skus] == [s["description"] for s in SKUS]
     assert [p for p, _, _ in state.requests] == ["/v1/services/6F81-5844-456A/skus"] * 2
     first, second = state.requests[0][1], state.requests[1][1]
-    assert first["currencyCode"] == ["USD"] and "pageToken" not in first
-    assert second["pageToken"] == ["1"]
+    assert first["currencyCode"] == "USD" and "pageToken" not in first
+    assert second["pageToken"] == "1"
     for _, query, headers in state.requests:
         assert headers["x-goog-api-key"] == KEY
         assert "key" not in query  # never in a URL (proxies and logs keep URLs)

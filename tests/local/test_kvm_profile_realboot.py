@@ -22,18 +22,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from nestcloud.bootstrap.marker import clean_console, parse_marker
+from nestcloud.bootstrap.marker import parse_marker
 from providers.local import qemu
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "scripts" / "build-test-image.sh"
-REPORT = "NESTCLOUD-TEST-REPORT"      # tests/local/guest_report.py: what cloud-init did
+from .realboot import BUILD_SCRIPT, REPORT, USER_LINE, cache_dir, line_json, missing_for_boot
+
 PKGS = "NESTCLOUD-TEST-PKGS"          # PKG_REPORT below: what apt installed
-USER_LINE = "NESTCLOUD-TEST-USER"
 BOOT_TIMEOUT = 3600.0
 # Measured before this profile dropped Recommends (Debian 12, issue 14, docs/local-boot.md):
 # 405 packages (411 in a later run), 267 MB downloaded, 960 MB installed.
@@ -47,28 +44,13 @@ WANTED = ("qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-cli
           "dnsmasq-base", "ovmf", "virtinst")
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("NESTCLOUD_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nestcloud" / "images"
-
-
 def _why_skip() -> str | None:
     if os.environ.get("NESTCLOUD_REALBOOT_KVM") != "1":
         return ("the kvm profile takes tens of minutes under TCG: set NESTCLOUD_REALBOOT_KVM=1 "
                 "(README, 'Tests')")
     if sys.platform != "linux":
         return "Linux only"
-    missing = qemu.missing_tools([qemu.QEMU, qemu.QEMU_IMG])
-    if missing:
-        return f"missing {', '.join(missing)} (docs/local-boot.md lists the apt packages)"
-    try:
-        import pycdlib  # noqa: F401
-    except ImportError:
-        return "pycdlib missing: pip install 'nestcloud[local]'"
-    return None
+    return missing_for_boot([qemu.QEMU, qemu.QEMU_IMG])
 
 
 _SKIP = _why_skip()
@@ -132,21 +114,9 @@ def user_part() -> str:
     ])
 
 
-def _line_json(console: str, word: str) -> dict[str, Any] | None:
-    for line in reversed(clean_console(console)):
-        at = line.find(word + " {")
-        if at >= 0:
-            try:
-                obj, _ = json.JSONDecoder().raw_decode(line, at + len(word) + 1)
-            except ValueError:
-                continue
-            return obj if isinstance(obj, dict) else None
-    return None
-
-
 def test_kvm_profile_installs_without_recommends_and_is_ready(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    build = subprocess.run(["bash", str(BUILD_SCRIPT), str(_cache_dir())], capture_output=True,
+    build = subprocess.run(["bash", str(BUILD_SCRIPT), str(cache_dir())], capture_output=True,
                            text=True, timeout=900, check=False)
     assert build.returncode == 0, f"image build failed:\n{build.stderr[-3000:]}"
     image = Path(build.stdout.strip().splitlines()[-1])
@@ -179,16 +149,16 @@ def test_kvm_profile_installs_without_recommends_and_is_ready(tmp_path: Path) ->
         if got.matched:
             got = qemu.wait_for_console(
                 cfg.serial_log,
-                lambda t: _line_json(t, REPORT) is not None and _line_json(t, PKGS) is not None,
+                lambda t: line_json(t, REPORT) is not None and line_json(t, PKGS) is not None,
                 timeout=600, pid=pid)
         assert got.matched, (f"{got.outcome} after {time.monotonic() - t1:.0f} s; serial log "
                              "tail:\n" + "\n".join(got.text.splitlines()[-40:]))
     finally:
         qemu.stop_vm(cfg.pidfile)
-        shutil.copyfile(cfg.serial_log, _cache_dir() / "realboot-kvm-profile.serial.log")
+        shutil.copyfile(cfg.serial_log, cache_dir() / "realboot-kvm-profile.serial.log")
     console = got.text
-    marker, report, pkgs = parse_marker(console), _line_json(console, REPORT), \
-        _line_json(console, PKGS)
+    marker, report, pkgs = parse_marker(console), line_json(console, REPORT), \
+        line_json(console, PKGS)
     assert marker is not None and report is not None and pkgs is not None
     record = {
         "when": time.strftime("%Y-%m-%d"),
@@ -206,7 +176,7 @@ def test_kvm_profile_installs_without_recommends_and_is_ready(tmp_path: Path) ->
         "packages": pkgs["names"],
     }
     text = json.dumps(record, indent=1)
-    (_cache_dir() / "realboot-kvm-profile.json").write_text(text + "\n")
+    (cache_dir() / "realboot-kvm-profile.json").write_text(text + "\n")
     print(f"\nkvm profile real boot:\n{text}", file=sys.stderr)
 
     # Ready, with libvirt answering, and the user's own part ran after ours.

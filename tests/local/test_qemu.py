@@ -209,17 +209,23 @@ def test_kvm_probe_without_a_device_runs_nothing(tmp_path: Path) -> None:
     assert probe.reason == f"{tmp_path}/kvm does not exist (no KVM module loaded)"
 
 
-def test_kvm_probe_gives_up_on_a_guest_that_hangs(tmp_path: Path) -> None:
-    """The kvm_pvm trap: QEMU starts, the kernel never gets anywhere, the probe must return."""
+def _probe(tmp_path: Path, qemu_body: str, *, timeout: float) -> qemu.KvmProbe:
+    """qemu.probe_kvm with a device and kernel that exist and a fake QEMU running
+    ``qemu_body`` (argv in ``argv``)."""
     device = tmp_path / "kvm"
     device.write_text("")
     kernel = tmp_path / "vmlinuz"
     kernel.write_text("")
-    fake = _fake_qemu(tmp_path, "assert argv[argv.index('-serial') + 1] == 'stdio'\n"
-                                "print('Linux version 6.1'); print('Probing EDD (edd=off to "
-                                "disable)... ok', flush=True)\ntime.sleep(60)")
+    fake = _fake_qemu(tmp_path, qemu_body)
+    return qemu.probe_kvm(kernel, timeout=timeout, device=str(device), qemu=str(fake))
+
+
+def test_kvm_probe_gives_up_on_a_guest_that_hangs(tmp_path: Path) -> None:
+    """The kvm_pvm trap: QEMU starts, the kernel never gets anywhere, the probe must return."""
     start = time.monotonic()
-    probe = qemu.probe_kvm(kernel, timeout=1.5, device=str(device), qemu=str(fake))
+    probe = _probe(tmp_path, "assert argv[argv.index('-serial') + 1] == 'stdio'\n"
+                             "print('Linux version 6.1'); print('Probing EDD (edd=off to "
+                             "disable)... ok', flush=True)\ntime.sleep(60)", timeout=1.5)
     assert time.monotonic() - start < 10
     assert not probe.usable
     assert "made no boot progress under KVM in 1.5s" in probe.reason
@@ -227,27 +233,17 @@ def test_kvm_probe_gives_up_on_a_guest_that_hangs(tmp_path: Path) -> None:
 
 
 def test_kvm_probe_accepts_a_kernel_that_reaches_its_root_mount_panic(tmp_path: Path) -> None:
-    device = tmp_path / "kvm"
-    device.write_text("")
-    kernel = tmp_path / "vmlinuz"
-    kernel.write_text("")
-    fake = _fake_qemu(tmp_path, "assert argv[argv.index('-machine') + 1] == 'accel=kvm'\n"
-                                "print('Linux version 6.1\\nKernel panic - "
-                                "not syncing: VFS: Unable to mount root fs')")
-    probe = qemu.probe_kvm(kernel, timeout=20, device=str(device), qemu=str(fake))
+    probe = _probe(tmp_path, "assert argv[argv.index('-machine') + 1] == 'accel=kvm'\n"
+                             "print('Linux version 6.1\\nKernel panic - "
+                             "not syncing: VFS: Unable to mount root fs')", timeout=20)
     assert probe.usable, probe.reason
     assert probe.reason.startswith("a Linux kernel booted under KVM to the expected "
                                    "root-mount panic in ")
 
 
 def test_kvm_probe_reports_why_qemu_refused(tmp_path: Path) -> None:
-    device = tmp_path / "kvm"
-    device.write_text("")
-    kernel = tmp_path / "vmlinuz"
-    kernel.write_text("")
-    fake = _fake_qemu(tmp_path, "sys.stderr.write('kvm_buf_set_msrs: Assertion failed.\\n');"
-                                "sys.exit(134)")
-    probe = qemu.probe_kvm(kernel, timeout=20, device=str(device), qemu=str(fake))
+    probe = _probe(tmp_path, "sys.stderr.write('kvm_buf_set_msrs: Assertion failed.\\n');"
+                             "sys.exit(134)", timeout=20)
     assert not probe.usable
     assert probe.reason == ("the kernel boot under KVM did not reach the root-mount stage "
                             "(exit 134): kvm_buf_set_msrs: Assertion failed.")

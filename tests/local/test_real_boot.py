@@ -39,27 +39,17 @@ import pytest
 from nestcloud.bootstrap.marker import clean_console
 from providers.local import qemu
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "scripts" / "build-test-image.sh"
-REPORT = "NESTCLOUD-TEST-REPORT"
-USER_LINE = "NESTCLOUD-TEST-USER"
+from .realboot import BUILD_SCRIPT, REPORT, USER_LINE, cache_dir, line_json, missing_for_boot
+
 USER_FILE = "/var/tmp/nestcloud-user-part"
 BOOT_TIMEOUT = 480.0          # both boots, launch to the cloud-init report
 BUILD_TIMEOUT = 600.0
 NAMES = ("nc-ready", "nc-novirt")
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("NESTCLOUD_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nestcloud" / "images"
-
-
 def _cached() -> bool:
     """Whether the test image for this recipe is already in the cache (then no root needed)."""
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT), "--path", str(_cache_dir())],
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT), "--path", str(cache_dir())],
                           capture_output=True, text=True, timeout=30, check=False)
     return proc.returncode == 0 and Path(proc.stdout.strip(), "manifest.json").is_file()
 
@@ -72,14 +62,7 @@ def _why_skip() -> str | None:
         if os.geteuid() != 0:
             return "building the test image needs root (mmdebstrap chroots)"
         tools += ["mmdebstrap", "mkfs.ext4"]
-    missing = qemu.missing_tools(tools)
-    if missing:
-        return f"missing {', '.join(missing)} (docs/local-boot.md lists the apt packages)"
-    try:
-        import pycdlib  # noqa: F401
-    except ImportError:
-        return "pycdlib missing: pip install 'nestcloud[local]'"
-    return None
+    return missing_for_boot(tools)
 
 
 _SKIP = _why_skip()
@@ -91,7 +74,7 @@ TIMINGS: dict[str, float] = {}
 
 def build_image() -> Path:
     start = time.monotonic()
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT), str(_cache_dir())], capture_output=True,
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT), str(cache_dir())], capture_output=True,
                           text=True, timeout=BUILD_TIMEOUT, check=False)
     assert proc.returncode == 0, f"image build failed:\n{proc.stderr[-3000:]}"
     TIMINGS["image (build or cache hit)"] = time.monotonic() - start
@@ -120,15 +103,7 @@ def user_part() -> str:
 
 
 def report_of(console: str) -> dict[str, Any] | None:
-    for line in reversed(clean_console(console)):
-        at = line.find(REPORT + " {")
-        if at >= 0:
-            try:
-                obj, _ = json.JSONDecoder().raw_decode(line, at + len(REPORT) + 1)
-            except ValueError:
-                continue
-            return obj if isinstance(obj, dict) else None
-    return None
+    return line_json(console, REPORT)
 
 
 @dataclass
@@ -207,11 +182,11 @@ def boots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boots]:
         for name in NAMES:
             log = state / "local" / name / "0" / "serial.log"
             if log.exists():  # kept beside the image: what to read when a boot fails
-                shutil.copyfile(log, _cache_dir() / f"realboot-{name}.serial.log")
+                shutil.copyfile(log, cache_dir() / f"realboot-{name}.serial.log")
             cli("down", name, "--provider", "local", "--yes")
         report = json.dumps({k: round(v, 1) for k, v in TIMINGS.items()}, indent=1)
         print(f"\nreal-boot timings (s): {report}", file=sys.stderr)
-        (_cache_dir() / "realboot-timings.json").write_text(report + "\n")
+        (cache_dir() / "realboot-timings.json").write_text(report + "\n")
 
 
 def test_ready_seat_wait_returns_the_real_marker_with_its_checks(boots: Boots) -> None:

@@ -1,23 +1,19 @@
 """`catalog refresh-prices` from recorded API responses served on loopback.
 
-Every payload here is a HAND-MADE example of each API's documented response shape (Azure
-Retail Prices: Items[] with armSkuName/armRegionName/meterName/productName/retailPrice and
-NextPageLink; AWS Price List GetProducts: PriceList[] of JSON strings with product.attributes
-and terms.OnDemand...priceDimensions...pricePerUnit.USD). The numbers are NOT real prices.
+Every payload here is a HAND-MADE example of each API's documented response shape, built and
+served by tests/fakes/price_apis.py (which names the shapes). The numbers are NOT real prices.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fakes.http_fake import JsonServer
+from fakes.price_apis import aws_product, az_item, get_products, retail_prices
 from typer.testing import CliRunner
 
 from nestcloud.catalog import load_catalog, parse_catalog
@@ -31,19 +27,6 @@ from providers.azure.pricing import azure_filter, parse_azure_items
 from .conftest import CATALOG_YAML
 
 TODAY = dt.date(2026, 11, 29)
-
-
-def az_item(sku: str, region: str, price: float, *, meter: str = "D4s v5",
-            product: str = "Virtual Machines Dsv5 Series", start: str = "2025-01-01T00:00:00Z"
-            ) -> dict[str, Any]:
-    return {"currencyCode": "USD", "tierMinimumUnits": 0.0, "retailPrice": price,
-            "unitPrice": price, "armRegionName": region, "location": "US East",
-            "effectiveStartDate": start, "meterId": "00000000-0000-0000-0000-000000000000",
-            "meterName": meter, "productId": "DZH318Z0BQPS", "skuId": "DZH318Z0BQPS/00TG",
-            "productName": product, "skuName": meter, "serviceName": "Virtual Machines",
-            "serviceId": "DZH313Z7MMC8", "serviceFamily": "Compute",
-            "unitOfMeasure": "1 Hour", "type": "Consumption", "isPrimaryMeterRegion": True,
-            "armSkuName": sku}
 
 
 AZ_PAGE_1 = [
@@ -68,73 +51,24 @@ def test_parse_azure_items() -> None:
                      ("Standard_D8s_v5", "eastus"): (1.0, None)}
 
 
-class Server:
-    """A loopback HTTP server that answers from a route table and records requests."""
-
-    def __init__(self, handler: Any) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def _do(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                outer.requests.append((self.path, dict(self.headers), body))
-                status, payload = handler(self.path, dict(self.headers), body, outer.url)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _do
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def azure_handler(path: str, headers: dict[str, str], body: bytes, base: str
-                  ) -> tuple[int, Any]:
-    q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
-    if q.get("page") == ["2"]:
-        return 200, {"BillingCurrency": "USD", "CustomerEntityId": "Default",
-                     "CustomerEntityType": "Retail", "Items": AZ_PAGE_2, "NextPageLink": None,
-                     "Count": len(AZ_PAGE_2)}
-    region = "westus2" if "westus2" in q["$filter"][0] else "eastus"
-    items = AZ_PAGE_1 if region == "eastus" else [az_item("Standard_D4s_v5", "westus2", 0.6)]
-    nxt = (f"{base}/api/retail/prices?$filter={urllib.parse.quote(q['$filter'][0])}"
-           "&$skip=100&page=2") if region == "eastus" else None
-    return 200, {"BillingCurrency": "USD", "Items": items, "NextPageLink": nxt,
-                 "Count": len(items)}
-
-
 @pytest.fixture
-def azure_server() -> Iterator[Server]:
-    s = Server(azure_handler)
-    yield s
-    s.close()
+def azure_server() -> Iterator[JsonServer]:
+    with JsonServer(retail_prices({
+            "eastus": [AZ_PAGE_1, AZ_PAGE_2],
+            "westus2": [[az_item("Standard_D4s_v5", "westus2", 0.6)]]})) as s:
+        yield s
 
 
-def test_refresh_azure_follows_pages_and_dates_prices(azure_server: Server,
+def test_refresh_azure_follows_pages_and_dates_prices(azure_server: JsonServer,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     cat = parse_catalog(CATALOG_YAML)
     monkeypatch.setenv("NESTCLOUD_AZURE_PRICES_URL", azure_server.url + "/api/retail/prices")
     new, res = refresh_prices(cat, "azure", today=TODAY)
     # What we sent: one filtered query per region, then the NextPageLink as given.
-    paths = [urllib.parse.urlsplit(p).query for p, _, _ in azure_server.requests]
-    assert [urllib.parse.parse_qs(q)["$filter"][0] for q in paths] == [
+    queries = [r.query for r in azure_server.requests]
+    assert [q["$filter"] for q in queries] == [
         azure_filter("eastus"), azure_filter("eastus"), azure_filter("westus2")]
-    assert "page=2" in paths[1]
+    assert queries[1]["page"] == "2"
     t = new.get("azure", "Standard_D4s_v5")
     assert t is not None
     assert (t.prices["eastus"].on_demand, t.prices["eastus"].spot) == (0.5, 0.11)
@@ -146,7 +80,7 @@ def test_refresh_azure_follows_pages_and_dates_prices(azure_server: Server,
     assert new.get("aws", "c8i.large") == cat.get("aws", "c8i.large")
 
 
-def test_cli_refresh_azure_writes_the_catalog(azure_server: Server, tmp_path: Path,
+def test_cli_refresh_azure_writes_the_catalog(azure_server: JsonServer, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "catalog.yaml"
     path.write_text(CATALOG_YAML)
@@ -181,24 +115,6 @@ def test_refresh_unknown_region_and_unreachable_endpoint(monkeypatch: pytest.Mon
 # -- AWS -----------------------------------------------------------------------------------
 
 
-def aws_product(itype: str, region: str, usd: str, **attrs: str) -> str:
-    a = {"instanceType": itype, "regionCode": region, "operatingSystem": "Linux",
-         "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used",
-         "licenseModel": "No License required", "vcpu": "2", "memory": "4 GiB"}
-    a.update(attrs)
-    return json.dumps({
-        "product": {"productFamily": "Compute Instance", "attributes": a, "sku": "SKU1"},
-        "serviceCode": "AmazonEC2",
-        "terms": {"OnDemand": {"SKU1.JRTCKXETXF": {
-            "priceDimensions": {"SKU1.JRTCKXETXF.6YS6EN2CT7": {
-                "unit": "Hrs", "endRange": "Inf", "description": "made-up test price",
-                "appliesTo": [], "rateCode": "SKU1.JRTCKXETXF.6YS6EN2CT7", "beginRange": "0",
-                "pricePerUnit": {"USD": usd}}},
-            "sku": "SKU1", "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "JRTCKXETXF",
-            "termAttributes": {}}}},
-        "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z"})
-
-
 AWS_PAGES = {
     ("us-east-1", None): ([aws_product("c8i.large", "us-east-1", "0.0999000000"),
                            aws_product("c8i.large", "us-east-1", "0.5", tenancy="Dedicated")],
@@ -214,33 +130,19 @@ def test_parse_aws_price_list_keeps_only_the_wanted_rows() -> None:
 
 
 def test_refresh_aws_through_the_pricing_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    def handler(path: str, headers: dict[str, str], body: bytes, base: str
-                ) -> tuple[int, Any]:
-        req = json.loads(body)
-        region = next(f["Value"] for f in req["Filters"] if f["Field"] == "regionCode")
-        page, nxt = AWS_PAGES[(region, req.get("NextToken"))]
-        doc: dict[str, Any] = {"FormatVersion": "aws_v1", "PriceList": page}
-        if nxt:
-            doc["NextToken"] = nxt
-        return 200, doc
-
-    server = Server(handler)
-    try:
+    with JsonServer(get_products(AWS_PAGES), "application/x-amz-json-1.1") as server:
         monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", server.url)
         cat = parse_catalog(CATALOG_YAML)
         new, res = refresh_prices(cat, "aws", ["us-east-1"], today=TODAY)
-    finally:
-        server.close()
     # What we sent: GetProducts for EC2 with the on-demand Linux filters, then the next page.
-    _, headers, body = server.requests[0]
-    assert headers["X-Amz-Target"] == "AWSPriceListService.GetProducts"
-    sent = json.loads(body)
+    assert server.requests[0].headers["X-Amz-Target"] == "AWSPriceListService.GetProducts"
+    sent = server.requests[0].body
     assert sent["ServiceCode"] == "AmazonEC2" and sent["FormatVersion"] == "aws_v1"
     assert {f["Field"]: f["Value"] for f in sent["Filters"]} == {
         "regionCode": "us-east-1", "operatingSystem": "Linux", "tenancy": "Shared",
         "preInstalledSw": "NA", "capacitystatus": "Used"}
     assert all(f["Type"] == "TERM_MATCH" for f in sent["Filters"])
-    assert json.loads(server.requests[1][2])["NextToken"] == "tok2"
+    assert server.requests[1].body["NextToken"] == "tok2"
     large = new.get("aws", "c8i.large")
     assert large is not None and large.prices["us-east-1"].on_demand == 0.0999
     # The Price List has no spot price: the old one goes rather than carry today's date.

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import SSH_KEY
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from nestcloud.catalog import parse_catalog
+from nestcloud.lab import Lab
+from nestcloud.spec import TAG_LAB
 
-from fakes.arm_fake import SUB, ArmFake  # noqa: E402
-
-from nestcloud.bootstrap import RenderedUserData  # noqa: E402
-from nestcloud.catalog import parse_catalog  # noqa: E402
-from nestcloud.lab import Lab  # noqa: E402
-from nestcloud.spec import TAG_LAB  # noqa: E402
-
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly nestcloud-test"
-# Made-up prices.
+# Made-up prices; eastus is the cheaper of the two regions.
 CATALOG_YAML = """
 schema_version: 1
 sources:
@@ -36,35 +30,13 @@ types:
 """
 
 
-class FakeCredential:
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken("fake-token", 2**31 - 1)
-
-
-@pytest.fixture
-def arm() -> Any:
-    fake = ArmFake().start()
-    yield fake
-    fake.stop()
-
-
-def test_azure_lab_cycle(arm: ArmFake, monkeypatch: pytest.MonkeyPatch) -> None:
-    from providers.azure import AzureProvider
-
-    monkeypatch.setattr("nestcloud.bootstrap.render_user_data",
-                        lambda *a, **k: RenderedUserData("cloud-config", b"#cloud-config\n",
-                                                         False))
+def test_azure_lab_cycle(make_provider: Callable[..., Any], rendered: Any) -> None:
     made: dict[tuple[str, str], Any] = {}
 
     def make(provider: str, region: str) -> Any:
         assert provider == "azure", "the lab allows azure only"
         if (provider, region) not in made:
-            made[(provider, region)] = AzureProvider(
-                region=region, subscription_id=SUB, arm_endpoint=arm.url,
-                credential=FakeCredential(),
-                client_options={"retry_backoff_factor": 0, "polling_interval": 0})
+            made[(provider, region)] = make_provider(region=region)
         return made[(provider, region)]
 
     name = "az" + uuid.uuid4().hex[:8]
