@@ -125,13 +125,13 @@ def register(app: typer.Typer) -> None:
     def wait(
         ctx: typer.Context,
         name: str = typer.Argument(..., help="Group name given at launch."),
-        provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+        provider: str = typer.Option(..., "--provider", "-p", help="A provider (`nestcloud providers` lists them)."),
         region: Optional[str] = typer.Option(None, "--region", "-r"),
         timeout: str = typer.Option("20m", "--timeout",
                                     help="How long to wait: 20m, 1h, 900 (seconds)."),
         interval: float = typer.Option(10.0, "--interval", help="Seconds between polls."),
         sandbox: bool = typer.Option(False, "--sandbox",
-                                     help="The local EC2 endpoint (no guest boots there)."),
+                                     help="The provider's local endpoint (no guest boots there)."),
         provider_option: list[str] = ProviderOptionOpt,
         as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
         catalog_path: Optional[Path] = typer.Option(

@@ -34,7 +34,7 @@ def _price_cell(t, region: Optional[str]) -> str:  # type: ignore[no-untyped-def
 
 @catalog_app.command("list")
 def catalog_list(
-    provider: Optional[str] = typer.Option(None, "--provider", "-p", help="aws or azure."),
+    provider: Optional[str] = typer.Option(None, "--provider", "-p", help="A provider (`nestcloud providers` lists them)."),
     region: Optional[str] = typer.Option(None, "--region", "-r",
                                          help="Only types offered in this region."),
     nested_only: bool = typer.Option(False, "--nested-only",

@@ -37,7 +37,7 @@ _HV_HELP = "L1 hypervisor: kvm, firecracker, hyperv, wsl2 or none."
 def register(app: typer.Typer) -> None:
     @app.command("check")
     def check(
-        provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+        provider: str = typer.Option(..., "--provider", "-p", help="A provider (`nestcloud providers` lists them)."),
         type_name: str = typer.Option(..., "--type", "-t", help="Instance type / VM size."),
         region: Optional[str] = typer.Option(None, "--region", "-r"),
         os_alias: str = typer.Option("ubuntu-24.04", "--os", help=_OS_HELP),
@@ -45,10 +45,11 @@ def register(app: typer.Typer) -> None:
         depth: int = typer.Option(2, "--depth", help="Level of the guests you will run (L2=2)."),
         spot: bool = typer.Option(False, "--spot"),
         security_type: str = typer.Option("Standard", "--security-type",
-                                          help="Azure: Standard, TrustedLaunch or "
-                                               "ConfidentialVM."),
+                                          help="Standard, TrustedLaunch or ConfidentialVM, "
+                                               "where the provider offers security types."),
         image_generation: Optional[str] = typer.Option(None, "--image-generation",
-                                                       help="Azure image generation: V1 or V2."),
+                                                       help="Hyper-V image generation, where "
+                                                            "the provider has them: V1 or V2."),
         as_json: bool = typer.Option(False, "--json"),
         catalog_path: Optional[Path] = typer.Option(None, "--catalog",
                                                     envvar="NESTCLOUD_CATALOG"),

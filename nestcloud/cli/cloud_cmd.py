@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
     @app.command("launch", cls=ProviderCommand)
     def launch_cmd(
         ctx: typer.Context,
-        provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+        provider: str = typer.Option(..., "--provider", "-p", help="A provider (`nestcloud providers` lists them)."),
         type_name: str = typer.Option(..., "--type", "-t", help="Instance type / VM size."),
         region: Optional[str] = RegionOpt,
         os_alias: str = typer.Option("ubuntu-24.04", "--os", help="OS alias of the L1."),
@@ -125,20 +125,25 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
                                        help="kvm, firecracker, hyperv, wsl2 or none."),
         depth: int = typer.Option(2, "--depth", help="Level of the guests you will run (L2=2)."),
         security_type: str = typer.Option("Standard", "--security-type",
-                                          help="Azure: Standard, TrustedLaunch or "
-                                               "ConfidentialVM."),
+                                          help="Standard, TrustedLaunch or ConfidentialVM, "
+                                               "where the provider offers security types."),
         image_generation: Optional[str] = typer.Option(None, "--image-generation",
-                                                       help="Azure image generation: V1 or V2."),
+                                                       help="Hyper-V image generation, where "
+                                                            "the provider has them: V1 or V2."),
         name: Optional[str] = typer.Option(None, "--name", "-n",
                                            help="Group name (default: from type and "
                                                 "hypervisor, so re-runs reconcile)."),
         count: int = typer.Option(1, "--count", help="Number of identical hosts (seats)."),
-        image: Optional[str] = typer.Option(None, "--image", help="AWS: AMI id. Azure: publisher:offer:sku:version."),
+        image: Optional[str] = typer.Option(
+            None, "--image", help="The image, as the provider names images (an AMI id, "
+                                  "publisher:offer:sku:version, an image path, a local file)."),
         ssh_cidr: Optional[str] = typer.Option(None, "--ssh-cidr",
                                                help="Allow SSH from this network only."),
         allow_world_ssh: bool = typer.Option(False, "--allow-world-ssh",
                                              help="Permit --ssh-cidr 0.0.0.0/0 or ::/0."),
-        key_name: Optional[str] = typer.Option(None, "--key-name", help="AWS: EC2 key pair name. Azure: SSH public key file or text."),
+        key_name: Optional[str] = typer.Option(
+            None, "--key-name", help="SSH key, as the provider takes one (a key pair name, or "
+                                     "a public key file or text)."),
         disk_gib: int = typer.Option(30, "--disk-gib", help="Root disk size (GiB)."),
         spot: bool = typer.Option(False, "--spot", help="Spot capacity (can be reclaimed)."),
         ttl: Optional[str] = typer.Option(None, "--ttl",
@@ -396,7 +401,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
     @catalog_app.command("verify", cls=ProviderCommand)
     def catalog_verify(
         ctx: typer.Context,
-        provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+        provider: str = typer.Option(..., "--provider", "-p", help="A provider (`nestcloud providers` lists them)."),
         region: str = typer.Option(..., "--region", "-r"),
         sandbox: bool = SandboxOpt,
         provider_option: list[str] = ProviderOptionOpt,

@@ -85,7 +85,7 @@ def lab_up(
     file: Path = typer.Argument(..., help="The lab file (YAML)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and cost; create "
                                                           "nothing, call no cloud."),
-    sandbox: bool = typer.Option(False, "--sandbox", help="Launch on the local EC2 endpoint."),
+    sandbox: bool = typer.Option(False, "--sandbox", help="Launch on the providers' local endpoints."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Do not wait for readiness."),
     timeout: float = typer.Option(1200.0, "--timeout", help="Seconds to wait for readiness."),
     keep_partial: bool = typer.Option(False, "--keep-partial",
@@ -185,7 +185,7 @@ def lab_down(
 
 
 def refresh_prices_cmd(
-    provider: str = typer.Option(..., "--provider", "-p", help="aws or azure."),
+    provider: str = typer.Option(..., "--provider", "-p", help="A provider (`nestcloud providers` lists them)."),
     region: Optional[list[str]] = typer.Option(None, "--region", "-r",
                                                help="Region to refresh (repeatable; default: "
                                                     "every region in the catalog)."),
@@ -263,8 +263,9 @@ def register(app: typer.Typer) -> None:
                                         help="Count several seats per bare-metal host (you "
                                              "run the seat VMs on it yourself)."),
         egress: Optional[str] = typer.Option(None, "--egress",
-                                             help="Azure outbound path to price: nat "
-                                                  "(default), public-ip or none."),
+                                             help="Outbound path to price where the provider "
+                                                  "offers one: nat, public-ip or none (default: "
+                                                  "each provider's own)."),
         explain: bool = typer.Option(False, "--explain", help="Also list every rejected "
                                                               "candidate and why."),
         limit: int = typer.Option(10, "--limit", help="Rows to print (0: all); JSON has all."),
