@@ -181,10 +181,15 @@ class GcpProvider:
         return _plan.egress_cost(mode, instances)
 
     @classmethod
-    def fetch_prices(cls, regions: Sequence[str]) -> PriceFetch:
+    def fetch_prices(cls, regions: Sequence[str], catalog: Catalog | None = None
+                     ) -> PriceFetch:
+        """Per-vCPU and per-GiB SKUs priced over the shapes of ``catalog``'s GCP types (the
+        catalog being refreshed; None: the catalog in use)."""
         from providers.gcp.pricing import fetch_prices
 
-        return fetch_prices(regions)
+        shapes = (None if catalog is None else
+                  {t.name: (t.vcpus, t.memory_gib) for t in catalog.of(cls.name)})
+        return fetch_prices(regions, shapes=shapes)
 
     @classmethod
     def access_policy(cls, instance_role: str | None = None, l1: bool = False) -> AccessPolicy:

@@ -9,9 +9,11 @@ numbers are made up. The fetcher talks to a loopback HTTP server.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fakes.http_fake import JsonServer, Request
 
 from nestcloud.catalog import load_catalog
@@ -294,3 +296,33 @@ def test_api_errors_become_provider_errors_without_the_key(
 def test_an_unreachable_endpoint_is_a_provider_error() -> None:
     with pytest.raises(ProviderError, match="Cloud Billing Catalog API"):
         fetch_skus(api_key=KEY, endpoint="http://127.0.0.1:9", timeout=2)
+
+
+def test_cli_refresh_prices_prices_the_given_catalogs_types(
+        api: tuple[_Api, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Through the core's hook: `catalog refresh-prices --provider gcp --catalog FILE` prices
+    the shapes of FILE's GCP types (not the shipped catalog's) and writes them, dated today."""
+    from typer.testing import CliRunner
+
+    from nestcloud.cli import app
+
+    _, url = api
+    monkeypatch.setenv(pricing.ENV_KEY, KEY)
+    monkeypatch.setenv(pricing.ENV_URL, url)
+    shipped = load_catalog()
+    n2 = shipped.get("gcp", "n2-standard-8")
+    assert n2 is not None
+    # The user's catalog says n2-standard-8 has twice the memory: its price must follow it.
+    mine = shipped.to_dict(mode="json")
+    for t in mine["types"]:
+        if t["provider"] == "gcp" and t["name"] == "n2-standard-8":
+            t["memory_gib"] = n2.memory_gib * 2
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(mine, sort_keys=False), encoding="utf-8")
+    res = CliRunner().invoke(app, ["catalog", "refresh-prices", "--provider", "gcp",
+                                   "--region", "us-central1", "--catalog", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    got = load_catalog(path).get("gcp", "n2-standard-8")
+    assert got is not None
+    assert got.prices["us-central1"].on_demand == round(
+        n2.vcpus * N2_CPU + 2 * n2.memory_gib * N2_RAM, 5)
