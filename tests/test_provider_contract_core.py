@@ -291,3 +291,26 @@ def test_local_owner_honours_nestcloud_owner(monkeypatch: pytest.MonkeyPatch) ->
 ])
 def test_loopback_http_is_plain_http_to_this_machine_only(url: str | None, want: bool) -> None:
     assert reg.is_loopback_http(url) is want
+
+
+# How the core calls each optional class hook (nestcloud/checks.py, prices.py, cli/): every
+# installed provider that declares the capability must accept exactly that call.
+_HOOK_CALLS: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
+    "rules": ("rules", ("spec", "catalog", None), {}),
+    "egress": ("egress_cost", (None, 1), {}),
+    "prices": ("fetch_prices", (["r"], "catalog"), {}),
+    "access_policy": ("access_policy", (), {"instance_role": None, "l1": False}),
+    "local_endpoint": ("endpoint_control", ("status", print), {}),
+}
+
+
+@pytest.mark.parametrize("name", reg.available())
+def test_every_declared_class_hook_takes_the_cores_call(name: str) -> None:
+    import inspect
+
+    cls = reg.load_factory(name)
+    caps = cls.capabilities
+    for capability, (hook, args, kwargs) in _HOOK_CALLS.items():
+        if not getattr(caps, capability):
+            continue
+        inspect.signature(getattr(cls, hook)).bind(*args, **kwargs)  # TypeError: mismatch
