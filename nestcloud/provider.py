@@ -161,6 +161,8 @@ class LocalEndpoint:
     pid: int | None
     limits: str                 # what the endpoint does not do, in one sentence or two
     started: bool = False       # this call started it
+    running: bool = True        # False: a status of an endpoint that does not run (its
+    #                             state file and limits still shown)
     state_file: str | None = None
     detail: tuple[tuple[str, Any], ...] = ()   # more fields for --json (port, versions)
 
@@ -236,7 +238,7 @@ class Provider(Protocol):
       (a callable taking one line, or None) hears what it started, for the user.
     - ``endpoint_control(action, note) -> LocalEndpoint | None`` (with ``local_endpoint``):
       ``"start"``, ``"status"`` or ``"stop"`` the local endpoint for `nestcloud sandbox`;
-      None when none runs (status, stop).
+      None (or, for status, ``running=False``) when none runs.
 
     **Constructor:** ``Provider(region=None, **options)`` with the declared options.
 

@@ -331,8 +331,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
     def _endpoint_doc(name: str, ep: Any, running: bool) -> dict[str, Any]:
         doc: dict[str, Any] = {"provider": name, "running": running}
         if ep is not None:
-            doc.update(url=ep.url, pid=ep.pid, state_file=ep.state_file, limits=ep.limits,
-                       **dict(ep.detail))
+            doc.update(state_file=ep.state_file, limits=ep.limits)
+            if running:
+                doc.update(url=ep.url, pid=ep.pid, **dict(ep.detail))
         return doc
 
     def _control(action: str, provider: str | None) -> list[tuple[str, Any]]:
@@ -365,17 +366,17 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one function per command
                        as_json: bool = JsonOpt) -> None:
         """Is the local endpoint running? Exit 0 when it is (every one asked), 1 when not."""
         json_mode(as_json)
-        results = _control("status", provider)
+        results = [(n, ep, ep is not None and ep.running) for n, ep in
+                   _control("status", provider)]
         if as_json:
-            _emit_endpoints([_endpoint_doc(n, ep, ep is not None) for n, ep in results],
-                            provider)
-        for name, ep in ([] if as_json else results):
-            if ep is None:
+            _emit_endpoints([_endpoint_doc(n, ep, up) for n, ep, up in results], provider)
+        for name, ep, up in ([] if as_json else results):
+            if not up:
                 typer.echo(f"{name}: sandbox not running (the next --sandbox command starts it)")
             else:
                 more = "".join(f", {k} {v}" for k, v in ep.detail if k != "port" and v)
                 typer.echo(f"{name}: sandbox running at {ep.url} (pid {ep.pid}{more})")
-        if any(ep is None for _, ep in results):
+        if not all(up for _, _, up in results):
             raise typer.Exit(1)
 
     @sandbox_app.command("stop")

@@ -451,6 +451,11 @@ def control(action: Literal["start", "status", "stop"], note: Note) -> LocalEndp
         return _endpoint(st, started)
     if action == "status":
         got = status(note)
+        if got is None:  # what would run, and where its state would be
+            from nestcloud.provider import LocalEndpoint
+
+            return LocalEndpoint(url="", pid=None, limits=LIMITS, running=False,
+                                 state_file=str(state_path()))
     elif action == "stop":
         got = stop(note)
     else:

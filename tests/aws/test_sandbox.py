@@ -148,6 +148,11 @@ def test_installed_executable_launch_ls_down_in_the_sandbox(tmp_path, monkeypatc
     assert stopped.stdout.startswith("aws: sandbox at http://127.0.0.1:")
     gone = run("sandbox", "status", "-p", "aws")
     assert gone.returncode == 1
+    # Not running, the document still says where its state would be and what it cannot do.
+    doc = json.loads(run("sandbox", "status", "--json").stdout)
+    assert doc == {"provider": "aws", "running": False,
+                   "state_file": str(Path(env["NESTCLOUD_STATE_DIR"]) / "sandbox.json"),
+                   "limits": sb.LIMITS}
     assert gone.stdout == "aws: sandbox not running (the next --sandbox command starts it)\n"
 
 
@@ -338,11 +343,13 @@ def test_the_request_log_is_capped_and_every_state_file_is_private(
 # -- the provider's endpoint_control hook -----------------------------------------------------
 
 
-def test_control_status_and_stop_when_nothing_runs_say_none() -> None:
+def test_control_status_and_stop_when_nothing_runs_say_so() -> None:
+    from nestcloud.provider import LocalEndpoint
     from providers.aws import AwsProvider
 
     notes: list[str] = []
-    assert AwsProvider.endpoint_control("status", notes.append) is None
+    assert AwsProvider.endpoint_control("status", notes.append) == LocalEndpoint(
+        url="", pid=None, limits=sb.LIMITS, running=False, state_file=str(sb.state_path()))
     assert AwsProvider.endpoint_control("stop", notes.append) is None
     assert notes == []
 
@@ -379,7 +386,9 @@ def test_control_start_status_stop() -> None:
     finally:
         stopped = AwsProvider.endpoint_control("stop", quiet)
     assert stopped is not None and (stopped.url, stopped.pid) == (ep.url, ep.pid)
-    assert not _alive(ep.pid) and AwsProvider.endpoint_control("status", quiet) is None
+    assert not _alive(ep.pid)
+    gone = AwsProvider.endpoint_control("status", quiet)
+    assert gone is not None and not gone.running
 
 
 # -- a slow server is not a hung one -----------------------------------------------------------
