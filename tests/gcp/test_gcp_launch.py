@@ -653,13 +653,15 @@ def test_the_class_hooks_call_the_modules(monkeypatch: pytest.MonkeyPatch) -> No
     seen: list[Any] = []
     monkeypatch.setattr(rules, "rules", lambda s, c, e: seen.append(("rules", s)) or [])
     monkeypatch.setattr(pricing, "fetch_prices",
-                        lambda regions: seen.append(("prices", tuple(regions))) or
-                        PriceFetch(table={}))
+                        lambda regions, shapes=None: seen.append(
+                            ("prices", tuple(regions), shapes)) or PriceFetch(table={}))
     monkeypatch.setattr(iam, "access_policy",
                         lambda instance_role=None, l1=False: seen.append(("iam", l1)) or
                         AccessPolicy(document={}, explain=""))
     s = spec()
     assert GcpProvider.rules(s, gcp_catalog(), None) == []
-    assert GcpProvider.fetch_prices(["us-central1"]).table == {}
+    cat = gcp_catalog()
+    assert GcpProvider.fetch_prices(["us-central1"], cat).table == {}
     assert GcpProvider.access_policy(l1=True).explain == ""
-    assert seen == [("rules", s), ("prices", ("us-central1",)), ("iam", True)]
+    shapes = {t.name: (t.vcpus, t.memory_gib) for t in cat.of("gcp")}
+    assert seen == [("rules", s), ("prices", ("us-central1",), shapes), ("iam", True)]
